@@ -1,0 +1,132 @@
+//! Configuration: one YAML file → a validated [`model::Config`].
+//!
+//! `raw` mirrors the file, `validate` turns it into the model and collects every mistake,
+//! `locate` finds the line of a key for mistakes found after parsing.
+
+mod duration;
+mod locate;
+pub mod model;
+mod raw;
+mod validate;
+
+pub use model::Config;
+#[cfg(test)]
+pub use validate::host_pattern as validate_host_pattern;
+
+use std::fmt;
+use std::path::Path;
+
+/// One mistake in the config file, with enough context to fix it without guessing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted key path, e.g. `upstreams.chat.health_check.interval`; empty for the whole file.
+    pub key: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every mistake found in one file.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            line: None,
+            column: None,
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    // Relative paths in the file are relative to the file, not to the working directory
+    // (Pingora's daemon mode changes directory to `/`).
+    let base_dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(".").to_path_buf());
+    parse(&text, &file, &base_dir)
+}
+
+/// Parses and validates config `text`; `file` names it in errors, `base_dir` anchors
+/// relative paths.
+pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner.location();
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            key: if key == "." { String::new() } else { key },
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            message: strip_location(&inner.to_string()),
+        }])
+    })?;
+    validate::validate(raw, base_dir).map_err(|problems| {
+        ConfigErrors(
+            problems
+                .into_iter()
+                .map(|(path, message)| {
+                    let location = locate::locate(text, &path);
+                    ConfigError {
+                        file: file.to_string(),
+                        key: path.to_string(),
+                        line: location.map(|l| l.0),
+                        column: location.map(|l| l.1),
+                        message,
+                    }
+                })
+                .collect(),
+        )
+    })
+}
+
+/// serde_yaml appends " at line L column C" (and sometimes prefixes its own path); we
+/// print the location and the key path ourselves, once.
+fn strip_location(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests;

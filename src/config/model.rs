@@ -1,0 +1,117 @@
+//! The validated internal model: what the proxy reads. Everything here has been checked,
+//! defaulted and resolved (addresses, paths, cross-references), so the request path never
+//! parses or validates anything.
+
+use http::{HeaderName, HeaderValue};
+use pingora::server::configuration::ServerConf;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use super::raw::HealthCheckKind;
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConf,
+    pub listeners: Vec<Listener>,
+    /// Validated now; served by the metrics endpoint (observability issue).
+    #[allow(dead_code)]
+    pub metrics: Option<SocketAddr>,
+    /// Indexed by `Route::upstream`.
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub backends: Vec<BackendSpec>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// How many other backends a failed connect may be retried on.
+    pub retries: usize,
+    pub health_check: HealthCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub address: SocketAddr,
+    pub weight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    ConsistentHash(HashKey),
+}
+
+/// What a consistent-hash pool hashes to pick a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    Path,
+    Header(HeaderName),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    /// Request path for `kind: http`.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: usize,
+    pub unhealthy_after: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Label used in logs and metrics: the configured `name`, or `route<index>`.
+    pub name: String,
+    pub host: Option<HostPattern>,
+    /// Normalised without a trailing `/` (except the root `/`).
+    pub path_prefix: String,
+    pub upstream: usize,
+    pub host_header: HostHeader,
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_headers: Vec<HeaderName>,
+    pub websocket: WebSocketPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// Lower-case host name.
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`.
+    WildcardSuffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHeader {
+    Preserve,
+    Backend,
+    Literal(HeaderValue),
+}
+
+#[derive(Debug, Clone)]
+pub struct WebSocketPolicy {
+    pub enabled: bool,
+    pub idle_timeout: Duration,
+    /// `None` admits every origin; otherwise exact, case-insensitive `Origin` matches.
+    pub allowed_origins: Option<Vec<String>>,
+}

@@ -1,0 +1,451 @@
+//! Raw file → internal model. Collects every problem (key path + message) instead of
+//! stopping at the first, so `wsgate -t` shows everything that needs fixing at once.
+
+use super::locate::KeyPath;
+use super::model::*;
+use super::raw::{self, RawBackend, RawConfig};
+use http::{HeaderName, HeaderValue};
+use pingora::server::configuration::ServerConf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub type Problems = Vec<(KeyPath, String)>;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_RETRIES: usize = 2;
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Headers whose meaning belongs to the connection or to wsgate's own policy: a route may
+/// not `set` them (use `host_header` for Host).
+const RESERVED_HEADERS: &[&str] = &[
+    "host", "connection", "upgrade", "keep-alive", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "content-length", "sec-websocket-key", "sec-websocket-accept",
+    "sec-websocket-version",
+];
+
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
+    let mut problems = Problems::new();
+    let root = KeyPath::root();
+
+    let server = server_conf(raw.server, base_dir, &root.key("server"), &mut problems);
+    let listeners = listeners(&raw.listeners, base_dir, &root.key("listeners"), &mut problems);
+    let metrics = raw.metrics.as_ref().and_then(|m| {
+        let path = root.key("metrics").key("address");
+        let addr = socket_addr(&m.address, &path, &mut problems)?;
+        if listeners.iter().any(|l| l.address == addr) {
+            problems.push((path, format!("{addr} is already a proxy listener")));
+        }
+        Some(addr)
+    });
+
+    let mut upstream_index = HashMap::new();
+    let mut upstreams = Vec::new();
+    let upstreams_path = root.key("upstreams");
+    if raw.upstreams.is_empty() {
+        problems.push((upstreams_path.clone(), "at least one upstream is required".into()));
+    }
+    for (name, pool) in &raw.upstreams {
+        if let Some(u) = upstream(name, pool, &upstreams_path.key(name), &mut problems) {
+            upstream_index.insert(name.clone(), upstreams.len());
+            upstreams.push(u);
+        }
+    }
+
+    let routes = routes(&raw.routes, &raw.upstreams, &upstream_index, &root.key("routes"), &mut problems);
+
+    if problems.is_empty() {
+        Ok(Config { server: server.unwrap_or_default(), listeners, metrics, upstreams, routes })
+    } else {
+        Err(problems)
+    }
+}
+
+fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+fn socket_addr(text: &str, path: &KeyPath, problems: &mut Problems) -> Option<SocketAddr> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push((path.clone(), format!("`{text}` is not an ip:port address")));
+            None
+        }
+    }
+}
+
+/// Pingora's `ServerConf` ignores unknown keys; we refuse them, then let Pingora parse and
+/// validate the rest.
+fn server_conf(
+    section: Option<serde_yaml::Mapping>,
+    base_dir: &Path,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> Option<ServerConf> {
+    let Some(mut section) = section else { return Some(ServerConf::default()) };
+    let known: HashSet<String> = match serde_yaml::to_value(ServerConf::default()) {
+        Ok(serde_yaml::Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(String::from)).collect(),
+        _ => HashSet::new(),
+    };
+    let mut ok = true;
+    for key in section.keys() {
+        let name = key.as_str().unwrap_or_default();
+        if !known.contains(name) {
+            let mut expected: Vec<&str> = known.iter().map(String::as_str).collect();
+            expected.sort_unstable();
+            problems.push((path.key(name), format!("unknown server setting; known settings: {}", expected.join(", "))));
+            ok = false;
+        }
+    }
+    for key in ["pid_file", "upgrade_sock", "error_log", "ca_file", "working_directory"] {
+        if let Some(serde_yaml::Value::String(p)) = section.get_mut(key) {
+            *p = resolve_path(base_dir, p).display().to_string();
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let conf = match serde_yaml::from_value::<ServerConf>(serde_yaml::Value::Mapping(section)) {
+        Ok(conf) => conf,
+        Err(e) => {
+            problems.push((path.clone(), super::strip_location(&e.to_string())));
+            return None;
+        }
+    };
+    match conf.validate() {
+        Ok(conf) => Some(conf),
+        Err(e) => {
+            problems.push((path.clone(), e.to_string()));
+            None
+        }
+    }
+}
+
+fn listeners(raw: &[raw::RawListener], base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Vec<Listener> {
+    if raw.is_empty() {
+        problems.push((path.clone(), "at least one listener is required".into()));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let item = path.index(i);
+        let Some(address) = socket_addr(&l.address, &item.key("address"), problems) else { continue };
+        if !seen.insert(address) {
+            problems.push((item.key("address"), format!("duplicate listener {address}")));
+            continue;
+        }
+        let tls = l.tls.as_ref().and_then(|t| {
+            let files = TlsFiles { cert: resolve_path(base_dir, &t.cert), key: resolve_path(base_dir, &t.key) };
+            check_tls_files(&files, &item.key("tls"), problems).then_some(files)
+        });
+        out.push(Listener { address, tls });
+    }
+    out
+}
+
+/// Pingora's rustls acceptor panics on unreadable PEM files, so load them here first.
+pub fn check_tls_files(files: &TlsFiles, path: &KeyPath, problems: &mut Problems) -> bool {
+    let mut ok = true;
+    for (key, file) in [("cert", &files.cert), ("key", &files.key)] {
+        if let Err(e) = std::fs::metadata(file) {
+            problems.push((path.key(key), format!("cannot read {}: {e}", file.display())));
+            ok = false;
+        }
+    }
+    if !ok {
+        return false;
+    }
+    let (cert, key) = (files.cert.display().to_string(), files.key.display().to_string());
+    let loaded = std::panic::catch_unwind(|| pingora::tls::load_certs_and_key_files(&cert, &key));
+    match loaded {
+        Ok(Ok(Some((certs, key_der)))) => {
+            pingora::tls::install_default_crypto_provider();
+            let built = pingora::tls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key_der);
+            if let Err(e) = built {
+                problems.push((path.key("key"), format!("certificate and key do not form a usable pair: {e}")));
+                return false;
+            }
+            true
+        }
+        Ok(Ok(None)) => {
+            problems.push((path.key("cert"), format!("no PEM certificate in {cert} or no PEM private key in {key}")));
+            false
+        }
+        Ok(Err(e)) => {
+            problems.push((path.key("cert"), format!("cannot load {cert} / {key}: {e}")));
+            false
+        }
+        Err(_) => {
+            problems.push((path.key("cert"), format!("cannot parse {cert} / {key} as PEM")));
+            false
+        }
+    }
+}
+
+fn upstream(name: &str, raw: &raw::RawUpstream, path: &KeyPath, problems: &mut Problems) -> Option<Upstream> {
+    let before = problems.len();
+    let backends_path = path.key("backends");
+    if raw.backends.is_empty() {
+        problems.push((backends_path.clone(), "a pool needs at least one backend".into()));
+    }
+    let mut backends: Vec<BackendSpec> = Vec::new();
+    for (i, b) in raw.backends.iter().enumerate() {
+        let (address, weight, item) = match b {
+            RawBackend::Address(a) => (a.as_str(), 1, backends_path.index(i)),
+            RawBackend::Weighted(w) => (w.address.as_str(), w.weight, backends_path.index(i).key("address")),
+        };
+        if weight == 0 {
+            problems.push((backends_path.index(i).key("weight"), "weight must be at least 1".into()));
+        }
+        // Hostnames are resolved once, at start-up; every address they resolve to is a backend.
+        match address.to_socket_addrs() {
+            Ok(addrs) => {
+                let mut any = false;
+                for address in addrs {
+                    any = true;
+                    if backends.iter().any(|b| b.address == address) {
+                        problems.push((item.clone(), format!("duplicate backend {address}")));
+                    } else {
+                        backends.push(BackendSpec { address, weight });
+                    }
+                }
+                if !any {
+                    problems.push((item, format!("`{address}` resolved to no address")));
+                }
+            }
+            Err(e) => problems.push((item, format!("`{address}` is not a usable host:port ({e})"))),
+        }
+    }
+
+    let balance = match (raw.balance, &raw.hash_key) {
+        (raw::Balance::ConsistentHash, Some(key)) => match hash_key(key) {
+            Ok(k) => Balance::ConsistentHash(k),
+            Err(e) => {
+                problems.push((path.key("hash_key"), e));
+                Balance::ConsistentHash(HashKey::ClientIp)
+            }
+        },
+        (raw::Balance::ConsistentHash, None) => Balance::ConsistentHash(HashKey::ClientIp),
+        (_, Some(_)) => {
+            problems.push((path.key("hash_key"), "hash_key only applies to `balance: consistent_hash`".into()));
+            Balance::RoundRobin
+        }
+        (raw::Balance::RoundRobin, None) => Balance::RoundRobin,
+        (raw::Balance::Random, None) => Balance::Random,
+    };
+
+    let health_check = health_check(raw.health_check.as_ref(), &path.key("health_check"), problems);
+    let positive = |d: Option<super::duration::ConfigDuration>, key: &str, default: Duration, problems: &mut Problems| {
+        let d = d.map_or(default, |d| d.0);
+        if d.is_zero() {
+            problems.push((path.key(key), "must be greater than 0".into()));
+        }
+        d
+    };
+    let connect_timeout = positive(raw.connect_timeout, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, problems);
+    let read_timeout = positive(raw.read_timeout, "read_timeout", DEFAULT_READ_TIMEOUT, problems);
+
+    (problems.len() == before).then(|| Upstream {
+        name: name.to_string(),
+        retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
+        backends,
+        balance,
+        connect_timeout,
+        read_timeout,
+        health_check,
+    })
+}
+
+pub fn hash_key(text: &str) -> Result<HashKey, String> {
+    match text {
+        "client_ip" => return Ok(HashKey::ClientIp),
+        "path" => return Ok(HashKey::Path),
+        _ => {}
+    }
+    if let Some(name) = text.strip_prefix("header:") {
+        return HeaderName::from_bytes(name.trim().as_bytes())
+            .map(HashKey::Header)
+            .map_err(|_| format!("`{name}` is not a valid header name"));
+    }
+    if let Some(name) = text.strip_prefix("cookie:") {
+        let name = name.trim();
+        if name.is_empty() || name.contains(|c: char| c == ';' || c == '=' || c.is_whitespace()) {
+            return Err(format!("`{name}` is not a valid cookie name"));
+        }
+        return Ok(HashKey::Cookie(name.to_string()));
+    }
+    Err(format!("unknown hash_key `{text}`; expected client_ip, path, header:NAME or cookie:NAME"))
+}
+
+fn health_check(raw: Option<&raw::RawHealthCheck>, path: &KeyPath, problems: &mut Problems) -> HealthCheck {
+    let default = raw::RawHealthCheck {
+        kind: raw::HealthCheckKind::Tcp,
+        path: None,
+        interval: None,
+        timeout: None,
+        healthy_after: None,
+        unhealthy_after: None,
+    };
+    let raw = raw.unwrap_or(&default);
+    if raw.path.is_some() && raw.kind != raw::HealthCheckKind::Http {
+        problems.push((path.key("path"), "path only applies to `kind: http`".into()));
+    }
+    let check_path = raw.path.clone().unwrap_or_else(|| "/".into());
+    if !check_path.starts_with('/') {
+        problems.push((path.key("path"), "must start with `/`".into()));
+    }
+    let interval = raw.interval.map_or(DEFAULT_HEALTH_INTERVAL, |d| d.0);
+    let timeout = raw.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0);
+    for (key, value) in [("interval", interval), ("timeout", timeout)] {
+        if value.is_zero() {
+            problems.push((path.key(key), "must be greater than 0".into()));
+        }
+    }
+    let healthy_after = raw.healthy_after.unwrap_or(1);
+    let unhealthy_after = raw.unhealthy_after.unwrap_or(1);
+    for (key, value) in [("healthy_after", healthy_after), ("unhealthy_after", unhealthy_after)] {
+        if value == 0 {
+            problems.push((path.key(key), "must be at least 1".into()));
+        }
+    }
+    HealthCheck { kind: raw.kind, path: check_path, interval, timeout, healthy_after, unhealthy_after }
+}
+
+fn routes(
+    raw: &[raw::RawRoute],
+    raw_upstreams: &BTreeMap<String, raw::RawUpstream>,
+    upstream_index: &HashMap<String, usize>,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> Vec<Route> {
+    if raw.is_empty() {
+        problems.push((path.clone(), "at least one route is required".into()));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let item = path.index(i);
+        let before = problems.len();
+        let upstream = upstream_index.get(&r.upstream).copied();
+        if !raw_upstreams.contains_key(&r.upstream) {
+            let known: Vec<&str> = raw_upstreams.keys().map(String::as_str).collect();
+            problems.push((item.key("upstream"), format!("unknown upstream `{}`; defined: {}", r.upstream, known.join(", "))));
+        }
+        let host = r.host.as_deref().and_then(|h| match host_pattern(h) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                problems.push((item.key("host"), e));
+                None
+            }
+        });
+        let path_prefix = match path_prefix(r.path_prefix.as_deref().unwrap_or("/")) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push((item.key("path_prefix"), e));
+                String::new()
+            }
+        };
+        if !seen.insert((host.clone(), path_prefix.clone())) {
+            problems.push((item.clone(), "another route already matches the same host and path_prefix".into()));
+        }
+        let host_header = match r.host_header.as_deref() {
+            None | Some("preserve") => HostHeader::Preserve,
+            Some("backend") => HostHeader::Backend,
+            Some(literal) => match HeaderValue::from_str(literal) {
+                Ok(v) if !literal.is_empty() => HostHeader::Literal(v),
+                _ => {
+                    problems.push((item.key("host_header"), format!("`{literal}` is not a valid Host value")));
+                    HostHeader::Preserve
+                }
+            },
+        };
+        let headers = r.request_headers.as_ref();
+        let mut set_headers = Vec::new();
+        for (name, value) in headers.map(|h| &h.set).into_iter().flatten() {
+            let key = item.key("request_headers").key("set").key(name);
+            match (header_name(name), HeaderValue::from_str(value)) {
+                (Ok(n), Ok(v)) => set_headers.push((n, v)),
+                (Err(e), _) => problems.push((key, e)),
+                (_, Err(_)) => problems.push((key, format!("`{value}` is not a valid header value"))),
+            }
+        }
+        let mut remove_headers = Vec::new();
+        for (j, name) in headers.map(|h| h.remove.as_slice()).unwrap_or_default().iter().enumerate() {
+            match header_name(name) {
+                Ok(n) => remove_headers.push(n),
+                Err(e) => problems.push((item.key("request_headers").key("remove").index(j), e)),
+            }
+        }
+        let ws = r.websocket.as_ref();
+        let idle_timeout = ws.and_then(|w| w.idle_timeout).map_or(DEFAULT_WS_IDLE_TIMEOUT, |d| d.0);
+        if idle_timeout.is_zero() {
+            problems.push((item.key("websocket").key("idle_timeout"), "must be greater than 0".into()));
+        }
+        let allowed_origins = ws.and_then(|w| w.allowed_origins.as_ref()).map(|origins| {
+            origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect::<Vec<_>>()
+        });
+        if allowed_origins.as_ref().is_some_and(|o| o.iter().any(String::is_empty)) {
+            problems.push((item.key("websocket").key("allowed_origins"), "an origin cannot be empty".into()));
+        }
+        let (Some(upstream), true) = (upstream, problems.len() == before) else { continue };
+        out.push(Route {
+            name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
+            host,
+            path_prefix,
+            upstream,
+            host_header,
+            set_headers,
+            remove_headers,
+            websocket: WebSocketPolicy {
+                enabled: ws.and_then(|w| w.enabled).unwrap_or(true),
+                idle_timeout,
+                allowed_origins,
+            },
+        });
+    }
+    out
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a valid header name"))?;
+    if RESERVED_HEADERS.contains(&parsed.as_str()) {
+        return Err(format!("`{name}` is managed by wsgate and cannot be changed here"));
+    }
+    Ok(parsed)
+}
+
+pub fn host_pattern(text: &str) -> Result<HostPattern, String> {
+    let host = text.trim().to_ascii_lowercase();
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if let Some(suffix) = host.strip_prefix("*.") {
+        if valid(suffix) {
+            return Ok(HostPattern::WildcardSuffix(format!(".{suffix}")));
+        }
+    } else if valid(&host) {
+        return Ok(HostPattern::Exact(host));
+    }
+    Err(format!("`{text}` is not a host name or `*.domain` wildcard (ports are not part of a route's host)"))
+}
+
+pub fn path_prefix(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must start with `/`"));
+    }
+    if text.contains(|c: char| c == '?' || c == '#' || c.is_whitespace()) {
+        return Err(format!("`{text}` must be a plain path (no query, fragment or spaces)"));
+    }
+    let trimmed = text.trim_end_matches('/');
+    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+}

@@ -1,0 +1,239 @@
+//! Header policy for the request sent to a backend: the nginx WebSocket recipe done right,
+//! as one pure function used by both the plain-HTTP path (`upstream_request_filter`) and
+//! wsgate's own WebSocket handshake.
+//!
+//! For plain HTTP, Pingora 0.9 has already applied its standard `HttpUpstreamRequestPolicy`
+//! (strip hop-by-hop and Connection-nominated fields, forward Upgrade only for WebSocket)
+//! before our filter runs. This function applies the same rules, so running it afterwards
+//! changes nothing of Pingora's work and the WebSocket path, which bypasses Pingora's
+//! request writer, gets identical treatment.
+
+use crate::config::model::{HostHeader, Route};
+use http::header;
+use pingora::http::RequestHeader;
+use std::net::{IpAddr, SocketAddr};
+
+/// Fields that only make sense on one connection (RFC 9110 §7.6.1), as Pingora strips them.
+const HOP_BY_HOP: &[&str] = &[
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "transfer-encoding", "upgrade", "http2-settings",
+];
+
+/// A client may not make us drop these by naming them in `Connection` (Pingora refuses the
+/// same nominations): they carry the request's identity and origin.
+const PROTECTED: &[&str] = &["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"];
+
+/// What the policy needs to know about the connection the request arrived on.
+pub struct Forwarding {
+    pub client_ip: Option<IpAddr>,
+    pub tls: bool,
+    pub backend: SocketAddr,
+    /// The request is a validated WebSocket upgrade that this route lets through.
+    pub websocket: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct PolicyError(pub String);
+
+/// Rewrites `req` into what the backend receives.
+pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result<(), PolicyError> {
+    let original_host = request_host(req).map(str::to_owned);
+
+    for nominated in connection_tokens(req) {
+        if PROTECTED.contains(&nominated.as_str()) {
+            return Err(PolicyError(format!("Connection header nominates protected field `{nominated}`")));
+        }
+        req.remove_header(nominated.as_str());
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
+    }
+    if fwd.websocket {
+        insert(req, header::CONNECTION, "Upgrade");
+        insert(req, header::UPGRADE, "websocket");
+    }
+
+    match &route.host_header {
+        HostHeader::Preserve => {}
+        HostHeader::Backend => insert(req, header::HOST, &fwd.backend.to_string()),
+        HostHeader::Literal(v) => {
+            let _ = req.insert_header(header::HOST, v.clone());
+        }
+    }
+
+    if let Some(ip) = fwd.client_ip {
+        let ip = ip.to_string();
+        let chain: Vec<&str> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        let xff = if chain.is_empty() { ip.clone() } else { format!("{}, {ip}", chain.join(", ")) };
+        insert(req, "x-forwarded-for", &xff);
+        insert(req, "x-real-ip", &ip);
+    }
+    insert(req, "x-forwarded-proto", if fwd.tls { "https" } else { "http" });
+    if let Some(host) = original_host {
+        insert(req, "x-forwarded-host", &host);
+    }
+
+    for name in &route.remove_headers {
+        req.remove_header(name);
+    }
+    for (name, value) in &route.set_headers {
+        let _ = req.insert_header(name.clone(), value.clone());
+    }
+    Ok(())
+}
+
+/// The Host the client asked for: the `Host` header, or the authority of an absolute URI.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// Lower-cased tokens of every `Connection` header.
+pub fn connection_tokens(req: &RequestHeader) -> Vec<String> {
+    req.headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn insert(req: &mut RequestHeader, name: impl pingora::http::IntoCaseHeaderName, value: &str) {
+    // Values built here come from addresses and validated config, so they are valid.
+    if let Ok(value) = http::HeaderValue::from_str(value) {
+        let _ = req.insert_header(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::WebSocketPolicy;
+    use http::{HeaderName, HeaderValue};
+    use std::time::Duration;
+
+    fn route(host_header: HostHeader) -> Route {
+        Route {
+            name: "r".into(),
+            host: None,
+            path_prefix: "/".into(),
+            upstream: 0,
+            host_header,
+            set_headers: vec![(HeaderName::from_static("x-served-by"), HeaderValue::from_static("wsgate"))],
+            remove_headers: vec![HeaderName::from_static("x-debug")],
+            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None },
+        }
+    }
+
+    fn fwd(websocket: bool) -> Forwarding {
+        Forwarding {
+            client_ip: Some("10.1.2.3".parse().unwrap()),
+            tls: false,
+            backend: "127.0.0.1:3001".parse().unwrap(),
+            websocket,
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/chat", None).unwrap();
+        for (n, v) in headers {
+            req.append_header(n.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    fn get<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+        req.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn websocket_upgrade_is_normalized() {
+        let mut req = request(&[("Host", "chat.example.com"), ("Upgrade", "WebSocket"), ("Connection", "keep-alive, Upgrade")]);
+        apply(&mut req, &route(HostHeader::Preserve), &fwd(true)).unwrap();
+        assert_eq!(get(&req, "upgrade"), Some("websocket"));
+        assert_eq!(get(&req, "connection"), Some("Upgrade"));
+        assert_eq!(get(&req, "host"), Some("chat.example.com"));
+    }
+
+    #[test]
+    fn other_upgrades_and_hop_by_hop_fields_never_reach_the_backend() {
+        let mut req = request(&[
+            ("Host", "a"),
+            ("Upgrade", "h2c"),
+            ("Connection", "Upgrade, HTTP2-Settings, X-Secret"),
+            ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "Basic x"),
+        ]);
+        apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
+        for gone in ["upgrade", "connection", "http2-settings", "x-secret", "keep-alive", "te", "proxy-authorization"] {
+            assert_eq!(get(&req, gone), None, "{gone} must be stripped");
+        }
+    }
+
+    #[test]
+    fn protected_nominations_are_refused() {
+        let mut req = request(&[("Host", "a"), ("Connection", "close, X-Forwarded-For")]);
+        assert!(apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).is_err());
+    }
+
+    #[test]
+    fn forwarding_headers_append_and_set() {
+        let mut req = request(&[("Host", "app.example.com:8080"), ("X-Forwarded-For", "192.0.2.1, 192.0.2.2"), ("X-Real-IP", "spoofed")]);
+        apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
+        assert_eq!(get(&req, "x-forwarded-for"), Some("192.0.2.1, 192.0.2.2, 10.1.2.3"));
+        assert_eq!(get(&req, "x-real-ip"), Some("10.1.2.3"));
+        assert_eq!(get(&req, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&req, "x-forwarded-host"), Some("app.example.com:8080"));
+        let mut tls = fwd(false);
+        tls.tls = true;
+        let mut req = request(&[("Host", "a")]);
+        apply(&mut req, &route(HostHeader::Preserve), &tls).unwrap();
+        assert_eq!(get(&req, "x-forwarded-proto"), Some("https"));
+        assert_eq!(get(&req, "x-forwarded-for"), Some("10.1.2.3"));
+    }
+
+    #[test]
+    fn host_header_policies() {
+        let mut req = request(&[("Host", "public.example.com")]);
+        apply(&mut req, &route(HostHeader::Backend), &fwd(false)).unwrap();
+        assert_eq!(get(&req, "host"), Some("127.0.0.1:3001"));
+        assert_eq!(get(&req, "x-forwarded-host"), Some("public.example.com"));
+        let mut req = request(&[("Host", "public.example.com")]);
+        apply(&mut req, &route(HostHeader::Literal(HeaderValue::from_static("internal"))), &fwd(false)).unwrap();
+        assert_eq!(get(&req, "host"), Some("internal"));
+    }
+
+    #[test]
+    fn route_edits_apply_last() {
+        let mut req = request(&[("Host", "a"), ("X-Debug", "1"), ("X-Served-By", "client")]);
+        apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
+        assert_eq!(get(&req, "x-debug"), None);
+        assert_eq!(get(&req, "x-served-by"), Some("wsgate"));
+    }
+
+    #[test]
+    fn applying_twice_changes_nothing() {
+        let mut once = request(&[("Host", "a"), ("Upgrade", "websocket"), ("Connection", "Upgrade")]);
+        apply(&mut once, &route(HostHeader::Preserve), &fwd(true)).unwrap();
+        let mut twice = once.clone();
+        let mut f = fwd(true);
+        f.client_ip = None; // the second pass must not append the client again
+        apply(&mut twice, &route(HostHeader::Preserve), &f).unwrap();
+        assert_eq!(once.headers, twice.headers);
+    }
+}

@@ -1,0 +1,50 @@
+//! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
+
+mod config;
+mod headers;
+mod proxy;
+mod responses;
+mod routing;
+mod server;
+mod upstream;
+mod websocket;
+
+use clap::Parser;
+use pingora::server::configuration::Opt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const DEFAULT_CONFIG: &str = "/etc/wsgate/wsgate.yaml";
+
+/// HTTP and WebSocket reverse proxy.
+#[derive(Parser, Debug)]
+#[command(name = "wsgate", version, about, long_about = None)]
+#[command(mut_arg("conf", |a| a.value_name("FILE").help("The YAML config file [default: /etc/wsgate/wsgate.yaml]")))]
+#[command(mut_arg("test", |a| a.help("Check the config file and exit: 0 if valid, 1 listing every error")))]
+#[command(mut_arg("daemon", |a| a.help("Run in the background")))]
+#[command(mut_arg("upgrade", |a| a.help("Take over the listening sockets of a running wsgate (zero-downtime upgrade)")))]
+struct Cli {
+    /// Pingora's own options (-c, -t, -d, -u), with wsgate's help texts.
+    #[command(flatten)]
+    pingora: Opt,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let path = PathBuf::from(cli.pingora.conf.clone().unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
+    let config = match config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("wsgate: configuration {} has {} error(s)", path.display(), errors.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.pingora.test {
+        println!("wsgate: configuration {} is valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    server::run(config, cli.pingora)
+}

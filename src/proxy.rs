@@ -1,0 +1,152 @@
+//! The `ProxyHttp` implementation. Each hook is a thin dispatcher into the module that
+//! makes its decision: `routing` → `websocket` (upgrades) → `upstream` (pool, backend)
+//! → `headers` (what the backend receives) → `responses` / access log.
+
+use crate::config::Config;
+use crate::headers::{self, Forwarding};
+use crate::responses;
+use crate::routing::Router;
+use crate::upstream::{hash_input, Pool};
+use crate::websocket::{self, handshake, WsOutcome};
+use async_trait::async_trait;
+use log::info;
+use pingora::connectors::TransportConnector;
+use pingora::http::RequestHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub router: Router,
+    /// Indexed like `config.upstreams`.
+    pub pools: Vec<Pool>,
+    /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
+    pub connector: TransportConnector,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    pub started: Instant,
+    pub route: Option<usize>,
+    pub client_ip: Option<IpAddr>,
+    /// The client connected over TLS.
+    pub tls: bool,
+    /// Backends tried for this request, so a retry goes elsewhere.
+    pub tried: Vec<SocketAddr>,
+    /// Set when `request_filter` served a WebSocket upgrade itself.
+    pub websocket: Option<WsOutcome>,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, pools: Vec<Pool>) -> Self {
+        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None) }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx { started: Instant::now(), route: None, client_ip: None, tls: false, tried: Vec::new(), websocket: None }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let req = session.req_header();
+        let Some(index) = self.router.select(headers::request_host(req), req.uri.path()) else {
+            responses::text(session, 404, responses::reason(404), &[]).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(index);
+        if handshake::upgrade_kind(session.req_header()) == handshake::Upgrade::WebSocket {
+            return websocket::serve(self, session, ctx, &self.config.routes[index]).await;
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.map(|i| &self.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let pool = &self.pools[route.upstream];
+        let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
+        let Some(addr) = pool.select(&key, &ctx.tried).and_then(|b| b.addr.as_inet().copied()) else {
+            // Nothing healthy at all is 503; every healthy backend failed to connect is 502.
+            let status = if ctx.tried.is_empty() { 503 } else { 502 };
+            return Err(Error::explain(ErrorType::HTTPStatus(status), responses::reason(status)));
+        };
+        ctx.tried.push(addr);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.spec.connect_timeout);
+        peer.options.read_timeout = Some(pool.spec.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        // Nothing reached the backend, so another backend may take the request (bounded).
+        let retries = ctx.route.map_or(0, |i| self.pools[self.config.routes[i].upstream].spec.retries);
+        if ctx.tried.len() <= retries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(route) = ctx.route.map(|i| &self.config.routes[i]) else { return Ok(()) };
+        let backend = ctx.tried.last().copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend, websocket: false };
+        let _ = session;
+        headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+        let status = error_status(e);
+        if status > 0 && session.response_written().is_none() {
+            let _ = responses::text(session, status, responses::reason(status), &[]).await;
+        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !log::log_enabled!(target: "access", log::Level::Info) {
+            return;
+        }
+        let route = ctx.route.map_or("-", |i| self.config.routes[i].name.as_str());
+        let client = ctx.client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        let elapsed = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        // For WebSocket sessions the downstream session is a placeholder now: use the ctx.
+        if let Some(ws) = &ctx.websocket {
+            let backend = ws.backend.map_or_else(|| "-".to_string(), |b| b.to_string());
+            let (up, down) = ws.tunnel.as_ref().map_or((0, 0), |t| (t.client_to_backend_bytes, t.backend_to_client_bytes));
+            info!(target: "access", "{client} \"{}\" {} route={route} backend={backend} websocket in={up} out={down} {elapsed:.1}ms", ws.method_path, ws.status);
+        } else {
+            let req = session.req_header();
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let backend = ctx.tried.last().map_or_else(|| "-".to_string(), |b| b.to_string());
+            info!(target: "access", "{client} \"{} {}\" {status} route={route} backend={backend} {elapsed:.1}ms", req.method, req.uri);
+        }
+    }
+}
+
+/// The status a failed request is answered with: 502 when the backend fails, 503 when no
+/// backend is healthy (raised as `HTTPStatus(503)`), 504 when it is too slow.
+fn error_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            if e.esource() == &ErrorSource::Downstream { 0 } else { 504 }
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}

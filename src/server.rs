@@ -1,0 +1,53 @@
+//! Assembles the Pingora server from the validated config: listeners, the proxy service
+//! and one health-check background service per pool.
+
+use crate::config::Config;
+use crate::proxy::Gateway;
+use crate::upstream::Pool;
+use log::{error, info};
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::Opt;
+use pingora::server::Server;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub fn run(config: Config, mut opt: Opt) -> ExitCode {
+    // We parsed the file ourselves (Pingora would read it again and ignore our keys) and
+    // `-t` has been handled; the rest of Pingora's options (-d, -u) apply as they are.
+    opt.conf = None;
+    opt.test = false;
+    let mut config = config;
+    let server_conf = std::mem::take(&mut config.server);
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+
+    let config = Arc::new(config);
+    let mut pools = Vec::with_capacity(config.upstreams.len());
+    for spec in &config.upstreams {
+        let (pool, health_service) = Pool::build(spec);
+        server.add_boxed_service(health_service);
+        pools.push(pool);
+    }
+
+    let gateway = Gateway::new(config.clone(), pools);
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
+    for listener in &config.listeners {
+        let address = listener.address.to_string();
+        match &listener.tls {
+            None => proxy.add_tcp(&address),
+            Some(files) => {
+                let settings = match TlsSettings::intermediate(&files.cert.display().to_string(), &files.key.display().to_string()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        error!("TLS listener {address}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                proxy.add_tls_with_settings(&address, None, settings);
+            }
+        }
+        info!("listening on {address}{}", if listener.tls.is_some() { " (TLS)" } else { "" });
+    }
+    server.add_service(proxy);
+    server.run_forever()
+}

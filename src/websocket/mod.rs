@@ -1,0 +1,274 @@
+//! WebSocket sessions: validate the client's handshake, open the backend side ourselves
+//! (same pool selection and header policy as plain HTTP), relay the 101, then hand both raw
+//! streams to wsgate's own tunnel.
+//!
+//! Why not let Pingora forward the upgrade: after the 101 Pingora 0.9.1 runs its own
+//! single-loop tunnel, which deadlocks under bidirectional load (see `tunnel.rs`), and hooks
+//! cannot replace it. So `request_filter` takes WebSocket upgrades over: everything before
+//! (accept, TLS, HTTP parsing, routing) is Pingora's and shared with plain HTTP.
+
+pub mod handshake;
+pub mod tunnel;
+
+use crate::config::model::Route;
+use crate::headers::{self, Forwarding};
+use crate::proxy::{Gateway, RequestCtx};
+use crate::responses;
+use crate::upstream::{hash_input, Pool};
+use bytes::BytesMut;
+use handshake::Refusal;
+use log::{debug, warn};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorType, Result};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tunnel::TunnelStats;
+
+/// A backend's handshake response head larger than this is refused (nginx uses 4-8 KiB).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// A refusing backend's body is relayed to the client up to this size.
+const MAX_RELAYED_BODY: usize = 64 * 1024;
+
+/// What happened to one WebSocket upgrade request, for logging.
+#[derive(Debug, Default)]
+pub struct WsOutcome {
+    pub method_path: String,
+    pub status: u16,
+    pub backend: Option<SocketAddr>,
+    pub tunnel: Option<TunnelStats>,
+}
+
+/// Serves a WebSocket upgrade request on `route` end to end. Always answers the client.
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, route: &Route) -> Result<bool> {
+    let outcome = ctx.websocket.insert(WsOutcome {
+        method_path: format!("{} {}", session.req_header().method, session.req_header().uri),
+        ..Default::default()
+    });
+    // Whatever happens, this connection is not reused for another request.
+    session.set_keepalive(None);
+
+    if let Err(refusal) = handshake::validate(session.req_header(), &route.websocket) {
+        let extra: &[(&str, &str)] = match refusal {
+            Refusal::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
+            _ => &[],
+        };
+        outcome.status = refusal.status();
+        responses::text(session, refusal.status(), refusal.message(), extra).await?;
+        return Ok(true);
+    }
+
+    let pool = &gw.pools[route.upstream];
+    let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: "0.0.0.0:0".parse().unwrap(), websocket: true };
+    let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.tried).await;
+    let outcome = ctx.websocket.as_mut().expect("set above");
+    let mut backend = match opened {
+        Ok(b) => b,
+        Err(status) => {
+            outcome.status = status;
+            responses::text(session, status, responses::reason(status), &[]).await?;
+            return Ok(true);
+        }
+    };
+    outcome.backend = Some(backend.addr);
+    outcome.status = backend.response.status.as_u16();
+
+    if !handshake::is_valid_acceptance(session.req_header(), &backend.response) {
+        if backend.response.status == 101 {
+            warn!("backend {} answered 101 without a valid WebSocket acceptance", backend.addr);
+            outcome.status = 502;
+            responses::text(session, 502, "bad gateway: the backend's WebSocket handshake was invalid", &[]).await?;
+        } else {
+            relay_refusal(session, &mut backend, pool.spec.read_timeout).await?;
+        }
+        return Ok(true);
+    }
+
+    let Some(mut client) = take_client_stream(session) else {
+        outcome.status = 500;
+        return Ok(true);
+    };
+    let head = backend.buffer.split_to(backend.head_len);
+    if let Err(e) = async {
+        client.write_all(&head).await?;
+        client.flush().await
+    }
+    .await
+    {
+        debug!("client went away before the 101 was delivered: {e}");
+        return Ok(true);
+    }
+    let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout).await;
+    debug!("websocket tunnel via {} ended: {:?}", backend.addr, stats);
+    ctx.websocket.as_mut().expect("set above").tunnel = Some(stats);
+    Ok(true)
+}
+
+/// A backend connection that has answered the handshake.
+struct BackendHandshake {
+    addr: SocketAddr,
+    stream: Stream,
+    response: ResponseHeader,
+    /// Bytes read so far: the response head (`head_len` bytes), then anything after it.
+    buffer: BytesMut,
+    head_len: usize,
+}
+
+/// Picks a healthy backend (retrying failed connects on others, bounded by the pool's
+/// `retries`), sends the policy-rewritten handshake and reads the response head.
+/// Errors are the status to answer the client with.
+async fn open_backend(
+    gw: &Gateway,
+    pool: &Pool,
+    route: &Route,
+    client_req: &RequestHeader,
+    mut fwd: Forwarding,
+    tried: &mut Vec<SocketAddr>,
+) -> std::result::Result<BackendHandshake, u16> {
+    let key = hash_input(&pool.spec.balance, client_req, fwd.client_ip);
+    let mut status = 503;
+    for _ in 0..=pool.spec.retries {
+        let Some(addr) = pool.select(&key, tried).and_then(|b| b.addr.as_inet().copied()) else { break };
+        tried.push(addr);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.spec.connect_timeout);
+        let stream = match gw.connector.new_stream(&peer).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("websocket connect to {addr} ({}) failed: {e}", pool.spec.name);
+                status = if matches!(e.etype(), ErrorType::ConnectTimedout) { 504 } else { 502 };
+                continue;
+            }
+        };
+        // Once connected, no retry: the backend may already have acted on the request.
+        fwd.backend = addr;
+        let mut req = client_req.clone();
+        headers::apply(&mut req, route, &fwd).map_err(|_| 400u16)?;
+        return exchange(addr, stream, &req, pool.spec.read_timeout).await;
+    }
+    Err(status)
+}
+
+async fn exchange(addr: SocketAddr, mut stream: Stream, req: &RequestHeader, timeout: Duration) -> std::result::Result<BackendHandshake, u16> {
+    let mut wire = Vec::with_capacity(1024);
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    wire.extend_from_slice(format!("{} {} HTTP/1.1\r\n", req.method, target).as_bytes());
+    req.header_to_h1_wire(&mut wire);
+    wire.extend_from_slice(b"\r\n");
+
+    let io = async {
+        stream.write_all(&wire).await.map_err(|_| 502u16)?;
+        stream.flush().await.map_err(|_| 502u16)?;
+        let mut buffer = BytesMut::with_capacity(4096);
+        loop {
+            if stream.read_buf(&mut buffer).await.map_err(|_| 502u16)? == 0 {
+                return Err(502);
+            }
+            if let Some((response, head_len)) = parse_response_head(&buffer)? {
+                return Ok((response, buffer, head_len));
+            }
+            if buffer.len() > MAX_RESPONSE_HEAD {
+                return Err(502);
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, io).await {
+        Err(_) => {
+            warn!("websocket handshake with {addr} timed out after {timeout:?}");
+            Err(504)
+        }
+        Ok(Err(status)) => {
+            warn!("websocket handshake with {addr} failed: connection closed or invalid response");
+            Err(status)
+        }
+        Ok(Ok((response, buffer, head_len))) => Ok(BackendHandshake { addr, stream, response, buffer, head_len }),
+    }
+}
+
+/// `Ok(None)` while the head is incomplete; `Err(502)` if it is not HTTP.
+fn parse_response_head(buf: &[u8]) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(502),
+        Ok(httparse::Status::Complete(len)) => {
+            let code = parsed.code.ok_or(502u16)?;
+            let mut response = ResponseHeader::build(code, Some(parsed.headers.len())).map_err(|_| 502u16)?;
+            for h in parsed.headers.iter() {
+                response.append_header(h.name.to_string(), h.value).map_err(|_| 502u16)?;
+            }
+            Ok(Some((response, len)))
+        }
+    }
+}
+
+/// The backend refused the upgrade (401, 404, ...): the client gets that answer, with the
+/// body if it is small and delimited by Content-Length.
+async fn relay_refusal(session: &mut Session, backend: &mut BackendHandshake, timeout: Duration) -> Result<()> {
+    let mut resp = backend.response.clone();
+    let length = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n <= MAX_RELAYED_BODY);
+    let mut body = backend.buffer.split_off(backend.head_len);
+    if let Some(n) = length {
+        let _ = tokio::time::timeout(timeout, async {
+            while body.len() < n {
+                match backend.stream.read_buf(&mut body).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    body.truncate(length.unwrap_or(0));
+    for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"] {
+        resp.remove_header(name);
+    }
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body.freeze()), true).await
+}
+
+/// Takes the client's raw stream out of Pingora's HTTP/1 session, leaving a closed
+/// placeholder behind. Pingora then only runs `logging` and `finish` on the placeholder
+/// (keep-alive is off, so `finish` just shuts it down).
+fn take_client_stream(session: &mut Session) -> Option<Stream> {
+    let (placeholder, _) = tokio::io::duplex(1);
+    let placeholder = ServerSession::new_http1(Box::new(placeholder));
+    match std::mem::replace(&mut *session.downstream_session, placeholder) {
+        // The client may not send frames before it has our 101 (RFC 6455 §4.1), so nothing
+        // it sent can be waiting in Pingora's read buffer.
+        ServerSession::H1(h1) => Some(h1.into_inner()),
+        other => {
+            *session.downstream_session = other;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_response_heads_incrementally() {
+        let full = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi";
+        for cut in 0..full.len() - 4 {
+            let r = parse_response_head(&full[..cut]);
+            assert!(matches!(r, Ok(None)), "cut at {cut}");
+        }
+        let (resp, len) = parse_response_head(full).unwrap().unwrap();
+        assert_eq!(resp.status, 101);
+        assert_eq!(&full[len..], b"\x81\x02hi");
+        assert_eq!(parse_response_head(b"garbage\r\n\r\n").unwrap_err(), 502);
+    }
+}
