@@ -9,6 +9,7 @@ pub mod model;
 mod raw;
 mod validate;
 
+use locate::KeyPath;
 pub use model::Config;
 #[cfg(test)]
 pub use validate::host_pattern as validate_host_pattern;
@@ -88,14 +89,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
+        let path = key_path(e.path());
         let inner = e.into_inner();
-        let location = inner.location();
+        // serde_yaml points at the enclosing mapping for errors raised by a value's own
+        // Deserialize (durations, backends); the key's own line is more useful.
+        let location = locate::locate(text, &path)
+            .filter(|_| !path.0.is_empty())
+            .or_else(|| inner.location().map(|l| (l.line(), l.column())));
         ConfigErrors(vec![ConfigError {
             file: file.to_string(),
-            key: if key == "." { String::new() } else { key },
-            line: location.as_ref().map(|l| l.line()),
-            column: location.as_ref().map(|l| l.column()),
+            key: path.to_string(),
+            line: location.map(|l| l.0),
+            column: location.map(|l| l.1),
             message: strip_location(&inner.to_string()),
         }])
     })?;
@@ -116,6 +121,19 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
                 .collect(),
         )
     })
+}
+
+fn key_path(path: &serde_path_to_error::Path) -> KeyPath {
+    use serde_path_to_error::Segment as S;
+    KeyPath(
+        path.iter()
+            .filter_map(|segment| match segment {
+                S::Seq { index } => Some(locate::Segment::Index(*index)),
+                S::Map { key } => Some(locate::Segment::Key(key.clone())),
+                S::Enum { .. } | S::Unknown => None,
+            })
+            .collect(),
+    )
 }
 
 /// serde_yaml appends " at line L column C" (and sometimes prefixes its own path); we

@@ -1,0 +1,188 @@
+use super::model::*;
+use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn conf_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conf")
+}
+
+fn example() -> String {
+    std::fs::read_to_string(conf_dir().join("example.yaml")).unwrap()
+}
+
+fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
+    parse(text, "test.yaml", &conf_dir())
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match parse_str(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.0,
+    }
+}
+
+const MINIMAL: &str = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  app:
+    backends: [127.0.0.1:3001]
+routes:
+  - upstream: app
+";
+
+#[test]
+fn the_issue_example_is_accepted_with_its_values() {
+    let c = parse_str(&example()).unwrap();
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.grace_period_seconds, Some(10));
+    assert_eq!(c.listeners.len(), 2);
+    assert!(c.listeners[1].tls.as_ref().unwrap().cert.ends_with("conf/tls/cert.pem"));
+    assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+    let chat = c.upstreams.iter().find(|u| u.name == "chat").unwrap();
+    assert_eq!(chat.backends[1].weight, 2);
+    assert_eq!(chat.connect_timeout, Duration::from_secs(2));
+    assert_eq!(chat.health_check.kind, HealthCheckKind::Http);
+    assert_eq!(chat.health_check.path, "/healthz");
+    assert_eq!(chat.health_check.unhealthy_after, 2);
+    let web = c.upstreams.iter().find(|u| u.name == "web").unwrap();
+    assert_eq!(web.balance, Balance::ConsistentHash(HashKey::ClientIp));
+    assert_eq!(c.routes[0].host, Some(HostPattern::Exact("chat.example.com".into())));
+    assert_eq!(c.routes[0].websocket.allowed_origins, Some(vec!["https://chat.example.com".to_string()]));
+    assert_eq!(c.routes[1].websocket.idle_timeout, Duration::from_secs(3600));
+    assert_eq!(c.routes[2].host_header, HostHeader::Backend);
+    assert_eq!(c.routes[2].set_headers[0].0.as_str(), "x-served-by");
+}
+
+#[test]
+fn defaults_are_applied() {
+    let c = parse_str(MINIMAL).unwrap();
+    let app = &c.upstreams[0];
+    assert_eq!(app.balance, Balance::RoundRobin);
+    assert_eq!(app.connect_timeout, Duration::from_secs(5));
+    assert_eq!(app.read_timeout, Duration::from_secs(60));
+    assert_eq!(app.retries, 2);
+    assert_eq!(app.health_check.kind, HealthCheckKind::Tcp);
+    assert_eq!(app.health_check.interval, Duration::from_secs(5));
+    let r = &c.routes[0];
+    assert_eq!(r.path_prefix, "/");
+    assert_eq!(r.name, "route0");
+    assert!(r.websocket.enabled);
+    assert_eq!(r.websocket.idle_timeout, Duration::from_secs(3600));
+}
+
+#[test]
+fn a_typo_key_names_its_path_and_line() {
+    let text = example().replace("      unhealthy_after: 2", "      unhealty_after: 2");
+    let e = &errors(&text)[0];
+    assert_eq!(e.key, "upstreams.chat.health_check.unhealty_after");
+    assert!(e.message.contains("unknown field `unhealty_after`"), "{e}");
+    assert_eq!(e.line, Some(32));
+    assert_eq!(e.file, "test.yaml");
+}
+
+#[test]
+fn a_bad_duration_names_its_path_and_line() {
+    let text = example().replace("interval: 2s", "interval: 2 seconds");
+    let e = &errors(&text)[0];
+    assert_eq!(e.key, "upstreams.chat.health_check.interval");
+    assert!(e.message.contains("invalid duration"), "{e}");
+    assert_eq!(e.line, Some(29));
+    let shown = e.to_string();
+    assert!(shown.starts_with("test.yaml:29:"), "{shown}");
+}
+
+#[test]
+fn an_unknown_upstream_is_located() {
+    let text = example().replace("    upstream: web", "    upstream: webb");
+    let e = &errors(&text)[0];
+    assert_eq!(e.key, "routes[2].upstream");
+    assert!(e.message.contains("unknown upstream `webb`"), "{e}");
+    assert_eq!(e.line, Some(51));
+}
+
+#[test]
+fn a_missing_cert_is_a_config_error() {
+    let text = example().replace("tls/cert.pem", "tls/missing.pem");
+    let e = &errors(&text)[0];
+    assert_eq!(e.key, "listeners[1].tls.cert");
+    assert!(e.message.contains("missing.pem"), "{e}");
+    assert_eq!(e.line, Some(12));
+}
+
+#[test]
+fn a_broken_cert_is_a_config_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::copy(conf_dir().join("tls/key.pem"), dir.path().join("key.pem")).unwrap();
+    let text = "listeners:\n  - address: 127.0.0.1:8443\n    tls: {cert: cert.pem, key: key.pem}\nupstreams:\n  a: {backends: [127.0.0.1:1]}\nroutes:\n  - upstream: a\n";
+    let e = parse(text, "t.yaml", dir.path()).unwrap_err().0;
+    assert_eq!(e[0].key, "listeners[0].tls.cert", "{}", e[0]);
+}
+
+#[test]
+fn every_semantic_error_is_reported_at_once() {
+    let text = "\
+listeners:
+  - address: 127.0.0.1:8080
+  - address: 127.0.0.1:8080
+upstreams:
+  empty:
+    backends: []
+  bad:
+    backends: [127.0.0.1:1]
+    balance: round_robin
+    hash_key: client_ip
+routes:
+  - upstream: nowhere
+    path_prefix: api
+  - upstream: bad
+    host: 'bad host'
+";
+    let keys: Vec<String> = errors(text).into_iter().map(|e| e.key).collect();
+    for expected in ["listeners[1].address", "upstreams.empty.backends", "upstreams.bad.hash_key", "routes[0].upstream", "routes[0].path_prefix", "routes[1].host"] {
+        assert!(keys.contains(&expected.to_string()), "missing {expected} in {keys:?}");
+    }
+}
+
+#[test]
+fn server_settings_pass_through_and_unknown_ones_are_refused() {
+    let good = format!("server:\n  threads: 3\n  pid_file: run/w.pid\n  error_log: w.log\n{MINIMAL}");
+    let c = parse_str(&good).unwrap();
+    assert_eq!(c.server.threads, 3);
+    assert!(c.server.pid_file.ends_with("conf/run/w.pid"), "relative to the config dir: {}", c.server.pid_file);
+    let bad = format!("server:\n  threds: 3\n{MINIMAL}");
+    let e = &errors(&bad)[0];
+    assert_eq!(e.key, "server.threds");
+    assert_eq!(e.line, Some(2));
+    let wrong_type = format!("server:\n  threads: many\n{MINIMAL}");
+    assert_eq!(errors(&wrong_type)[0].key, "server");
+}
+
+#[test]
+fn route_and_pool_values_are_checked() {
+    let cases = [
+        ("    backends: [127.0.0.1:3001]", "    backends: [not-an-address]", "upstreams.app.backends[0]"),
+        ("    backends: [127.0.0.1:3001]", "    backends: [127.0.0.1:3001, 127.0.0.1:3001]", "upstreams.app.backends[1]"),
+        ("    backends: [127.0.0.1:3001]", "    backends: [{address: 127.0.0.1:3001, weight: 0}]", "upstreams.app.backends[0].weight"),
+        ("    backends: [127.0.0.1:3001]", "    backends: [127.0.0.1:3001]\n    balance: consistent_hash\n    hash_key: 'header:'", "upstreams.app.hash_key"),
+        ("    backends: [127.0.0.1:3001]", "    backends: [127.0.0.1:3001]\n    balance: fastest", "upstreams.app.balance"),
+        ("  - upstream: app", "  - upstream: app\n    request_headers: {set: {Connection: close}}", "routes[0].request_headers.set.Connection"),
+        ("  - upstream: app", "  - upstream: app\n    websocket: {idle_timeout: 0s}", "routes[0].websocket.idle_timeout"),
+        ("  - upstream: app", "  - upstream: app\n  - upstream: app", "routes[1]"),
+    ];
+    for (from, to, key) in cases {
+        let text = MINIMAL.replace(from, to);
+        let errs = errors(&text);
+        assert!(errs.iter().any(|e| e.key == key), "expected an error at {key}, got {errs:?}");
+    }
+}
+
+#[test]
+fn wildcard_hosts_and_prefixes_are_normalized() {
+    let text = MINIMAL.replace("  - upstream: app", "  - upstream: app\n    host: '*.Example.com'\n    path_prefix: /api/");
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.routes[0].host, Some(HostPattern::WildcardSuffix(".example.com".into())));
+    assert_eq!(c.routes[0].path_prefix, "/api");
+}
