@@ -1,0 +1,14 @@
+//! Shared integration-test harness. Use from a test file with `mod common;`.
+//!
+//! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
+//! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
+//! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
+#![allow(dead_code, unused_imports)]
+
+pub mod backends;
+pub mod client;
+pub mod proxy;
+
+pub use backends::*;
+pub use client::*;
+pub use proxy::*;

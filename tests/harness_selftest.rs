@@ -1,0 +1,287 @@
+//! Self-tests of the test harness (backends + client helpers) WITHOUT wsgate.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+fn refuses(addr: std::net::SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err()
+}
+
+#[test]
+fn free_port_is_bindable() {
+    let p = free_port();
+    assert_ne!(p, 0);
+    std::net::TcpListener::bind(("127.0.0.1", p)).expect("free port can be bound");
+}
+
+#[tokio::test]
+async fn http_backend_reports_what_it_received() {
+    let b = HttpBackend::start("b1");
+    let (status, headers, body) = http_request(
+        b.addr(),
+        "GET /foo/bar?x=1 HTTP/1.1\r\nHost: example.test\r\nX-Custom: Some Value\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-backend"), Some("b1"));
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "GET /foo/bar?x=1");
+    assert!(lines.contains(&"host: example.test"), "{body}");
+    assert!(lines.contains(&"x-custom: Some Value"), "{body}");
+    assert_eq!(b.hits(), 1);
+    let last = b.last_request().unwrap();
+    assert_eq!(last.header("X-Custom"), Some("Some Value"));
+
+    let (status, _, body) = get(b.addr(), "h", "/again").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("GET /again\n"));
+    assert_eq!(b.hits(), 2);
+}
+
+#[tokio::test]
+async fn http_backend_keep_alive_and_bodies() {
+    let b = HttpBackend::start("ka");
+    let mut s = TcpStream::connect(b.addr()).await.unwrap();
+    // Content-Length body, connection kept alive.
+    let (st, h, body) =
+        request_on(&mut s, "POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello").await;
+    assert_eq!(st, 200);
+    assert_eq!(header(&h, "connection"), None);
+    assert!(body.starts_with("POST /cl\n"));
+    assert!(body.ends_with("\n\nhello"), "{body:?}");
+    // Chunked body on the same connection.
+    let (st, _, body) = request_on(
+        &mut s,
+        "PUT /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(body.ends_with("\n\nabcde"), "{body:?}");
+    // Third request closes.
+    let (st, h, _) = request_on(&mut s, "GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(st, 200);
+    assert_eq!(header(&h, "connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
+    assert_eq!(b.hits(), 3);
+}
+
+#[tokio::test]
+async fn http_backend_special_paths() {
+    let b = HttpBackend::start("sp");
+    let (st, h, body) = get(b.addr(), "h", "/healthz").await;
+    assert_eq!((st, body.as_str()), (200, "ok"));
+    assert_eq!(header(&h, "x-backend"), Some("sp"));
+    assert_eq!((b.hits(), b.health_hits()), (0, 1));
+
+    let (st, h, body) = get(b.addr(), "h", "/status/503").await;
+    assert_eq!(st, 503);
+    assert_eq!(header(&h, "x-backend"), Some("sp"));
+    assert!(body.starts_with("GET /status/503\n"));
+    let (st, _, _) = get(b.addr(), "h", "/status/404?q=1").await;
+    assert_eq!(st, 404);
+
+    let t0 = Instant::now();
+    let (st, _, _) = get(b.addr(), "h", "/slow/300").await;
+    assert_eq!(st, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert_eq!(b.hits(), 3);
+}
+
+#[tokio::test]
+async fn ws_backend_echoes_and_selects_subprotocol() {
+    let b = WsBackend::start("ws1");
+    let (mut ws, resp) = ws_connect(
+        &b.url("/chat?room=1"),
+        &[("Sec-WebSocket-Protocol", "chat.v2, chat.v1"), ("X-Trace", "abc")],
+    )
+    .await
+    .expect("connect");
+    assert_eq!(resp.status(), 101);
+    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "chat.v2");
+
+    assert_eq!(ws_echo_text(&mut ws, "hello").await, "hello");
+    let bin: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    ws.send(Message::binary(bin.clone())).await.unwrap();
+    match ws_recv(&mut ws).await {
+        Some(Ok(Message::Binary(got))) => assert_eq!(got, bin),
+        other => panic!("expected binary echo, got {other:?}"),
+    }
+
+    let hs = b.last_headers();
+    assert_eq!(header(&hs, "x-trace"), Some("abc"));
+    assert_eq!(header(&hs, "upgrade").map(|v| v.to_ascii_lowercase()), Some("websocket".into()));
+    assert_eq!(b.last_path().as_deref(), Some("/chat?room=1"));
+    assert_eq!(b.sessions(), 1);
+    assert_eq!(b.messages(), 2);
+
+    // Close handshake: the server answers our Close, then the stream ends.
+    ws.close(None).await.unwrap();
+    let mut got_close = false;
+    for _ in 0..10 {
+        match ws_recv(&mut ws).await {
+            Some(Ok(Message::Close(_))) => got_close = true,
+            Some(Ok(m)) => panic!("unexpected {m:?}"),
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!(got_close, "server did not answer Close");
+}
+
+#[tokio::test]
+async fn ws_backend_without_subprotocol_sends_none() {
+    let b = WsBackend::start("ws-np");
+    let (mut ws, resp) = ws_connect(&b.url("/"), &[]).await.unwrap();
+    assert!(resp.headers().get("sec-websocket-protocol").is_none());
+    assert_eq!(ws_echo_text(&mut ws, "x").await, "x");
+}
+
+#[tokio::test]
+async fn ws_backend_answers_plain_http_healthz() {
+    let b = WsBackend::start("wsh");
+    let (st, h, body) = get(b.addr(), "h", "/healthz").await;
+    assert_eq!((st, body.as_str()), (200, "ok"));
+    assert_eq!(header(&h, "x-backend"), Some("wsh"));
+    assert_eq!((b.health_hits(), b.sessions()), (1, 0));
+    // Keep-alive plain request followed by an upgrade is not needed; a fresh upgrade works.
+    let (mut ws, _) = ws_connect(&b.url("/ws"), &[]).await.unwrap();
+    assert_eq!(ws_echo_text(&mut ws, "after-health").await, "after-health");
+}
+
+#[tokio::test]
+async fn raw_echo_backend_echoes_bulk() {
+    let b = WsBackend::start_raw_echo("raw");
+    let (ws, _) = ws_connect(&b.url("/bulk"), &[]).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    const N: usize = 200;
+    let payload = vec![7u8; 64 * 1024];
+    let p2 = payload.clone();
+    let writer = tokio::spawn(async move {
+        for _ in 0..N {
+            tx.send(Message::binary(p2.clone())).await.unwrap();
+        }
+        tx
+    });
+    for i in 0..N {
+        let m = tokio::time::timeout(Duration::from_secs(10), rx.next())
+            .await
+            .unwrap_or_else(|_| panic!("timeout at message {i}"));
+        match m {
+            Some(Ok(Message::Binary(b))) => assert_eq!(b.len(), payload.len()),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    let _tx = writer.await.unwrap();
+    assert_eq!(b.messages(), N);
+}
+
+#[tokio::test]
+async fn stop_refuses_and_closes_open_connections() {
+    let mut h = HttpBackend::start("h");
+    let mut w = WsBackend::start("w");
+    let (ha, wa) = (h.addr(), w.addr());
+
+    // An idle keep-alive HTTP connection and an open WebSocket session.
+    let mut idle = TcpStream::connect(ha).await.unwrap();
+    let (st, _, _) = request_on(&mut idle, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert_eq!(st, 200);
+    let (mut ws, _) = ws_connect(&w.url("/"), &[]).await.unwrap();
+    assert_eq!(ws_echo_text(&mut ws, "before").await, "before");
+
+    h.stop();
+    w.stop();
+    assert!(refuses(ha), "http backend port still accepts");
+    assert!(refuses(wa), "ws backend port still accepts");
+
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await.expect("idle conn not closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "idle connection still open: {n:?}");
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("ws not closed") {
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {}
+        other => panic!("ws still open: {other:?}"),
+    }
+
+    // Restart on the same ports.
+    let h2 = HttpBackend::start_on("h2", ha.port());
+    let (st, hd, _) = get(h2.addr(), "h", "/").await;
+    assert_eq!(st, 200);
+    assert_eq!(header(&hd, "x-backend"), Some("h2"));
+    let w2 = WsBackend::start_on("w2", wa.port());
+    let (mut ws2, _) = ws_connect(&w2.url("/"), &[]).await.unwrap();
+    assert_eq!(ws_echo_text(&mut ws2, "again").await, "again");
+    drop(h2);
+    assert!(refuses(ha), "port still accepts after drop");
+}
+
+/// Self-signed cert + rustls client helpers, against a tiny in-test TLS server.
+#[tokio::test]
+async fn tls_helpers_trust_self_signed_cert() {
+    use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&cert).unwrap().map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor2 = acceptor.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        // 1st connection: wss echo of one message.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+        if let Some(Ok(m)) = ws.next().await {
+            ws.send(m).await.unwrap();
+        }
+        // 2nd connection: one HTTPS response.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut buf = Vec::new();
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure").await.unwrap();
+        tls.shutdown().await.ok();
+    });
+
+    let (mut ws, _) = wss_connect(&format!("wss://localhost:{}/x", addr.port()), &[], &cert).await.expect("wss");
+    assert_eq!(ws_echo_text(&mut ws, "tls").await, "tls");
+    drop(ws);
+    let (st, _, body) =
+        https_request(addr, "127.0.0.1", &cert, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!((st, body.as_str()), (200, "secure"));
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+
+    // A client trusting a different self-signed cert must fail verification.
+    let other = tempfile::tempdir().unwrap();
+    let (other_cert, _) = write_self_signed_cert(other.path());
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a2 = l2.local_addr().unwrap();
+    let bad_server = tokio::spawn(async move {
+        let (tcp, _) = l2.accept().await.unwrap();
+        let _ = acceptor2.accept(tcp).await; // fails: client aborts the handshake
+    });
+    let err = tls_connect(a2, "localhost", &other_cert).await.err().expect("untrusted cert must be rejected");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    tokio::time::timeout(Duration::from_secs(10), bad_server).await.unwrap().unwrap();
+}
