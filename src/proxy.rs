@@ -9,11 +9,11 @@ use crate::routing::Router;
 use crate::upstream::{hash_input, Pool};
 use crate::websocket::{self, handshake, WsOutcome};
 use async_trait::async_trait;
-use log::info;
+use log::{info, warn};
 use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -86,10 +86,11 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
         // Nothing reached the backend, so another backend may take the request (bounded).
         let retries = ctx.route.map_or(0, |i| self.pools[self.config.routes[i].upstream].spec.retries);
         if ctx.tried.len() <= retries {
+            warn!("connect to {} failed ({:?}); retrying on another backend", peer.address(), e.etype());
             e.set_retry(true);
         }
         e

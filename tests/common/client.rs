@@ -1,6 +1,6 @@
 //! Client helpers: raw HTTP/1.1 requests (plain and TLS), WebSocket (ws:// and wss://),
 //! and a self-signed certificate generator (openssl CLI).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,24 +34,40 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 /// Content-Length / chunked / 101 / 204 / 304), otherwise reads until EOF.
 /// Interim 100 responses are skipped. Panics after 10 s.
 pub async fn http_request(addr: SocketAddr, raw: &str) -> (u16, Headers, String) {
-    let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let stream = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     request_on(stream, raw).await
 }
 
 /// `GET path` with `Host: host` and `Connection: close`.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, Headers, String) {
-    http_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
 }
 
 /// Like `http_request`, over TLS trusting only `ca_cert`; `server_name` is the SNI /
 /// verified name (`localhost` or `127.0.0.1`).
-pub async fn https_request(addr: SocketAddr, server_name: &str, ca_cert: &Path, raw: &str) -> (u16, Headers, String) {
-    let stream = tls_connect(addr, server_name, ca_cert).await.unwrap_or_else(|e| panic!("tls connect {addr}: {e}"));
+pub async fn https_request(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_cert: &Path,
+    raw: &str,
+) -> (u16, Headers, String) {
+    let stream = tls_connect(addr, server_name, ca_cert)
+        .await
+        .unwrap_or_else(|e| panic!("tls connect {addr}: {e}"));
     request_on(stream, raw).await
 }
 
 /// Sends `raw` on an existing stream and reads one response (see `http_request`).
-pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, raw: &str) -> (u16, Headers, String) {
+pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    raw: &str,
+) -> (u16, Headers, String) {
     let fut = async move {
         stream.write_all(raw.as_bytes()).await?;
         stream.flush().await?;
@@ -78,7 +94,12 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
                     resp.code.unwrap_or(0),
                     resp.headers
                         .iter()
-                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect::<Headers>(),
                 )),
                 Ok(httparse::Status::Partial) => None,
@@ -94,7 +115,10 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
             if eof {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("EOF before complete response head: {:?}", String::from_utf8_lossy(&buf)),
+                    format!(
+                        "EOF before complete response head: {:?}",
+                        String::from_utf8_lossy(&buf)
+                    ),
                 ));
             }
             buf.reserve(4096);
@@ -109,7 +133,8 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
         if status == 101 || status == 204 || status == 304 {
             return Ok((status, headers, String::new()));
         }
-        let chunked = header(&headers, "transfer-encoding").map_or(false, |v| v.to_ascii_lowercase().contains("chunked"));
+        let chunked = header(&headers, "transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         let clen = header(&headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
         loop {
             if chunked {
@@ -118,14 +143,21 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
                 }
             } else if let Some(n) = clen {
                 if buf.len() >= n {
-                    return Ok((status, headers, String::from_utf8_lossy(&buf[..n]).into_owned()));
+                    return Ok((
+                        status,
+                        headers,
+                        String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    ));
                 }
             }
             if eof {
                 if chunked || clen.is_some() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
-                        format!("EOF in body (status {status}): {:?}", String::from_utf8_lossy(&buf)),
+                        format!(
+                            "EOF in body (status {status}): {:?}",
+                            String::from_utf8_lossy(&buf)
+                        ),
                     ));
                 }
                 return Ok((status, headers, String::from_utf8_lossy(&buf).into_owned()));
@@ -165,10 +197,14 @@ fn decode_chunked(buf: &[u8]) -> Option<Vec<u8>> {
 
 // ---------------------------------------------------------------- WebSocket
 
-fn build_request(url: &str, extra_headers: &[(&str, &str)]) -> Result<tungstenite::handshake::client::Request, tungstenite::Error> {
+fn build_request(
+    url: &str,
+    extra_headers: &[(&str, &str)],
+) -> Result<tungstenite::handshake::client::Request, tungstenite::Error> {
     let mut req = url.into_client_request()?;
     for (k, v) in extra_headers {
-        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).map_err(tungstenite::http::Error::from)?;
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(tungstenite::http::Error::from)?;
         let value = HeaderValue::from_str(v).map_err(tungstenite::http::Error::from)?;
         req.headers_mut().append(name, value);
     }
@@ -176,13 +212,19 @@ fn build_request(url: &str, extra_headers: &[(&str, &str)]) -> Result<tungstenit
 }
 
 fn timed_out() -> tungstenite::Error {
-    tungstenite::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "websocket connect timed out"))
+    tungstenite::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "websocket connect timed out",
+    ))
 }
 
 /// Connects to a `ws://` URL with extra handshake headers (appended, so
 /// `Sec-WebSocket-Protocol` etc. can be offered). Bounded by 10 s. A non-101 answer
 /// is `Err(tungstenite::Error::Http(response))`.
-pub async fn ws_connect(url: &str, extra_headers: &[(&str, &str)]) -> Result<(Ws, WsResponse), tungstenite::Error> {
+pub async fn ws_connect(
+    url: &str,
+    extra_headers: &[(&str, &str)],
+) -> Result<(Ws, WsResponse), tungstenite::Error> {
     let req = build_request(url, extra_headers)?;
     tokio::time::timeout(CLIENT_TIMEOUT, tokio_tungstenite::connect_async(req))
         .await
@@ -191,27 +233,50 @@ pub async fn ws_connect(url: &str, extra_headers: &[(&str, &str)]) -> Result<(Ws
 
 /// Connects to a `wss://` URL, trusting only `ca_cert`. `localhost` is dialed as
 /// 127.0.0.1; the URL host is used as the TLS server name. Bounded by 10 s.
-pub async fn wss_connect(url: &str, extra_headers: &[(&str, &str)], ca_cert: &Path) -> Result<(Wss, WsResponse), tungstenite::Error> {
+pub async fn wss_connect(
+    url: &str,
+    extra_headers: &[(&str, &str)],
+    ca_cert: &Path,
+) -> Result<(Wss, WsResponse), tungstenite::Error> {
     let req = build_request(url, extra_headers)?;
-    let host = req.uri().host().unwrap_or("127.0.0.1").trim_matches(|c| c == '[' || c == ']').to_string();
+    let host = req
+        .uri()
+        .host()
+        .unwrap_or("127.0.0.1")
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
     let port = req.uri().port_u16().unwrap_or(443);
-    let ip = if host == "localhost" { "127.0.0.1".to_string() } else { host.clone() };
-    let addr: SocketAddr = format!("{ip}:{port}")
-        .parse()
-        .map_err(|_| tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(url.to_string())))?;
+    let ip = if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        host.clone()
+    };
+    let addr: SocketAddr = format!("{ip}:{port}").parse().map_err(|_| {
+        tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(
+            url.to_string(),
+        ))
+    })?;
     let fut = async {
-        let tls = tls_connect(addr, &host, ca_cert).await.map_err(tungstenite::Error::Io)?;
+        let tls = tls_connect(addr, &host, ca_cert)
+            .await
+            .map_err(tungstenite::Error::Io)?;
         tokio_tungstenite::client_async(req, tls).await
     };
-    tokio::time::timeout(CLIENT_TIMEOUT, fut).await.map_err(|_| timed_out())?
+    tokio::time::timeout(CLIENT_TIMEOUT, fut)
+        .await
+        .map_err(|_| timed_out())?
 }
 
 /// rustls client config (ring provider, as Pingora uses) trusting only the certs in `ca_cert`.
 pub fn tls_client_config(ca_cert: &Path) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_cert).unwrap_or_else(|e| panic!("read {}: {e:?}", ca_cert.display())) {
-        roots.add(cert.expect("parse cert PEM")).expect("add root cert");
+    for cert in CertificateDer::pem_file_iter(ca_cert)
+        .unwrap_or_else(|e| panic!("read {}: {e:?}", ca_cert.display()))
+    {
+        roots
+            .add(cert.expect("parse cert PEM"))
+            .expect("add root cert");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -250,7 +315,9 @@ where
             }
         }
     };
-    tokio::time::timeout(CLIENT_TIMEOUT, fut).await.expect("websocket receive timed out after 10s")
+    tokio::time::timeout(CLIENT_TIMEOUT, fut)
+        .await
+        .expect("websocket receive timed out after 10s")
 }
 
 /// Sends a text message and returns the next text reply (panics otherwise).
@@ -274,7 +341,17 @@ pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")

@@ -13,7 +13,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A free loopback TCP port (bound on 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wsgate_bin() -> &'static str {
@@ -56,8 +60,16 @@ impl Wsgate {
             .stdout(fs::File::create(&stdout_path).expect("stdout log"))
             .stderr(fs::File::create(&stderr_path).expect("stderr log"));
         rust_log(&mut cmd);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
-        Wsgate { child: Mutex::new(child), dir, config_path, stdout_path, stderr_path }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
+        Wsgate {
+            child: Mutex::new(child),
+            dir,
+            config_path,
+            stdout_path,
+            stderr_path,
+        }
     }
 
     /// `start` + `wait_port` for every port.
@@ -105,7 +117,10 @@ impl Wsgate {
     /// Sends a signal (e.g. "TERM", "HUP", "QUIT") to our child via `kill -s`.
     pub fn signal(&self, sig: &str) {
         let pid = self.pid();
-        let st = Command::new("kill").args(["-s", sig, &pid.to_string()]).status().expect("run kill");
+        let st = Command::new("kill")
+            .args(["-s", sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
         assert!(st.success(), "kill -s {sig} {pid} failed");
     }
 
@@ -117,7 +132,10 @@ impl Wsgate {
         let max = READY_TIMEOUT.as_millis() / POLL.as_millis() + 2;
         for _ in 0..max {
             if let Some(st) = self.try_wait() {
-                panic!("wsgate exited ({st}) before port {port} was ready\n{}", self.logs());
+                panic!(
+                    "wsgate exited ({st}) before port {port} was ready\n{}",
+                    self.logs()
+                );
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return;
@@ -127,7 +145,10 @@ impl Wsgate {
             }
             std::thread::sleep(POLL);
         }
-        panic!("wsgate did not open port {port} within {READY_TIMEOUT:?}\n{}", self.logs());
+        panic!(
+            "wsgate did not open port {port} within {READY_TIMEOUT:?}\n{}",
+            self.logs()
+        );
     }
 
     /// Polls the stderr log until it contains `needle` (up to `timeout`). Returns whether it did.
@@ -157,7 +178,11 @@ impl Wsgate {
 
     /// Both logs, labelled, for panic messages.
     pub fn logs(&self) -> String {
-        format!("--- wsgate stderr ---\n{}\n--- wsgate stdout ---\n{}", self.log(), self.stdout())
+        format!(
+            "--- wsgate stderr ---\n{}\n--- wsgate stdout ---\n{}",
+            self.log(),
+            self.stdout()
+        )
     }
 
     /// Kills our child (by its PID) and reaps it. Idempotent.
@@ -198,7 +223,9 @@ pub fn check_config_in(dir: &Path, file_name: &str, yaml: &str) -> (bool, String
         .stdout(fs::File::create(&out_path).expect("stdout file"))
         .stderr(fs::File::create(&err_path).expect("stderr file"));
     rust_log(&mut cmd);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
     let deadline = Instant::now() + READY_TIMEOUT;
     let max = READY_TIMEOUT.as_millis() / POLL.as_millis() + 2;
     let mut status = None;
