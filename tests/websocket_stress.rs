@@ -1,0 +1,113 @@
+//! Guards for two Pingora 0.9.1 WebSocket defects that wsgate's own tunnel avoids:
+//! - pingora#946 (a tunnel torn down right after a fast 101): thousands of sequential and
+//!   concurrent connect-echo-close sessions, 0 failures;
+//! - the single-loop tunnel deadlock under bidirectional bulk load: GiB-sized echoes
+//!   through one session against a backend that reads and writes in one loop, 0 stalls.
+//!
+//! Sizes can be raised for a longer soak: WSGATE_STRESS_SEQUENTIAL, WSGATE_STRESS_CONCURRENT,
+//! WSGATE_STRESS_BULK_MIB, WSGATE_STRESS_BULK_RUNS.
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn proxy_to(backend: &WsBackend) -> (Wsgate, u16) {
+    let port = free_port();
+    let yaml = format!(
+        "server: {{threads: 2}}\nlisteners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n",
+        backend.addr()
+    );
+    (Wsgate::start_and_wait(&yaml, &[port]), port)
+}
+
+async fn connect_echo_close(url: &str, i: usize) -> Result<(), String> {
+    let (mut ws, _) = ws_connect(url, &[]).await.map_err(|e| format!("connect: {e}"))?;
+    let text = format!("message {i}");
+    ws.send(Message::text(text.clone())).await.map_err(|e| format!("send: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => {}
+        other => return Err(format!("echo: {other:?}")),
+    }
+    ws.close(None).await.map_err(|e| format!("close: {e}"))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_sequential_and_concurrent_sessions_never_fail() {
+    let backend = WsBackend::start("echo");
+    let (gw, port) = proxy_to(&backend);
+    let url = format!("ws://127.0.0.1:{port}/");
+
+    let sequential = env_or("WSGATE_STRESS_SEQUENTIAL", 5000);
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for i in 0..sequential {
+        if let Err(e) = connect_echo_close(&url, i).await {
+            failures.push(e);
+        }
+    }
+    eprintln!("{sequential} sequential sessions in {:?}, {} failed", started.elapsed(), failures.len());
+    assert!(failures.is_empty(), "{} of {sequential} failed, first: {}\n{}", failures.len(), failures[0], gw.log());
+
+    let concurrent = env_or("WSGATE_STRESS_CONCURRENT", 200);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrent).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move { connect_echo_close(&url, i).await })
+    }).collect();
+    let mut failures = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failures.push(e);
+        }
+    }
+    eprintln!("{concurrent} concurrent sessions in {:?}, {} failed", started.elapsed(), failures.len());
+    assert!(failures.is_empty(), "{} of {concurrent} failed, first: {}", failures.len(), failures[0]);
+    assert_eq!(backend.sessions(), sequential + concurrent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_echo_through_one_session_never_stalls() {
+    const MESSAGE: usize = 64 * 1024;
+    let backend = WsBackend::start_raw_echo("bulk");
+    let (_gw, port) = proxy_to(&backend);
+    let total_mib = env_or("WSGATE_STRESS_BULK_MIB", 256);
+    let runs = env_or("WSGATE_STRESS_BULK_RUNS", 2);
+    let messages = total_mib * 1024 * 1024 / MESSAGE;
+    for run in 0..runs {
+        let (ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/"), &[]).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let started = Instant::now();
+        let writer = tokio::spawn(async move {
+            let payload: Vec<u8> = (0..MESSAGE).map(|i| (i % 251) as u8).collect();
+            for _ in 0..messages {
+                sink.send(Message::binary(payload.clone())).await.unwrap();
+            }
+            sink
+        });
+        let reader = async {
+            let mut received = 0usize;
+            while received < messages * MESSAGE {
+                match stream.next().await {
+                    Some(Ok(Message::Binary(b))) => received += b.len(),
+                    other => panic!("run {run}: unexpected {other:?} after {received} bytes"),
+                }
+            }
+            received
+        };
+        // A stall is the failure this guards against: bound each run generously.
+        let received = tokio::time::timeout(Duration::from_secs(300), reader)
+            .await
+            .unwrap_or_else(|_| panic!("run {run} stalled"));
+        let mut sink = writer.await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("run {run}: {total_mib} MiB echoed in {secs:.2}s = {:.0} MiB/s", total_mib as f64 / secs);
+        assert_eq!(received, messages * MESSAGE);
+        let _ = sink.close().await;
+    }
+}
