@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit + integration tests (debug build), then the WebSocket
+# soak at full size in a release build (10 × 1 GiB through one session, 5,000 sequential
+# and 200 concurrent sessions), which a debug build would take minutes to push through.
+# Extra arguments are passed to the first `cargo test`, e.g. scripts/test.sh --test routing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-deps.sh
+cargo test "$@"
+if [ "$#" -eq 0 ]; then
+    WSGATE_STRESS_BULK_MIB=1024 WSGATE_STRESS_BULK_RUNS=10 \
+        cargo test --release --test websocket_stress -- --nocapture
+fi
