@@ -1,7 +1,10 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
+mod admin;
 mod config;
 mod headers;
+mod health;
+mod metrics;
 mod proxy;
 mod responses;
 mod routing;

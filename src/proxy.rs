@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::headers::{self, Forwarding};
+use crate::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::responses;
 use crate::routing::Router;
 use crate::upstream::{hash_input, Pool};
@@ -26,6 +27,7 @@ pub struct Gateway {
     pub pools: Vec<Pool>,
     /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
     pub connector: TransportConnector,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Per-request state.
@@ -42,8 +44,22 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pools: Vec<Pool>) -> Self {
-        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None) }
+    pub fn new(config: Arc<Config>, pools: Vec<Pool>, metrics: Arc<Metrics>) -> Self {
+        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None), metrics }
+    }
+
+    /// `(route, upstream)` metric labels of this request.
+    pub fn labels(&self, ctx: &RequestCtx) -> (&str, &str) {
+        match ctx.route.map(|i| &self.config.routes[i]) {
+            Some(route) => (route.name.as_str(), self.pools[route.upstream].spec.name.as_str()),
+            None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
+        }
+    }
+
+    fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
+        let (_, upstream) = self.labels(ctx);
+        let backend = ctx.tried.last().map_or_else(|| "-".to_string(), |b| b.to_string());
+        self.metrics.upstream_error(upstream, &backend, kind);
     }
 }
 
@@ -87,6 +103,7 @@ impl ProxyHttp for Gateway {
     }
 
     fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        self.upstream_error(ctx, UpstreamErrorKind::of(&e));
         // Nothing reached the backend, so another backend may take the request (bounded).
         let retries = ctx.route.map_or(0, |i| self.pools[self.config.routes[i].upstream].spec.retries);
         if ctx.tried.len() <= retries {
@@ -104,6 +121,26 @@ impl ProxyHttp for Gateway {
         headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
     }
 
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+        if e.esource() == &ErrorSource::Upstream {
+            self.upstream_error(ctx, UpstreamErrorKind::of(&e));
+        }
+        // Pingora's default retry policy (idempotent requests on reused connections only).
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// Our own refusals (`HTTPStatus`) are already in the access log and metrics; Pingora
+    /// would otherwise log each as an ERROR.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        matches!(error.etype(), ErrorType::HTTPStatus(_))
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
         let status = error_status(e);
         if status > 0 && session.response_written().is_none() {
@@ -113,6 +150,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.websocket.is_none() {
+            let (route, upstream) = self.labels(ctx);
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            self.metrics.http_requests.with_label_values(&[route, upstream, &metrics::status_label(status)]).inc();
+            self.metrics.http_duration.with_label_values(&[route, upstream]).observe(ctx.started.elapsed().as_secs_f64());
+        }
         if !log::log_enabled!(target: "access", log::Level::Info) {
             return;
         }

@@ -1,7 +1,9 @@
 //! Assembles the Pingora server from the validated config: listeners, the proxy service
 //! and one health-check background service per pool.
 
+use crate::admin::{AdminApp, Readiness};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::upstream::Pool;
 use log::{error, info};
@@ -22,14 +24,23 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
     server.bootstrap();
 
     let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new(config.upstreams.len());
     let mut pools = Vec::with_capacity(config.upstreams.len());
     for spec in &config.upstreams {
-        let (pool, health_service) = Pool::build(spec);
+        let (pool, health_service) = Pool::build(spec, &metrics, &readiness);
         server.add_boxed_service(health_service);
         pools.push(pool);
     }
 
-    let gateway = Gateway::new(config.clone(), pools);
+    if let Some(address) = config.metrics {
+        let mut admin = pingora::services::listening::Service::new("wsgate metrics".to_string(), AdminApp { readiness });
+        admin.add_tcp(&address.to_string());
+        server.add_service(admin);
+        info!("metrics on http://{address}/metrics, readiness on /ready");
+    }
+
+    let gateway = Gateway::new(config.clone(), pools, metrics);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
     for listener in &config.listeners {
         let address = listener.address.to_string();

@@ -1,7 +1,10 @@
 //! Upstream pools: one Pingora `LoadBalancer` per configured pool, built once at start-up,
 //! with its active health check running as a Pingora background service.
 
+use crate::admin::Readiness;
 use crate::config::model::{Balance, HashKey, HealthCheck, HealthCheckKind, Upstream};
+use crate::health::ObservedCheck;
+use crate::metrics::Metrics;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::lb::discovery::Static;
@@ -32,18 +35,25 @@ pub struct Pool {
 
 impl Pool {
     /// Builds the pool and the background service that health-checks it.
-    pub fn build(spec: &Upstream) -> (Pool, Box<dyn ServiceWithDependents>) {
+    pub fn build(spec: &Upstream, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> (Pool, Box<dyn ServiceWithDependents>) {
+        let check = ObservedCheck::new(
+            health_check(&spec.health_check),
+            &spec.name,
+            spec.backends.iter().map(|b| b.address),
+            metrics.clone(),
+            readiness.clone(),
+        );
         let (balancer, service) = match &spec.balance {
             Balance::RoundRobin => {
-                let (lb, svc) = balancer::<RoundRobin>(spec);
+                let (lb, svc) = balancer::<RoundRobin>(spec, check);
                 (Balancer::RoundRobin(lb), svc)
             }
             Balance::Random => {
-                let (lb, svc) = balancer::<Random>(spec);
+                let (lb, svc) = balancer::<Random>(spec, check);
                 (Balancer::Random(lb), svc)
             }
             Balance::ConsistentHash(_) => {
-                let (lb, svc) = balancer::<Consistent>(spec);
+                let (lb, svc) = balancer::<Consistent>(spec, check);
                 (Balancer::Hash(lb), svc)
             }
         };
@@ -63,7 +73,7 @@ impl Pool {
     }
 }
 
-fn balancer<S>(spec: &Upstream) -> (Arc<LoadBalancer<S>>, Box<dyn ServiceWithDependents>)
+fn balancer<S>(spec: &Upstream, check: ObservedCheck) -> (Arc<LoadBalancer<S>>, Box<dyn ServiceWithDependents>)
 where
     S: BackendSelection + Send + Sync + 'static,
     S::Iter: BackendIter,
@@ -76,7 +86,7 @@ where
     let mut lb = LoadBalancer::<S>::from_backends(Backends::new(Static::new(backends)));
     // Static discovery never blocks: fill the selector now so the first request finds it.
     let _ = lb.update().now_or_never();
-    lb.set_health_check(health_check(&spec.health_check));
+    lb.set_health_check(Box::new(check));
     lb.health_check_frequency = Some(spec.health_check.interval);
     lb.parallel_health_check = true;
     let service = background_service(&format!("health check {}", spec.name), lb);

@@ -7,11 +7,13 @@
 //! cannot replace it. So `request_filter` takes WebSocket upgrades over: everything before
 //! (accept, TLS, HTTP parsing, routing) is Pingora's and shared with plain HTTP.
 
+pub mod frames;
 pub mod handshake;
 pub mod tunnel;
 
 use crate::config::model::Route;
 use crate::headers::{self, Forwarding};
+use crate::metrics::{close_code_label, SessionMeter, UpgradeResult, UpstreamErrorKind};
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
 use crate::upstream::{hash_input, Pool};
@@ -27,7 +29,7 @@ use pingora::{ErrorType, Result};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tunnel::TunnelStats;
+use tunnel::{Direction, Initiator, Meters, TunnelStats};
 
 /// A backend's handshake response head larger than this is refused (nginx uses 4-8 KiB).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -52,11 +54,19 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
     // Whatever happens, this connection is not reused for another request.
     session.set_keepalive(None);
 
+    let (route_label, upstream_label) = (route.name.as_str(), gw.pools[route.upstream].spec.name.as_str());
+    let count = |result: UpgradeResult| gw.metrics.ws_upgrades.with_label_values(&[route_label, upstream_label, result.label()]).inc();
+
     if let Err(refusal) = handshake::validate(session.req_header(), &route.websocket) {
         let extra: &[(&str, &str)] = match refusal {
             Refusal::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
             _ => &[],
         };
+        count(match refusal {
+            Refusal::OriginDenied => UpgradeResult::OriginDenied,
+            Refusal::Disabled => UpgradeResult::Disabled,
+            Refusal::BadRequest(_) | Refusal::UnsupportedVersion => UpgradeResult::BadHandshake,
+        });
         outcome.status = refusal.status();
         responses::text(session, refusal.status(), refusal.message(), extra).await?;
         return Ok(true);
@@ -69,6 +79,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
     let mut backend = match opened {
         Ok(b) => b,
         Err(status) => {
+            count(UpgradeResult::BackendError);
             outcome.status = status;
             responses::text(session, status, responses::reason(status), &[]).await?;
             return Ok(true);
@@ -79,14 +90,17 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
 
     if !handshake::is_valid_acceptance(session.req_header(), &backend.response) {
         if backend.response.status == 101 {
+            count(UpgradeResult::BackendError);
             warn!("backend {} answered 101 without a valid WebSocket acceptance", backend.addr);
             outcome.status = 502;
             responses::text(session, 502, "bad gateway: the backend's WebSocket handshake was invalid", &[]).await?;
         } else {
+            count(UpgradeResult::BackendRefused);
             relay_refusal(session, &mut backend, pool.spec.read_timeout).await?;
         }
         return Ok(true);
     }
+    count(UpgradeResult::Accepted);
 
     let Some(mut client) = take_client_stream(session) else {
         outcome.status = 500;
@@ -102,7 +116,23 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
         debug!("client went away before the 101 was delivered: {e}");
         return Ok(true);
     }
-    let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout).await;
+    let meter = SessionMeter::open(&gw.metrics, route_label, upstream_label);
+    let upstream_dir = Direction {
+        sender: Initiator::Client,
+        meters: Meters { bytes: meter.bytes_to_backend.clone(), messages: meter.messages_to_backend.clone() },
+    };
+    let downstream_dir = Direction {
+        sender: Initiator::Backend,
+        meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
+    };
+    let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout, &upstream_dir, &downstream_dir).await;
+    drop(meter);
+    let (initiator, code) = match stats.first_close {
+        Some((who, code)) => (who.label(), close_code_label(code)),
+        None => ("none", close_code_label(None)),
+    };
+    gw.metrics.ws_closes.with_label_values(&[route_label, upstream_label, initiator, &code]).inc();
+    gw.metrics.ws_duration.with_label_values(&[route_label, upstream_label]).observe(stats.duration.as_secs_f64());
     debug!("websocket tunnel via {} ended: {:?}", backend.addr, stats);
     ctx.websocket.as_mut().expect("set above").tunnel = Some(stats);
     Ok(true)
@@ -139,6 +169,7 @@ async fn open_backend(
         let stream = match gw.connector.new_stream(&peer).await {
             Ok(s) => s,
             Err(e) => {
+                gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), UpstreamErrorKind::of(&e));
                 warn!("websocket connect to {addr} ({}) failed: {e}", pool.spec.name);
                 status = if matches!(e.etype(), ErrorType::ConnectTimedout) { 504 } else { 502 };
                 continue;
@@ -148,7 +179,12 @@ async fn open_backend(
         fwd.backend = addr;
         let mut req = client_req.clone();
         headers::apply(&mut req, route, &fwd).map_err(|_| 400u16)?;
-        return exchange(addr, stream, &req, pool.spec.read_timeout).await;
+        let exchanged = exchange(addr, stream, &req, pool.spec.read_timeout).await;
+        if let Err(status) = exchanged {
+            let kind = if status == 504 { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other };
+            gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), kind);
+        }
+        return exchanged;
     }
     Err(status)
 }

@@ -7,15 +7,23 @@
 //! pump that only ever waits on its own reader or writer, so one side's back-pressure never
 //! stops the other side from draining.
 //!
-//! Each pump hands every chunk to an observer before forwarding it; that is where a
-//! frame-aware view (metrics, limits, drain) plugs in without touching the copy loop.
+//! Each pump shows every chunk to that direction's `FrameReader` before forwarding it,
+//! unchanged: the frame-aware view (messages, close codes, who closed) costs a header parse
+//! per frame, never a payload copy. A stream that breaks RFC 6455 framing is counted and
+//! carried on as a plain byte tunnel.
 
+use super::frames::{FrameEvent, FrameReader};
 use pingora::protocols::Stream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use pingora_prometheus::prometheus::IntCounter;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const BUFFER_SIZE: usize = 32 * 1024;
+/// Once one side has closed its TCP stream, the other gets this long to finish (unless the
+/// WebSocket closing handshake is already complete, then the tunnel ends at once).
+const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,103 +36,225 @@ pub enum TunnelEnd {
     Error(String),
 }
 
+/// Who sent a session's first Close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    Client,
+    Backend,
+}
+
+impl Initiator {
+    pub fn label(self) -> &'static str {
+        match self {
+            Initiator::Client => "client",
+            Initiator::Backend => "backend",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TunnelStats {
     pub client_to_backend_bytes: u64,
     pub backend_to_client_bytes: u64,
+    pub client_to_backend_messages: u64,
+    pub backend_to_client_messages: u64,
+    /// The first Close frame seen in either direction: its sender and code.
+    pub first_close: Option<(Initiator, Option<u16>)>,
+    /// A direction broke RFC 6455 framing (and was then carried as plain bytes).
+    pub malformed: bool,
     pub duration: Duration,
     pub end: TunnelEnd,
 }
 
-/// Time of the last byte moved in either direction, in ms since the tunnel started.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
+/// Live counters a pump adds to as bytes pass (Prometheus counters, or detached ones).
+pub struct Meters {
+    pub bytes: IntCounter,
+    pub messages: IntCounter,
 }
 
-impl Activity {
+/// One direction of the tunnel: who sends on it, its frame view, its counters.
+pub struct Direction {
+    pub sender: Initiator,
+    pub meters: Meters,
+}
+
+#[derive(Debug, Default)]
+struct Flow {
+    bytes: u64,
+    messages: u64,
+    malformed: bool,
+}
+
+/// State both pumps share: activity for the idle timeout, and the closing handshake.
+struct Shared {
+    start: Instant,
+    /// Time of the last byte moved in either direction, in ms since `start`.
+    last_ms: AtomicU64,
+    first_close: OnceLock<(Initiator, Option<u16>)>,
+    client_sent_close: AtomicBool,
+    backend_sent_close: AtomicBool,
+}
+
+impl Shared {
     fn touch(&self) {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn last(&self) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
+    fn note_close(&self, sender: Initiator, code: Option<u16>) {
+        let _ = self.first_close.set((sender, code));
+        match sender {
+            Initiator::Client => self.client_sent_close.store(true, Ordering::Relaxed),
+            Initiator::Backend => self.backend_sent_close.store(true, Ordering::Relaxed),
+        }
+    }
+    /// Both sides have sent a Close frame (RFC 6455 §7.1.1): nothing more may follow.
+    fn handshake_complete(&self) -> bool {
+        self.client_sent_close.load(Ordering::Relaxed) && self.backend_sent_close.load(Ordering::Relaxed)
+    }
 }
 
 /// Copies `reader` to `writer` until end of stream, then half-closes `writer`.
-async fn pump<R, W>(mut reader: R, mut writer: W, activity: &Activity) -> std::io::Result<u64>
+async fn pump<R, W>(
+    mut reader: R,
+    mut writer: W,
+    direction: &Direction,
+    shared: &Shared,
+) -> (Flow, std::io::Result<()>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUFFER_SIZE];
-    let mut total = 0u64;
+    let mut frames = FrameReader::new();
+    let mut flow = Flow::default();
     loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            let _ = writer.shutdown().await;
-            return Ok(total);
+        let n = match reader.read(&mut buf).await {
+            Ok(0) => {
+                let _ = writer.shutdown().await;
+                return (flow, Ok(()));
+            }
+            Ok(n) => n,
+            Err(e) => return (flow, Err(e)),
+        };
+        shared.touch();
+        let mut messages = 0;
+        let mut close = None;
+        frames.feed(&buf[..n], |_, event| match event {
+            FrameEvent::Message { .. } => messages += 1,
+            FrameEvent::Close { code } => close = close.or(Some(code)),
+            FrameEvent::Malformed(why) => {
+                log::debug!("{:?} sent a malformed WebSocket stream ({why}); carrying it as bytes", direction.sender);
+                flow.malformed = true;
+            }
+            FrameEvent::Header { .. } => {}
+        });
+        flow.bytes += n as u64;
+        flow.messages += messages;
+        direction.meters.bytes.inc_by(n as u64);
+        direction.meters.messages.inc_by(messages);
+        if let Err(e) = write_now(&mut writer, &buf[..n]).await {
+            return (flow, Err(e));
         }
-        activity.touch();
-        writer.write_all(&buf[..n]).await?;
-        // Pingora's streams may buffer writes; a tunnel must deliver each chunk now.
-        writer.flush().await?;
-        activity.touch();
-        total += n as u64;
+        shared.touch();
+        // Only once delivered: the other pump may end the tunnel as soon as both are noted.
+        if let Some(code) = close {
+            shared.note_close(direction.sender, code);
+        }
     }
 }
 
 /// Runs the tunnel until both sides are done, an error, or `idle_timeout` of silence.
 /// `backend_prefix` holds bytes the backend sent right after its 101 (read together with
 /// the response head); they go to the client first.
-pub async fn run(client: Stream, backend: Stream, backend_prefix: &[u8], idle_timeout: Duration) -> TunnelStats {
-    let activity = Activity { start: Instant::now(), last_ms: AtomicU64::new(0) };
+pub async fn run(
+    client: Stream,
+    backend: Stream,
+    backend_prefix: &[u8],
+    idle_timeout: Duration,
+    upstream_dir: &Direction,
+    downstream_dir: &Direction,
+) -> TunnelStats {
+    let shared = Shared {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+        first_close: OnceLock::new(),
+        client_sent_close: AtomicBool::new(false),
+        backend_sent_close: AtomicBool::new(false),
+    };
     let (client_read, mut client_write) = tokio::io::split(client);
     let (backend_read, backend_write) = tokio::io::split(backend);
 
     let mut stats = TunnelStats {
         client_to_backend_bytes: 0,
-        backend_to_client_bytes: backend_prefix.len() as u64,
+        backend_to_client_bytes: 0,
+        client_to_backend_messages: 0,
+        backend_to_client_messages: 0,
+        first_close: None,
+        malformed: false,
         duration: Duration::ZERO,
         end: TunnelEnd::Closed,
     };
     if !backend_prefix.is_empty() {
+        // Rare (a backend that speaks first, right after its 101): count it as bytes only.
+        downstream_dir.meters.bytes.inc_by(backend_prefix.len() as u64);
+        stats.backend_to_client_bytes = backend_prefix.len() as u64;
         if let Err(e) = write_now(&mut client_write, backend_prefix).await {
             stats.end = TunnelEnd::Error(e.to_string());
             return stats;
         }
     }
 
-    let upstream = pump(client_read, backend_write, &activity);
-    let downstream = pump(backend_read, client_write, &activity);
+    let upstream = pump(client_read, backend_write, upstream_dir, &shared);
+    let downstream = pump(backend_read, client_write, downstream_dir, &shared);
     tokio::pin!(upstream, downstream);
     let (mut up_done, mut down_done) = (false, false);
+    let mut linger_until: Option<Instant> = None;
     while !(up_done && down_done) {
-        let deadline = tokio::time::Instant::from_std(activity.last() + idle_timeout);
+        if up_done || down_done {
+            if shared.handshake_complete() {
+                break;
+            }
+            linger_until.get_or_insert_with(|| Instant::now() + HALF_CLOSE_LINGER.min(idle_timeout));
+        }
+        let idle_deadline = shared.last() + idle_timeout;
+        let deadline = linger_until.map_or(idle_deadline, |l| l.min(idle_deadline));
+        let deadline = tokio::time::Instant::from_std(deadline);
         tokio::select! {
-            r = &mut upstream, if !up_done => {
+            (flow, result) = &mut upstream, if !up_done => {
                 up_done = true;
-                match r {
-                    Ok(n) => stats.client_to_backend_bytes = n,
-                    Err(e) => { stats.end = TunnelEnd::Error(format!("client side: {e}")); break; }
+                stats.client_to_backend_bytes += flow.bytes;
+                stats.client_to_backend_messages = flow.messages;
+                stats.malformed |= flow.malformed;
+                if let Err(e) = result {
+                    stats.end = TunnelEnd::Error(format!("client side: {e}"));
+                    break;
                 }
             }
-            r = &mut downstream, if !down_done => {
+            (flow, result) = &mut downstream, if !down_done => {
                 down_done = true;
-                match r {
-                    Ok(n) => stats.backend_to_client_bytes += n,
-                    Err(e) => { stats.end = TunnelEnd::Error(format!("backend side: {e}")); break; }
+                stats.backend_to_client_bytes += flow.bytes;
+                stats.backend_to_client_messages = flow.messages;
+                stats.malformed |= flow.malformed;
+                if let Err(e) = result {
+                    stats.end = TunnelEnd::Error(format!("backend side: {e}"));
+                    break;
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
-                if activity.last() + idle_timeout <= Instant::now() {
+                if linger_until.is_some_and(|l| l <= Instant::now()) {
+                    break;
+                }
+                if shared.last() + idle_timeout <= Instant::now() {
                     stats.end = TunnelEnd::IdleTimeout;
                     break;
                 }
             }
         }
     }
-    stats.duration = activity.start.elapsed();
+    stats.first_close = shared.first_close.get().copied();
+    stats.duration = shared.start.elapsed();
     stats
 }
 
@@ -138,11 +268,21 @@ mod tests {
     use super::*;
     use tokio::io::duplex;
 
+    fn direction(sender: Initiator) -> Direction {
+        let counter = || IntCounter::new("test", "test").unwrap();
+        Direction { sender, meters: Meters { bytes: counter(), messages: counter() } }
+    }
+
+    async fn tunnel(client: tokio::io::DuplexStream, backend: tokio::io::DuplexStream, prefix: &'static [u8], idle: Duration) -> TunnelStats {
+        let (up, down) = (direction(Initiator::Client), direction(Initiator::Backend));
+        run(Box::new(client), Box::new(backend), prefix, idle, &up, &down).await
+    }
+
     #[tokio::test]
     async fn copies_both_ways_and_sends_the_prefix_first() {
         let (client, mut client_peer) = duplex(1024);
         let (backend, mut backend_peer) = duplex(1024);
-        let tunnel = tokio::spawn(async move { run(Box::new(client), Box::new(backend), b"hello", Duration::from_secs(5)).await });
+        let tunnel = tokio::spawn(tunnel(client, backend, b"hello", Duration::from_secs(5)));
         let mut got = [0u8; 5];
         client_peer.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"hello");
@@ -161,7 +301,7 @@ mod tests {
     async fn ends_after_the_idle_timeout() {
         let (client, _client_peer) = duplex(64);
         let (backend, _backend_peer) = duplex(64);
-        let stats = tokio::time::timeout(Duration::from_secs(5), run(Box::new(client), Box::new(backend), b"", Duration::from_millis(100)))
+        let stats = tokio::time::timeout(Duration::from_secs(5), tunnel(client, backend, b"", Duration::from_millis(100)))
             .await
             .expect("idle tunnel must end by itself");
         assert_eq!(stats.end, TunnelEnd::IdleTimeout);
@@ -174,7 +314,7 @@ mod tests {
         const TOTAL: usize = 4 * 1024 * 1024;
         let (client, client_peer) = duplex(4096);
         let (backend, backend_peer) = duplex(4096);
-        let tunnel = tokio::spawn(run(Box::new(client), Box::new(backend), b"", Duration::from_secs(5)));
+        let tunnel = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(5)));
         let blast = |peer: tokio::io::DuplexStream| async move {
             let (mut r, mut w) = tokio::io::split(peer);
             let writer = async move {

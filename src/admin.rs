@@ -1,0 +1,82 @@
+//! The metrics listener (`metrics.address`): `GET /metrics` in the Prometheus text format
+//! and `GET /ready` for load balancers in front of wsgate. Nothing else is served there.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use pingora_prometheus::prometheus::{self, Encoder, TextEncoder};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Whether wsgate is ready for traffic: every pool has completed its first health check
+/// round (so rotation reflects reality, not the optimistic start-up state).
+pub struct Readiness {
+    pools_pending: AtomicUsize,
+}
+
+impl Readiness {
+    pub fn new(pools: usize) -> Arc<Readiness> {
+        Arc::new(Readiness { pools_pending: AtomicUsize::new(pools) })
+    }
+    /// Called once per pool, after its first full round of checks.
+    pub fn pool_checked(&self) {
+        let _ = self.pools_pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+    pub fn is_ready(&self) -> bool {
+        self.pools_pending.load(Ordering::Acquire) == 0
+    }
+}
+
+pub struct AdminApp {
+    pub readiness: Arc<Readiness>,
+}
+
+impl AdminApp {
+    fn answer(&self, method: &http::Method, path: &str, shutting_down: bool) -> (u16, &'static str, Vec<u8>) {
+        let text = "text/plain; charset=utf-8";
+        if method != http::Method::GET && method != http::Method::HEAD {
+            return (405, text, b"method not allowed\n".to_vec());
+        }
+        match path {
+            "/metrics" => {
+                let encoder = TextEncoder::new();
+                let mut body = Vec::with_capacity(16 * 1024);
+                match encoder.encode(&prometheus::gather(), &mut body) {
+                    Ok(()) => (200, "text/plain; version=0.0.4; charset=utf-8", body),
+                    Err(e) => (500, text, format!("encoding metrics failed: {e}\n").into_bytes()),
+                }
+            }
+            "/ready" if shutting_down => (503, text, b"shutting down\n".to_vec()),
+            "/ready" if !self.readiness.is_ready() => (503, text, b"waiting for the first health checks\n".to_vec()),
+            "/ready" => (200, text, b"ready\n".to_vec()),
+            _ => (404, text, b"not found: this listener serves /metrics and /ready\n".to_vec()),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for AdminApp {
+    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        if !matches!(session.read_request().await, Ok(true)) {
+            return None;
+        }
+        let shutting_down = *shutdown.borrow();
+        let req = session.req_header();
+        let (status, content_type, body) = self.answer(&req.method, req.uri.path(), shutting_down);
+        let head_only = req.method == http::Method::HEAD;
+        let mut resp = ResponseHeader::build(status, Some(3)).ok()?;
+        resp.insert_header("Content-Type", content_type).ok()?;
+        resp.insert_header("Content-Length", body.len().to_string()).ok()?;
+        resp.insert_header("Cache-Control", "no-store").ok()?;
+        session.set_keepalive(if shutting_down { None } else { Some(60) });
+        session.write_response_header(Box::new(resp)).await.ok()?;
+        if !head_only {
+            session.write_response_body(Bytes::from(body), true).await.ok()?;
+        }
+        let persistent = pingora::apps::HttpPersistentSettings::for_session(&session);
+        session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, persistent))
+    }
+}

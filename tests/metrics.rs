@@ -1,0 +1,150 @@
+//! The metrics listener: /metrics in the Prometheus text format with wsgate's metrics and
+//! their exact names and labels, /ready, and nothing else.
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+
+/// The value of the sample `name{labels}` whose labels include every `key="value"` given.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name {
+            return None;
+        }
+        labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
+    })
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let (status, headers, body) = get(addr, "localhost", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    body
+}
+
+/// Polls /metrics (bounded: 5 s) until `name{labels}` equals `want`.
+async fn wait_for(addr: std::net::SocketAddr, name: &str, labels: &[(&str, &str)], want: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(addr).await;
+        if sample(&text, name, labels) == Some(want) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{name}{labels:?} never became {want}; last value {:?}\n{text}", sample(&text, name, labels));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_http_and_websocket_traffic() {
+    let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
+    let dead = free_port();
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics:\n  address: 127.0.0.1:{mport}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n  gone: {{backends: ['127.0.0.1:{dead}'], health_check: {{interval: 1h, unhealthy_after: 3}}}}\n\
+         routes:\n\
+         \x20 - {{name: chat, path_prefix: /ws, upstream: chat, websocket: {{allowed_origins: ['https://ok.example']}}}}\n\
+         \x20 - {{name: gone, path_prefix: /gone, upstream: gone}}\n\
+         \x20 - {{name: site, host: site.example, upstream: web}}\n",
+        web.addr(),
+        chat.addr()
+    );
+    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let (addr, maddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+
+    for _ in 0..3 {
+        assert_eq!(get(addr, "site.example", "/").await.0, 200);
+    }
+    assert_eq!(get(addr, "unknown.example", "/").await.0, 404);
+    assert_eq!(get(addr, "site.example", "/gone").await.0, 502);
+
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://ok.example")]).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(ws_echo_text(&mut ws, &format!("m{i}")).await, format!("m{i}"));
+    }
+    let text = wait_for(maddr, "wsgate_websocket_sessions_active", &[("route", "chat"), ("upstream", "chat")], 1.0).await;
+    // Live counters: visible while the session is still open.
+    assert_eq!(sample(&text, "wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]), Some(3.0));
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut ws)).await.unwrap() {}
+    // A second session that just drops its TCP connection: closed by nobody.
+    let (ws2, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://ok.example")]).await.unwrap();
+    drop(ws2);
+    // And refused handshakes.
+    let refused = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://evil.example")]).await;
+    assert!(refused.is_err());
+
+    let text = wait_for(maddr, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "none"), ("code", "none")], 1.0).await;
+    let v = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
+    assert_eq!(v("wsgate_http_requests_total", &[("route", "site"), ("upstream", "web"), ("status", "200")]), Some(3.0));
+    assert_eq!(v("wsgate_http_requests_total", &[("route", "none"), ("upstream", "none"), ("status", "404")]), Some(1.0));
+    assert_eq!(v("wsgate_http_requests_total", &[("route", "gone"), ("upstream", "gone"), ("status", "502")]), Some(1.0));
+    assert_eq!(v("wsgate_http_request_duration_seconds_count", &[("route", "site"), ("upstream", "web")]), Some(3.0));
+    assert_eq!(v("wsgate_websocket_upgrades_total", &[("route", "chat"), ("result", "accepted")]), Some(2.0));
+    assert_eq!(v("wsgate_websocket_upgrades_total", &[("route", "chat"), ("result", "origin_denied")]), Some(1.0));
+    assert_eq!(v("wsgate_websocket_sessions_active", &[("route", "chat")]), Some(0.0));
+    assert_eq!(v("wsgate_websocket_session_duration_seconds_count", &[("route", "chat")]), Some(2.0));
+    assert_eq!(v("wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]), Some(3.0));
+    assert_eq!(v("wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "backend_to_client")]), Some(3.0));
+    assert!(v("wsgate_websocket_bytes_total", &[("route", "chat"), ("direction", "client_to_backend")]).unwrap() > 20.0);
+    assert!(v("wsgate_websocket_bytes_total", &[("route", "chat"), ("direction", "backend_to_client")]).unwrap() > 10.0);
+    assert_eq!(v("wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "client"), ("code", "1000")]), Some(1.0));
+    assert_eq!(v("wsgate_upstream_backend_healthy", &[("upstream", "web"), ("backend", &web.addr().to_string())]), Some(1.0));
+    assert_eq!(v("wsgate_upstream_errors_total", &[("upstream", "gone"), ("kind", "connect_refused")]), Some(1.0));
+    assert_eq!(v("wsgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert!(v("process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(v("process_open_fds", &[]).unwrap() > 0.0);
+    drop(gw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_leaving_rotation_shows_in_the_health_gauge() {
+    let mut b = HttpBackend::start("b");
+    let b_addr = b.addr().to_string();
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+         upstreams:\n  app: {{backends: ['{b_addr}'], health_check: {{interval: 100ms}}}}\nroutes:\n  - upstream: app\n"
+    );
+    let _gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], 1.0).await;
+    b.stop();
+    wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_waits_for_the_first_health_check_round_and_nothing_else_is_served() {
+    // A backend that accepts connections and never answers: the first HTTP check of this
+    // pool takes its full 1 s timeout, and /ready must say 503 until then.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+         upstreams:\n  app: {{backends: ['{silent_addr}'], health_check: {{kind: http, interval: 1h, timeout: 1s}}}}\nroutes:\n  - upstream: app\n"
+    );
+    let started = Instant::now();
+    let _gw = Wsgate::start_and_wait(&yaml, &[mport]);
+    let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    let (status, _, body) = get(maddr, "localhost", "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = get(maddr, "localhost", "/ready").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "ready before the first check finished");
+    assert_eq!(get(maddr, "localhost", "/").await.0, 404);
+    assert_eq!(get(maddr, "localhost", "/metricsx").await.0, 404);
+    let (status, _, _) = http_request(maddr, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 405);
+    drop(silent);
+}
