@@ -1,5 +1,6 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
+mod access_log;
 mod admin;
 mod config;
 mod headers;

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub ws_messages: IntCounterVec,
     pub ws_bytes: IntCounterVec,
     pub ws_closes: IntCounterVec,
+    pub ws_protocol_errors: IntCounterVec,
     pub backend_healthy: IntGaugeVec,
     pub upstream_errors: IntCounterVec,
 }
@@ -149,6 +150,11 @@ impl Metrics {
             ws_messages: counter("wsgate_websocket_messages_total", "WebSocket data messages by direction.", &["route", "upstream", "direction"]),
             ws_bytes: counter("wsgate_websocket_bytes_total", "Bytes carried by WebSocket sessions (on the wire) by direction.", &["route", "upstream", "direction"]),
             ws_closes: counter("wsgate_websocket_closes_total", "Ended WebSocket sessions by who sent the first Close frame and its code.", &["route", "upstream", "initiator", "code"]),
+            ws_protocol_errors: counter(
+                "wsgate_websocket_protocol_errors_total",
+                "Sessions whose frames broke RFC 6455; they were carried on as plain byte tunnels.",
+                &["route", "upstream"],
+            ),
             backend_healthy: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_healthy", "1 while a backend is in rotation, 0 otherwise."), &["upstream", "backend"])
                 .expect("valid metric definition"),
             upstream_errors: counter("wsgate_upstream_errors_total", "Failed backend connections and exchanges by kind.", &["upstream", "backend", "kind"]),
@@ -163,6 +169,7 @@ impl Metrics {
             Box::new(m.ws_messages.clone()),
             Box::new(m.ws_bytes.clone()),
             Box::new(m.ws_closes.clone()),
+            Box::new(m.ws_protocol_errors.clone()),
             Box::new(m.backend_healthy.clone()),
             Box::new(m.upstream_errors.clone()),
         ] {

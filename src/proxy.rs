@@ -2,6 +2,7 @@
 //! makes its decision: `routing` → `websocket` (upgrades) → `upstream` (pool, backend)
 //! → `headers` (what the backend receives) → `responses` / access log.
 
+use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::config::Config;
 use crate::headers::{self, Forwarding};
 use crate::metrics::{self, Metrics, UpstreamErrorKind};
@@ -10,7 +11,7 @@ use crate::routing::Router;
 use crate::upstream::{hash_input, Pool};
 use crate::websocket::{self, handshake, WsOutcome};
 use async_trait::async_trait;
-use log::{info, warn};
+use log::warn;
 use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -28,6 +29,7 @@ pub struct Gateway {
     /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
     pub connector: TransportConnector,
     pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
 }
 
 /// Per-request state.
@@ -44,8 +46,8 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pools: Vec<Pool>, metrics: Arc<Metrics>) -> Self {
-        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None), metrics }
+    pub fn new(config: Arc<Config>, pools: Vec<Pool>, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
+        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None), metrics, access_log }
     }
 
     /// `(route, upstream)` metric labels of this request.
@@ -150,30 +152,60 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let (route, upstream) = self.labels(ctx);
+        let elapsed = ctx.started.elapsed();
         if ctx.websocket.is_none() {
-            let (route, upstream) = self.labels(ctx);
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             self.metrics.http_requests.with_label_values(&[route, upstream, &metrics::status_label(status)]).inc();
-            self.metrics.http_duration.with_label_values(&[route, upstream]).observe(ctx.started.elapsed().as_secs_f64());
+            self.metrics.http_duration.with_label_values(&[route, upstream]).observe(elapsed.as_secs_f64());
         }
-        if !log::log_enabled!(target: "access", log::Level::Info) {
-            return;
+        if self.access_log.enabled() {
+            self.access_log.write(&access_record(session, ctx, route, upstream, &self.access_log));
         }
-        let route = ctx.route.map_or("-", |i| self.config.routes[i].name.as_str());
-        let client = ctx.client_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-        let elapsed = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        // For WebSocket sessions the downstream session is a placeholder now: use the ctx.
-        if let Some(ws) = &ctx.websocket {
-            let backend = ws.backend.map_or_else(|| "-".to_string(), |b| b.to_string());
-            let (up, down) = ws.tunnel.as_ref().map_or((0, 0), |t| (t.client_to_backend_bytes, t.backend_to_client_bytes));
-            info!(target: "access", "{client} \"{}\" {} route={route} backend={backend} websocket in={up} out={down} {elapsed:.1}ms", ws.method_path, ws.status);
-        } else {
-            let req = session.req_header();
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let backend = ctx.tried.last().map_or_else(|| "-".to_string(), |b| b.to_string());
-            info!(target: "access", "{client} \"{} {}\" {status} route={route} backend={backend} {elapsed:.1}ms", req.method, req.uri);
-        }
+    }}
+
+/// The access-log line of a finished request or WebSocket session.
+fn access_record<'a>(session: &'a Session, ctx: &'a RequestCtx, route: &'a str, upstream: &'a str, log: &AccessLog) -> Record<'a> {
+    let mut record = Record {
+        time: access_log::now(),
+        client: ctx.client_ip.map_or_else(String::new, |ip| ip.to_string()),
+        method: "",
+        host: "",
+        path: "",
+        status: 0,
+        route,
+        upstream,
+        backend: ctx.tried.last().map_or_else(String::new, |b| b.to_string()),
+        duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+        bytes_in: 0,
+        bytes_out: 0,
+        websocket: None,
+    };
+    // For WebSocket sessions Pingora's session is a placeholder by now: use what we kept.
+    if let Some(ws) = &ctx.websocket {
+        let t = ws.tunnel.as_ref();
+        record.method = &ws.method;
+        record.host = &ws.host;
+        record.path = &ws.path;
+        record.status = ws.status;
+        record.bytes_in = t.map_or(0, |t| t.client_to_backend_bytes);
+        record.bytes_out = t.map_or(0, |t| t.backend_to_client_bytes);
+        record.websocket = t.map(|t| WsRecord {
+            messages_in: t.client_to_backend_messages,
+            messages_out: t.backend_to_client_messages,
+            close_initiator: t.first_close.map_or("none", |c| c.0.label()),
+            close_code: t.first_close.and_then(|c| c.1),
+        });
+    } else {
+        let req = session.req_header();
+        record.method = req.method.as_str();
+        record.host = headers::request_host(req).unwrap_or_default();
+        record.path = log.path(&req.uri);
+        record.status = session.response_written().map_or(0, |r| r.status.as_u16());
+        record.bytes_in = session.body_bytes_read() as u64;
+        record.bytes_out = session.body_bytes_sent() as u64;
     }
+    record
 }
 
 /// The status a failed request is answered with: 502 when the backend fails, 503 when no

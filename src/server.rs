@@ -1,6 +1,7 @@
 //! Assembles the Pingora server from the validated config: listeners, the proxy service
 //! and one health-check background service per pool.
 
+use crate::access_log::AccessLog;
 use crate::admin::{AdminApp, Readiness};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -40,7 +41,14 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
         info!("metrics on http://{address}/metrics, readiness on /ready");
     }
 
-    let gateway = Gateway::new(config.clone(), pools, metrics);
+    let access_log = match AccessLog::open(&config.access_log) {
+        Ok(log) => log,
+        Err(e) => {
+            error!("access_log.path: cannot open {:?}: {e}", config.access_log.target);
+            return ExitCode::FAILURE;
+        }
+    };
+    let gateway = Gateway::new(config.clone(), pools, metrics, access_log);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
     for listener in &config.listeners {
         let address = listener.address.to_string();

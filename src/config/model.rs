@@ -17,9 +17,24 @@ pub struct Config {
     /// Validated now; served by the metrics endpoint (observability issue).
     #[allow(dead_code)]
     pub metrics: Option<SocketAddr>,
+    pub access_log: AccessLogConfig,
     /// Indexed by `Route::upstream`.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    pub target: AccessLogTarget,
+    /// Query strings can carry tokens: logged only when asked for.
+    pub include_query: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,8 @@ pub struct RawConfig {
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub access_log: Option<RawAccessLog>,
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Vec<RawRoute>,
 }
@@ -38,6 +40,15 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub include_query: bool,
 }
 
 #[derive(Debug, Deserialize)]

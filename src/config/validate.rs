@@ -43,6 +43,19 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         Some(addr)
     });
 
+    let access_log = AccessLogConfig {
+        target: match raw.access_log.as_ref().and_then(|a| a.path.as_deref()) {
+            None | Some("stdout") => AccessLogTarget::Stdout,
+            Some("off") => AccessLogTarget::Off,
+            Some("") => {
+                problems.push((root.key("access_log").key("path"), "must be a file path, `stdout` or `off`".into()));
+                AccessLogTarget::Off
+            }
+            Some(path) => AccessLogTarget::File(resolve_path(base_dir, path)),
+        },
+        include_query: raw.access_log.as_ref().is_some_and(|a| a.include_query),
+    };
+
     let mut upstream_index = HashMap::new();
     let mut upstreams = Vec::new();
     let upstreams_path = root.key("upstreams");
@@ -59,7 +72,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
     let routes = routes(&raw.routes, &raw.upstreams, &upstream_index, &root.key("routes"), &mut problems);
 
     if problems.is_empty() {
-        Ok(Config { server: server.unwrap_or_default(), listeners, metrics, upstreams, routes })
+        Ok(Config { server: server.unwrap_or_default(), listeners, metrics, access_log, upstreams, routes })
     } else {
         Err(problems)
     }

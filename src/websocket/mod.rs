@@ -39,7 +39,10 @@ const MAX_RELAYED_BODY: usize = 64 * 1024;
 /// What happened to one WebSocket upgrade request, for logging.
 #[derive(Debug, Default)]
 pub struct WsOutcome {
-    pub method_path: String,
+    /// The request as the access log shows it (the session itself is gone by then).
+    pub method: String,
+    pub host: String,
+    pub path: String,
     pub status: u16,
     pub backend: Option<SocketAddr>,
     pub tunnel: Option<TunnelStats>,
@@ -48,7 +51,9 @@ pub struct WsOutcome {
 /// Serves a WebSocket upgrade request on `route` end to end. Always answers the client.
 pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, route: &Route) -> Result<bool> {
     let outcome = ctx.websocket.insert(WsOutcome {
-        method_path: format!("{} {}", session.req_header().method, session.req_header().uri),
+        method: session.req_header().method.to_string(),
+        host: headers::request_host(session.req_header()).unwrap_or_default().to_string(),
+        path: gw.access_log.path(&session.req_header().uri).to_string(),
         ..Default::default()
     });
     // Whatever happens, this connection is not reused for another request.
@@ -133,6 +138,9 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
     };
     gw.metrics.ws_closes.with_label_values(&[route_label, upstream_label, initiator, &code]).inc();
     gw.metrics.ws_duration.with_label_values(&[route_label, upstream_label]).observe(stats.duration.as_secs_f64());
+    if stats.malformed {
+        gw.metrics.ws_protocol_errors.with_label_values(&[route_label, upstream_label]).inc();
+    }
     debug!("websocket tunnel via {} ended: {:?}", backend.addr, stats);
     ctx.websocket.as_mut().expect("set above").tunnel = Some(stats);
     Ok(true)

@@ -78,11 +78,12 @@ pub struct Direction {
     pub meters: Meters,
 }
 
+/// Running totals of one direction, readable however the tunnel ends.
 #[derive(Debug, Default)]
 struct Flow {
-    bytes: u64,
-    messages: u64,
-    malformed: bool,
+    bytes: AtomicU64,
+    messages: AtomicU64,
+    malformed: AtomicBool,
 }
 
 /// State both pumps share: activity for the idle timeout, and the closing handshake.
@@ -93,6 +94,8 @@ struct Shared {
     first_close: OnceLock<(Initiator, Option<u16>)>,
     client_sent_close: AtomicBool,
     backend_sent_close: AtomicBool,
+    upstream: Flow,
+    downstream: Flow,
 }
 
 impl Shared {
@@ -101,6 +104,12 @@ impl Shared {
     }
     fn last(&self) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+    fn flow(&self, sender: Initiator) -> &Flow {
+        match sender {
+            Initiator::Client => &self.upstream,
+            Initiator::Backend => &self.downstream,
+        }
     }
     fn note_close(&self, sender: Initiator, code: Option<u16>) {
         let _ = self.first_close.set((sender, code));
@@ -121,23 +130,20 @@ async fn pump<R, W>(
     mut writer: W,
     direction: &Direction,
     shared: &Shared,
-) -> (Flow, std::io::Result<()>)
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut frames = FrameReader::new();
-    let mut flow = Flow::default();
+    let flow = shared.flow(direction.sender);
     loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => {
-                let _ = writer.shutdown().await;
-                return (flow, Ok(()));
-            }
-            Ok(n) => n,
-            Err(e) => return (flow, Err(e)),
-        };
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            let _ = writer.shutdown().await;
+            return Ok(());
+        }
         shared.touch();
         let mut messages = 0;
         let mut close = None;
@@ -146,17 +152,15 @@ where
             FrameEvent::Close { code } => close = close.or(Some(code)),
             FrameEvent::Malformed(why) => {
                 log::debug!("{:?} sent a malformed WebSocket stream ({why}); carrying it as bytes", direction.sender);
-                flow.malformed = true;
+                flow.malformed.store(true, Ordering::Relaxed);
             }
             FrameEvent::Header { .. } => {}
         });
-        flow.bytes += n as u64;
-        flow.messages += messages;
+        flow.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        flow.messages.fetch_add(messages, Ordering::Relaxed);
         direction.meters.bytes.inc_by(n as u64);
         direction.meters.messages.inc_by(messages);
-        if let Err(e) = write_now(&mut writer, &buf[..n]).await {
-            return (flow, Err(e));
-        }
+        write_now(&mut writer, &buf[..n]).await?;
         shared.touch();
         // Only once delivered: the other pump may end the tunnel as soon as both are noted.
         if let Some(code) = close {
@@ -182,6 +186,8 @@ pub async fn run(
         first_close: OnceLock::new(),
         client_sent_close: AtomicBool::new(false),
         backend_sent_close: AtomicBool::new(false),
+        upstream: Flow::default(),
+        downstream: Flow::default(),
     };
     let (client_read, mut client_write) = tokio::io::split(client);
     let (backend_read, backend_write) = tokio::io::split(backend);
@@ -199,7 +205,7 @@ pub async fn run(
     if !backend_prefix.is_empty() {
         // Rare (a backend that speaks first, right after its 101): count it as bytes only.
         downstream_dir.meters.bytes.inc_by(backend_prefix.len() as u64);
-        stats.backend_to_client_bytes = backend_prefix.len() as u64;
+        shared.downstream.bytes.store(backend_prefix.len() as u64, Ordering::Relaxed);
         if let Err(e) = write_now(&mut client_write, backend_prefix).await {
             stats.end = TunnelEnd::Error(e.to_string());
             return stats;
@@ -222,21 +228,15 @@ pub async fn run(
         let deadline = linger_until.map_or(idle_deadline, |l| l.min(idle_deadline));
         let deadline = tokio::time::Instant::from_std(deadline);
         tokio::select! {
-            (flow, result) = &mut upstream, if !up_done => {
+            result = &mut upstream, if !up_done => {
                 up_done = true;
-                stats.client_to_backend_bytes += flow.bytes;
-                stats.client_to_backend_messages = flow.messages;
-                stats.malformed |= flow.malformed;
                 if let Err(e) = result {
                     stats.end = TunnelEnd::Error(format!("client side: {e}"));
                     break;
                 }
             }
-            (flow, result) = &mut downstream, if !down_done => {
+            result = &mut downstream, if !down_done => {
                 down_done = true;
-                stats.backend_to_client_bytes += flow.bytes;
-                stats.backend_to_client_messages = flow.messages;
-                stats.malformed |= flow.malformed;
                 if let Err(e) = result {
                     stats.end = TunnelEnd::Error(format!("backend side: {e}"));
                     break;
@@ -253,6 +253,12 @@ pub async fn run(
             }
         }
     }
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    stats.client_to_backend_bytes = load(&shared.upstream.bytes);
+    stats.backend_to_client_bytes = load(&shared.downstream.bytes);
+    stats.client_to_backend_messages = load(&shared.upstream.messages);
+    stats.backend_to_client_messages = load(&shared.downstream.messages);
+    stats.malformed = shared.upstream.malformed.load(Ordering::Relaxed) || shared.downstream.malformed.load(Ordering::Relaxed);
     stats.first_close = shared.first_close.get().copied();
     stats.duration = shared.start.elapsed();
     stats
@@ -295,6 +301,36 @@ mod tests {
         let stats = tunnel.await.unwrap();
         assert_eq!(stats.client_to_backend_bytes, 4);
         assert_eq!(stats.backend_to_client_bytes, 5);
+    }
+
+    #[tokio::test]
+    async fn counts_messages_and_the_first_close_and_survives_garbage() {
+        use crate::websocket::frames::close_frame;
+        let (client, mut client_peer) = duplex(4096);
+        let (backend, mut backend_peer) = duplex(4096);
+        let task = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(5)));
+        // Client: two masked text frames, then its Close 1000.
+        let text = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+        let mut wire = [text, text].concat();
+        wire.extend(close_frame(1000, "", Some([9, 9, 9, 9])));
+        client_peer.write_all(&wire).await.unwrap();
+        let mut got = vec![0u8; wire.len()];
+        backend_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, wire, "bytes pass unchanged");
+        // Backend: its Close reply, then garbage (a reserved opcode) that must still pass.
+        let mut reply = close_frame(1000, "", None);
+        reply.extend_from_slice(&[0x83, 0x00, 0xff]);
+        backend_peer.write_all(&reply).await.unwrap();
+        let mut got = vec![0u8; reply.len()];
+        client_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, reply);
+        drop(backend_peer);
+        let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once both closed").unwrap();
+        assert_eq!(stats.client_to_backend_messages, 2);
+        assert_eq!(stats.backend_to_client_messages, 0);
+        assert_eq!(stats.first_close, Some((Initiator::Client, Some(1000))));
+        assert!(stats.malformed);
+        assert_eq!(stats.client_to_backend_bytes, wire.len() as u64);
     }
 
     #[tokio::test]

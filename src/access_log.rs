@@ -1,0 +1,137 @@
+//! The access log: one JSON line per HTTP request and per WebSocket session when it ends.
+//! Written to stdout by default (wsgate's own log goes to stderr), to a file, or nowhere.
+//! Header values are never logged (no Authorization, no Cookie), query strings only if
+//! `access_log.include_query` is set.
+
+use crate::config::model::{AccessLogConfig, AccessLogTarget};
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{LineWriter, Write};
+use std::sync::Mutex;
+
+enum Sink {
+    Off,
+    Stdout,
+    File(Mutex<LineWriter<File>>),
+}
+
+pub struct AccessLog {
+    sink: Sink,
+    pub include_query: bool,
+}
+
+/// One access-log line. Field names are part of the product (documented in README.md).
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub time: String,
+    pub client: String,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub route: &'a str,
+    pub upstream: &'a str,
+    pub backend: String,
+    pub duration_ms: f64,
+    /// Request body bytes (HTTP) or bytes client → backend (WebSocket).
+    pub bytes_in: u64,
+    /// Response body bytes (HTTP) or bytes backend → client (WebSocket).
+    pub bytes_out: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WsRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WsRecord {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// `client`, `backend`, or `none` when the TCP connection ended without a Close frame.
+    pub close_initiator: &'static str,
+    pub close_code: Option<u16>,
+}
+
+impl AccessLog {
+    pub fn open(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
+        let sink = match &config.target {
+            AccessLogTarget::Off => Sink::Off,
+            AccessLogTarget::Stdout => Sink::Stdout,
+            AccessLogTarget::File(path) => {
+                let file = OpenOptions::new().create(true).append(true).open(path)?;
+                Sink::File(Mutex::new(LineWriter::new(file)))
+            }
+        };
+        Ok(AccessLog { sink, include_query: config.include_query })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !matches!(self.sink, Sink::Off)
+    }
+
+    /// The path as logged: without the query unless configured otherwise.
+    pub fn path<'a>(&self, uri: &'a http::Uri) -> &'a str {
+        match (self.include_query, uri.path_and_query()) {
+            (true, Some(pq)) => pq.as_str(),
+            _ => uri.path(),
+        }
+    }
+
+    pub fn write(&self, record: &Record) {
+        let Ok(mut line) = serde_json::to_vec(record) else { return };
+        line.push(b'\n');
+        // A full disk or closed stdout must not take the proxy down: drop the line.
+        let _ = match &self.sink {
+            Sink::Off => Ok(()),
+            Sink::Stdout => std::io::stdout().lock().write_all(&line),
+            Sink::File(file) => file.lock().unwrap_or_else(|e| e.into_inner()).write_all(&line),
+        };
+    }
+}
+
+pub fn now() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Millisecond).map(|t| t.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_serialize_as_one_json_object_with_escaping() {
+        let r = Record {
+            time: "2026-11-25T15:00:00.123Z".into(),
+            client: "127.0.0.1".into(),
+            method: "GET",
+            host: "a\"b",
+            path: "/x",
+            status: 200,
+            route: "r",
+            upstream: "u",
+            backend: "127.0.0.1:1".into(),
+            duration_ms: 1.5,
+            bytes_in: 0,
+            bytes_out: 12,
+            websocket: None,
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.starts_with("{\"time\":\"2026-11-25T15:00:00.123Z\",\"client\":\"127.0.0.1\""), "{line}");
+        assert!(line.contains("\"host\":\"a\\\"b\""), "{line}");
+        assert!(!line.contains("websocket"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"], 200);
+    }
+
+    #[test]
+    fn queries_are_logged_only_on_request() {
+        let uri: http::Uri = "/p?token=secret".parse().unwrap();
+        let off = AccessLog { sink: Sink::Off, include_query: false };
+        let on = AccessLog { sink: Sink::Off, include_query: true };
+        assert_eq!(off.path(&uri), "/p");
+        assert_eq!(on.path(&uri), "/p?token=secret");
+    }
+
+    #[test]
+    fn time_is_rfc3339_utc() {
+        let t = now();
+        assert!(t.ends_with('Z') && t.len() >= 20 && t.as_bytes()[10] == b'T', "{t}");
+    }
+}
