@@ -3,6 +3,7 @@
 mod access_log;
 mod admin;
 mod config;
+mod drain;
 mod headers;
 mod health;
 mod metrics;

@@ -4,6 +4,7 @@
 
 use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::config::Config;
+use crate::drain::{Drain, InFlight};
 use crate::headers::{self, Forwarding};
 use crate::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::responses;
@@ -30,6 +31,7 @@ pub struct Gateway {
     pub connector: TransportConnector,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
+    pub drain: Arc<Drain>,
 }
 
 /// Per-request state.
@@ -43,11 +45,13 @@ pub struct RequestCtx {
     pub tried: Vec<SocketAddr>,
     /// Set when `request_filter` served a WebSocket upgrade itself.
     pub websocket: Option<WsOutcome>,
+    /// Keeps a draining process alive until this request or session is done.
+    _in_flight: InFlight,
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pools: Vec<Pool>, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
-        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None), metrics, access_log }
+    pub fn new(config: Arc<Config>, pools: Vec<Pool>, metrics: Arc<Metrics>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
+        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None), metrics, access_log, drain }
     }
 
     /// `(route, upstream)` metric labels of this request.
@@ -70,7 +74,15 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx { started: Instant::now(), route: None, client_ip: None, tls: false, tried: Vec::new(), websocket: None }
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            client_ip: None,
+            tls: false,
+            tried: Vec::new(),
+            websocket: None,
+            _in_flight: self.drain.in_flight(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

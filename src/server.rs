@@ -4,6 +4,7 @@
 use crate::access_log::AccessLog;
 use crate::admin::{AdminApp, Readiness};
 use crate::config::Config;
+use crate::drain::{Drain, DrainService};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::upstream::Pool;
@@ -48,7 +49,9 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let gateway = Gateway::new(config.clone(), pools, metrics, access_log);
+    let drain = Drain::new(config.drain_window);
+    server.add_service(pingora::services::background::background_service("wsgate drain", DrainService { drain: drain.clone() }));
+    let gateway = Gateway::new(config.clone(), pools, metrics, access_log, drain);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
     for listener in &config.listeners {
         let address = listener.address.to_string();

@@ -18,6 +18,8 @@ pub struct Config {
     #[allow(dead_code)]
     pub metrics: Option<SocketAddr>,
     pub access_log: AccessLogConfig,
+    /// WebSocket sessions get their Close 1001 spread over this window when draining.
+    pub drain_window: Duration,
     /// Indexed by `Route::upstream`.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,

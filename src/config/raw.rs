@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     #[serde(default)]
     pub access_log: Option<RawAccessLog>,
+    #[serde(default)]
+    pub drain: Option<RawDrain>,
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Vec<RawRoute>,
 }
@@ -40,6 +42,13 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrain {
+    #[serde(default)]
+    pub window: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]

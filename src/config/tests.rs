@@ -37,6 +37,7 @@ fn the_issue_example_is_accepted_with_its_values() {
     let c = parse_str(&example()).unwrap();
     assert_eq!(c.server.threads, 2);
     assert_eq!(c.server.grace_period_seconds, Some(10));
+    assert_eq!(c.drain_window, Duration::from_secs(9), "the window fits in the grace period");
     assert_eq!(c.listeners.len(), 2);
     assert!(c.listeners[1].tls.as_ref().unwrap().cert.ends_with("conf/tls/cert.pem"));
     assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
@@ -177,6 +178,18 @@ fn route_and_pool_values_are_checked() {
         let errs = errors(&text);
         assert!(errs.iter().any(|e| e.key == key), "expected an error at {key}, got {errs:?}");
     }
+}
+
+#[test]
+fn the_drain_window_and_pingoras_grace_period_agree() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert_eq!(c.drain_window, Duration::from_secs(30));
+    assert_eq!(c.server.grace_period_seconds, Some(32));
+    assert_eq!(c.server.graceful_shutdown_timeout_seconds, Some(5));
+    let c = parse_str(&format!("drain: {{window: 5s}}\n{MINIMAL}")).unwrap();
+    assert_eq!((c.drain_window, c.server.grace_period_seconds), (Duration::from_secs(5), Some(7)));
+    let e = errors(&format!("server: {{grace_period_seconds: 3}}\ndrain: {{window: 5s}}\n{MINIMAL}"));
+    assert_eq!(e[0].key, "drain.window");
 }
 
 #[test]

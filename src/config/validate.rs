@@ -19,6 +19,9 @@ const DEFAULT_RETRIES: usize = 2;
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(30);
+/// Pingora's runtimes get this long after the grace period (its own default).
+const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 
 /// Headers whose meaning belongs to the connection or to wsgate's own policy: a route may
 /// not `set` them (use `host_header` for Host).
@@ -56,6 +59,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         include_query: raw.access_log.as_ref().is_some_and(|a| a.include_query),
     };
 
+    let explicit_window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
+
     let mut upstream_index = HashMap::new();
     let mut upstreams = Vec::new();
     let upstreams_path = root.key("upstreams");
@@ -71,8 +76,33 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
 
     let routes = routes(&raw.routes, &raw.upstreams, &upstream_index, &root.key("routes"), &mut problems);
 
+    // Pingora keeps a stopping process for `grace_period_seconds` (default 300) and then
+    // drops what is left, so the drain must fit in it: without a grace period the window
+    // sets it, without a window the grace period bounds it (wsgate exits earlier anyway,
+    // as soon as nothing is in flight).
+    let mut server = server.unwrap_or_default();
+    let drain_window = match (explicit_window, server.grace_period_seconds) {
+        (Some(window), Some(grace)) if window > Duration::from_secs(grace) => {
+            problems.push((
+                root.key("drain").key("window"),
+                format!("{window:?} does not fit in server.grace_period_seconds ({grace}s): sessions would be dropped before their Close"),
+            ));
+            window
+        }
+        (Some(window), _) => window,
+        // Leave a second of the grace period for the last closing handshakes.
+        (None, Some(grace)) => DEFAULT_DRAIN_WINDOW.min(Duration::from_secs(grace.saturating_sub(1))),
+        (None, None) => DEFAULT_DRAIN_WINDOW,
+    };
+    if server.grace_period_seconds.is_none() {
+        server.grace_period_seconds = Some(drain_window.as_secs() + 2);
+    }
+    if server.graceful_shutdown_timeout_seconds.is_none() {
+        server.graceful_shutdown_timeout_seconds = Some(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS);
+    }
+
     if problems.is_empty() {
-        Ok(Config { server: server.unwrap_or_default(), listeners, metrics, access_log, upstreams, routes })
+        Ok(Config { server, listeners, metrics, access_log, drain_window, upstreams, routes })
     } else {
         Err(problems)
     }

@@ -177,6 +177,17 @@ impl FrameReader {
         }
     }
 
+    /// Bytes left before the next frame boundary: `Some(0)` between frames, the rest of the
+    /// payload inside one, `None` while a header is half read or in passthrough. The tunnel
+    /// uses it to inject a Close exactly where the current frame ends.
+    pub fn bytes_to_boundary(&self) -> Option<u64> {
+        match self.state {
+            State::Payload => Some(self.remaining),
+            State::Header if self.hlen == 0 => Some(0),
+            _ => None,
+        }
+    }
+
     /// True when the next byte fed will be the first byte of a frame header.
     pub fn at_frame_boundary(&self) -> bool {
         self.state == State::Header && self.hlen == 0

@@ -130,7 +130,8 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
         sender: Initiator::Backend,
         meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
     };
-    let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout, &upstream_dir, &downstream_dir).await;
+    let drain_at = gw.drain.session_deadline();
+    let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout, &upstream_dir, &downstream_dir, drain_at).await;
     drop(meter);
     let (initiator, code) = match stats.first_close {
         Some((who, code)) => (who.label(), close_code_label(code)),

@@ -11,19 +11,29 @@
 //! unchanged: the frame-aware view (messages, close codes, who closed) costs a header parse
 //! per frame, never a payload copy. A stream that breaks RFC 6455 framing is counted and
 //! carried on as a plain byte tunnel.
+//!
+//! Draining (`drain.rs`): when told to go away, each pump waits for the end of the frame
+//! in flight in its direction, sends its peer a Close 1001 (masked towards the backend, as a
+//! client's must be), forwards nothing more, and waits for that peer's Close reply; the
+//! tunnel ends once both replies are in (or `CLOSING_TIMEOUT` has passed).
 
-use super::frames::{FrameEvent, FrameReader};
+use super::frames::{close_frame, FrameEvent, FrameReader};
 use pingora::protocols::Stream;
 use pingora_prometheus::prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 const BUFFER_SIZE: usize = 32 * 1024;
 /// Once one side has closed its TCP stream, the other gets this long to finish (unless the
 /// WebSocket closing handshake is already complete, then the tunnel ends at once).
 const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
+/// How long a draining session waits for both peers to answer its Close 1001.
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
+/// RFC 6455 §7.4.1: 1001 Going Away, "a server going down".
+const GOING_AWAY: u16 = 1001;
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +51,8 @@ pub enum TunnelEnd {
 pub enum Initiator {
     Client,
     Backend,
+    /// wsgate itself, draining (Close 1001 to both sides).
+    Proxy,
 }
 
 impl Initiator {
@@ -48,6 +60,7 @@ impl Initiator {
         match self {
             Initiator::Client => "client",
             Initiator::Backend => "backend",
+            Initiator::Proxy => "proxy",
         }
     }
 }
@@ -96,6 +109,8 @@ struct Shared {
     backend_sent_close: AtomicBool,
     upstream: Flow,
     downstream: Flow,
+    /// Set when this session must close because the process is draining.
+    going_away: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -107,8 +122,8 @@ impl Shared {
     }
     fn flow(&self, sender: Initiator) -> &Flow {
         match sender {
-            Initiator::Client => &self.upstream,
             Initiator::Backend => &self.downstream,
+            _ => &self.upstream,
         }
     }
     fn note_close(&self, sender: Initiator, code: Option<u16>) {
@@ -116,7 +131,11 @@ impl Shared {
         match sender {
             Initiator::Client => self.client_sent_close.store(true, Ordering::Relaxed),
             Initiator::Backend => self.backend_sent_close.store(true, Ordering::Relaxed),
+            Initiator::Proxy => {}
         }
+    }
+    fn going_away(&self) -> bool {
+        *self.going_away.borrow()
     }
     /// Both sides have sent a Close frame (RFC 6455 §7.1.1): nothing more may follow.
     fn handshake_complete(&self) -> bool {
@@ -124,13 +143,19 @@ impl Shared {
     }
 }
 
+/// Where, in a chunk just read, the frame in flight ends: `start` is the reader's distance
+/// to the boundary before the chunk, `headers` the (end of header, payload length) of each
+/// header completed in the chunk.
+fn first_boundary(start: Option<u64>, headers: &[(usize, u64)], len: usize) -> Option<usize> {
+    match start {
+        Some(r) if r <= len as u64 => Some(r as usize),
+        Some(_) => None,
+        None => headers.first().map(|&(end, payload)| end as u64 + payload).filter(|&b| b <= len as u64).map(|b| b as usize),
+    }
+}
+
 /// Copies `reader` to `writer` until end of stream, then half-closes `writer`.
-async fn pump<R, W>(
-    mut reader: R,
-    mut writer: W,
-    direction: &Direction,
-    shared: &Shared,
-) -> std::io::Result<()>
+async fn pump<R, W>(mut reader: R, mut writer: W, direction: &Direction, shared: &Shared) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -138,40 +163,90 @@ where
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut frames = FrameReader::new();
     let flow = shared.flow(direction.sender);
+    let mut going_away = shared.going_away.subscribe();
+    // Our Close 1001 has gone out on `writer`: forward nothing more, await the peer's reply.
+    let mut closing = false;
+    // Per-chunk scratch, reused: (end of header, payload length) and (offset, code) of closes.
+    let mut headers: Vec<(usize, u64)> = Vec::new();
+    let mut closes: Vec<(usize, Option<u16>)> = Vec::new();
     loop {
-        let n = reader.read(&mut buf).await?;
+        if !closing && shared.going_away() && frames.bytes_to_boundary() == Some(0) {
+            write_now(&mut writer, &close_to_peer(direction.sender)).await?;
+            closing = true;
+        }
+        let n = if closing || shared.going_away() {
+            reader.read(&mut buf).await?
+        } else {
+            tokio::select! {
+                read = reader.read(&mut buf) => read?,
+                _ = going_away.changed() => continue,
+            }
+        };
         if n == 0 {
             let _ = writer.shutdown().await;
             return Ok(());
         }
         shared.touch();
+        let boundary_before = frames.bytes_to_boundary();
+        let want_boundary = !closing && shared.going_away();
         let mut messages = 0;
-        let mut close = None;
-        frames.feed(&buf[..n], |_, event| match event {
+        headers.clear();
+        closes.clear();
+        frames.feed(&buf[..n], |offset, event| match event {
             FrameEvent::Message { .. } => messages += 1,
-            FrameEvent::Close { code } => close = close.or(Some(code)),
+            FrameEvent::Close { code } => closes.push((offset, code)),
+            FrameEvent::Header { payload_len, .. } if want_boundary && headers.is_empty() => headers.push((offset, payload_len)),
+            FrameEvent::Header { .. } => {}
             FrameEvent::Malformed(why) => {
                 log::debug!("{:?} sent a malformed WebSocket stream ({why}); carrying it as bytes", direction.sender);
                 flow.malformed.store(true, Ordering::Relaxed);
             }
-            FrameEvent::Header { .. } => {}
         });
         flow.bytes.fetch_add(n as u64, Ordering::Relaxed);
         flow.messages.fetch_add(messages, Ordering::Relaxed);
         direction.meters.bytes.inc_by(n as u64);
         direction.meters.messages.inc_by(messages);
-        write_now(&mut writer, &buf[..n]).await?;
-        shared.touch();
-        // Only once delivered: the other pump may end the tunnel as soon as both are noted.
-        if let Some(code) = close {
-            shared.note_close(direction.sender, code);
+
+        let was_closing = closing;
+        let boundary = if want_boundary { first_boundary(boundary_before, &headers, n) } else { None };
+        let forward = if closing { 0 } else { boundary.unwrap_or(n) };
+        if forward > 0 {
+            write_now(&mut writer, &buf[..forward]).await?;
         }
+        if boundary.is_some() {
+            write_now(&mut writer, &close_to_peer(direction.sender)).await?;
+            closing = true;
+        }
+        shared.touch();
+        for &(offset, code) in &closes {
+            if !was_closing && offset <= forward {
+                // A Close passed through; noted only once delivered, since the other pump
+                // may end the tunnel as soon as both directions have one.
+                shared.note_close(direction.sender, code);
+            } else if closing {
+                // The peer's answer to our Close 1001: this side is done.
+                shared.note_close(direction.sender, code);
+                let _ = writer.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The Close 1001 a draining tunnel sends the peer that `sender`'s reader faces: the
+/// client gets it plain, the backend masked (RFC 6455 §5.3: client frames are masked).
+fn close_to_peer(sender: Initiator) -> Vec<u8> {
+    match sender {
+        // This pump reads the client and writes to the backend.
+        Initiator::Client => close_frame(GOING_AWAY, "going away", Some(fastrand::u32(..).to_ne_bytes())),
+        _ => close_frame(GOING_AWAY, "going away", None),
     }
 }
 
 /// Runs the tunnel until both sides are done, an error, or `idle_timeout` of silence.
 /// `backend_prefix` holds bytes the backend sent right after its 101 (read together with
 /// the response head); they go to the client first.
+/// `drain_at` resolves when this session must close because the process is draining.
 pub async fn run(
     client: Stream,
     backend: Stream,
@@ -179,6 +254,7 @@ pub async fn run(
     idle_timeout: Duration,
     upstream_dir: &Direction,
     downstream_dir: &Direction,
+    drain_at: impl std::future::Future<Output = ()>,
 ) -> TunnelStats {
     let shared = Shared {
         start: Instant::now(),
@@ -188,6 +264,7 @@ pub async fn run(
         backend_sent_close: AtomicBool::new(false),
         upstream: Flow::default(),
         downstream: Flow::default(),
+        going_away: watch::channel(false).0,
     };
     let (client_read, mut client_write) = tokio::io::split(client);
     let (backend_read, backend_write) = tokio::io::split(backend);
@@ -214,9 +291,10 @@ pub async fn run(
 
     let upstream = pump(client_read, backend_write, upstream_dir, &shared);
     let downstream = pump(backend_read, client_write, downstream_dir, &shared);
-    tokio::pin!(upstream, downstream);
+    tokio::pin!(upstream, downstream, drain_at);
     let (mut up_done, mut down_done) = (false, false);
     let mut linger_until: Option<Instant> = None;
+    let mut drain_fired = false;
     while !(up_done && down_done) {
         if up_done || down_done {
             if shared.handshake_complete() {
@@ -240,6 +318,14 @@ pub async fn run(
                 if let Err(e) = result {
                     stats.end = TunnelEnd::Error(format!("backend side: {e}"));
                     break;
+                }
+            }
+            _ = &mut drain_at, if !drain_fired => {
+                drain_fired = true;
+                // A session already closing needs no help; otherwise say goodbye both ways.
+                if shared.first_close.set((Initiator::Proxy, Some(GOING_AWAY))).is_ok() {
+                    shared.going_away.send_replace(true);
+                    linger_until = Some(Instant::now() + CLOSING_TIMEOUT);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -281,7 +367,7 @@ mod tests {
 
     async fn tunnel(client: tokio::io::DuplexStream, backend: tokio::io::DuplexStream, prefix: &'static [u8], idle: Duration) -> TunnelStats {
         let (up, down) = (direction(Initiator::Client), direction(Initiator::Backend));
-        run(Box::new(client), Box::new(backend), prefix, idle, &up, &down).await
+        run(Box::new(client), Box::new(backend), prefix, idle, &up, &down, std::future::pending()).await
     }
 
     #[tokio::test]

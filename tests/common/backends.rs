@@ -54,6 +54,8 @@ struct Shared {
     health_hits: AtomicUsize,
     sessions: AtomicUsize,
     messages: AtomicUsize,
+    /// Codes of the Close frames received (None: a Close without a code).
+    close_codes: Mutex<Vec<Option<u16>>>,
     last: Mutex<Option<RecordedRequest>>,
 }
 
@@ -504,6 +506,11 @@ impl WsBackend {
         self.shared.health_hits.load(Ordering::SeqCst)
     }
     /// Handshake request headers of the latest WebSocket connection (lowercased names).
+    /// Codes of the Close frames this backend received, in arrival order.
+    pub fn close_codes(&self) -> Vec<Option<u16>> {
+        self.shared.close_codes.lock().unwrap().clone()
+    }
+
     pub fn last_headers(&self) -> Vec<(String, String)> {
         self.shared
             .last
@@ -610,6 +617,9 @@ async fn ws_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: Arc<Sh
                 if ws.send(msg).await.is_err() {
                     break;
                 }
+            }
+            Message::Close(frame) => {
+                shared.close_codes.lock().unwrap().push(frame.map(|f| u16::from(f.code)));
             }
             _ => {}
         }

@@ -72,6 +72,25 @@ impl Wsgate {
         }
     }
 
+    /// Starts wsgate on an existing `config` file with `extra` arguments first (e.g. `-u`
+    /// to take over from a running instance); its logs go to a tempdir of its own.
+    pub fn start_with(config: &Path, extra: &[&str]) -> Wsgate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stdout_path = dir.path().join("wsgate.stdout.log");
+        let stderr_path = dir.path().join("wsgate.stderr.log");
+        let mut cmd = Command::new(wsgate_bin());
+        cmd.args(extra)
+            .arg("-c")
+            .arg(config)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).expect("stdout log"))
+            .stderr(fs::File::create(&stderr_path).expect("stderr log"));
+        rust_log(&mut cmd);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
+        Wsgate { child: Mutex::new(child), dir, config_path: config.to_path_buf(), stdout_path, stderr_path }
+    }
+
     /// `start` + `wait_port` for every port.
     pub fn start_and_wait(yaml: &str, ports: &[u16]) -> Wsgate {
         let gw = Self::start(yaml);
