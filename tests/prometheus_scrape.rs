@@ -162,7 +162,7 @@ async fn promtool_accepts_the_scraped_metrics() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(format!("{text}# HELP foo_count x\n# TYPE foo_count counter\nfoo_count 1\n").as_bytes()).expect("write promtool stdin");
+        stdin.write_all(text.as_bytes()).expect("write promtool stdin");
     } // closed: promtool sees EOF
     let status = wait_child(&mut child, Duration::from_secs(30));
     let output = format!(
@@ -170,7 +170,11 @@ async fn promtool_accepts_the_scraped_metrics() {
         fs::read_to_string(&out_path).unwrap_or_default(),
         fs::read_to_string(&err_path).unwrap_or_default()
     );
-    eprintln!("promtool check metrics: {status:?}; output: {:?}", output);
+    eprintln!(
+        "promtool check metrics on {} families / {} samples: {status:?}; output: {output:?}",
+        families(&text).len(),
+        text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
+    );
     let status = status.expect("promtool check metrics did not exit within 30 s");
     assert!(
         status.success(),
