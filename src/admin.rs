@@ -7,28 +7,9 @@ use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
+use crate::ready::Readiness;
 use pingora_prometheus::prometheus::{self, Encoder, TextEncoder};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Whether wsgate is ready for traffic: every pool has completed its first health check
-/// round (so rotation reflects reality, not the optimistic start-up state).
-pub struct Readiness {
-    pools_pending: AtomicUsize,
-}
-
-impl Readiness {
-    pub fn new(pools: usize) -> Arc<Readiness> {
-        Arc::new(Readiness { pools_pending: AtomicUsize::new(pools) })
-    }
-    /// Called once per pool, after its first full round of checks.
-    pub fn pool_checked(&self) {
-        let _ = self.pools_pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    }
-    pub fn is_ready(&self) -> bool {
-        self.pools_pending.load(Ordering::Acquire) == 0
-    }
-}
 
 pub struct AdminApp {
     pub readiness: Arc<Readiness>,

@@ -2,7 +2,7 @@
 //! log line per change (instead of Pingora's dump of the whole peer), and readiness once
 //! every backend of the pool has been checked once.
 
-use crate::admin::Readiness;
+use crate::ready::Readiness;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use log::{info, warn};

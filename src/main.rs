@@ -8,6 +8,7 @@ mod headers;
 mod health;
 mod metrics;
 mod proxy;
+mod ready;
 mod responses;
 mod routing;
 mod server;
@@ -32,6 +33,12 @@ struct Cli {
     /// Pingora's own options (-c, -t, -d, -u), with wsgate's help texts.
     #[command(flatten)]
     pingora: Opt,
+
+    /// Wait until the daemon named in the config's pid file serves (listeners up, pools
+    /// health-checked), at most SECONDS; exit 0 then, 1 on timeout. For systemd's
+    /// ExecStartPost and ExecReload.
+    #[arg(long, value_name = "SECONDS")]
+    wait_ready: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +54,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(seconds) = cli.wait_ready {
+        let pid_file = PathBuf::from(&config.server.pid_file);
+        return match ready::wait_ready(&pid_file, std::time::Duration::from_secs(seconds)) {
+            Ok(pid) => {
+                println!("wsgate: process {pid} is ready");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wsgate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.pingora.test {
         println!("wsgate: configuration {} is valid", path.display());
         return ExitCode::SUCCESS;

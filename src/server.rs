@@ -2,7 +2,8 @@
 //! and one health-check background service per pool.
 
 use crate::access_log::AccessLog;
-use crate::admin::{AdminApp, Readiness};
+use crate::admin::AdminApp;
+use crate::ready::{Readiness, ReadyService};
 use crate::config::Config;
 use crate::drain::{Drain, DrainService};
 use crate::metrics::Metrics;
@@ -12,6 +13,10 @@ use log::{error, info};
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
+use pingora::proxy::HttpProxy;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service as ListeningService;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,9 +28,19 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
     let mut config = config;
     let server_conf = std::mem::take(&mut config.server);
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
-    server.bootstrap();
+    // Bootstrap (taking over the listening sockets in an upgrade) runs as a service, after
+    // a daemon has forked: that is what lets `wsgate -u -d` return to systemd before the
+    // old process is asked to hand its sockets over. Listeners wait for it.
+    let bootstrap = server.bootstrap_as_a_service();
 
     let config = Arc::new(config);
+    let access_log = match AccessLog::open(&config.access_log) {
+        Ok(log) => log,
+        Err(e) => {
+            error!("access_log.path: cannot open {:?}: {e}", config.access_log.target);
+            return ExitCode::FAILURE;
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new(config.upstreams.len());
     let mut pools = Vec::with_capacity(config.upstreams.len());
@@ -35,23 +50,30 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
         pools.push(pool);
     }
 
+    let drain = Drain::new(config.drain_window);
+    server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
+
+    let gateway = Gateway::new(config.clone(), pools, metrics, access_log, drain);
+    let Some(proxy) = proxy_service(&server, gateway, &config) else { return ExitCode::FAILURE };
+    let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
-        let mut admin = pingora::services::listening::Service::new("wsgate metrics".to_string(), AdminApp { readiness });
+        let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
         admin.add_tcp(&address.to_string());
-        server.add_service(admin);
+        listening.push(server.add_service(admin));
         info!("metrics on http://{address}/metrics, readiness on /ready");
     }
+    for handle in &listening {
+        handle.add_dependency(&bootstrap);
+    }
 
-    let access_log = match AccessLog::open(&config.access_log) {
-        Ok(log) => log,
-        Err(e) => {
-            error!("access_log.path: cannot open {:?}: {e}", config.access_log.target);
-            return ExitCode::FAILURE;
-        }
-    };
-    let drain = Drain::new(config.drain_window);
-    server.add_service(pingora::services::background::background_service("wsgate drain", DrainService { drain: drain.clone() }));
-    let gateway = Gateway::new(config.clone(), pools, metrics, access_log, drain);
+    let marker_for = server.configuration.daemon.then(|| PathBuf::from(&server.configuration.pid_file));
+    let ready = server.add_service(background_service("wsgate readiness", ReadyService { readiness, marker_for }));
+    ready.add_dependencies(&listening);
+
+    server.run_forever()
+}
+
+fn proxy_service(server: &Server, gateway: Gateway, config: &Config) -> Option<ListeningService<HttpProxy<Gateway>>> {
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
     for listener in &config.listeners {
         let address = listener.address.to_string();
@@ -62,7 +84,7 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
                     Ok(s) => s,
                     Err(e) => {
                         error!("TLS listener {address}: {e}");
-                        return ExitCode::FAILURE;
+                        return None;
                     }
                 };
                 proxy.add_tls_with_settings(&address, None, settings);
@@ -70,6 +92,5 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
         }
         info!("listening on {address}{}", if listener.tls.is_some() { " (TLS)" } else { "" });
     }
-    server.add_service(proxy);
-    server.run_forever()
+    Some(proxy)
 }

@@ -1,7 +1,7 @@
 //! Upstream pools: one Pingora `LoadBalancer` per configured pool, built once at start-up,
 //! with its active health check running as a Pingora background service.
 
-use crate::admin::Readiness;
+use crate::ready::Readiness;
 use crate::config::model::{Balance, HashKey, HealthCheck, HealthCheckKind, Upstream};
 use crate::health::ObservedCheck;
 use crate::metrics::Metrics;

@@ -135,7 +135,7 @@ fn server_conf(
     path: &KeyPath,
     problems: &mut Problems,
 ) -> Option<ServerConf> {
-    let Some(mut section) = section else { return Some(ServerConf::default()) };
+    let mut section = section.unwrap_or_default();
     let known: HashSet<String> = match serde_yaml::to_value(ServerConf::default()) {
         Ok(serde_yaml::Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(String::from)).collect(),
         _ => HashSet::new(),
@@ -149,6 +149,13 @@ fn server_conf(
             problems.push((path.key(name), format!("unknown server setting; known settings: {}", expected.join(", "))));
             ok = false;
         }
+    }
+    // `wsgate -u -d` must return before the old process is told to hand over its sockets
+    // (systemd's ExecReload runs the two in sequence), so a daemon forks first and
+    // releases its parent once it waits for them (Pingora's `daemon_wait_for_ready`).
+    let wait_key = serde_yaml::Value::from("daemon_wait_for_ready");
+    if !section.contains_key(&wait_key) {
+        section.insert(wait_key, serde_yaml::Value::Bool(true));
     }
     for key in ["pid_file", "upgrade_sock", "error_log", "ca_file", "working_directory"] {
         if let Some(serde_yaml::Value::String(p)) = section.get_mut(key) {
