@@ -1,16 +1,38 @@
-//! Wraps a pool's Pingora health check to observe it: the backend-health gauge, one concise
-//! log line per change (instead of Pingora's dump of the whole peer), and readiness once
-//! every backend of the pool has been checked once.
+//! Health checking of a pool: a Pingora `HealthRegistry` with an observed check, run by
+//! Pingora's `HealthCheckService`. The registry belongs to the pool's name and health-check
+//! settings, not to one `LoadBalancer`, so it survives reloads that change the backends.
+//!
+//! The observed check adds the backend-health gauge, one concise log line per change
+//! (instead of Pingora's dump of the whole peer), and readiness once every backend of the
+//! pool has been checked once.
 
-use crate::ready::Readiness;
+use crate::config::model::Upstream;
 use crate::metrics::Metrics;
+use crate::ready::Readiness;
+use crate::upstream;
 use async_trait::async_trait;
 use log::{info, warn};
 use pingora::lb::health_check::HealthCheck;
-use pingora::lb::Backend;
+use pingora::lb::{Backend, HealthCheckService, HealthRegistry};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
+/// A registry for `spec`'s health checks; `first_round` are the backends readiness waits for.
+pub fn registry(spec: &Upstream, first_round: impl IntoIterator<Item = SocketAddr>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Arc<HealthRegistry> {
+    let registry = HealthRegistry::new();
+    let check = ObservedCheck::new(upstream::health_check(&spec.health_check), &spec.name, first_round, metrics.clone(), readiness.clone());
+    registry.set_health_check(Box::new(check));
+    Arc::new(registry)
+}
+
+/// The service that runs `registry`'s checks every `spec.health_check.interval`.
+pub fn service(spec: &Upstream, registry: Arc<HealthRegistry>) -> HealthCheckService {
+    let mut service = HealthCheckService::new(registry);
+    service.health_check_frequency = Some(spec.health_check.interval);
+    service.parallel_health_check = true;
+    service
+}
 
 pub struct ObservedCheck {
     inner: Box<dyn HealthCheck + Send + Sync>,

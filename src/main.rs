@@ -3,9 +3,11 @@
 mod access_log;
 mod admin;
 mod config;
+mod discovery;
 mod drain;
 mod headers;
 mod health;
+mod live;
 mod metrics;
 mod proxy;
 mod ready;
@@ -71,5 +73,7 @@ fn main() -> ExitCode {
         println!("wsgate: configuration {} is valid", path.display());
         return ExitCode::SUCCESS;
     }
-    server::run(config, cli.pingora)
+    // Reloads re-read the file later, possibly after a daemon changed directory to `/`.
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    server::run(config, path, cli.pingora)
 }

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub ws_protocol_errors: IntCounterVec,
     pub backend_healthy: IntGaugeVec,
     pub upstream_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
 }
 
 /// Outcome label of `wsgate_websocket_upgrades_total`.
@@ -158,6 +159,7 @@ impl Metrics {
             backend_healthy: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_healthy", "1 while a backend is in rotation, 0 otherwise."), &["upstream", "backend"])
                 .expect("valid metric definition"),
             upstream_errors: counter("wsgate_upstream_errors_total", "Failed backend connections and exchanges by kind.", &["upstream", "backend", "kind"]),
+            config_reloads: counter("wsgate_config_reloads_total", "SIGHUP reloads by result: ok, invalid, needs_upgrade.", &["result"]),
         };
         let registry = prometheus::default_registry();
         for collector in [
@@ -172,6 +174,7 @@ impl Metrics {
             Box::new(m.ws_protocol_errors.clone()),
             Box::new(m.backend_healthy.clone()),
             Box::new(m.upstream_errors.clone()),
+            Box::new(m.config_reloads.clone()),
         ] {
             let _ = registry.register(collector);
         }

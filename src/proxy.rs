@@ -3,13 +3,12 @@
 //! → `headers` (what the backend receives) → `responses` / access log.
 
 use crate::access_log::{self, AccessLog, Record, WsRecord};
-use crate::config::Config;
 use crate::drain::{Drain, InFlight};
+use crate::live::{Live, Snapshot};
 use crate::headers::{self, Forwarding};
 use crate::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::responses;
-use crate::routing::Router;
-use crate::upstream::{hash_input, Pool};
+use crate::upstream::hash_input;
 use crate::websocket::{self, handshake, WsOutcome};
 use async_trait::async_trait;
 use log::warn;
@@ -23,10 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Gateway {
-    pub config: Arc<Config>,
-    pub router: Router,
-    /// Indexed like `config.upstreams`.
-    pub pools: Vec<Pool>,
+    /// Routes and pools, replaced as a whole by reloads.
+    pub live: Arc<Live>,
     /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
     pub connector: TransportConnector,
     pub metrics: Arc<Metrics>,
@@ -36,6 +33,8 @@ pub struct Gateway {
 
 /// Per-request state.
 pub struct RequestCtx {
+    /// The routes and pools this request uses from start to end, whatever reloads happen.
+    pub snapshot: Arc<Snapshot>,
     pub started: Instant,
     pub route: Option<usize>,
     pub client_ip: Option<IpAddr>,
@@ -50,20 +49,12 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pools: Vec<Pool>, metrics: Arc<Metrics>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
-        Gateway { router: Router::new(&config.routes), config, pools, connector: TransportConnector::new(None), metrics, access_log, drain }
-    }
-
-    /// `(route, upstream)` metric labels of this request.
-    pub fn labels(&self, ctx: &RequestCtx) -> (&str, &str) {
-        match ctx.route.map(|i| &self.config.routes[i]) {
-            Some(route) => (route.name.as_str(), self.pools[route.upstream].spec.name.as_str()),
-            None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
-        }
+    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
+        Gateway { live, connector: TransportConnector::new(None), metrics, access_log, drain }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
-        let (_, upstream) = self.labels(ctx);
+        let (_, upstream) = ctx.labels();
         let backend = ctx.tried.last().map_or_else(|| "-".to_string(), |b| b.to_string());
         self.metrics.upstream_error(upstream, &backend, kind);
     }
@@ -75,6 +66,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            snapshot: self.live.snapshot(),
             started: Instant::now(),
             route: None,
             client_ip: None,
@@ -89,20 +81,21 @@ impl ProxyHttp for Gateway {
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
-        let Some(index) = self.router.select(headers::request_host(req), req.uri.path()) else {
+        let Some(index) = ctx.snapshot.router.select(headers::request_host(req), req.uri.path()) else {
             responses::text(session, 404, responses::reason(404), &[]).await?;
             return Ok(true);
         };
         ctx.route = Some(index);
         if handshake::upgrade_kind(session.req_header()) == handshake::Upgrade::WebSocket {
-            return websocket::serve(self, session, ctx, &self.config.routes[index]).await;
+            let snapshot = ctx.snapshot.clone();
+            return websocket::serve(self, session, ctx, &snapshot, &snapshot.config.routes[index]).await;
         }
         Ok(false)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let route = ctx.route.map(|i| &self.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let pool = &self.pools[route.upstream];
+        let route = ctx.route.map(|i| &ctx.snapshot.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let pool = &ctx.snapshot.pools[route.upstream];
         let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
         let Some(addr) = pool.select(&key, &ctx.tried).and_then(|b| b.addr.as_inet().copied()) else {
             // Nothing healthy at all is 503; every healthy backend failed to connect is 502.
@@ -119,7 +112,7 @@ impl ProxyHttp for Gateway {
     fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
         self.upstream_error(ctx, UpstreamErrorKind::of(&e));
         // Nothing reached the backend, so another backend may take the request (bounded).
-        let retries = ctx.route.map_or(0, |i| self.pools[self.config.routes[i].upstream].spec.retries);
+        let retries = ctx.route.map_or(0, |i| ctx.snapshot.pools[ctx.snapshot.config.routes[i].upstream].spec.retries);
         if ctx.tried.len() <= retries {
             warn!("connect to {} failed ({:?}); retrying on another backend", peer.address(), e.etype());
             e.set_retry(true);
@@ -128,7 +121,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(route) = ctx.route.map(|i| &self.config.routes[i]) else { return Ok(()) };
+        let Some(route) = ctx.route.map(|i| &ctx.snapshot.config.routes[i]) else { return Ok(()) };
         let backend = ctx.tried.last().copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend, websocket: false };
         let _ = session;
@@ -164,7 +157,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let (route, upstream) = self.labels(ctx);
+        let (route, upstream) = ctx.labels();
         let elapsed = ctx.started.elapsed();
         if ctx.websocket.is_none() {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -175,6 +168,16 @@ impl ProxyHttp for Gateway {
             self.access_log.write(&access_record(session, ctx, route, upstream, &self.access_log));
         }
     }}
+
+impl RequestCtx {
+    /// `(route, upstream)` metric labels of this request.
+    pub fn labels(&self) -> (&str, &str) {
+        match self.route.map(|i| &self.snapshot.config.routes[i]) {
+            Some(route) => (route.name.as_str(), self.snapshot.pools[route.upstream].spec.name.as_str()),
+            None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
+        }
+    }
+}
 
 /// The access-log line of a finished request or WebSocket session.
 fn access_record<'a>(session: &'a Session, ctx: &'a RequestCtx, route: &'a str, upstream: &'a str, log: &AccessLog) -> Record<'a> {

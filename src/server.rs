@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::drain::{Drain, DrainService};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::upstream::Pool;
+use crate::live::{Live, LiveService};
 use log::{error, info};
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::Opt;
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn run(config: Config, mut opt: Opt) -> ExitCode {
+pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     // We parsed the file ourselves (Pingora would read it again and ignore our keys) and
     // `-t` has been handled; the rest of Pingora's options (-d, -u) apply as they are.
     opt.conf = None;
@@ -43,17 +43,13 @@ pub fn run(config: Config, mut opt: Opt) -> ExitCode {
     };
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new(config.upstreams.len());
-    let mut pools = Vec::with_capacity(config.upstreams.len());
-    for spec in &config.upstreams {
-        let (pool, health_service) = Pool::build(spec, &metrics, &readiness);
-        server.add_boxed_service(health_service);
-        pools.push(pool);
-    }
+    let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone());
+    server.add_service(background_service("wsgate live config", LiveService { live: live.clone() }));
 
     let drain = Drain::new(config.drain_window);
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
 
-    let gateway = Gateway::new(config.clone(), pools, metrics, access_log, drain);
+    let gateway = Gateway::new(live, metrics, access_log, drain);
     let Some(proxy) = proxy_service(&server, gateway, &config) else { return ExitCode::FAILURE };
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {

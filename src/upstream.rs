@@ -1,31 +1,28 @@
-//! Upstream pools: one Pingora `LoadBalancer` per configured pool, built once at start-up,
-//! with its active health check running as a Pingora background service.
+//! Upstream pools: one Pingora `LoadBalancer` per configured pool. Its health lives in a
+//! `HealthRegistry` (see `health.rs`) that outlives the pool across config reloads, so a
+//! backend that stays in the config keeps its health state; `live.rs` swaps pools.
 
-use crate::ready::Readiness;
-use crate::config::model::{Balance, HashKey, HealthCheck, HealthCheckKind, Upstream};
-use crate::health::ObservedCheck;
-use crate::metrics::Metrics;
+use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream};
+use crate::discovery::DnsDiscovery;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
-use pingora::lb::discovery::Static;
+use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
-use pingora::lb::{Backend, Backends, LoadBalancer};
-use pingora::services::background::background_service;
-use pingora::services::ServiceWithDependents;
-use std::collections::BTreeSet;
+use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How far the selector may walk to find a healthy backend not tried yet for this request.
 const MAX_SELECT_ITERATIONS: usize = 256;
 
-/// The balancing algorithm is fixed per pool at start-up, so the request path does not
+/// The balancing algorithm is fixed per pool when it is built, so the request path does not
 /// branch on configuration, only on this enum.
 enum Balancer {
-    RoundRobin(Arc<LoadBalancer<RoundRobin>>),
-    Random(Arc<LoadBalancer<Random>>),
-    Hash(Arc<LoadBalancer<Consistent>>),
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Random(LoadBalancer<Random>),
+    Hash(LoadBalancer<Consistent>),
 }
 
 pub struct Pool {
@@ -33,31 +30,43 @@ pub struct Pool {
     balancer: Balancer,
 }
 
+/// The backends a pool starts with: the configured addresses, or for a DNS pool the names
+/// resolved now (blocking: called at start-up and off the async threads on reload).
+pub fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
+    match &spec.discovery {
+        Discovery::Static => spec
+            .backends
+            .iter()
+            .filter_map(|b| Backend::new_with_weight(&b.address.to_string(), b.weight).ok())
+            .collect(),
+        Discovery::Dns { names, hosts_file, .. } => {
+            let dns = DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() };
+            dns.resolve_blocking().unwrap_or_else(|e| {
+                log::warn!("pool {}: {e}; it stays empty until the names resolve", spec.name);
+                BTreeSet::new()
+            })
+        }
+    }
+}
+
 impl Pool {
-    /// Builds the pool and the background service that health-checks it.
-    pub fn build(spec: &Upstream, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> (Pool, Box<dyn ServiceWithDependents>) {
-        let check = ObservedCheck::new(
-            health_check(&spec.health_check),
-            &spec.name,
-            spec.backends.iter().map(|b| b.address),
-            metrics.clone(),
-            readiness.clone(),
-        );
-        let (balancer, service) = match &spec.balance {
-            Balance::RoundRobin => {
-                let (lb, svc) = balancer::<RoundRobin>(spec, check);
-                (Balancer::RoundRobin(lb), svc)
-            }
-            Balance::Random => {
-                let (lb, svc) = balancer::<Random>(spec, check);
-                (Balancer::Random(lb), svc)
-            }
-            Balance::ConsistentHash(_) => {
-                let (lb, svc) = balancer::<Consistent>(spec, check);
-                (Balancer::Hash(lb), svc)
-            }
+    /// A pool over `initial` backends whose health is kept in `registry`.
+    pub fn new(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>) -> Pool {
+        let balancer = match &spec.balance {
+            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial)),
+            Balance::Random => Balancer::Random(balancer(spec, registry, initial)),
+            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial)),
         };
-        (Pool { spec: spec.clone(), balancer }, service)
+        Pool { spec: spec.clone(), balancer }
+    }
+
+    /// Re-runs discovery (DNS pools) and rebuilds the selector.
+    pub async fn refresh(&self) {
+        let _ = match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.update().await,
+            Balancer::Random(lb) => lb.update().await,
+            Balancer::Hash(lb) => lb.update().await,
+        };
     }
 
     /// A healthy backend for `key`, skipping those already `tried` for this request.
@@ -73,28 +82,42 @@ impl Pool {
     }
 }
 
-fn balancer<S>(spec: &Upstream, check: ObservedCheck) -> (Arc<LoadBalancer<S>>, Box<dyn ServiceWithDependents>)
+/// A discovery that answers its first call with the backends resolved when the pool was
+/// built (so the pool is usable at once, without a runtime), and asks `next` afterwards.
+struct Primed {
+    first: Mutex<Option<BTreeSet<Backend>>>,
+    next: Box<dyn ServiceDiscovery + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl ServiceDiscovery for Primed {
+    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match first {
+            Some(backends) => Ok((backends, HashMap::new())),
+            None => self.next.discover().await,
+        }
+    }
+}
+
+fn balancer<S>(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>) -> LoadBalancer<S>
 where
     S: BackendSelection + Send + Sync + 'static,
     S::Iter: BackendIter,
 {
-    let backends: BTreeSet<Backend> = spec
-        .backends
-        .iter()
-        .filter_map(|b| Backend::new_with_weight(&b.address.to_string(), b.weight).ok())
-        .collect();
-    let mut lb = LoadBalancer::<S>::from_backends(Backends::new(Static::new(backends)));
-    // Static discovery never blocks: fill the selector now so the first request finds it.
+    let next: Box<dyn ServiceDiscovery + Send + Sync> = match &spec.discovery {
+        Discovery::Static => Static::new(initial.clone()),
+        Discovery::Dns { names, hosts_file, .. } => Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() }),
+    };
+    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next });
+    let lb = LoadBalancer::<S>::from_backends(Backends::new_with_health_registry(discovery, registry));
+    // The primed discovery answers at once: fill the selector now so the first request finds it.
     let _ = lb.update().now_or_never();
-    lb.set_health_check(Box::new(check));
-    lb.health_check_frequency = Some(spec.health_check.interval);
-    lb.parallel_health_check = true;
-    let service = background_service(&format!("health check {}", spec.name), lb);
-    let lb = service.task();
-    (lb, Box::new(service))
+    lb
 }
 
-fn health_check(spec: &HealthCheck) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+/// The Pingora health check a pool's spec asks for.
+pub fn health_check(spec: &HealthCheck) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
     match spec.kind {
         HealthCheckKind::Tcp => {
             let mut hc = TcpHealthCheck::new();

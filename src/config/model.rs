@@ -32,23 +32,26 @@ pub enum AccessLogTarget {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogConfig {
     pub target: AccessLogTarget,
     /// Query strings can carry tokens: logged only when asked for.
     pub include_query: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: Option<TlsFiles>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Hash of both files' contents when loaded: a reload that would change a certificate
+    /// needs an upgrade (the TLS acceptor is built with the listener).
+    pub fingerprint: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,23 @@ pub struct Upstream {
     /// How many other backends a failed connect may be retried on.
     pub retries: usize,
     pub health_check: HealthCheck,
+    pub discovery: Discovery,
+}
+
+/// Where a pool's backends come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// `backends` as resolved at start-up (or reload).
+    Static,
+    /// Names re-resolved every `every`; each address is a backend.
+    Dns { names: Vec<DnsName>, every: Duration, hosts_file: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsName {
+    pub host: String,
+    pub port: u16,
+    pub weight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +105,7 @@ pub enum HashKey {
     Cookie(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     pub kind: HealthCheckKind,
     /// Request path for `kind: http`.

@@ -76,6 +76,20 @@ pub struct RawUpstream {
     pub retries: Option<usize>,
     #[serde(default)]
     pub health_check: Option<RawHealthCheck>,
+    #[serde(default)]
+    pub discovery: DiscoveryKind,
+    #[serde(default)]
+    pub resolve_every: Option<ConfigDuration>,
+    #[serde(default)]
+    pub hosts_file: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryKind {
+    #[default]
+    Static,
+    Dns,
 }
 
 /// `- 127.0.0.1:3001` or `- {address: 127.0.0.1:3002, weight: 2}`.

@@ -20,6 +20,7 @@ const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(30);
+const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(5);
 /// Pingora's runtimes get this long after the grace period (its own default).
 const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 
@@ -68,7 +69,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         problems.push((upstreams_path.clone(), "at least one upstream is required".into()));
     }
     for (name, pool) in &raw.upstreams {
-        if let Some(u) = upstream(name, pool, &upstreams_path.key(name), &mut problems) {
+        if let Some(u) = upstream(name, pool, base_dir, &upstreams_path.key(name), &mut problems) {
             upstream_index.insert(name.clone(), upstreams.len());
             upstreams.push(u);
         }
@@ -195,8 +196,11 @@ fn listeners(raw: &[raw::RawListener], base_dir: &Path, path: &KeyPath, problems
             continue;
         }
         let tls = l.tls.as_ref().and_then(|t| {
-            let files = TlsFiles { cert: resolve_path(base_dir, &t.cert), key: resolve_path(base_dir, &t.key) };
-            check_tls_files(&files, &item.key("tls"), problems).then_some(files)
+            let mut files = TlsFiles { cert: resolve_path(base_dir, &t.cert), key: resolve_path(base_dir, &t.key), fingerprint: 0 };
+            check_tls_files(&files, &item.key("tls"), problems).then(|| {
+                files.fingerprint = fingerprint(&[&files.cert, &files.key]);
+                files
+            })
         });
         out.push(Listener { address, tls });
     }
@@ -244,13 +248,33 @@ pub fn check_tls_files(files: &TlsFiles, path: &KeyPath, problems: &mut Problems
     }
 }
 
-fn upstream(name: &str, raw: &raw::RawUpstream, path: &KeyPath, problems: &mut Problems) -> Option<Upstream> {
+fn fingerprint(files: &[&Path]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        std::fs::read(f).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// `host:port` of a DNS-discovered backend (resolved later, again and again).
+fn dns_name(text: &str, weight: usize) -> Result<DnsName, String> {
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("`{text}` is not host:port"))?;
+    let port = port.parse::<u16>().map_err(|_| format!("`{port}` is not a port"))?;
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(format!("`{host}` is not a host name"));
+    }
+    Ok(DnsName { host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port, weight })
+}
+
+fn upstream(name: &str, raw: &raw::RawUpstream, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Option<Upstream> {
     let before = problems.len();
     let backends_path = path.key("backends");
     if raw.backends.is_empty() {
         problems.push((backends_path.clone(), "a pool needs at least one backend".into()));
     }
     let mut backends: Vec<BackendSpec> = Vec::new();
+    let mut dns_names: Vec<DnsName> = Vec::new();
     for (i, b) in raw.backends.iter().enumerate() {
         let (address, weight, item) = match b {
             RawBackend::Address(a) => (a.as_str(), 1, backends_path.index(i)),
@@ -258,6 +282,13 @@ fn upstream(name: &str, raw: &raw::RawUpstream, path: &KeyPath, problems: &mut P
         };
         if weight == 0 {
             problems.push((backends_path.index(i).key("weight"), "weight must be at least 1".into()));
+        }
+        if raw.discovery == raw::DiscoveryKind::Dns {
+            match dns_name(address, weight) {
+                Ok(n) => dns_names.push(n),
+                Err(e) => problems.push((item, e)),
+            }
+            continue;
         }
         // Hostnames are resolved once, at start-up; every address they resolve to is a backend.
         match address.to_socket_addrs() {
@@ -306,6 +337,22 @@ fn upstream(name: &str, raw: &raw::RawUpstream, path: &KeyPath, problems: &mut P
     };
     let connect_timeout = positive(raw.connect_timeout, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, problems);
     let read_timeout = positive(raw.read_timeout, "read_timeout", DEFAULT_READ_TIMEOUT, problems);
+    let discovery = match raw.discovery {
+        raw::DiscoveryKind::Static => {
+            for key in ["resolve_every", "hosts_file"] {
+                let set = if key == "resolve_every" { raw.resolve_every.is_some() } else { raw.hosts_file.is_some() };
+                if set {
+                    problems.push((path.key(key), "only applies to `discovery: dns`".into()));
+                }
+            }
+            Discovery::Static
+        }
+        raw::DiscoveryKind::Dns => Discovery::Dns {
+            names: dns_names,
+            every: positive(raw.resolve_every, "resolve_every", DEFAULT_RESOLVE_EVERY, problems),
+            hosts_file: raw.hosts_file.as_deref().map(|f| resolve_path(base_dir, f)),
+        },
+    };
 
     (problems.len() == before).then(|| Upstream {
         name: name.to_string(),
@@ -315,6 +362,7 @@ fn upstream(name: &str, raw: &raw::RawUpstream, path: &KeyPath, problems: &mut P
         connect_timeout,
         read_timeout,
         health_check,
+        discovery,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod tunnel;
 use crate::config::model::Route;
 use crate::headers::{self, Forwarding};
 use crate::metrics::{close_code_label, SessionMeter, UpgradeResult, UpstreamErrorKind};
+use crate::live::Snapshot;
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
 use crate::upstream::{hash_input, Pool};
@@ -49,7 +50,7 @@ pub struct WsOutcome {
 }
 
 /// Serves a WebSocket upgrade request on `route` end to end. Always answers the client.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, route: &Route) -> Result<bool> {
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, snapshot: &Snapshot, route: &Route) -> Result<bool> {
     let outcome = ctx.websocket.insert(WsOutcome {
         method: session.req_header().method.to_string(),
         host: headers::request_host(session.req_header()).unwrap_or_default().to_string(),
@@ -59,7 +60,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
     // Whatever happens, this connection is not reused for another request.
     session.set_keepalive(None);
 
-    let (route_label, upstream_label) = (route.name.as_str(), gw.pools[route.upstream].spec.name.as_str());
+    let (route_label, upstream_label) = (route.name.as_str(), snapshot.pools[route.upstream].spec.name.as_str());
     let count = |result: UpgradeResult| gw.metrics.ws_upgrades.with_label_values(&[route_label, upstream_label, result.label()]).inc();
 
     if let Err(refusal) = handshake::validate(session.req_header(), &route.websocket) {
@@ -77,7 +78,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, ro
         return Ok(true);
     }
 
-    let pool = &gw.pools[route.upstream];
+    let pool = &snapshot.pools[route.upstream];
     let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: "0.0.0.0:0".parse().unwrap(), websocket: true };
     let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.tried).await;
     let outcome = ctx.websocket.as_mut().expect("set above");

@@ -1,0 +1,273 @@
+//! Live configuration: the routing snapshot every request reads, and SIGHUP reloads that
+//! replace it atomically.
+//!
+//! A request (or WebSocket session) takes the current `Snapshot` when it starts and keeps it
+//! to the end, so open sessions continue untouched on what they started with while new
+//! requests follow the new config at once. Pools keep their health registry across reloads
+//! when their name and health-check settings stay, so a backend that stays keeps its health.
+//! What needs new sockets (listeners, TLS certificates, the metrics listener, `server:`,
+//! `access_log`, `drain`) is refused by a reload and reported as needing an upgrade.
+
+use crate::config::{self, model::Discovery, Config};
+use crate::health;
+use crate::metrics::Metrics;
+use crate::ready::Readiness;
+use crate::routing::Router;
+use crate::upstream::{initial_backends, Pool};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use log::{error, info, warn};
+use pingora::lb::HealthRegistry;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::task::AbortHandle;
+
+/// Everything a request reads, replaced as a whole by a reload.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub router: Router,
+    /// Indexed like `config.upstreams`.
+    pub pools: Vec<Arc<Pool>>,
+}
+
+/// Background work of one pool: its health registry's checks and, for DNS pools, the
+/// periodic re-resolution.
+struct PoolEntry {
+    spec: config::model::Upstream,
+    registry: Arc<HealthRegistry>,
+    pool: Arc<Pool>,
+    health_task: Option<AbortHandle>,
+    discovery_task: Option<AbortHandle>,
+}
+
+impl PoolEntry {
+    fn stop(&mut self) {
+        for task in [self.health_task.take(), self.discovery_task.take()].into_iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
+pub struct Live {
+    current: ArcSwap<Snapshot>,
+    config_path: PathBuf,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    entries: Mutex<HashMap<String, PoolEntry>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied,
+    Invalid(String),
+    NeedsUpgrade(Vec<&'static str>),
+}
+
+impl ReloadOutcome {
+    fn label(&self) -> &'static str {
+        match self {
+            ReloadOutcome::Applied => "ok",
+            ReloadOutcome::Invalid(_) => "invalid",
+            ReloadOutcome::NeedsUpgrade(_) => "needs_upgrade",
+        }
+    }
+}
+
+impl Live {
+    /// Builds the first snapshot (blocking: DNS pools resolve here). Background tasks start
+    /// with `LiveService`.
+    pub fn new(config: Arc<Config>, config_path: PathBuf, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Arc<Live> {
+        let mut entries = HashMap::new();
+        let snapshot = build(config, &mut entries, &metrics, &readiness);
+        Arc::new(Live { current: ArcSwap::from_pointee(snapshot), config_path, metrics, readiness, entries: Mutex::new(entries) })
+    }
+
+    /// The snapshot for a new request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the config file and applies it if it is valid and needs no new sockets.
+    /// Nothing changes otherwise.
+    pub async fn reload(self: &Arc<Self>, shutdown: &ShutdownWatch) -> ReloadOutcome {
+        let path = self.config_path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+        let config = match loaded {
+            Ok(Ok(c)) => Arc::new(c),
+            Ok(Err(errors)) => return self.finish(ReloadOutcome::Invalid(errors.to_string())),
+            Err(e) => return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}"))),
+        };
+        let blockers = needs_upgrade(&self.snapshot().config, &config);
+        if !blockers.is_empty() {
+            return self.finish(ReloadOutcome::NeedsUpgrade(blockers));
+        }
+        let this = self.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut entries = this.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let old: Vec<String> = this.snapshot().config.upstreams.iter().flat_map(|u| backend_labels(u)).collect();
+            let snapshot = build(config, &mut entries, &this.metrics, &this.readiness);
+            let new: Vec<String> = snapshot.config.upstreams.iter().flat_map(|u| backend_labels(u)).collect();
+            for gone in old.iter().filter(|b| !new.contains(b)) {
+                if let Some((pool, backend)) = gone.split_once(' ') {
+                    let _ = this.metrics.backend_healthy.remove_label_values(&[pool, backend]);
+                }
+            }
+            this.current.store(Arc::new(snapshot));
+        })
+        .await;
+        if let Err(e) = built {
+            return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}")));
+        }
+        self.spawn_tasks(shutdown);
+        self.finish(ReloadOutcome::Applied)
+    }
+
+    fn finish(&self, outcome: ReloadOutcome) -> ReloadOutcome {
+        self.metrics.config_reloads.with_label_values(&[outcome.label()]).inc();
+        match &outcome {
+            ReloadOutcome::Applied => info!("reload: {} applied; open sessions continue on the previous config", self.config_path.display()),
+            ReloadOutcome::Invalid(errors) => error!("reload: {} is invalid, nothing changed:\n{errors}", self.config_path.display()),
+            ReloadOutcome::NeedsUpgrade(what) => warn!(
+                "reload: changes to {} need new sockets; nothing changed; apply them with an upgrade (wsgate -u, or systemctl reload)",
+                what.join(", ")
+            ),
+        }
+        outcome
+    }
+
+    /// Starts the background work of pools that have none yet (new or rebuilt ones).
+    fn spawn_tasks(&self, shutdown: &ShutdownWatch) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in entries.values_mut() {
+            if entry.health_task.is_none() {
+                let service = health::service(&entry.spec, entry.registry.clone());
+                let shutdown = shutdown.clone();
+                entry.health_task = Some(tokio::spawn(async move { service.start(shutdown).await }).abort_handle());
+            }
+            if let (None, Discovery::Dns { every, .. }) = (&entry.discovery_task, &entry.spec.discovery) {
+                let (pool, every) = (entry.pool.clone(), *every);
+                entry.discovery_task = Some(
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            pool.refresh().await;
+                        }
+                    })
+                    .abort_handle(),
+                );
+            }
+        }
+    }
+}
+
+/// `pool backend` labels of a pool's configured static backends.
+fn backend_labels(u: &config::model::Upstream) -> Vec<String> {
+    u.backends.iter().map(|b| format!("{} {}", u.name, b.address)).collect()
+}
+
+/// Builds a snapshot, reusing each pool's health registry when its name and health-check
+/// settings are unchanged, and dropping the background work of pools that went away.
+fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Snapshot {
+    let mut pools = Vec::with_capacity(config.upstreams.len());
+    let mut kept = HashMap::new();
+    for spec in &config.upstreams {
+        let initial = initial_backends(spec);
+        let previous = entries.remove(&spec.name);
+        let (registry, health_task) = match previous {
+            Some(mut old) if old.spec.health_check == spec.health_check => {
+                // Same checks: keep the registry (and its health state) and its running checks.
+                let task = old.health_task.take();
+                old.stop();
+                (old.registry, task)
+            }
+            previous => {
+                if let Some(mut old) = previous {
+                    old.stop();
+                }
+                let first_round = initial.iter().filter_map(|b| b.addr.as_inet().copied()).collect::<Vec<_>>();
+                (health::registry(spec, first_round, metrics, readiness), None)
+            }
+        };
+        let pool = Arc::new(Pool::new(spec, registry.clone(), initial));
+        kept.insert(spec.name.clone(), PoolEntry { spec: spec.clone(), registry, pool: pool.clone(), health_task, discovery_task: None });
+        pools.push(pool);
+    }
+    for (_, mut gone) in entries.drain() {
+        gone.stop();
+    }
+    *entries = kept;
+    Snapshot { router: Router::new(&config.routes), config, pools }
+}
+
+/// The parts of a config that a reload cannot change in place.
+fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut what = Vec::new();
+    if old.listeners != new.listeners {
+        what.push("listeners (or their TLS certificates)");
+    }
+    if old.metrics != new.metrics {
+        what.push("metrics");
+    }
+    if old.server != new.server {
+        what.push("server");
+    }
+    if old.access_log != new.access_log {
+        what.push("access_log");
+    }
+    if old.drain_window != new.drain_window {
+        what.push("drain");
+    }
+    what
+}
+
+/// Starts the pools' background work and reloads on SIGHUP.
+pub struct LiveService {
+    pub live: Arc<Live>,
+}
+
+#[async_trait]
+impl BackgroundService for LiveService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.live.spawn_tasks(&shutdown);
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot listen for SIGHUP, in-place reloads are off: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    info!("SIGHUP: reloading {}", self.live.config_path.display());
+                    self.live.reload(&shutdown).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        config::parse(text, "t.yaml", std::path::Path::new(".")).unwrap()
+    }
+
+    const BASE: &str = "listeners:\n  - address: 127.0.0.1:8080\nupstreams:\n  a: {backends: ['127.0.0.1:1']}\nroutes:\n  - upstream: a\n";
+
+    #[test]
+    fn only_socket_level_changes_need_an_upgrade() {
+        let base = parse(BASE);
+        assert!(needs_upgrade(&base, &parse(&BASE.replace("127.0.0.1:1", "127.0.0.1:2"))).is_empty());
+        assert!(needs_upgrade(&base, &parse(&format!("{BASE}  - {{path_prefix: /x, upstream: a}}\n"))).is_empty());
+        assert_eq!(needs_upgrade(&base, &parse(&BASE.replace("8080", "8081"))), ["listeners (or their TLS certificates)"]);
+        assert_eq!(needs_upgrade(&base, &parse(&format!("server: {{threads: 4}}\n{BASE}"))), ["server"]);
+        assert_eq!(needs_upgrade(&base, &parse(&format!("drain: {{window: 5s}}\n{BASE}"))), ["server", "drain"]);
+    }
+}
