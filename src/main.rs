@@ -45,7 +45,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error")).init();
 
     let path = PathBuf::from(cli.pingora.conf.clone().unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
     let config = match config::load(&path) {

@@ -25,8 +25,9 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     // `-t` has been handled; the rest of Pingora's options (-d, -u) apply as they are.
     opt.conf = None;
     opt.test = false;
-    let mut config = config;
-    let server_conf = std::mem::take(&mut config.server);
+    // Pingora takes its `ServerConf` by value; the config keeps its own copy so a reload can
+    // tell whether `server:` changed (`ServerConf` is not `Clone`: copy it through serde).
+    let server_conf = serde_yaml::to_value(&config.server).and_then(serde_yaml::from_value).unwrap_or_default();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     // Bootstrap (taking over the listening sockets in an upgrade) runs as a service, after
     // a daemon has forked: that is what lets `wsgate -u -d` return to systemd before the

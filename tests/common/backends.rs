@@ -73,7 +73,17 @@ impl Server {
         F: Fn(TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let std_listener = bind_with_retry(port);
+        Self::start_at("127.0.0.1", port, handler)
+    }
+
+    /// Like `start`, on another loopback address (127.0.0.2, ...): several backends can
+    /// then share one port, as DNS-discovered ones do.
+    fn start_at<F, Fut>(ip: &str, port: u16, handler: F) -> Server
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let std_listener = bind_with_retry(ip, port);
         std_listener.set_nonblocking(true).expect("set_nonblocking");
         let addr = std_listener.local_addr().expect("local_addr");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -131,18 +141,18 @@ impl Drop for Server {
     }
 }
 
-fn bind_with_retry(port: u16) -> std::net::TcpListener {
+fn bind_with_retry(ip: &str, port: u16) -> std::net::TcpListener {
     let deadline = Instant::now() + Duration::from_secs(5);
     for _ in 0..250 {
-        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        match std::net::TcpListener::bind((ip, port)) {
             Ok(l) => return l,
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
             }
-            Err(e) => panic!("bind 127.0.0.1:{port}: {e}"),
+            Err(e) => panic!("bind {ip}:{port}: {e}"),
         }
     }
-    panic!("bind 127.0.0.1:{port}: still in use after 5s")
+    panic!("bind {ip}:{port}: still in use after 5s")
 }
 
 // ---------------------------------------------------------------- HTTP parsing
@@ -466,10 +476,19 @@ impl WsBackend {
         Self::start_inner(name, 0, true)
     }
 
+    /// A WebSocket (and plain `GET`) backend on `ip:port`, e.g. 127.0.0.2.
+    pub fn start_at(name: &str, ip: &str, port: u16) -> WsBackend {
+        Self::start_inner_at(name, ip, port, false)
+    }
+
     fn start_inner(name: &str, port: u16, raw: bool) -> WsBackend {
+        Self::start_inner_at(name, "127.0.0.1", port, raw)
+    }
+
+    fn start_inner_at(name: &str, ip: &str, port: u16, raw: bool) -> WsBackend {
         let shared = Arc::new(Shared::default());
         let (n, sh) = (name.to_string(), shared.clone());
-        let server = Server::start(port, move |stream| {
+        let server = Server::start_at(ip, port, move |stream| {
             ws_conn(stream, n.clone(), sh.clone(), raw)
         });
         WsBackend {
