@@ -139,6 +139,25 @@ async fn bad_handshakes_are_refused_before_the_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_closes_the_session_with_1009() {
+    let s = setup("    websocket: {max_message_bytes: 1000}\n");
+    let (mut ws, _) = ws_connect(&s.url("/ws"), &[]).await.unwrap();
+    assert_eq!(ws_echo_text(&mut ws, &"a".repeat(1000)).await, "a".repeat(1000));
+    ws.send(Message::binary(vec![7u8; 5000])).await.unwrap();
+    match ws_recv(&mut ws).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected Close 1009, got {other:?}"),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while s.ws.close_codes().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the backend got no Close");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.ws.close_codes(), [Some(1009)]);
+    assert_eq!(s.ws.messages(), 1, "only the message within the limit reached the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_with_websocket_disabled_answers_400() {
     let s = setup("    websocket: {enabled: false}\n");
     match ws_connect(&s.url("/ws"), &[]).await {

@@ -151,4 +151,6 @@ pub struct WebSocketPolicy {
     pub idle_timeout: Duration,
     /// `None` admits every origin; otherwise exact, case-insensitive `Origin` matches.
     pub allowed_origins: Option<Vec<String>>,
+    /// Largest client message passed to the backend; a larger one closes the session with 1009.
+    pub max_message_bytes: u64,
 }

@@ -198,4 +198,6 @@ pub struct RawWebSocket {
     pub idle_timeout: Option<ConfigDuration>,
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_message_bytes: Option<u64>,
 }

@@ -19,6 +19,9 @@ const DEFAULT_RETRIES: usize = 2;
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Generous enough for any chat or RPC message, small enough that one client cannot make a
+/// backend buffer unbounded data.
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
 const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(30);
 const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(5);
 /// Pingora's runtimes get this long after the grace period (its own default).
@@ -497,6 +500,10 @@ fn routes(
         if allowed_origins.as_ref().is_some_and(|o| o.iter().any(String::is_empty)) {
             problems.push((item.key("websocket").key("allowed_origins"), "an origin cannot be empty".into()));
         }
+        let max_message_bytes = ws.and_then(|w| w.max_message_bytes).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        if max_message_bytes == 0 {
+            problems.push((item.key("websocket").key("max_message_bytes"), "must be at least 1".into()));
+        }
         let (Some(upstream), true) = (upstream, problems.len() == before) else { continue };
         out.push(Route {
             name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
@@ -510,6 +517,7 @@ fn routes(
                 enabled: ws.and_then(|w| w.enabled).unwrap_or(true),
                 idle_timeout,
                 allowed_origins,
+                max_message_bytes,
             },
         });
     }

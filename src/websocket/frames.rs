@@ -188,6 +188,17 @@ impl FrameReader {
         }
     }
 
+    /// How many bytes of a frame header have been fed without completing it (0 between
+    /// frames and inside payloads). The tunnel holds these back so it only ever forwards
+    /// whole headers and can always put a Close of its own between frames.
+    pub fn partial_header_len(&self) -> usize {
+        if self.state == State::Header {
+            self.hlen
+        } else {
+            0
+        }
+    }
+
     /// True when the next byte fed will be the first byte of a frame header.
     pub fn at_frame_boundary(&self) -> bool {
         self.state == State::Header && self.hlen == 0

@@ -126,10 +126,12 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
     let upstream_dir = Direction {
         sender: Initiator::Client,
         meters: Meters { bytes: meter.bytes_to_backend.clone(), messages: meter.messages_to_backend.clone() },
+        max_message: Some(route.websocket.max_message_bytes),
     };
     let downstream_dir = Direction {
         sender: Initiator::Backend,
         meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
+        max_message: None,
     };
     let drain_at = gw.drain.session_deadline();
     let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout, &upstream_dir, &downstream_dir, drain_at).await;

@@ -17,7 +17,7 @@
 //! client's must be), forwards nothing more, and waits for that peer's Close reply; the
 //! tunnel ends once both replies are in (or `CLOSING_TIMEOUT` has passed).
 
-use super::frames::{close_frame, FrameEvent, FrameReader};
+use super::frames::{close_frame, FrameEvent, FrameReader, OpCode};
 use pingora::protocols::Stream;
 use pingora_prometheus::prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +34,8 @@ const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
 const CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
 /// RFC 6455 §7.4.1: 1001 Going Away, "a server going down".
 const GOING_AWAY: u16 = 1001;
+/// RFC 6455 §7.4.1: 1009, a message too big to process.
+const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +87,12 @@ pub struct Meters {
     pub messages: IntCounter,
 }
 
-/// One direction of the tunnel: who sends on it, its frame view, its counters.
+/// One direction of the tunnel: who sends on it, its counters, its message size limit.
 pub struct Direction {
     pub sender: Initiator,
     pub meters: Meters,
+    /// Messages larger than this are refused: the tunnel closes with 1009.
+    pub max_message: Option<u64>,
 }
 
 /// Running totals of one direction, readable however the tunnel ends.
@@ -109,8 +113,9 @@ struct Shared {
     backend_sent_close: AtomicBool,
     upstream: Flow,
     downstream: Flow,
-    /// Set when this session must close because the process is draining.
-    going_away: watch::Sender<bool>,
+    /// Set when this session must close on wsgate's initiative, with the code both peers
+    /// get: 1001 when the process drains, 1009 after an oversized message.
+    close_request: watch::Sender<Option<u16>>,
 }
 
 impl Shared {
@@ -134,23 +139,12 @@ impl Shared {
             Initiator::Proxy => {}
         }
     }
-    fn going_away(&self) -> bool {
-        *self.going_away.borrow()
+    fn close_code(&self) -> Option<u16> {
+        *self.close_request.borrow()
     }
     /// Both sides have sent a Close frame (RFC 6455 §7.1.1): nothing more may follow.
     fn handshake_complete(&self) -> bool {
         self.client_sent_close.load(Ordering::Relaxed) && self.backend_sent_close.load(Ordering::Relaxed)
-    }
-}
-
-/// Where, in a chunk just read, the frame in flight ends: `start` is the reader's distance
-/// to the boundary before the chunk, `headers` the (end of header, payload length) of each
-/// header completed in the chunk.
-fn first_boundary(start: Option<u64>, headers: &[(usize, u64)], len: usize) -> Option<usize> {
-    match start {
-        Some(r) if r <= len as u64 => Some(r as usize),
-        Some(_) => None,
-        None => headers.first().map(|&(end, payload)| end as u64 + payload).filter(|&b| b <= len as u64).map(|b| b as usize),
     }
 }
 
@@ -163,23 +157,25 @@ where
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut frames = FrameReader::new();
     let flow = shared.flow(direction.sender);
-    let mut going_away = shared.going_away.subscribe();
-    // Our Close 1001 has gone out on `writer`: forward nothing more, await the peer's reply.
+    let mut close_requests = shared.close_request.subscribe();
+    // Our Close has gone out on `writer`: forward nothing more, await the peer's reply.
     let mut closing = false;
-    // Per-chunk scratch, reused: (end of header, payload length) and (offset, code) of closes.
-    let mut headers: Vec<(usize, u64)> = Vec::new();
+    // `buf[..held]` is the start of a frame header cut by the last read: already shown to
+    // `frames`, not yet forwarded. Holding it back means everything forwarded ends on a
+    // whole header, so a Close of our own can always go in between frames.
+    let mut held = 0usize;
     let mut closes: Vec<(usize, Option<u16>)> = Vec::new();
     loop {
-        if !closing && shared.going_away() && frames.bytes_to_boundary() == Some(0) {
-            write_now(&mut writer, &close_to_peer(direction.sender)).await?;
+        if let (false, Some(code), Some(0)) = (closing, shared.close_code(), frames.bytes_to_boundary()) {
+            write_now(&mut writer, &close_to_peer(direction.sender, code)).await?;
             closing = true;
         }
-        let n = if closing || shared.going_away() {
-            reader.read(&mut buf).await?
+        let n = if closing || shared.close_code().is_some() {
+            reader.read(&mut buf[held..]).await?
         } else {
             tokio::select! {
-                read = reader.read(&mut buf) => read?,
-                _ = going_away.changed() => continue,
+                read = reader.read(&mut buf[held..]) => read?,
+                _ = close_requests.changed() => continue,
             }
         };
         if n == 0 {
@@ -187,16 +183,26 @@ where
             return Ok(());
         }
         shared.touch();
-        let boundary_before = frames.bytes_to_boundary();
-        let want_boundary = !closing && shared.going_away();
+        let end = held + n;
+        let requested = if closing { None } else { shared.close_code() };
+        // Where the frame in flight ends (in `buf`): inside a payload, after its rest; in
+        // a header, the frame starts at 0 (its first bytes are the held ones).
+        let mut next_start = frames.bytes_to_boundary().map_or(0, |r| held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
+        let first_boundary = next_start;
+        let mut oversized_at: Option<usize> = None;
         let mut messages = 0;
-        headers.clear();
         closes.clear();
-        frames.feed(&buf[..n], |offset, event| match event {
+        frames.feed(&buf[held..end], |offset, event| match event {
+            FrameEvent::Header { opcode, payload_len, message_len, .. } => {
+                let start = next_start;
+                next_start = (held + offset).saturating_add(usize::try_from(payload_len).unwrap_or(usize::MAX));
+                let data = matches!(opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation);
+                if oversized_at.is_none() && data && direction.max_message.is_some_and(|max| message_len > max) {
+                    oversized_at = Some(start);
+                }
+            }
             FrameEvent::Message { .. } => messages += 1,
-            FrameEvent::Close { code } => closes.push((offset, code)),
-            FrameEvent::Header { payload_len, .. } if want_boundary && headers.is_empty() => headers.push((offset, payload_len)),
-            FrameEvent::Header { .. } => {}
+            FrameEvent::Close { code } => closes.push((held + offset, code)),
             FrameEvent::Malformed(why) => {
                 log::debug!("{:?} sent a malformed WebSocket stream ({why}); carrying it as bytes", direction.sender);
                 flow.malformed.store(true, Ordering::Relaxed);
@@ -207,24 +213,42 @@ where
         direction.meters.bytes.inc_by(n as u64);
         direction.meters.messages.inc_by(messages);
 
+        // Cut before an oversized message's frame, or at the first frame boundary when
+        // asked to close; our Close follows what was forwarded.
+        let drain_cut = requested.filter(|_| first_boundary <= end).map(|code| (first_boundary, code));
+        let cut = match (oversized_at, drain_cut) {
+            (Some(at), Some((d, code))) if d < at => Some((d, code)),
+            (Some(at), _) => Some((at, MESSAGE_TOO_BIG)),
+            (None, drain) => drain,
+        };
         let was_closing = closing;
-        let boundary = if want_boundary { first_boundary(boundary_before, &headers, n) } else { None };
-        let forward = if closing { 0 } else { boundary.unwrap_or(n) };
+        let forward = match (closing, cut) {
+            (true, _) => 0,
+            (false, Some((at, _))) => at,
+            (false, None) => end - frames.partial_header_len(),
+        };
         if forward > 0 {
             write_now(&mut writer, &buf[..forward]).await?;
         }
-        if boundary.is_some() {
-            write_now(&mut writer, &close_to_peer(direction.sender)).await?;
+        if let Some((_, code)) = cut {
+            if code == MESSAGE_TOO_BIG {
+                log::info!("{:?} sent a message over the route's websocket.max_message_bytes; closing the session with 1009", direction.sender);
+                let _ = shared.first_close.set((Initiator::Proxy, Some(MESSAGE_TOO_BIG)));
+                shared.close_request.send_replace(Some(MESSAGE_TOO_BIG));
+            }
+            write_now(&mut writer, &close_to_peer(direction.sender, code)).await?;
             closing = true;
         }
+        held = if closing { 0 } else { end - forward };
+        buf.copy_within(forward..forward + held, 0);
         shared.touch();
-        for &(offset, code) in &closes {
-            if !was_closing && offset <= forward {
+        for &(at, code) in &closes {
+            if !was_closing && at <= forward {
                 // A Close passed through; noted only once delivered, since the other pump
                 // may end the tunnel as soon as both directions have one.
                 shared.note_close(direction.sender, code);
             } else if closing {
-                // The peer's answer to our Close 1001: this side is done.
+                // The peer's answer to (or its own crossing of) our Close: this side is done.
                 shared.note_close(direction.sender, code);
                 let _ = writer.shutdown().await;
                 return Ok(());
@@ -233,13 +257,14 @@ where
     }
 }
 
-/// The Close 1001 a draining tunnel sends the peer that `sender`'s reader faces: the
-/// client gets it plain, the backend masked (RFC 6455 §5.3: client frames are masked).
-fn close_to_peer(sender: Initiator) -> Vec<u8> {
+/// The Close a closing tunnel sends the peer that `sender`'s pump writes to: the backend
+/// gets it masked (RFC 6455 §5.3: client frames are masked), the client plain.
+fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
+    let reason = if code == MESSAGE_TOO_BIG { "message too big" } else { "going away" };
     match sender {
         // This pump reads the client and writes to the backend.
-        Initiator::Client => close_frame(GOING_AWAY, "going away", Some(fastrand::u32(..).to_ne_bytes())),
-        _ => close_frame(GOING_AWAY, "going away", None),
+        Initiator::Client => close_frame(code, reason, Some(fastrand::u32(..).to_ne_bytes())),
+        _ => close_frame(code, reason, None),
     }
 }
 
@@ -264,7 +289,7 @@ pub async fn run(
         backend_sent_close: AtomicBool::new(false),
         upstream: Flow::default(),
         downstream: Flow::default(),
-        going_away: watch::channel(false).0,
+        close_request: watch::channel(None).0,
     };
     let (client_read, mut client_write) = tokio::io::split(client);
     let (backend_read, backend_write) = tokio::io::split(backend);
@@ -291,6 +316,7 @@ pub async fn run(
 
     let upstream = pump(client_read, backend_write, upstream_dir, &shared);
     let downstream = pump(backend_read, client_write, downstream_dir, &shared);
+    let mut close_requests = shared.close_request.subscribe();
     tokio::pin!(upstream, downstream, drain_at);
     let (mut up_done, mut down_done) = (false, false);
     let mut linger_until: Option<Instant> = None;
@@ -324,9 +350,12 @@ pub async fn run(
                 drain_fired = true;
                 // A session already closing needs no help; otherwise say goodbye both ways.
                 if shared.first_close.set((Initiator::Proxy, Some(GOING_AWAY))).is_ok() {
-                    shared.going_away.send_replace(true);
-                    linger_until = Some(Instant::now() + CLOSING_TIMEOUT);
+                    shared.close_request.send_replace(Some(GOING_AWAY));
                 }
+            }
+            // Closing on our initiative (drain, oversized message): bound the handshake.
+            _ = close_requests.changed(), if linger_until.is_none() => {
+                linger_until = Some(Instant::now() + CLOSING_TIMEOUT);
             }
             _ = tokio::time::sleep_until(deadline) => {
                 if linger_until.is_some_and(|l| l <= Instant::now()) {
@@ -362,7 +391,7 @@ mod tests {
 
     fn direction(sender: Initiator) -> Direction {
         let counter = || IntCounter::new("test", "test").unwrap();
-        Direction { sender, meters: Meters { bytes: counter(), messages: counter() } }
+        Direction { sender, meters: Meters { bytes: counter(), messages: counter() }, max_message: None }
     }
 
     async fn tunnel(client: tokio::io::DuplexStream, backend: tokio::io::DuplexStream, prefix: &'static [u8], idle: Duration) -> TunnelStats {
@@ -417,6 +446,47 @@ mod tests {
         assert_eq!(stats.first_close, Some((Initiator::Client, Some(1000))));
         assert!(stats.malformed);
         assert_eq!(stats.client_to_backend_bytes, wire.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_never_reaches_the_backend_and_both_sides_get_1009() {
+        use crate::websocket::frames::{FrameReader, FrameEvent};
+        let (client, mut client_peer) = duplex(1 << 16);
+        let (backend, mut backend_peer) = duplex(1 << 16);
+        let up = Direction { max_message: Some(100), ..direction(Initiator::Client) };
+        let down = direction(Initiator::Backend);
+        let task = tokio::spawn(async move { run(Box::new(client), Box::new(backend), b"", Duration::from_secs(5), &up, &down, std::future::pending()).await });
+        // A 50-byte text message passes; a 200-byte binary one (masked, 16-bit length) does
+        // not, and its header arrives cut in two reads.
+        let small = [&[0x81u8, 0x80 | 50, 0, 0, 0, 0][..], &[b'a'; 50][..]].concat();
+        let big_header = [0x82u8, 0x80 | 126, 0, 200, 0, 0, 0, 0];
+        client_peer.write_all(&small).await.unwrap();
+        client_peer.write_all(&big_header[..3]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client_peer.write_all(&big_header[3..]).await.unwrap();
+        client_peer.write_all(&[b'x'; 200]).await.unwrap();
+
+        let mut to_backend = Vec::new();
+        let mut reader = FrameReader::new();
+        let mut events = Vec::new();
+        while !events.iter().any(|e| matches!(e, FrameEvent::Close { .. })) {
+            let mut chunk = [0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(5), backend_peer.read(&mut chunk)).await.unwrap().unwrap();
+            assert!(n > 0, "backend stream ended before a Close");
+            to_backend.extend_from_slice(&chunk[..n]);
+            reader.feed(&chunk[..n], |_, e| events.push(e));
+        }
+        assert!(to_backend.starts_with(&small), "the small message passes whole");
+        assert!(!to_backend.contains(&b'x'), "nothing of the oversized payload reaches the backend");
+        assert!(events.contains(&FrameEvent::Close { code: Some(1009) }), "{events:?}");
+        let mut to_client = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), client_peer.read(&mut to_client)).await.unwrap().unwrap();
+        let mut client_events = Vec::new();
+        FrameReader::new().feed(&to_client[..n], |_, e| client_events.push(e));
+        assert!(client_events.contains(&FrameEvent::Close { code: Some(1009) }), "{client_events:?}");
+        drop((client_peer, backend_peer));
+        let stats = tokio::time::timeout(Duration::from_secs(15), task).await.unwrap().unwrap();
+        assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1009))));
     }
 
     #[tokio::test]
