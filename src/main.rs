@@ -1,6 +1,7 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
 mod access_log;
+mod admission;
 mod admin;
 mod config;
 mod discovery;

@@ -2,6 +2,7 @@
 //! makes its decision: `routing` → `websocket` (upgrades) → `upstream` (pool, backend)
 //! → `headers` (what the backend receives) → `responses` / access log.
 
+use crate::admission;
 use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::drain::{Drain, InFlight};
 use crate::live::{Live, Snapshot};
@@ -13,7 +14,7 @@ use crate::websocket::{self, handshake, WsOutcome};
 use async_trait::async_trait;
 use log::warn;
 use pingora::connectors::TransportConnector;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -80,6 +81,11 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if let Err((status, reason)) = admission::check(session.req_header()) {
+            session.set_keepalive(None);
+            responses::text(session, status, reason, &[]).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         let Some(index) = ctx.snapshot.router.select(headers::request_host(req), req.uri.path()) else {
             responses::text(session, 404, responses::reason(404), &[]).await?;
@@ -146,6 +152,16 @@ impl ProxyHttp for Gateway {
     /// would otherwise log each as an ERROR.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
         matches!(error.etype(), ErrorType::HTTPStatus(_))
+    }
+
+    /// wsgate serves WebSocket upgrades itself, so a 101 on this path answers a request that
+    /// did not ask to switch protocols: relaying it would hand the client a raw tunnel.
+    async fn upstream_response_filter(&self, _session: &mut Session, upstream_response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if upstream_response.status == 101 {
+            self.upstream_error(ctx, UpstreamErrorKind::Other);
+            return Err(Error::explain(ErrorType::HTTPStatus(502), "backend switched protocols unasked"));
+        }
+        Ok(())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {

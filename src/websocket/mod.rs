@@ -277,6 +277,10 @@ async fn relay_refusal(session: &mut Session, backend: &mut BackendHandshake, ti
         })
         .await;
     }
+    if length.is_some_and(|n| body.len() < n) {
+        // A short body relayed with a corrected length would look complete: refuse it.
+        return responses::text(session, 502, "bad gateway: the backend's answer was cut short", &[]).await;
+    }
     body.truncate(length.unwrap_or(0));
     for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"] {
         resp.remove_header(name);

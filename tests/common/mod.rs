@@ -3,12 +3,15 @@
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
 //! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
 //! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
+//! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
 #![allow(dead_code, unused_imports)]
 
 pub mod backends;
 pub mod client;
 pub mod proxy;
+pub mod raw;
 
 pub use backends::*;
 pub use client::*;
 pub use proxy::*;
+pub use raw::*;

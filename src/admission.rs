@@ -1,0 +1,52 @@
+//! Requests refused before routing, on RFC 9112 grounds Pingora leaves to the application.
+//! A pure function of the request head.
+
+use pingora::http::RequestHeader;
+
+/// Longer request targets get 414 (nginx's default large_client_header_buffers is 8 KiB).
+pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+
+/// `Err((status, reason))` for a request that must not be proxied.
+pub fn check(req: &RequestHeader) -> Result<(), (u16, &'static str)> {
+    if req.uri.to_string().len() > MAX_TARGET_BYTES {
+        return Err((414, "request target too long"));
+    }
+    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        return Err((400, "missing Host header"));
+    }
+    // RFC 9112 §6.1: a transfer coding we do not understand is 501; forwarding
+    // `gzip, chunked` with the gzip silently dropped would hand the backend bytes it cannot read.
+    for te in req.headers.get_all(http::header::TRANSFER_ENCODING) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err((501, "unsupported transfer coding"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, version: http::Version, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+        r.set_version(version);
+        for (n, v) in headers {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn refuses_what_rfc_9112_refuses() {
+        let host = [("Host", "a")];
+        assert_eq!(check(&req("/", http::Version::HTTP_11, &host)), Ok(()));
+        assert_eq!(check(&req("/", http::Version::HTTP_11, &[])).unwrap_err().0, 400);
+        assert_eq!(check(&req("/", http::Version::HTTP_10, &[])), Ok(()));
+        let long = format!("/{}", "a".repeat(MAX_TARGET_BYTES));
+        assert_eq!(check(&req(&long, http::Version::HTTP_11, &host)).unwrap_err().0, 414);
+        assert_eq!(check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "Chunked")])), Ok(()));
+        assert_eq!(check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "gzip, chunked")])).unwrap_err().0, 501);
+    }
+}
