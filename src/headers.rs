@@ -133,7 +133,7 @@ mod tests {
             host_header,
             set_headers: vec![(HeaderName::from_static("x-served-by"), HeaderValue::from_static("wsgate"))],
             remove_headers: vec![HeaderName::from_static("x-debug")],
-            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20 },
+            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20, max_sessions: None },
         }
     }
 

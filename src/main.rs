@@ -8,6 +8,7 @@ mod discovery;
 mod drain;
 mod headers;
 mod health;
+mod limits;
 mod live;
 mod metrics;
 mod proxy;

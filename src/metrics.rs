@@ -25,6 +25,7 @@ pub struct Metrics {
     pub backend_healthy: IntGaugeVec,
     pub upstream_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub refusals: IntCounterVec,
 }
 
 /// Outcome label of `wsgate_websocket_upgrades_total`.
@@ -160,6 +161,7 @@ impl Metrics {
                 .expect("valid metric definition"),
             upstream_errors: counter("wsgate_upstream_errors_total", "Failed backend connections and exchanges by kind.", &["upstream", "backend", "kind"]),
             config_reloads: counter("wsgate_config_reloads_total", "SIGHUP reloads by result: ok, invalid, needs_upgrade.", &["result"]),
+            refusals: counter("wsgate_refusals_total", "Requests refused by a limit, by cause.", &["cause"]),
         };
         let registry = prometheus::default_registry();
         for collector in [
@@ -175,6 +177,7 @@ impl Metrics {
             Box::new(m.backend_healthy.clone()),
             Box::new(m.upstream_errors.clone()),
             Box::new(m.config_reloads.clone()),
+            Box::new(m.refusals.clone()),
         ] {
             let _ = registry.register(collector);
         }

@@ -3,6 +3,7 @@
 //! → `headers` (what the backend receives) → `responses` / access log.
 
 use crate::admission;
+use crate::limits::{self, Admitted, Limits, Refusal};
 use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::drain::{Drain, InFlight};
 use crate::live::{Live, Snapshot};
@@ -30,6 +31,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub drain: Arc<Drain>,
+    pub limits: Limits,
 }
 
 /// Per-request state.
@@ -47,11 +49,13 @@ pub struct RequestCtx {
     pub websocket: Option<WsOutcome>,
     /// Keeps a draining process alive until this request or session is done.
     _in_flight: InFlight,
+    /// This request's (and session's) place under the limits, released when it ends.
+    pub admitted: Vec<Admitted>,
 }
 
 impl Gateway {
     pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
-        Gateway { live, connector: TransportConnector::new(None), metrics, access_log, drain }
+        Gateway { live, connector: TransportConnector::new(None), limits: Limits::new(metrics.clone()), metrics, access_log, drain }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
@@ -75,6 +79,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             websocket: None,
             _in_flight: self.drain.in_flight(),
+            admitted: Vec::new(),
         }
     }
 
@@ -85,6 +90,11 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
             responses::text(session, status, reason, &[]).await?;
             return Ok(true);
+        }
+        let (header_bytes, header_count) = limits::header_size(session.req_header());
+        match self.limits.admit_request(&ctx.snapshot.config.limits, ctx.client_ip, header_bytes, header_count) {
+            Ok(admitted) => ctx.admitted.extend(admitted),
+            Err(refusal) => return refuse(session, refusal).await,
         }
         let req = session.req_header();
         let Some(index) = ctx.snapshot.router.select(headers::request_host(req), req.uri.path()) else {
@@ -193,6 +203,15 @@ impl RequestCtx {
             None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
         }
     }
+}
+
+/// Answers a request refused by a limit.
+pub async fn refuse(session: &mut Session, refusal: Refusal) -> Result<bool> {
+    let (status, reason, extra) = refusal.answer();
+    session.set_keepalive(None);
+    let extra: Vec<(&str, &str)> = extra.into_iter().collect();
+    responses::text(session, status, reason, &extra).await?;
+    Ok(true)
 }
 
 /// The access-log line of a finished request or WebSocket session.

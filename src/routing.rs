@@ -86,7 +86,7 @@ mod tests {
             host_header: HostHeader::Preserve,
             set_headers: vec![],
             remove_headers: vec![],
-            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20 },
+            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20, max_sessions: None },
         }
     }
 

@@ -18,11 +18,24 @@ pub struct Config {
     #[allow(dead_code)]
     pub metrics: Option<SocketAddr>,
     pub access_log: AccessLogConfig,
+    pub limits: LimitsConfig,
     /// WebSocket sessions get their Close 1001 spread over this window when draining.
     pub drain_window: Duration,
     /// Indexed by `Route::upstream`.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Requests (WebSocket sessions included) one client address may have open at once.
+    pub max_concurrent_per_ip: usize,
+    /// New requests per second per client address; `None`: no rate limit.
+    pub requests_per_second_per_ip: Option<usize>,
+    /// WebSocket sessions open at once, all routes together.
+    pub max_websocket_sessions: usize,
+    pub max_request_header_bytes: usize,
+    pub max_request_headers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,4 +166,6 @@ pub struct WebSocketPolicy {
     pub allowed_origins: Option<Vec<String>>,
     /// Largest client message passed to the backend; a larger one closes the session with 1009.
     pub max_message_bytes: u64,
+    /// WebSocket sessions open at once on this route; `None`: only the global limit.
+    pub max_sessions: Option<usize>,
 }

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub access_log: Option<RawAccessLog>,
     #[serde(default)]
     pub drain: Option<RawDrain>,
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Vec<RawRoute>,
 }
@@ -42,6 +44,21 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub max_concurrent_per_ip: Option<usize>,
+    #[serde(default)]
+    pub requests_per_second_per_ip: Option<usize>,
+    #[serde(default)]
+    pub max_websocket_sessions: Option<usize>,
+    #[serde(default)]
+    pub max_request_header_bytes: Option<usize>,
+    #[serde(default)]
+    pub max_request_headers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,4 +217,6 @@ pub struct RawWebSocket {
     pub allowed_origins: Option<Vec<String>>,
     #[serde(default)]
     pub max_message_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
 }

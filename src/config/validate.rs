@@ -63,6 +63,22 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         include_query: raw.access_log.as_ref().is_some_and(|a| a.include_query),
     };
 
+    let raw_limits = raw.limits.as_ref();
+    let limit = |get: fn(&raw::RawLimits) -> Option<usize>, key: &str, default: usize, problems: &mut Problems| {
+        let value = raw_limits.and_then(get).unwrap_or(default);
+        if value == 0 {
+            problems.push((root.key("limits").key(key), "must be at least 1".into()));
+        }
+        value
+    };
+    let limits = LimitsConfig {
+        max_concurrent_per_ip: limit(|l| l.max_concurrent_per_ip, "max_concurrent_per_ip", 1000, &mut problems),
+        requests_per_second_per_ip: raw_limits.and_then(|l| l.requests_per_second_per_ip).filter(|r| *r > 0),
+        max_websocket_sessions: limit(|l| l.max_websocket_sessions, "max_websocket_sessions", 100_000, &mut problems),
+        max_request_header_bytes: limit(|l| l.max_request_header_bytes, "max_request_header_bytes", 32 * 1024, &mut problems),
+        max_request_headers: limit(|l| l.max_request_headers, "max_request_headers", 100, &mut problems),
+    };
+
     let explicit_window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
 
     let mut upstream_index = HashMap::new();
@@ -106,7 +122,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
     }
 
     if problems.is_empty() {
-        Ok(Config { server, listeners, metrics, access_log, drain_window, upstreams, routes })
+        Ok(Config { server, listeners, metrics, access_log, limits, drain_window, upstreams, routes })
     } else {
         Err(problems)
     }
@@ -518,6 +534,7 @@ fn routes(
                 idle_timeout,
                 allowed_origins,
                 max_message_bytes,
+                max_sessions: ws.and_then(|w| w.max_sessions),
             },
         });
     }

@@ -129,7 +129,7 @@ mod tests {
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
     fn policy() -> WebSocketPolicy {
-        WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20 }
+        WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20, max_sessions: None }
     }
 
     fn req(method: &str, headers: &[(&str, &str)]) -> RequestHeader {

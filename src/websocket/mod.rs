@@ -78,6 +78,13 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         return Ok(true);
     }
 
+    match gw.limits.admit_session(&snapshot.config.limits, route_label, route.websocket.max_sessions) {
+        Ok(admitted) => ctx.admitted.push(admitted),
+        Err(refusal) => {
+            ctx.websocket.as_mut().expect("set above").status = refusal.answer().0;
+            return crate::proxy::refuse(session, refusal).await;
+        }
+    }
     let pool = &snapshot.pools[route.upstream];
     let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: "0.0.0.0:0".parse().unwrap(), websocket: true };
     let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.tried).await;

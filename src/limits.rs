@@ -1,0 +1,170 @@
+//! Admission limits: how much one client, and everyone together, may hold or ask for.
+//! Counting uses Pingora's `pingora-limits` estimators (fixed memory, no lock on the
+//! request path). Every refusal is counted in `wsgate_refusals_total{cause}` and logged
+//! the first time per cause only, so a flood cannot flood the log too.
+
+use crate::config::model::LimitsConfig;
+use crate::metrics::Metrics;
+use pingora_limits::inflight::{Guard, Inflight};
+use pingora_limits::rate::Rate;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    RatePerIp,
+    ConcurrencyPerIp,
+    WebSocketSessions,
+    RouteWebSocketSessions,
+    HeadersTooLarge,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 5] = [
+        Refusal::RatePerIp,
+        Refusal::ConcurrencyPerIp,
+        Refusal::WebSocketSessions,
+        Refusal::RouteWebSocketSessions,
+        Refusal::HeadersTooLarge,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::RatePerIp => "rate_per_ip",
+            Refusal::ConcurrencyPerIp => "concurrency_per_ip",
+            Refusal::WebSocketSessions => "websocket_sessions",
+            Refusal::RouteWebSocketSessions => "route_websocket_sessions",
+            Refusal::HeadersTooLarge => "headers_too_large",
+        }
+    }
+
+    /// Status and extra header of the answer.
+    pub fn answer(self) -> (u16, &'static str, Option<(&'static str, &'static str)>) {
+        match self {
+            Refusal::RatePerIp => (429, "too many requests from this address", Some(("Retry-After", "1"))),
+            Refusal::ConcurrencyPerIp => (429, "too many concurrent requests from this address", Some(("Retry-After", "1"))),
+            Refusal::WebSocketSessions | Refusal::RouteWebSocketSessions => (503, "too many WebSocket sessions", Some(("Retry-After", "5"))),
+            Refusal::HeadersTooLarge => (431, "request header fields too large", None),
+        }
+    }
+}
+
+/// The counters; the thresholds come from the request's config snapshot, so a reload
+/// changes them without resetting what is counted.
+pub struct Limits {
+    metrics: Arc<Metrics>,
+    per_ip: Inflight,
+    rate: Rate,
+    sessions: Inflight,
+    logged: [AtomicBool; 5],
+}
+
+/// Held for as long as the admitted request or session lives.
+pub struct Admitted(#[allow(dead_code)] Vec<Guard>);
+
+impl Limits {
+    pub fn new(metrics: Arc<Metrics>) -> Limits {
+        Limits {
+            metrics,
+            per_ip: Inflight::new(),
+            rate: Rate::new(Duration::from_secs(1)),
+            sessions: Inflight::new(),
+            logged: Default::default(),
+        }
+    }
+
+    fn refuse(&self, why: Refusal) -> Refusal {
+        self.metrics.refusals.with_label_values(&[why.label()]).inc();
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        if !self.logged[i].swap(true, Ordering::Relaxed) {
+            log::warn!("refusing requests: limit `{}` reached; further refusals are counted in wsgate_refusals_total, not logged", why.label());
+        }
+        why
+    }
+
+    /// Header size and count (431), requests per second and concurrency per client (429).
+    pub fn admit_request(&self, config: &LimitsConfig, ip: Option<IpAddr>, header_bytes: usize, header_count: usize) -> Result<Option<Admitted>, Refusal> {
+        if header_bytes > config.max_request_header_bytes || header_count > config.max_request_headers {
+            return Err(self.refuse(Refusal::HeadersTooLarge));
+        }
+        let Some(ip) = ip else { return Ok(None) };
+        if let Some(max) = config.requests_per_second_per_ip {
+            if self.rate.observe(&ip, 1) > max as isize {
+                return Err(self.refuse(Refusal::RatePerIp));
+            }
+        }
+        let (guard, count) = self.per_ip.incr(ip, 1);
+        if count > config.max_concurrent_per_ip as isize {
+            return Err(self.refuse(Refusal::ConcurrencyPerIp));
+        }
+        Ok(Some(Admitted(vec![guard])))
+    }
+
+    /// A new WebSocket session, against the global and the route's session limits.
+    pub fn admit_session(&self, config: &LimitsConfig, route: &str, route_max: Option<usize>) -> Result<Admitted, Refusal> {
+        let (all, count) = self.sessions.incr("", 1);
+        if count > config.max_websocket_sessions as isize {
+            return Err(self.refuse(Refusal::WebSocketSessions));
+        }
+        let (per_route, count) = self.sessions.incr(route, 1);
+        if route_max.is_some_and(|max| count > max as isize) {
+            return Err(self.refuse(Refusal::RouteWebSocketSessions));
+        }
+        Ok(Admitted(vec![all, per_route]))
+    }
+}
+
+/// Bytes and number of the request's header fields, as the client sent them.
+pub fn header_size(req: &pingora::http::RequestHeader) -> (usize, usize) {
+    let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>() + req.uri.to_string().len();
+    (bytes, req.headers.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+
+    fn config() -> LimitsConfig {
+        LimitsConfig {
+            max_concurrent_per_ip: 2,
+            requests_per_second_per_ip: Some(5),
+            max_websocket_sessions: 3,
+            max_request_header_bytes: 100,
+            max_request_headers: 4,
+        }
+    }
+
+    #[test]
+    fn per_client_concurrency_and_rate() {
+        let c = LimitsConfig { requests_per_second_per_ip: None, ..config() };
+        let l = Limits::new(Arc::new(Metrics::new()));
+        let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
+        let a = l.admit_request(&c, ip, 10, 1).unwrap();
+        let _b = l.admit_request(&c, ip, 10, 1).unwrap();
+        assert_eq!(l.admit_request(&c, ip, 10, 1).err(), Some(Refusal::ConcurrencyPerIp));
+        assert!(l.admit_request(&c, Some("10.0.0.2".parse().unwrap()), 10, 1).is_ok(), "other clients unaffected");
+        drop(a);
+        assert!(l.admit_request(&c, ip, 10, 1).is_ok(), "a finished request frees its slot");
+
+        let l = Limits::new(Arc::new(Metrics::new()));
+        let results: Vec<bool> = (0..8).map(|_| l.admit_request(&config(), ip, 10, 1).map(drop).is_ok()).collect();
+        assert_eq!(results.iter().filter(|ok| **ok).count(), 5, "{results:?}");
+    }
+
+    #[test]
+    fn header_limits_and_session_limits() {
+        let (c, l) = (config(), Limits::new(Arc::new(Metrics::new())));
+        assert_eq!(l.admit_request(&c, None, 101, 1).err(), Some(Refusal::HeadersTooLarge));
+        assert_eq!(l.admit_request(&c, None, 10, 5).err(), Some(Refusal::HeadersTooLarge));
+        let s1 = l.admit_session(&c, "chat", Some(2)).unwrap();
+        let _s2 = l.admit_session(&c, "chat", Some(2)).unwrap();
+        assert_eq!(l.admit_session(&c, "chat", Some(2)).err(), Some(Refusal::RouteWebSocketSessions));
+        let _s3 = l.admit_session(&c, "other", None).unwrap();
+        assert_eq!(l.admit_session(&c, "other", None).err(), Some(Refusal::WebSocketSessions));
+        drop(s1);
+        assert!(l.admit_session(&c, "other", None).is_ok());
+    }
+}
