@@ -77,7 +77,7 @@ mod tests {
     use crate::config::model::{HostHeader, WebSocketPolicy};
     use std::time::Duration;
 
-    fn route(host: Option<&str>, prefix: &str) -> Route {
+    pub(super) fn route(host: Option<&str>, prefix: &str) -> Route {
         Route {
             name: String::new(),
             host: host.map(|h| crate::config::validate_host_pattern(h).unwrap()),
@@ -140,5 +140,37 @@ mod tests {
         assert_eq!(normalize_host("example.com."), "example.com");
         assert_eq!(normalize_host("[::1]:443"), "[::1]");
         assert_eq!(normalize_host("[::1]"), "[::1]");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a", "ab", "ws", "wsx", "api", "v1", "x"]).prop_map(String::from)
+    }
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec(segment(), 0..4).prop_map(|s| format!("/{}", s.join("/")))
+    }
+
+    proptest! {
+        /// The chosen route always matches on a segment boundary, and no matching route has
+        /// a longer prefix: longest prefix wins, `/ws` never takes `/wsx`.
+        #[test]
+        fn longest_matching_prefix_on_segment_boundaries(prefixes in prop::collection::btree_set(path(), 1..6), request in path()) {
+            let routes: Vec<Route> = prefixes.iter().map(|p| tests::route(None, p)).collect();
+            let router = Router::new(&routes);
+            let matches = |prefix: &str| prefix == "/" || request == prefix || request.starts_with(&format!("{prefix}/"));
+            match router.select(None, &request) {
+                Some(i) => {
+                    let chosen = &routes[i].path_prefix;
+                    prop_assert!(matches(chosen), "{chosen} does not match {request}");
+                    prop_assert!(routes.iter().all(|r| !matches(&r.path_prefix) || r.path_prefix.len() <= chosen.len()));
+                }
+                None => prop_assert!(routes.iter().all(|r| !matches(&r.path_prefix))),
+            }
+        }
     }
 }

@@ -727,3 +727,96 @@ mod tests {
         }
     }
 }
+
+/// Property tests: any valid frame sequence, cut anywhere, reads the same; any bytes at
+/// all never panic. (The exhaustive split tests above cover one fixed stream.)
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(opcode: u8, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        let m = if mask.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => out.push(m | n as u8),
+            n if n < 65536 => {
+                out.push(m | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(m | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        match mask {
+            Some(key) => {
+                out.extend_from_slice(&key);
+                out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+            }
+            None => out.extend_from_slice(payload),
+        }
+        out
+    }
+
+    /// A valid stream: messages of 1-3 fragments, control frames between any two frames.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let message = (1u8..=2, prop::collection::vec(0usize..70_000, 1..4), any::<bool>());
+        let control = (prop::sample::select(vec![0x8u8, 0x9, 0xA]), 0usize..126);
+        prop::collection::vec((message, prop::option::of(control), any::<[u8; 4]>()), 1..6).prop_map(|parts| {
+            let mut out = Vec::new();
+            for ((opcode, sizes, masked), control, key) in parts {
+                let mask = masked.then_some(key);
+                let last = sizes.len() - 1;
+                for (i, size) in sizes.iter().enumerate() {
+                    let op = if i == 0 { opcode } else { 0 };
+                    out.extend(frame(op, i == last, mask, &vec![0x5a; *size]));
+                    if let (Some((cop, clen)), true) = (control, i < last) {
+                        let len = if cop == 0x8 { clen.max(2) } else { clen };
+                        out.extend(frame(cop, true, mask, &vec![3u8; len]));
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    fn read_all(chunks: &[&[u8]]) -> Vec<(usize, FrameEvent)> {
+        let mut reader = FrameReader::new();
+        let mut events = Vec::new();
+        let mut base = 0;
+        for chunk in chunks {
+            reader.feed(chunk, |offset, event| events.push((base + offset, event)));
+            base += chunk.len();
+        }
+        events
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_split_reads_the_same(bytes in stream(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+            let whole = read_all(&[&bytes]);
+            prop_assert!(!whole.iter().any(|(_, e)| matches!(e, FrameEvent::Malformed(_))), "a valid stream is never malformed");
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for p in points {
+                chunks.push(&bytes[start..p]);
+                start = p;
+            }
+            chunks.push(&bytes[start..]);
+            prop_assert_eq!(read_all(&chunks), whole);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..4096), cut in any::<prop::sample::Index>()) {
+            let at = cut.index(bytes.len() + 1);
+            let events = read_all(&[&bytes[..at], &bytes[at..]]);
+            prop_assert!(events.windows(2).all(|w| w[0].0 <= w[1].0), "offsets never go back");
+            prop_assert!(events.iter().all(|(o, _)| *o <= bytes.len()));
+        }
+    }
+}
