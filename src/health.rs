@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 /// A registry for `spec`'s health checks; `first_round` are the backends readiness waits for.
 pub fn registry(spec: &Upstream, first_round: impl IntoIterator<Item = SocketAddr>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Arc<HealthRegistry> {
     let registry = HealthRegistry::new();
-    let check = ObservedCheck::new(upstream::health_check(&spec.health_check), &spec.name, first_round, metrics.clone(), readiness.clone());
+    let check = ObservedCheck::new(upstream::health_check(spec), &spec.name, first_round, metrics.clone(), readiness.clone());
     registry.set_health_check(Box::new(check));
     Arc::new(registry)
 }

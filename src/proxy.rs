@@ -119,10 +119,7 @@ impl ProxyHttp for Gateway {
             return Err(Error::explain(ErrorType::HTTPStatus(status), responses::reason(status)));
         };
         ctx.tried.push(addr);
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(pool.spec.connect_timeout);
-        peer.options.read_timeout = Some(pool.spec.read_timeout);
-        Ok(Box::new(peer))
+        Ok(Box::new(pool.peer(addr)))
     }
 
     fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
@@ -177,6 +174,8 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
         let status = error_status(e);
         if status > 0 && session.response_written().is_none() {
+            // This connection is closed after the answer: say so in it.
+            session.set_keepalive(None);
             let _ = responses::text(session, status, responses::reason(status), &[]).await;
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }

@@ -2,7 +2,7 @@
 //! `HealthRegistry` (see `health.rs`) that outlives the pool across config reloads, so a
 //! backend that stays in the config keeps its health state; `live.rs` swaps pools.
 
-use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream};
+use crate::config::model::{Balance, Discovery, HashKey, HealthCheckKind, Upstream, UpstreamTls};
 use crate::discovery::DnsDiscovery;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
@@ -10,6 +10,9 @@ use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
 use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
+use pingora::protocols::tls::CaType;
+use pingora::upstreams::peer::{HttpPeer, PeerOptions};
+use pingora::utils::tls::{parse_x509, WrappedX509};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,22 @@ enum Balancer {
 pub struct Pool {
     pub spec: Upstream,
     balancer: Balancer,
+    /// `tls.ca_file`'s certificates, in the form Pingora's connector takes, built once.
+    ca: Option<Arc<CaType>>,
+}
+
+fn ca_of(spec: &Upstream) -> Option<Arc<CaType>> {
+    let ders = spec.tls.as_ref()?.ca_der.as_ref()?;
+    // Parsed successfully at config validation, so parse_x509 cannot panic here.
+    let certs: Vec<WrappedX509> = ders.iter().map(|der| WrappedX509::new(der.clone(), parse_x509)).collect();
+    Some(Arc::from(certs.into_boxed_slice()))
+}
+
+/// Applies a pool's `tls` settings to a peer's options.
+fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls, ca: &Option<Arc<CaType>>) {
+    options.verify_cert = tls.verify;
+    options.verify_hostname = tls.verify;
+    options.ca = ca.clone();
 }
 
 /// The backends a pool starts with: the configured addresses, or for a DNS pool the names
@@ -57,7 +76,22 @@ impl Pool {
             Balance::Random => Balancer::Random(balancer(spec, registry, initial)),
             Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial)),
         };
-        Pool { spec: spec.clone(), balancer }
+        Pool { spec: spec.clone(), balancer, ca: ca_of(spec) }
+    }
+
+    /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
+    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+        let tls = self.spec.tls.as_ref();
+        // Pingora's rustls connector needs a server name even unverified (it refuses an
+        // empty one): the address itself is one, and rustls sends no SNI for it.
+        let sni = tls.map_or_else(String::new, |t| if t.sni.is_empty() { addr.ip().to_string() } else { t.sni.clone() });
+        let mut peer = HttpPeer::new(addr, tls.is_some(), sni);
+        peer.options.connection_timeout = Some(self.spec.connect_timeout);
+        peer.options.read_timeout = Some(self.spec.read_timeout);
+        if let Some(tls) = tls {
+            apply_tls(&mut peer.options, tls, &self.ca);
+        }
+        peer
     }
 
     /// Re-runs discovery (DNS pools) and rebuilds the selector.
@@ -116,11 +150,22 @@ where
     lb
 }
 
-/// The Pingora health check a pool's spec asks for.
-pub fn health_check(spec: &HealthCheck) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+/// The Pingora health check a pool's spec asks for (over TLS if the pool uses TLS).
+pub fn health_check(pool: &Upstream) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+    let spec = &pool.health_check;
+    let tls = pool.tls.as_ref();
+    let ca = ca_of(pool);
     match spec.kind {
         HealthCheckKind::Tcp => {
-            let mut hc = TcpHealthCheck::new();
+            let mut hc = match tls {
+                // One template serves every backend: without an SNI, a placeholder name
+                // (only possible with `verify: false`, so it is never checked).
+                Some(t) => TcpHealthCheck::new_tls(if t.sni.is_empty() { "localhost" } else { &t.sni }),
+                None => TcpHealthCheck::new(),
+            };
+            if let Some(t) = tls {
+                apply_tls(&mut hc.peer_template.options, t, &ca);
+            }
             hc.consecutive_success = spec.healthy_after;
             hc.consecutive_failure = spec.unhealthy_after;
             hc.peer_template.options.connection_timeout = Some(spec.timeout);
@@ -128,14 +173,19 @@ pub fn health_check(spec: &HealthCheck) -> Box<dyn pingora::lb::health_check::He
             hc
         }
         HealthCheckKind::Http => {
-            let mut hc = HttpHealthCheck::new("localhost", false);
+            let host = tls.map_or("localhost", |t| if t.sni.is_empty() { "localhost" } else { t.sni.as_str() });
+            let mut hc = HttpHealthCheck::new(host, tls.is_some());
+            if let Some(t) = tls {
+                hc.peer_template.sni = host.to_string();
+                apply_tls(&mut hc.peer_template.options, t, &ca);
+            }
             hc.consecutive_success = spec.healthy_after;
             hc.consecutive_failure = spec.unhealthy_after;
             hc.peer_template.options.connection_timeout = Some(spec.timeout);
             hc.peer_template.options.total_connection_timeout = Some(spec.timeout);
             hc.peer_template.options.read_timeout = Some(spec.timeout);
             if let Ok(mut req) = RequestHeader::build("GET", spec.path.as_bytes(), None) {
-                let _ = req.insert_header("Host", "localhost");
+                let _ = req.insert_header("Host", host);
                 let _ = req.insert_header("User-Agent", "wsgate-health-check");
                 hc.req = req;
             }

@@ -78,6 +78,17 @@ pub struct Upstream {
     pub retries: usize,
     pub health_check: HealthCheck,
     pub discovery: Discovery,
+    /// TLS to the backends (https://, wss://), `None` for plain TCP.
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Server name sent and verified.
+    pub sni: String,
+    pub verify: bool,
+    /// DER certificates of `ca_file`; `None`: the system's roots (or `server.ca_file`).
+    pub ca_der: Option<Vec<Vec<u8>>>,
 }
 
 /// Where a pool's backends come from.

@@ -99,6 +99,19 @@ pub struct RawUpstream {
     pub resolve_every: Option<ConfigDuration>,
     #[serde(default)]
     pub hosts_file: Option<String>,
+    #[serde(default)]
+    pub tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub verify: Option<bool>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

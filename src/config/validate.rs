@@ -373,6 +373,8 @@ fn upstream(name: &str, raw: &raw::RawUpstream, base_dir: &Path, path: &KeyPath,
         },
     };
 
+    let tls = raw.tls.as_ref().and_then(|t| upstream_tls(t, base_dir, &path.key("tls"), problems));
+
     (problems.len() == before).then(|| Upstream {
         name: name.to_string(),
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
@@ -382,7 +384,56 @@ fn upstream(name: &str, raw: &raw::RawUpstream, base_dir: &Path, path: &KeyPath,
         read_timeout,
         health_check,
         discovery,
+        tls,
     })
+}
+
+fn upstream_tls(raw: &raw::RawUpstreamTls, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Option<UpstreamTls> {
+    let sni = raw.sni.clone().unwrap_or_default();
+    let verify = raw.verify.unwrap_or(true);
+    if verify && sni.is_empty() {
+        // Pingora's rustls connector turns verification off when the SNI is empty (as nginx
+        // does); wsgate never does that silently.
+        problems.push((
+            path.key("sni"),
+            "required to verify the backend's certificate (an empty SNI disables verification); set `verify: false` to accept that explicitly".into(),
+        ));
+        return None;
+    }
+    let ca_der = match &raw.ca_file {
+        None => None,
+        Some(file) => {
+            let file = resolve_path(base_dir, file);
+            match read_ca_file(&file) {
+                Ok(ders) => Some(ders),
+                Err(e) => {
+                    problems.push((path.key("ca_file"), e));
+                    return None;
+                }
+            }
+        }
+    };
+    Some(UpstreamTls { sni, verify, ca_der })
+}
+
+/// The certificates of a PEM CA file, each checked to be parseable X.509 (Pingora's own
+/// parser panics on anything else).
+fn read_ca_file(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let iter = rustls_pki_types::CertificateDer::pem_file_iter(file).map_err(|e| format!("cannot read {}: {e:?}", file.display()))?;
+    let mut ders = Vec::new();
+    for cert in iter {
+        let der = cert.map_err(|e| format!("{}: not a PEM certificate: {e:?}", file.display()))?.to_vec();
+        let parsed = std::panic::catch_unwind(|| pingora::utils::tls::WrappedX509::new(der.clone(), pingora::utils::tls::parse_x509));
+        if parsed.is_err() {
+            return Err(format!("{}: a certificate is not valid X.509", file.display()));
+        }
+        ders.push(der);
+    }
+    if ders.is_empty() {
+        return Err(format!("{}: no certificate found", file.display()));
+    }
+    Ok(ders)
 }
 
 pub fn hash_key(text: &str) -> Result<HashKey, String> {

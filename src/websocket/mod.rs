@@ -25,7 +25,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorType, Result};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -183,9 +182,7 @@ async fn open_backend(
     for _ in 0..=pool.spec.retries {
         let Some(addr) = pool.select(&key, tried).and_then(|b| b.addr.as_inet().copied()) else { break };
         tried.push(addr);
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(pool.spec.connect_timeout);
-        let stream = match gw.connector.new_stream(&peer).await {
+        let stream = match gw.connector.new_stream(&pool.peer(addr)).await {
             Ok(s) => s,
             Err(e) => {
                 gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), UpstreamErrorKind::of(&e));
