@@ -77,13 +77,17 @@ fn proxy_service(server: &Server, gateway: Gateway, config: &Config) -> Option<L
         match &listener.tls {
             None => proxy.add_tcp(&address),
             Some(files) => {
-                let settings = match TlsSettings::intermediate(&files.cert.display().to_string(), &files.key.display().to_string()) {
+                let mut settings = match TlsSettings::intermediate(&files.cert.display().to_string(), &files.key.display().to_string()) {
                     Ok(s) => s,
                     Err(e) => {
                         error!("TLS listener {address}: {e}");
                         return None;
                     }
                 };
+                // TLS 1.2 and 1.3 only (Pingora's rustls acceptor), rustls's modern suites.
+                if files.http2 {
+                    settings.enable_h2();
+                }
                 proxy.add_tls_with_settings(&address, None, settings);
             }
         }

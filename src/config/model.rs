@@ -65,6 +65,8 @@ pub struct TlsFiles {
     /// Hash of both files' contents when loaded: a reload that would change a certificate
     /// needs an upgrade (the TLS acceptor is built with the listener).
     pub fingerprint: u64,
+    /// Offer HTTP/2 by ALPN (WebSocket stays on HTTP/1.1 connections).
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,8 @@ pub struct RawListener {
 pub struct RawTls {
     pub cert: String,
     pub key: String,
+    #[serde(default)]
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -215,7 +215,7 @@ fn listeners(raw: &[raw::RawListener], base_dir: &Path, path: &KeyPath, problems
             continue;
         }
         let tls = l.tls.as_ref().and_then(|t| {
-            let mut files = TlsFiles { cert: resolve_path(base_dir, &t.cert), key: resolve_path(base_dir, &t.key), fingerprint: 0 };
+            let mut files = TlsFiles { cert: resolve_path(base_dir, &t.cert), key: resolve_path(base_dir, &t.key), fingerprint: 0, http2: t.http2.unwrap_or(true) };
             check_tls_files(&files, &item.key("tls"), problems).then(|| {
                 files.fingerprint = fingerprint(&[&files.cert, &files.key]);
                 files
