@@ -344,7 +344,7 @@ mod tests {
     use super::*;
 
     /// Independent of the module: the frame layout straight from §5.2, minimal lengths.
-    fn encode(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    pub(super) fn encode(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
         let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
         let m = if mask.is_some() { 0x80 } else { 0 };
         match payload.len() {
@@ -736,27 +736,7 @@ mod proptests {
     use proptest::prelude::*;
 
     fn frame(opcode: u8, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        let m = if mask.is_some() { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => out.push(m | n as u8),
-            n if n < 65536 => {
-                out.push(m | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(m | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        match mask {
-            Some(key) => {
-                out.extend_from_slice(&key);
-                out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-            }
-            None => out.extend_from_slice(payload),
-        }
-        out
+        super::tests::encode(fin, opcode, payload, mask)
     }
 
     /// A valid stream: messages of 1-3 fragments, control frames between any two frames.
