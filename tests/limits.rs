@@ -18,7 +18,7 @@ async fn limits_refuse_with_the_right_status_and_count_each_cause() {
         "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
          limits: {{max_concurrent_per_ip: 3, requests_per_second_per_ip: 20, max_request_headers: 20, max_request_header_bytes: 4096}}\n\
          upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - {{path_prefix: /ws, upstream: chat, websocket: {{max_sessions: 1}}}}\n  - {{upstream: web}}\n",
+         routes:\n  - {{path_prefix: /ws, upstream: chat, websocket: {{max_sessions: 1}}}}\n  - {{path_prefix: /more, upstream: chat}}\n  - {{upstream: web}}\n",
         web.addr(),
         chat.addr()
     );
@@ -42,18 +42,22 @@ async fn limits_refuse_with_the_right_status_and_count_each_cause() {
     }
     assert_eq!(ws_echo_text(&mut first, "still fine").await, "still fine");
 
-    // 429 for concurrency: the open session holds one of this client's 3 slots; two slow
-    // requests take the rest.
-    let slow = |path: &'static str| tokio::spawn(async move { get(addr, "x", path).await.0 });
-    let (s1, s2) = (slow("/slow/1500"), slow("/slow/1500"));
+    // 429 for concurrency: sessions hold their client's slots for as long as they are open;
+    // with 3 open, a fourth request is refused, and a slot frees when one closes.
+    let (second, _) = ws_connect(&format!("ws://127.0.0.1:{port}/more"), &[]).await.unwrap();
+    let (third, _) = ws_connect(&format!("ws://127.0.0.1:{port}/more"), &[]).await.unwrap();
+    let (status, headers, _) = get(addr, "x", "/").await;
+    assert_eq!(status, 429);
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert_eq!(ws_echo_text(&mut first, "admitted sessions are unaffected").await, "admitted sessions are unaffected");
+    drop(third);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut status = 0;
-    while status != 429 {
-        assert!(std::time::Instant::now() < deadline, "never refused for concurrency");
-        status = get(addr, "x", "/").await.0;
+    while get(addr, "x", "/").await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the slot of a closed session never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!((s1.await.unwrap(), s2.await.unwrap()), (200, 200), "admitted requests are unaffected");
-    drop(first);
+    drop((first, second));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // a fresh rate interval
 
     // 429 for rate: 20 per second per client.
     let mut statuses = Vec::new();
