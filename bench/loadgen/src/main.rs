@@ -1,0 +1,575 @@
+//! Load generator and fast loopback backends for wsgate's benchmark (`bench/run.sh`).
+//!
+//! Every load subcommand prints one JSON object per line on stdout (`ws-idle` prints two:
+//! `"event":"ready"` once every session is open, then `"event":"done"`), so the driver
+//! can parse them with `grep`/`sed`. Latencies are exact: every sample is kept and sorted
+//! (no histogram buckets). Every loop is bounded by the `--duration`, a count, or a
+//! timeout.
+
+mod report;
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Any single network step (connect, one echo, a close) that takes longer than this fails.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "Loopback load generator and backends for bench/run.sh")]
+struct Cli {
+    /// Tokio worker threads (1 = single-threaded runtime).
+    #[arg(long, default_value_t = 1, global = true)]
+    threads: usize,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Closed-loop echo: each connection sends a message and waits for its echo.
+    WsEcho {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// Full session cycles: connect (handshake), one echo, close; `concurrency` at a time.
+    WsHandshake {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 20)]
+        concurrency: usize,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// One session echoing `mib` MiB in `msg_kib` KiB messages, writer and reader concurrent.
+    WsBulk {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        #[arg(long, default_value_t = 64)]
+        msg_kib: usize,
+        /// Fail if no echoed byte arrives for this long.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        stall: Duration,
+    },
+    /// Opens N sessions (one echo each), prints `ready`, holds them, then closes them.
+    WsIdle {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 5000)]
+        sessions: usize,
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        hold: Duration,
+        /// Sessions being opened at once.
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+    },
+    /// HTTP/1.1 keep-alive backend: every request gets 200 with a 1 KiB body.
+    ServeHttp {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+    /// WebSocket echo backend; a plain `GET /healthz` gets 200.
+    ServeWs {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+    /// Reads run.sh's results (TSV: rotation, proxy, workers, metric, value) and prints the
+    /// Markdown table of medians with each figure's ratio to nginx.
+    Report {
+        #[arg(long)]
+        input: std::path::PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration `{s}`: expected e.g. 500ms, 10s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in `{s}`: use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
+    }
+    .expect("tokio runtime");
+    let code = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::WsEcho { url, connections, size, duration } => ws_echo(url, connections, size, duration).await,
+            Cmd::WsHandshake { url, concurrency, duration } => ws_handshake(url, concurrency, duration).await,
+            Cmd::WsBulk { url, mib, msg_kib, stall } => ws_bulk(url, mib, msg_kib, stall).await,
+            Cmd::WsIdle { url, sessions, hold, concurrency } => ws_idle(url, sessions, hold, concurrency).await,
+            Cmd::ServeHttp { addr } => serve_http(addr).await,
+            Cmd::ServeWs { addr } => serve_ws(addr).await,
+            Cmd::Report { input } => report::run(&input),
+        }
+    });
+    std::process::exit(code);
+}
+
+fn emit(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn fail(kind: &str, why: impl std::fmt::Display) -> i32 {
+    let why = why.to_string().replace('\\', "\\\\").replace('"', "'");
+    emit(format!(r#"{{"kind":"{kind}","error":"{why}"}}"#));
+    1
+}
+
+/// Exact percentile (nearest rank) of sorted nanosecond samples, in µs.
+fn pct_us(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(url: &str) -> Result<Ws, String> {
+    let fut = tokio_tungstenite::connect_async_with_config(url, None, true);
+    match tokio::time::timeout(STEP_TIMEOUT, fut).await {
+        Err(_) => Err("connect timed out".into()),
+        Ok(Err(e)) => Err(format!("connect: {e}")),
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
+}
+
+/// Sends `payload` and waits for a binary echo of the same length.
+async fn echo_once(ws: &mut Ws, payload: &[u8]) -> Result<(), String> {
+    let step = async {
+        ws.send(Message::Binary(payload.to_vec())).await.map_err(|e| format!("send: {e}"))?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) if b.len() == payload.len() => return Ok(()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => return Err(format!("unexpected reply: {:?}", other.len())),
+                Some(Err(e)) => return Err(format!("read: {e}")),
+                None => return Err("closed before the echo".into()),
+            }
+        }
+    };
+    tokio::time::timeout(STEP_TIMEOUT, step).await.map_err(|_| "echo timed out".to_string())?
+}
+
+async fn close(mut ws: Ws) {
+    let _ = tokio::time::timeout(STEP_TIMEOUT, async {
+        if ws.close(None).await.is_ok() {
+            // Drain until the peer's Close arrives and the stream ends (bounded by the timeout).
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
+
+async fn ws_echo(url: String, connections: usize, size: usize, duration: Duration) -> i32 {
+    let mut sessions = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        match connect(&url).await {
+            Ok(ws) => sessions.push(ws),
+            Err(e) => return fail("ws-echo", e),
+        }
+    }
+    let payload: Arc<[u8]> = (0..size).map(|i| i as u8).collect::<Vec<_>>().into();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|mut ws| {
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::with_capacity(1 << 16);
+                let mut error = None;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    if let Err(e) = echo_once(&mut ws, &payload).await {
+                        error = Some(e);
+                        break;
+                    }
+                    samples.push(t0.elapsed().as_nanos() as u64);
+                }
+                close(ws).await;
+                (samples, error)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0u64;
+    let mut last_error = String::new();
+    for t in tasks {
+        let (samples, error) = t.await.expect("echo task");
+        all.extend(samples);
+        if let Some(e) = error {
+            errors += 1;
+            last_error = e;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    emit(format!(
+        r#"{{"kind":"ws-echo","connections":{connections},"size":{size},"msgs":{},"secs":{secs:.3},"msgs_per_s":{:.1},"p50_us":{:.1},"p99_us":{:.1},"max_us":{:.1},"errors":{errors},"last_error":"{}"}}"#,
+        all.len(),
+        all.len() as f64 / secs,
+        pct_us(&all, 50.0),
+        pct_us(&all, 99.0),
+        pct_us(&all, 100.0),
+        last_error.replace('"', "'"),
+    ));
+    if all.is_empty() || errors > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+async fn ws_handshake(url: String, concurrency: usize, duration: Duration) -> i32 {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let payload: Arc<[u8]> = vec![7u8; 64].into();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (url, payload) = (url.clone(), payload.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut samples, mut last_error) = (0u64, 0u64, Vec::new(), String::new());
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let cycle = async {
+                        let mut ws = connect(&url).await?;
+                        echo_once(&mut ws, &payload).await?;
+                        close(ws).await;
+                        Ok::<_, String>(())
+                    };
+                    match cycle.await {
+                        Ok(()) => {
+                            ok += 1;
+                            samples.push(t0.elapsed().as_nanos() as u64);
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            last_error = e;
+                            // Back off a little so a dead target does not spin.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                (ok, failed, samples, last_error)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed, mut all, mut last_error) = (0u64, 0u64, Vec::new(), String::new());
+    for t in tasks {
+        let (o, f, s, e) = t.await.expect("handshake task");
+        ok += o;
+        failed += f;
+        all.extend(s);
+        if !e.is_empty() {
+            last_error = e;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    emit(format!(
+        r#"{{"kind":"ws-handshake","concurrency":{concurrency},"handshakes":{ok},"failures":{failed},"secs":{secs:.3},"per_s":{:.1},"p50_us":{:.1},"p99_us":{:.1},"last_error":"{}"}}"#,
+        ok as f64 / secs,
+        pct_us(&all, 50.0),
+        pct_us(&all, 99.0),
+        last_error.replace('"', "'"),
+    ));
+    if ok == 0 {
+        1
+    } else {
+        0
+    }
+}
+
+async fn ws_bulk(url: String, mib: u64, msg_kib: usize, stall: Duration) -> i32 {
+    let ws = match connect(&url).await {
+        Ok(ws) => ws,
+        Err(e) => return fail("ws-bulk", e),
+    };
+    let msg_len = msg_kib * 1024;
+    let total = mib * 1024 * 1024;
+    let count = total.div_ceil(msg_len as u64);
+    let (mut sink, mut stream) = ws.split();
+    let received = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+
+    let writer = tokio::spawn(async move {
+        let payload: Vec<u8> = (0..msg_len).map(|i| (i % 251) as u8).collect();
+        for _ in 0..count {
+            sink.feed(Message::Binary(payload.clone())).await.map_err(|e| format!("send: {e}"))?;
+        }
+        sink.flush().await.map_err(|e| format!("flush: {e}"))?;
+        Ok::<_, String>(sink)
+    });
+    let reader = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            let mut got = 0u64;
+            while got < count * msg_len as u64 {
+                match stream.next().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        got += b.len() as u64;
+                        received.store(got, Ordering::Relaxed);
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(_)) => return Err("unexpected message".to_string()),
+                    Some(Err(e)) => return Err(format!("read: {e}")),
+                    None => return Err("closed early".to_string()),
+                }
+            }
+            Ok(stream)
+        })
+    };
+    // Watchdog: fail on no progress for `stall`; bounded overall by 10 minutes.
+    let watchdog = {
+        let (received, done) = (received.clone(), done.clone());
+        async move {
+            let (mut last, mut last_change) = (0u64, Instant::now());
+            let hard_stop = Instant::now() + Duration::from_secs(600);
+            while !done.load(Ordering::Relaxed) && Instant::now() < hard_stop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = received.load(Ordering::Relaxed);
+                if now != last {
+                    (last, last_change) = (now, Instant::now());
+                } else if last_change.elapsed() >= stall {
+                    return Some(format!("stalled: no progress for {:?} at {} of {} bytes", stall, now, count * msg_len as u64));
+                }
+            }
+            None
+        }
+    };
+    tokio::pin!(watchdog);
+    let reader_result = tokio::select! {
+        r = reader => r.expect("reader task"),
+        stalled = &mut watchdog => Err(stalled.unwrap_or_else(|| "time limit".to_string())),
+    };
+    done.store(true, Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    let stream = match reader_result {
+        Ok(s) => s,
+        Err(e) => {
+            emit(format!(
+                r#"{{"kind":"ws-bulk","mib":{mib},"stalled":true,"received":{},"secs":{secs:.3},"error":"{}"}}"#,
+                received.load(Ordering::Relaxed),
+                e.replace('"', "'")
+            ));
+            return 1;
+        }
+    };
+    let sink = match writer.await.expect("writer task") {
+        Ok(s) => s,
+        Err(e) => return fail("ws-bulk", e),
+    };
+    if let Ok(ws) = sink.reunite(stream) {
+        close(ws).await;
+    }
+    emit(format!(
+        r#"{{"kind":"ws-bulk","mib":{mib},"msg_kib":{msg_kib},"stalled":false,"secs":{secs:.3},"mib_per_s":{:.1}}}"#,
+        (count * msg_len as u64) as f64 / (1024.0 * 1024.0) / secs
+    ));
+    0
+}
+
+async fn ws_idle(url: String, sessions: usize, hold: Duration, concurrency: usize) -> i32 {
+    let start = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let payload: Arc<[u8]> = vec![7u8; 64].into();
+    let tasks: Vec<_> = (0..sessions)
+        .map(|_| {
+            let (url, payload, sem) = (url.clone(), payload.clone(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore");
+                let mut ws = connect(&url).await?;
+                echo_once(&mut ws, &payload).await?;
+                Ok::<_, String>(ws)
+            })
+        })
+        .collect();
+    let mut open = Vec::with_capacity(sessions);
+    let (mut failed, mut last_error) = (0usize, String::new());
+    for t in tasks {
+        match t.await.expect("idle task") {
+            Ok(ws) => open.push(ws),
+            Err(e) => {
+                failed += 1;
+                last_error = e;
+            }
+        }
+    }
+    let open_secs = start.elapsed().as_secs_f64();
+    emit(format!(
+        r#"{{"kind":"ws-idle","event":"ready","sessions":{},"failed":{failed},"open_secs":{open_secs:.3},"last_error":"{}"}}"#,
+        open.len(),
+        last_error.replace('"', "'")
+    ));
+    tokio::time::sleep(hold).await;
+    let n = open.len();
+    let closing: Vec<_> = open.into_iter().map(|ws| tokio::spawn(close(ws))).collect();
+    for c in closing {
+        let _ = c.await;
+    }
+    emit(format!(r#"{{"kind":"ws-idle","event":"done","sessions":{n},"failed":{failed},"secs":{:.3}}}"#, start.elapsed().as_secs_f64()));
+    if failed > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, i32> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(|e| fail("serve", e))?;
+    socket.set_reuseaddr(true).map_err(|e| fail("serve", e))?;
+    socket.bind(addr).map_err(|e| fail("serve", format!("bind {addr}: {e}")))?;
+    socket.listen(4096).map_err(|e| fail("serve", e))
+}
+
+async fn serve_http(addr: SocketAddr) -> i32 {
+    let listener = match bind(addr).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let mut response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n".to_vec();
+    response.extend((0..1024).map(|i| b'a' + (i % 26) as u8));
+    let response: Arc<[u8]> = response.into();
+    emit(format!(r#"{{"kind":"serve-http","addr":"{addr}","event":"listening"}}"#));
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let response = response.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut filled = 0usize;
+            let mut out = Vec::with_capacity(response.len());
+            loop {
+                let n = match stream.read(&mut buf[filled..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                filled += n;
+                // Answer every complete request head in the buffer (requests have no body).
+                let mut consumed = 0;
+                out.clear();
+                while let Some(end) = find(&buf[consumed..filled], b"\r\n\r\n") {
+                    consumed += end + 4;
+                    out.extend_from_slice(&response);
+                }
+                if consumed > 0 {
+                    buf.copy_within(consumed..filled, 0);
+                    filled -= consumed;
+                    if stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                } else if filled == buf.len() {
+                    return; // head larger than 8 KiB: not our client
+                }
+            }
+        });
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn serve_ws(addr: SocketAddr) -> i32 {
+    let listener = match bind(addr).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    emit(format!(r#"{{"kind":"serve-ws","addr":"{addr}","event":"listening"}}"#));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(3600), ws_session(stream)).await;
+        });
+    }
+}
+
+async fn ws_session(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 8192];
+    let mut filled = 0usize;
+    let head_end = loop {
+        let n = match tokio::time::timeout(STEP_TIMEOUT, stream.read(&mut buf[filled..])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        filled += n;
+        if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+            break end + 4;
+        }
+        if filled == buf.len() {
+            return;
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(&buf[..head_end]), Ok(httparse::Status::Complete(_))) {
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        return;
+    }
+    let header = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    let is_upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
+    let Some(key) = header("sec-websocket-key").filter(|_| is_upgrade) else {
+        let answer: &[u8] = if req.path == Some("/healthz") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        } else {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        };
+        let _ = stream.write_all(answer).await;
+        return;
+    };
+    let accept = derive_accept_key(key);
+    let response = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(WebSocketConfig::default())).await;
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(m @ (Message::Binary(_) | Message::Text(_))) => {
+                if ws.send(m).await.is_err() {
+                    return;
+                }
+            }
+            // Pings are answered by tungstenite; after a Close it sends the reply on the next poll.
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `loadgen report`: medians of run.sh's raw results as Markdown tables, each figure with
+//! its ratio to nginx at the same worker count.
+//!
+//! Input lines: `rotation<TAB>proxy<TAB>workers<TAB>metric<TAB>value`; `#` lines are skipped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// (metric key, column header, decimals)
+const TABLE_1: &[(&str, &str, usize)] = &[
+    ("http_rps", "HTTP req/s", 0),
+    ("http_p99_us", "HTTP p99 µs", 0),
+    ("http_cpu_us", "CPU µs / HTTP req", 1),
+    ("echo_mps", "WS echoes/s", 0),
+    ("echo_p50_us", "WS echo p50 µs", 0),
+    ("echo_p99_us", "WS echo p99 µs", 0),
+    ("echo_cpu_us", "CPU µs / WS echo", 1),
+];
+const TABLE_2: &[(&str, &str, usize)] = &[
+    ("hs_per_s", "WS handshakes/s", 0),
+    ("hs_cpu_us", "CPU µs / handshake", 0),
+    ("bulk_mib_s", "1 GiB echo MiB/s", 0),
+    ("idle_rss_kib", "RSS KiB / idle WS session", 1),
+];
+/// Counted, not medianed: (metric, header).
+const COUNTS: &[(&str, &str)] = &[
+    ("http_errors", "HTTP errors"),
+    ("echo_errors", "echo errors"),
+    ("hs_failures", "handshake failures"),
+    ("bulk_stalled", "bulk stalls"),
+    ("idle_failed", "idle sessions failed"),
+];
+
+type Key = (String, u32); // (proxy, workers)
+
+pub fn run(input: &Path) -> i32 {
+    let text = match std::fs::read_to_string(input) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("report: cannot read {}: {e}", input.display());
+            return 1;
+        }
+    };
+    let mut values: BTreeMap<(Key, String), Vec<f64>> = BTreeMap::new();
+    let mut rotations = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 5 {
+            continue;
+        }
+        let (Ok(workers), Ok(value)) = (f[2].parse::<u32>(), f[4].parse::<f64>()) else { continue };
+        rotations.insert(f[0].to_string());
+        values.entry(((f[1].to_string(), workers), f[3].to_string())).or_default().push(value);
+    }
+    let mut rows: Vec<Key> = Vec::new();
+    for ((key, _), _) in &values {
+        if !rows.contains(key) {
+            rows.push(key.clone());
+        }
+    }
+    let order = |k: &Key| (k.1, match k.0.as_str() { "direct" => 0, "nginx" => 1, "wsgate" => 2, _ => 3 }, k.0.clone());
+    rows.sort_by_key(order);
+
+    let median = |key: &Key, metric: &str| -> Option<f64> {
+        let mut v = values.get(&(key.clone(), metric.to_string()))?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    };
+    let label = |k: &Key| if k.0 == "direct" { "direct (no proxy)".to_string() } else { format!("{} ×{}", k.0, k.1) };
+    let nginx_of = |k: &Key| -> Key { ("nginx".to_string(), k.1) };
+
+    println!("Medians of {} interleaved rotation(s); (×N) = ratio to nginx with the same worker count.\n", rotations.len());
+    for table in [TABLE_1, TABLE_2] {
+        let mut header = String::from("| |");
+        let mut rule = String::from("|---|");
+        for (_, h, _) in table {
+            header += &format!(" {h} |");
+            rule += "---|";
+        }
+        if table.iter().any(|c| c.0 == "bulk_mib_s") {
+            header += " 1 GiB echo vs direct |";
+            rule += "---|";
+        }
+        println!("{header}\n{rule}");
+        for row in &rows {
+            let mut line = format!("| {} |", label(row));
+            for (metric, _, decimals) in table {
+                let cell = match median(row, metric) {
+                    None => "—".to_string(),
+                    Some(v) => {
+                        let base = median(&nginx_of(row), metric);
+                        match base {
+                            Some(b) if b > 0.0 && row.0 != "nginx" => format!("{v:.decimals$} ({:.2}x)", v / b),
+                            _ => format!("{v:.decimals$}"),
+                        }
+                    }
+                };
+                line += &format!(" {cell} |");
+            }
+            if table.iter().any(|c| c.0 == "bulk_mib_s") {
+                let direct = median(&("direct".to_string(), 1), "bulk_mib_s");
+                let cell = match (median(row, "bulk_mib_s"), direct) {
+                    (Some(v), Some(d)) if d > 0.0 => format!("{:.2}x", v / d),
+                    _ => "—".to_string(),
+                };
+                line += &format!(" {cell} |");
+            }
+            println!("{line}");
+        }
+        println!();
+    }
+    // Failures: totals over all runs, so a single stall or error is never hidden by a median.
+    let mut header = String::from("| failures (sum over runs) |");
+    let mut rule = String::from("|---|");
+    for (_, h) in COUNTS {
+        header += &format!(" {h} |");
+        rule += "---|";
+    }
+    println!("{header}\n{rule}");
+    for row in &rows {
+        let mut line = format!("| {} |", label(row));
+        for (metric, _) in COUNTS {
+            let cell = match values.get(&(row.clone(), metric.to_string())) {
+                None => "—".to_string(),
+                Some(v) => format!("{} in {} run(s)", v.iter().sum::<f64>(), v.len()),
+            };
+            line += &format!(" {cell} |");
+        }
+        println!("{line}");
+    }
+    0
+}
