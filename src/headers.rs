@@ -9,14 +9,22 @@
 //! request writer, gets identical treatment.
 
 use crate::config::model::{HostHeader, Route};
-use http::header;
+use http::{header, HeaderName};
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
 
 /// Fields that only make sense on one connection (RFC 9110 §7.6.1), as Pingora strips them.
-const HOP_BY_HOP: &[&str] = &[
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade", "http2-settings",
+const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// A client may not make us drop these by naming them in `Connection` (Pingora refuses the
@@ -45,8 +53,12 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
         }
         req.remove_header(nominated.as_str());
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
+    // Usually none is left (Pingora strips them first on the plain-HTTP path): look before
+    // removing, a lookup is cheaper than a removal.
+    for name in &HOP_BY_HOP {
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
     }
     if fwd.websocket {
         insert(req, header::CONNECTION, "Upgrade");
@@ -63,6 +75,11 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
 
     if let Some(ip) = fwd.client_ip {
         let ip = ip.to_string();
+        if !req.headers.contains_key("x-forwarded-for") {
+            insert(req, "x-forwarded-for", &ip);
+            insert(req, "x-real-ip", &ip);
+            return finish(req, route, fwd, original_host);
+        }
         let chain: Vec<&str> = req
             .headers
             .get_all("x-forwarded-for")
@@ -76,6 +93,12 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
         insert(req, "x-forwarded-for", &xff);
         insert(req, "x-real-ip", &ip);
     }
+    finish(req, route, fwd, original_host)
+}
+
+/// The fields every forwarded request gets after the client address: protocol, original
+/// host, then the route's own edits.
+fn finish(req: &mut RequestHeader, route: &Route, fwd: &Forwarding, original_host: Option<String>) -> Result<(), PolicyError> {
     insert(req, "x-forwarded-proto", if fwd.tls { "https" } else { "http" });
     if let Some(host) = original_host {
         insert(req, "x-forwarded-host", &host);

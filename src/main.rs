@@ -24,6 +24,9 @@ use pingora::server::configuration::Opt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const DEFAULT_CONFIG: &str = "/etc/wsgate/wsgate.yaml";
 
 /// HTTP and WebSocket reverse proxy.

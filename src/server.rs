@@ -11,6 +11,7 @@ use crate::proxy::Gateway;
 use crate::live::{Live, LiveService};
 use log::{error, info};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
 use pingora::proxy::HttpProxy;
@@ -74,8 +75,11 @@ fn proxy_service(server: &Server, gateway: Gateway, config: &Config) -> Option<L
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
     for listener in &config.listeners {
         let address = listener.address.to_string();
+        // No L4 read buffer: Pingora's HTTP layer reads into its own buffer anyway, and an
+        // idle WebSocket session would otherwise keep 64 KiB of it (bench/RESULTS.md).
+        let endpoint = ListenerConfig::tcp(address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
         match &listener.tls {
-            None => proxy.add_tcp(&address),
+            None => proxy.add_listener(endpoint),
             Some(files) => {
                 let mut settings = match TlsSettings::intermediate(&files.cert.display().to_string(), &files.key.display().to_string()) {
                     Ok(s) => s,
@@ -88,7 +92,7 @@ fn proxy_service(server: &Server, gateway: Gateway, config: &Config) -> Option<L
                 if files.http2 {
                     settings.enable_h2();
                 }
-                proxy.add_tls_with_settings(&address, None, settings);
+                proxy.add_listener(endpoint.tls(settings));
             }
         }
         info!("listening on {address}{}", if listener.tls.is_some() { " (TLS)" } else { "" });

@@ -118,7 +118,12 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         outcome.status = 500;
         return Ok(true);
     };
-    let head = backend.buffer.split_to(backend.head_len);
+    let BackendHandshake { addr, stream: backend_stream, mut buffer, head_len, .. } = backend;
+    let head = buffer.split_to(head_len);
+    // Usually empty: what the backend sent right after its 101. Copied so the handshake
+    // buffer is not kept for the whole session.
+    let leftover = buffer.to_vec();
+    drop(buffer);
     if let Err(e) = async {
         client.write_all(&head).await?;
         client.flush().await
@@ -140,7 +145,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         max_message: None,
     };
     let drain_at = gw.drain.session_deadline();
-    let stats = tunnel::run(client, backend.stream, &backend.buffer, route.websocket.idle_timeout, &upstream_dir, &downstream_dir, drain_at).await;
+    let stats = tunnel::run(client, backend_stream, &leftover, route.websocket.idle_timeout, &upstream_dir, &downstream_dir, drain_at).await;
     drop(meter);
     let (initiator, code) = match stats.first_close {
         Some((who, code)) => (who.label(), close_code_label(code)),
@@ -151,7 +156,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
     if stats.malformed {
         gw.metrics.ws_protocol_errors.with_label_values(&[route_label, upstream_label]).inc();
     }
-    debug!("websocket tunnel via {} ended: {:?}", backend.addr, stats);
+    debug!("websocket tunnel via {addr} ended: {stats:?}");
     ctx.websocket.as_mut().expect("set above").tunnel = Some(stats);
     Ok(true)
 }
