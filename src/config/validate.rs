@@ -72,7 +72,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         value
     };
     let limits = LimitsConfig {
-        max_concurrent_per_ip: limit(|l| l.max_concurrent_per_ip, "max_concurrent_per_ip", 1000, &mut problems),
+        max_concurrent_per_ip: limit(|l| l.max_concurrent_per_ip, "max_concurrent_per_ip", 10_000, &mut problems),
         requests_per_second_per_ip: raw_limits.and_then(|l| l.requests_per_second_per_ip).filter(|r| *r > 0),
         max_websocket_sessions: limit(|l| l.max_websocket_sessions, "max_websocket_sessions", 100_000, &mut problems),
         max_request_header_bytes: limit(|l| l.max_request_header_bytes, "max_request_header_bytes", 32 * 1024, &mut problems),
