@@ -85,7 +85,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         }
     }
     let pool = &snapshot.pools[route.upstream];
-    let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: "0.0.0.0:0".parse().unwrap(), websocket: true };
+    let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: SocketAddr::from(([0, 0, 0, 0], 0)), websocket: true };
     let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.tried).await;
     let outcome = ctx.websocket.as_mut().expect("set above");
     let mut backend = match opened {
