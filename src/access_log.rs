@@ -21,7 +21,7 @@ pub struct AccessLog {
 }
 
 /// One access-log line. Field names are part of the product (documented in README.md).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Record<'a> {
     pub time: String,
     pub client: String,

@@ -4,7 +4,7 @@
 
 use crate::admission;
 use crate::limits::{self, Admitted, Limits, Refusal};
-use crate::access_log::{self, AccessLog, Record, WsRecord};
+use crate::access_log::{self, AccessLog, Record};
 use crate::drain::{Drain, InFlight};
 use crate::live::{Live, Snapshot};
 use crate::headers::{self, Forwarding};
@@ -29,7 +29,7 @@ pub struct Gateway {
     /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
     pub connector: TransportConnector,
     pub metrics: Arc<Metrics>,
-    pub access_log: AccessLog,
+    pub access_log: Arc<AccessLog>,
     pub drain: Arc<Drain>,
     pub limits: Limits,
 }
@@ -47,15 +47,16 @@ pub struct RequestCtx {
     pub tried: Vec<SocketAddr>,
     /// Set when `request_filter` served a WebSocket upgrade itself.
     pub websocket: Option<WsOutcome>,
-    /// Keeps a draining process alive until this request or session is done.
-    _in_flight: InFlight,
+    /// Keeps a draining process alive until this request or session is done (a WebSocket
+    /// session takes it along when its tunnel goes on in its own task).
+    pub in_flight: Option<InFlight>,
     /// This request's (and session's) place under the limits, released when it ends.
     pub admitted: Vec<Admitted>,
 }
 
 impl Gateway {
     pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
-        Gateway { live, connector: TransportConnector::new(None), limits: Limits::new(metrics.clone()), metrics, access_log, drain }
+        Gateway { live, connector: TransportConnector::new(None), limits: Limits::new(metrics.clone()), metrics, access_log: Arc::new(access_log), drain }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
@@ -78,7 +79,7 @@ impl ProxyHttp for Gateway {
             tls: false,
             tried: Vec::new(),
             websocket: None,
-            _in_flight: self.drain.in_flight(),
+            in_flight: Some(self.drain.in_flight()),
             admitted: Vec::new(),
         }
     }
@@ -181,6 +182,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.websocket.as_ref().is_some_and(|ws| ws.detached) {
+            return; // the session's own task logs it when it ends
+        }
         let (route, upstream) = ctx.labels();
         let elapsed = ctx.started.elapsed();
         if ctx.websocket.is_none() {
@@ -231,19 +235,7 @@ fn access_record<'a>(session: &'a Session, ctx: &'a RequestCtx, route: &'a str, 
     };
     // For WebSocket sessions Pingora's session is a placeholder by now: use what we kept.
     if let Some(ws) = &ctx.websocket {
-        let t = ws.tunnel.as_ref();
-        record.method = &ws.method;
-        record.host = &ws.host;
-        record.path = &ws.path;
-        record.status = ws.status;
-        record.bytes_in = t.map_or(0, |t| t.client_to_backend_bytes);
-        record.bytes_out = t.map_or(0, |t| t.backend_to_client_bytes);
-        record.websocket = t.map(|t| WsRecord {
-            messages_in: t.client_to_backend_messages,
-            messages_out: t.backend_to_client_messages,
-            close_initiator: t.first_close.map_or("none", |c| c.0.label()),
-            close_code: t.first_close.and_then(|c| c.1),
-        });
+        return ws.record(record);
     } else {
         let req = session.req_header();
         record.method = req.method.as_str();

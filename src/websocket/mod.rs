@@ -13,7 +13,10 @@ pub mod tunnel;
 
 use crate::config::model::Route;
 use crate::headers::{self, Forwarding};
-use crate::metrics::{close_code_label, SessionMeter, UpgradeResult, UpstreamErrorKind};
+use crate::access_log::{self, AccessLog, Record, WsRecord};
+use crate::drain::InFlight;
+use crate::limits::Admitted;
+use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult, UpstreamErrorKind};
 use crate::live::Snapshot;
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
@@ -27,6 +30,7 @@ use pingora::protocols::Stream;
 use pingora::proxy::Session;
 use pingora::{ErrorType, Result};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tunnel::{Direction, Initiator, Meters, TunnelStats};
@@ -37,8 +41,10 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RELAYED_BODY: usize = 64 * 1024;
 
 /// What happened to one WebSocket upgrade request, for logging.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct WsOutcome {
+    /// The session went on in its own task, which logs it when it ends.
+    pub detached: bool,
     /// The request as the access log shows it (the session itself is gone by then).
     pub method: String,
     pub host: String,
@@ -46,6 +52,26 @@ pub struct WsOutcome {
     pub status: u16,
     pub backend: Option<SocketAddr>,
     pub tunnel: Option<TunnelStats>,
+}
+
+impl WsOutcome {
+    /// Completes an access-log `record` (client, route, timing filled in) with this outcome.
+    pub fn record<'a>(&'a self, mut record: Record<'a>) -> Record<'a> {
+        let t = self.tunnel.as_ref();
+        record.method = &self.method;
+        record.host = &self.host;
+        record.path = &self.path;
+        record.status = self.status;
+        record.bytes_in = t.map_or(0, |t| t.client_to_backend_bytes);
+        record.bytes_out = t.map_or(0, |t| t.backend_to_client_bytes);
+        record.websocket = t.map(|t| WsRecord {
+            messages_in: t.client_to_backend_messages,
+            messages_out: t.backend_to_client_messages,
+            close_initiator: t.first_close.map_or("none", |c| c.0.label()),
+            close_code: t.first_close.and_then(|c| c.1),
+        });
+        record
+    }
 }
 
 /// Serves a WebSocket upgrade request on `route` end to end. Always answers the client.
@@ -144,21 +170,84 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
         max_message: None,
     };
-    let drain_at = gw.drain.session_deadline();
-    let stats = tunnel::run(client, backend_stream, &leftover, route.websocket.idle_timeout, &upstream_dir, &downstream_dir, drain_at).await;
-    drop(meter);
-    let (initiator, code) = match stats.first_close {
-        Some((who, code)) => (who.label(), close_code_label(code)),
-        None => ("none", close_code_label(None)),
+    // The tunnel goes on in a task of its own, so the request's futures (Pingora's and this
+    // handshake's, ~24 KB) are freed for the whole life of the session.
+    let open = OpenSession {
+        client,
+        backend: backend_stream,
+        leftover,
+        idle_timeout: route.websocket.idle_timeout,
+        upstream_dir,
+        downstream_dir,
+        meter,
+        drain_at: Box::pin(gw.drain.session_deadline()),
+        metrics: gw.metrics.clone(),
+        access_log: gw.access_log.clone(),
+        route: route_label.to_string(),
+        upstream: upstream_label.to_string(),
+        client_ip: ctx.client_ip,
+        started: ctx.started,
+        outcome: ctx.websocket.clone().expect("set above"),
+        held: (ctx.in_flight.take(), std::mem::take(&mut ctx.admitted)),
     };
-    gw.metrics.ws_closes.with_label_values(&[route_label, upstream_label, initiator, &code]).inc();
-    gw.metrics.ws_duration.with_label_values(&[route_label, upstream_label]).observe(stats.duration.as_secs_f64());
-    if stats.malformed {
-        gw.metrics.ws_protocol_errors.with_label_values(&[route_label, upstream_label]).inc();
-    }
-    debug!("websocket tunnel via {addr} ended: {stats:?}");
-    ctx.websocket.as_mut().expect("set above").tunnel = Some(stats);
+    ctx.websocket.as_mut().expect("set above").detached = true;
+    debug!("websocket session via {addr} open");
+    tokio::spawn(open.run());
     Ok(true)
+}
+
+/// An open WebSocket session, from the 101 to its end: the tunnel, then metrics and the
+/// access-log line.
+struct OpenSession {
+    client: Stream,
+    backend: Stream,
+    leftover: Vec<u8>,
+    idle_timeout: Duration,
+    upstream_dir: Direction,
+    downstream_dir: Direction,
+    meter: SessionMeter,
+    drain_at: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    metrics: Arc<Metrics>,
+    access_log: Arc<AccessLog>,
+    route: String,
+    upstream: String,
+    client_ip: Option<std::net::IpAddr>,
+    started: std::time::Instant,
+    outcome: WsOutcome,
+    /// Drain and limit accounting, released when the session ends.
+    held: (Option<InFlight>, Vec<Admitted>),
+}
+
+impl OpenSession {
+    async fn run(mut self) {
+        let stats = tunnel::run(self.client, self.backend, &self.leftover, self.idle_timeout, &self.upstream_dir, &self.downstream_dir, self.drain_at).await;
+        drop(self.meter);
+        let (route, upstream) = (self.route.as_str(), self.upstream.as_str());
+        let (initiator, code) = match stats.first_close {
+            Some((who, code)) => (who.label(), close_code_label(code)),
+            None => ("none", close_code_label(None)),
+        };
+        self.metrics.ws_closes.with_label_values(&[route, upstream, initiator, &code]).inc();
+        self.metrics.ws_duration.with_label_values(&[route, upstream]).observe(stats.duration.as_secs_f64());
+        if stats.malformed {
+            self.metrics.ws_protocol_errors.with_label_values(&[route, upstream]).inc();
+        }
+        debug!("websocket tunnel ended: {stats:?}");
+        self.outcome.tunnel = Some(stats);
+        if self.access_log.enabled() {
+            let record = Record {
+                time: access_log::now(),
+                client: self.client_ip.map_or_else(String::new, |ip| ip.to_string()),
+                route,
+                upstream,
+                backend: self.outcome.backend.map_or_else(String::new, |b| b.to_string()),
+                duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+                ..Record::default()
+            };
+            self.access_log.write(&self.outcome.record(record));
+        }
+        drop(self.held);
+    }
 }
 
 /// A backend connection that has answered the handshake.
