@@ -6,9 +6,16 @@ use pingora::http::RequestHeader;
 /// Longer request targets get 414 (nginx's default large_client_header_buffers is 8 KiB).
 pub const MAX_TARGET_BYTES: usize = 8 * 1024;
 
+/// Length of the request target as sent, without formatting the URI (this runs per request).
+pub fn target_len(uri: &http::Uri) -> usize {
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 3);
+    scheme + authority + uri.path_and_query().map_or(0, |p| p.as_str().len())
+}
+
 /// `Err((status, reason))` for a request that must not be proxied.
 pub fn check(req: &RequestHeader) -> Result<(), (u16, &'static str)> {
-    if req.uri.to_string().len() > MAX_TARGET_BYTES {
+    if target_len(&req.uri) > MAX_TARGET_BYTES {
         return Err((414, "request target too long"));
     }
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
@@ -36,6 +43,14 @@ mod tests {
             r.append_header(n.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn measures_targets_like_they_were_sent() {
+        for target in ["/", "/a/b?c=d", "http://example.com:8080/x?y"] {
+            let uri: http::Uri = target.parse().unwrap();
+            assert_eq!(target_len(&uri), uri.to_string().len(), "{target}");
+        }
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Limits {
 
 /// Bytes and number of the request's header fields, as the client sent them.
 pub fn header_size(req: &pingora::http::RequestHeader) -> (usize, usize) {
-    let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>() + req.uri.to_string().len();
+    let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>() + crate::admission::target_len(&req.uri);
     (bytes, req.headers.len())
 }
 
