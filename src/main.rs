@@ -1,23 +1,6 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
-mod access_log;
-mod admission;
-mod admin;
-mod config;
-mod discovery;
-mod drain;
-mod headers;
-mod health;
-mod limits;
-mod live;
-mod metrics;
-mod proxy;
-mod ready;
-mod responses;
-mod routing;
-mod server;
-mod upstream;
-mod websocket;
+use wsgate::{config, ready, server};
 
 use clap::Parser;
 use pingora::server::configuration::Opt;
