@@ -62,6 +62,7 @@ server:
 listeners:
   - address: $PROXY
 access_log: {path: 'off'}
+limits: {max_connections_per_ip: 20000, max_connections: 20000}
 upstreams:
   ws: {backends: [$WS_BACKEND], health_check: {kind: tcp, interval: 5s}}
   http: {backends: [$HTTP_BACKEND], health_check: {kind: tcp, interval: 5s}}

@@ -19,15 +19,21 @@ pub enum Refusal {
     WebSocketSessions,
     RouteWebSocketSessions,
     HeadersTooLarge,
+    Connections,
+    ConnectionsPerIp,
+    HeaderTimeout,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 5] = [
+    const ALL: [Refusal; 8] = [
         Refusal::RatePerIp,
         Refusal::ConcurrencyPerIp,
         Refusal::WebSocketSessions,
         Refusal::RouteWebSocketSessions,
         Refusal::HeadersTooLarge,
+        Refusal::Connections,
+        Refusal::ConnectionsPerIp,
+        Refusal::HeaderTimeout,
     ];
 
     pub fn label(self) -> &'static str {
@@ -37,6 +43,9 @@ impl Refusal {
             Refusal::WebSocketSessions => "websocket_sessions",
             Refusal::RouteWebSocketSessions => "route_websocket_sessions",
             Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::Connections => "connections",
+            Refusal::ConnectionsPerIp => "connections_per_ip",
+            Refusal::HeaderTimeout => "header_timeout",
         }
     }
 
@@ -47,6 +56,9 @@ impl Refusal {
             Refusal::ConcurrencyPerIp => (429, "too many concurrent requests from this address", Some(("Retry-After", "1"))),
             Refusal::WebSocketSessions | Refusal::RouteWebSocketSessions => (503, "too many WebSocket sessions", Some(("Retry-After", "5"))),
             Refusal::HeadersTooLarge => (431, "request header fields too large", None),
+            // Connections over a limit are closed at accept, before there is a request to answer.
+            Refusal::Connections | Refusal::ConnectionsPerIp => (503, "too many connections", None),
+            Refusal::HeaderTimeout => (408, "request header timeout", None),
         }
     }
 }
@@ -58,10 +70,15 @@ pub struct Limits {
     per_ip: Inflight,
     rate: Rate,
     sessions: Inflight,
-    logged: [AtomicBool; 5],
+    // Separate estimators for the total and per address, so that no address's estimate can
+    // collide with the total's.
+    all_connections: Inflight,
+    connections: Inflight,
+    logged: [AtomicBool; 8],
 }
 
 /// Held for as long as the admitted request or session lives.
+#[derive(Debug)]
 pub struct Admitted(#[allow(dead_code)] Vec<Guard>);
 
 impl Limits {
@@ -71,11 +88,14 @@ impl Limits {
             per_ip: Inflight::new(),
             rate: Rate::new(Duration::from_secs(1)),
             sessions: Inflight::new(),
+            all_connections: Inflight::new(),
+            connections: Inflight::new(),
             logged: Default::default(),
         }
     }
 
-    fn refuse(&self, why: Refusal) -> Refusal {
+    /// Counts (and logs, once) a refusal decided elsewhere, e.g. a header timeout.
+    pub fn refuse(&self, why: Refusal) -> Refusal {
         self.metrics.refusals.with_label_values(&[why.label()]).inc();
         let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
         if !self.logged[i].swap(true, Ordering::Relaxed) {
@@ -100,6 +120,23 @@ impl Limits {
             return Err(self.refuse(Refusal::ConcurrencyPerIp));
         }
         Ok(Some(Admitted(vec![guard])))
+    }
+
+    /// A new downstream connection, against the total and the per-client connection limits.
+    pub fn admit_connection(&self, config: &LimitsConfig, ip: Option<IpAddr>) -> Result<Admitted, Refusal> {
+        let (all, count) = self.all_connections.incr("", 1);
+        if count > config.max_connections as isize {
+            return Err(self.refuse(Refusal::Connections));
+        }
+        let mut guards = vec![all];
+        if let Some(ip) = ip {
+            let (per_ip, count) = self.connections.incr(ip, 1);
+            if count > config.max_connections_per_ip as isize {
+                return Err(self.refuse(Refusal::ConnectionsPerIp));
+            }
+            guards.push(per_ip);
+        }
+        Ok(Admitted(guards))
     }
 
     /// A new WebSocket session, against the global and the route's session limits.
@@ -134,6 +171,9 @@ mod tests {
             max_websocket_sessions: 3,
             max_request_header_bytes: 100,
             max_request_headers: 4,
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            header_timeout: Duration::from_secs(1),
         }
     }
 
@@ -166,5 +206,18 @@ mod tests {
         assert_eq!(l.admit_session(&c, "other", None).err(), Some(Refusal::WebSocketSessions));
         drop(s1);
         assert!(l.admit_session(&c, "other", None).is_ok());
+    }
+
+    #[test]
+    fn connection_limits_total_and_per_client() {
+        let (c, l) = (config(), Limits::new(Arc::new(Metrics::new())));
+        let (a, b): (Option<IpAddr>, Option<IpAddr>) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
+        let a1 = l.admit_connection(&c, a).unwrap();
+        let _a2 = l.admit_connection(&c, a).unwrap();
+        assert_eq!(l.admit_connection(&c, a).err(), Some(Refusal::ConnectionsPerIp));
+        let _b1 = l.admit_connection(&c, b).unwrap();
+        assert_eq!(l.admit_connection(&c, b).err(), Some(Refusal::Connections), "3 open in all");
+        drop(a1);
+        assert!(l.admit_connection(&c, b).is_ok(), "a closed connection frees its place in both counts");
     }
 }

@@ -1,6 +1,6 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
-use wsgate::{config, ready, server};
+use wsgate::{config, logging, ready, server};
 
 use clap::Parser;
 use pingora::server::configuration::Opt;
@@ -33,7 +33,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error")).init();
+    logging::init();
 
     let path = PathBuf::from(cli.pingora.conf.clone().unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
     let config = match config::load(&path) {

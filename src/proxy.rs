@@ -31,7 +31,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub access_log: Arc<AccessLog>,
     pub drain: Arc<Drain>,
-    pub limits: Limits,
+    pub limits: Arc<Limits>,
 }
 
 /// Per-request state.
@@ -55,8 +55,8 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
-        Gateway { live, connector: TransportConnector::new(None), limits: Limits::new(metrics.clone()), metrics, access_log: Arc::new(access_log), drain }
+    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, limits: Arc<Limits>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
+        Gateway { live, connector: TransportConnector::new(None), limits, metrics, access_log: Arc::new(access_log), drain }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {

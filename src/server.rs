@@ -5,6 +5,8 @@ use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::ready::{Readiness, ReadyService};
 use crate::config::Config;
+use crate::connections::GatedApp;
+use crate::limits::Limits;
 use crate::drain::{Drain, DrainService};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -51,8 +53,10 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let drain = Drain::new(config.drain_window);
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
 
-    let gateway = Gateway::new(live, metrics, access_log, drain);
-    let Some(proxy) = proxy_service(&server, gateway, &config) else { return ExitCode::FAILURE };
+    let limits = Arc::new(Limits::new(metrics.clone()));
+    let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain);
+    let proxy = GatedApp { inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), limits, live };
+    let Some(proxy) = proxy_service(proxy, &config) else { return ExitCode::FAILURE };
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
         let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
@@ -71,8 +75,8 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     server.run_forever()
 }
 
-fn proxy_service(server: &Server, gateway: Gateway, config: &Config) -> Option<ListeningService<HttpProxy<Gateway>>> {
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "wsgate proxy");
+fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, config: &Config) -> Option<ListeningService<GatedApp<HttpProxy<Gateway>>>> {
+    let mut proxy = ListeningService::new("wsgate proxy".to_string(), app);
     for listener in &config.listeners {
         let address = listener.address.to_string();
         // No L4 read buffer: Pingora's HTTP layer reads into its own buffer anyway, and an

@@ -79,3 +79,156 @@ async fn limits_refuse_with_the_right_status_and_count_each_cause() {
     assert_eq!(log.matches("limit `headers_too_large` reached").count(), 1, "logged once per cause:\n{log}");
     assert_eq!(log.matches("limit `rate_per_ip` reached").count(), 1);
 }
+
+/// Opens a TCP connection from `source` (any 127/8 address is loopback on Linux).
+async fn connect_from(source: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Reads until the peer closes (or `limit`); returns what was read and whether it closed.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: std::time::Duration) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_limited_in_all_and_per_client_address() {
+    use tokio::io::AsyncWriteExt;
+    let web = HttpBackend::start("web");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+         limits: {{max_connections: 5, max_connections_per_ip: 3}}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
+        web.addr()
+    );
+    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let short = std::time::Duration::from_millis(300);
+
+    // Three idle connections from 127.0.0.1 are held open; the fourth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        assert!(!read_until_closed(&mut s, short).await.1, "an admitted connection stays open");
+        held.push(s);
+    }
+    let mut fourth = connect_from("127.0.0.1", addr).await;
+    let _ = fourth.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (bytes, closed) = read_until_closed(&mut fourth, std::time::Duration::from_secs(5)).await;
+    assert!(closed && bytes.is_empty(), "over the per-address limit: closed unanswered, got {:?}", String::from_utf8_lossy(&bytes));
+
+    // Another address still gets in, up to the total of 5.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    other.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut first_answer = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut other, &mut first_answer).await.unwrap();
+    assert_eq!(&first_answer, b"HTTP/1.1 200");
+    let mut fifth = connect_from("127.0.0.3", addr).await;
+    fifth.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut fifth, &mut first_answer).await.unwrap(); // admitted before the sixth arrives
+    assert_eq!(&first_answer, b"HTTP/1.1 200");
+    let mut sixth = connect_from("127.0.0.4", addr).await;
+    let (bytes, closed) = read_until_closed(&mut sixth, std::time::Duration::from_secs(5)).await;
+    assert!(closed && bytes.is_empty(), "over the total: closed");
+
+    // Closing frees the place: 127.0.0.1 is served again.
+    drop(held.pop());
+    drop(other);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let (bytes, _) = read_until_closed(&mut s, std::time::Duration::from_secs(5)).await;
+        if bytes.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the place of a closed connection never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let metrics = gw_metrics(maddr, &held).await;
+    assert!(refusals(&metrics, "connections_per_ip") >= 1.0, "{metrics}");
+    assert!(refusals(&metrics, "connections") >= 1.0);
+    assert_eq!(gw.log().matches("limit `connections_per_ip` reached").count(), 1);
+}
+
+/// The metrics page, read from an address of its own (the proxy's limits do not apply to it).
+async fn gw_metrics(maddr: SocketAddr, _keep_open: &[tokio::net::TcpStream]) -> String {
+    get(maddr, "x", "/metrics").await.2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickling_in_past_the_header_timeout_gets_408() {
+    use tokio::io::AsyncWriteExt;
+    let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+         limits: {{header_timeout: 1s}}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
+         routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
+        web.addr(),
+        chat.addr()
+    );
+    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+
+    // A byte every 100 ms: each read is quick, the head as a whole is not.
+    let started = std::time::Instant::now();
+    let mut slow = connect_from("127.0.0.1", addr).await;
+    let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut sent = 0;
+    for byte in head.iter() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if started.elapsed() > std::time::Duration::from_secs(3) {
+            break;
+        }
+    }
+    let (bytes, closed) = read_until_closed(&mut slow, std::time::Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&bytes);
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "got {answer:?} after sending {sent} bytes");
+    assert!(closed, "closed after the 408");
+    assert!(sent < head.len(), "cut off before the head was complete ({sent} of {} bytes)", head.len());
+    let elapsed = started.elapsed();
+    assert!(elapsed >= std::time::Duration::from_millis(900) && elapsed < std::time::Duration::from_secs(3), "{elapsed:?}");
+
+    // A silent connection gets the same after the timeout.
+    let mut silent = connect_from("127.0.0.1", addr).await;
+    let (bytes, closed) = read_until_closed(&mut silent, std::time::Duration::from_secs(5)).await;
+    assert!(closed && bytes.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&bytes));
+
+    // The deadline is for the first head only: an idle keep-alive connection and an idle
+    // WebSocket session outlive it.
+    let mut keep = connect_from("127.0.0.1", addr).await;
+    keep.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut status = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut keep, &mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // longer than header_timeout, on purpose
+    assert_eq!(ws_echo_text(&mut ws, "still here").await, "still here");
+    let (bytes, closed) = read_until_closed(&mut keep, std::time::Duration::from_millis(100)).await;
+    assert!(!closed, "the idle keep-alive connection was cut: {:?}", String::from_utf8_lossy(&bytes));
+
+    let (_, _, text) = get(maddr, "x", "/metrics").await;
+    assert_eq!(refusals(&text, "header_timeout"), 2.0, "{text}");
+    let log = gw.log();
+    assert_eq!(log.matches("limit `header_timeout` reached").count(), 1);
+    assert!(!log.contains("while reading request headers"), "Pingora's per-connection error line is kept at debug level:\n{log}");
+}

@@ -36,6 +36,12 @@ pub struct LimitsConfig {
     pub max_websocket_sessions: usize,
     pub max_request_header_bytes: usize,
     pub max_request_headers: usize,
+    /// Downstream connections open at once (TCP or TLS), all clients together.
+    pub max_connections: usize,
+    /// Downstream connections one client address may have open at once.
+    pub max_connections_per_ip: usize,
+    /// Time a new connection has to send its first request's complete head (408 after).
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

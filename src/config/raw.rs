@@ -61,6 +61,12 @@ pub struct RawLimits {
     pub max_request_header_bytes: Option<usize>,
     #[serde(default)]
     pub max_request_headers: Option<usize>,
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub max_connections_per_ip: Option<usize>,
+    #[serde(default)]
+    pub header_timeout: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -77,7 +77,13 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         max_websocket_sessions: limit(|l| l.max_websocket_sessions, "max_websocket_sessions", 100_000, &mut problems),
         max_request_header_bytes: limit(|l| l.max_request_header_bytes, "max_request_header_bytes", 32 * 1024, &mut problems),
         max_request_headers: limit(|l| l.max_request_headers, "max_request_headers", 100, &mut problems),
+        max_connections: limit(|l| l.max_connections, "max_connections", 10_000, &mut problems),
+        max_connections_per_ip: limit(|l| l.max_connections_per_ip, "max_connections_per_ip", 1_024, &mut problems),
+        header_timeout: raw_limits.and_then(|l| l.header_timeout).map_or(Duration::from_secs(10), |d| d.0),
     };
+    if limits.header_timeout.is_zero() {
+        problems.push((root.key("limits").key("header_timeout"), "must be longer than 0s".into()));
+    }
 
     let explicit_window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
 

@@ -1,0 +1,258 @@
+//! The connection gate: what a downstream connection goes through before Pingora's HTTP
+//! layer reads from it (after the TLS handshake on TLS listeners).
+//!
+//! - It counts connections, in all and per client address, and closes those over
+//!   `limits.max_connections` / `limits.max_connections_per_ip` at once.
+//! - It gives the first request's head `limits.header_timeout` in all, however slowly it
+//!   trickles in (slowloris): then the client gets a 408 and the connection is closed.
+//!   Pingora itself only bounds each single read (60 s), which a byte a minute never hits.
+//!
+//! Both live in a wrapper around the connection's stream, so the connection's place under
+//! the limits is released exactly when the stream is dropped, also when a WebSocket
+//! session has taken the stream out of Pingora's HTTP session.
+
+use crate::limits::{Admitted, Limits, Refusal};
+use crate::live::Live;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN};
+use pingora::server::ShutdownWatch;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Wraps the proxy application (`HttpProxy`) so every connection passes the gate first.
+pub struct GatedApp<A> {
+    pub inner: Arc<A>,
+    pub limits: Arc<Limits>,
+    pub live: Arc<Live>,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let snapshot = self.live.snapshot();
+        let config = &snapshot.config.limits;
+        let ip = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        // Over a limit: dropping the stream closes the connection before anything is read.
+        let admitted = self.limits.admit_connection(config, ip).ok()?;
+        let gated = GatedStream::new(stream, admitted, config.header_timeout, self.limits.clone());
+        self.inner.process_new(Box::new(gated), shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+/// Sent when the first request's head is not complete in time; written without waiting
+/// (it fits any socket buffer) because the connection is closed right after.
+const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\nrequest header timeout\r\n";
+
+/// A downstream stream holding its place under the connection limits, with the deadline
+/// of the first request's head while that is still being read.
+#[derive(Debug)]
+pub struct GatedStream {
+    inner: Stream,
+    head: Option<HeadDeadline>,
+    _admitted: Admitted,
+}
+
+impl GatedStream {
+    pub fn new(inner: Stream, admitted: Admitted, header_timeout: Duration, limits: Arc<Limits>) -> GatedStream {
+        let head = HeadDeadline { timer: Box::pin(tokio::time::sleep(header_timeout)), end: HeadEnd::default(), limits };
+        GatedStream { inner, head: Some(head), _admitted: admitted }
+    }
+}
+
+struct HeadDeadline {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    end: HeadEnd,
+    limits: Arc<Limits>,
+}
+
+impl std::fmt::Debug for HeadDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadDeadline").field("end", &self.end).finish()
+    }
+}
+
+/// Finds where a request head ends (its first empty line) in bytes that arrive in pieces.
+/// Line ends may be CRLF or a bare LF, as Pingora's parser accepts both; empty lines
+/// before the request line are skipped (RFC 9112 §2.2), so they cannot end the head early.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeadEnd {
+    seen_content: bool,
+    line_empty: bool,
+}
+
+impl HeadEnd {
+    /// Feeds the next bytes; true once the head is complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            match b {
+                b'\n' if self.seen_content && self.line_empty => return true,
+                b'\n' => self.line_empty = true,
+                b'\r' => {}
+                _ => {
+                    self.seen_content = true;
+                    self.line_empty = false;
+                }
+            }
+        }
+        false
+    }
+}
+
+impl AsyncRead for GatedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(head) = &mut this.head {
+            // Polled with the reader's waker, so a reader parked on a silent client is
+            // woken when the deadline passes.
+            if head.timer.as_mut().poll(cx).is_ready() {
+                head.limits.refuse(Refusal::HeaderTimeout);
+                let _ = Pin::new(&mut this.inner).poll_write(cx, HEADER_TIMEOUT_RESPONSE);
+                let _ = Pin::new(&mut this.inner).poll_flush(cx);
+                this.head = None;
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request header timeout")));
+            }
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(head)) = (&polled, &mut this.head) {
+            if head.end.feed(&buf.filled()[before..]) {
+                this.head = None;
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for GatedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+// Everything else Pingora asks of a stream is the wrapped stream's.
+
+#[async_trait]
+impl Shutdown for GatedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for GatedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GatedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GatedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GatedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for GatedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for GatedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadEnd;
+
+    fn ends_at(input: &[u8]) -> Option<usize> {
+        let mut end = HeadEnd::default();
+        (0..input.len()).find(|&i| end.feed(&input[i..i + 1])).map(|i| i + 1)
+    }
+
+    #[test]
+    fn finds_the_end_of_a_head_fed_in_any_pieces() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody";
+        assert_eq!(ends_at(req), Some(req.len() - 4));
+        for split in 0..req.len() {
+            let mut end = HeadEnd::default();
+            let done = end.feed(&req[..split]) || end.feed(&req[split..]);
+            assert!(done, "split at {split}");
+        }
+        assert_eq!(ends_at(b"GET / HTTP/1.1\nHost: a\n\n"), Some(24), "bare LF line ends");
+    }
+
+    #[test]
+    fn leading_empty_lines_and_partial_heads_do_not_end_it() {
+        assert_eq!(ends_at(b"\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(ends_at(b"GET / HTTP/1.1\r\nHost: a\r\n\r"), None);
+        assert_eq!(ends_at(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), Some(22));
+    }
+}
