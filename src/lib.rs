@@ -21,5 +21,6 @@ pub mod ready;
 pub mod responses;
 pub mod routing;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod websocket;

@@ -5,7 +5,8 @@
 //! to the end, so open sessions continue untouched on what they started with while new
 //! requests follow the new config at once. Pools keep their health registry across reloads
 //! when their name and health-check settings stay, so a backend that stays keeps its health.
-//! What needs new sockets (listeners, TLS certificates, the metrics listener, `server:`,
+//! TLS certificates are reloaded too (new handshakes get the new ones). What needs new
+//! sockets (listener addresses, TLS on/off, HTTP/2 offer, the metrics listener, `server:`,
 //! `access_log`, `drain`) is refused by a reload and reported as needing an upgrade.
 
 use crate::config::{self, model::Discovery, Config};
@@ -13,6 +14,7 @@ use crate::health;
 use crate::metrics::Metrics;
 use crate::ready::Readiness;
 use crate::routing::Router;
+use crate::tls::ListenerCertificates;
 use crate::upstream::{initial_backends, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -57,6 +59,7 @@ pub struct Live {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     entries: Mutex<HashMap<String, PoolEntry>>,
+    certificates: Arc<ListenerCertificates>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,10 +82,10 @@ impl ReloadOutcome {
 impl Live {
     /// Builds the first snapshot (blocking: DNS pools resolve here). Background tasks start
     /// with `LiveService`.
-    pub fn new(config: Arc<Config>, config_path: PathBuf, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Arc<Live> {
+    pub fn new(config: Arc<Config>, config_path: PathBuf, metrics: Arc<Metrics>, readiness: Arc<Readiness>, certificates: Arc<ListenerCertificates>) -> Arc<Live> {
         let mut entries = HashMap::new();
         let snapshot = build(config, &mut entries, &metrics, &readiness);
-        Arc::new(Live { current: ArcSwap::from_pointee(snapshot), config_path, metrics, readiness, entries: Mutex::new(entries) })
+        Arc::new(Live { current: ArcSwap::from_pointee(snapshot), config_path, metrics, readiness, entries: Mutex::new(entries), certificates })
     }
 
     /// The snapshot for a new request.
@@ -103,6 +106,16 @@ impl Live {
         let blockers = needs_upgrade(&self.snapshot().config, &config);
         if !blockers.is_empty() {
             return self.finish(ReloadOutcome::NeedsUpgrade(blockers));
+        }
+        // Certificates first: if one fails to load now (a file replaced since validation),
+        // nothing at all changes.
+        if config.listeners != self.snapshot().config.listeners {
+            let (certificates, listeners) = (self.certificates.clone(), config.listeners.clone());
+            match tokio::task::spawn_blocking(move || certificates.reload(&listeners)).await {
+                Ok(Ok(())) => info!("reload: TLS certificates replaced; new handshakes use them, open connections keep theirs"),
+                Ok(Err(e)) => return self.finish(ReloadOutcome::Invalid(format!("TLS certificates: {e}"))),
+                Err(e) => return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}"))),
+            }
         }
         let this = self.clone();
         let built = tokio::task::spawn_blocking(move || {
@@ -205,8 +218,10 @@ fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics:
 /// The parts of a config that a reload cannot change in place.
 fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut what = Vec::new();
-    if old.listeners != new.listeners {
-        what.push("listeners (or their TLS certificates)");
+    // Certificates may change (they are reloaded); what the sockets are may not.
+    let sockets = |c: &Config| c.listeners.iter().map(|l| (l.address, l.tls.as_ref().map(|t| t.http2))).collect::<Vec<_>>();
+    if sockets(old) != sockets(new) {
+        what.push("listeners (addresses, TLS on or off, http2)");
     }
     if old.metrics != new.metrics {
         what.push("metrics");
@@ -266,7 +281,7 @@ mod tests {
         let base = parse(BASE);
         assert!(needs_upgrade(&base, &parse(&BASE.replace("127.0.0.1:1", "127.0.0.1:2"))).is_empty());
         assert!(needs_upgrade(&base, &parse(&format!("{BASE}  - {{path_prefix: /x, upstream: a}}\n"))).is_empty());
-        assert_eq!(needs_upgrade(&base, &parse(&BASE.replace("8080", "8081"))), ["listeners (or their TLS certificates)"]);
+        assert_eq!(needs_upgrade(&base, &parse(&BASE.replace("8080", "8081"))), ["listeners (addresses, TLS on or off, http2)"]);
         assert_eq!(needs_upgrade(&base, &parse(&format!("server: {{threads: 4}}\n{BASE}"))), ["server"]);
         assert_eq!(needs_upgrade(&base, &parse(&format!("drain: {{window: 5s}}\n{BASE}"))), ["server", "drain"]);
     }

@@ -7,6 +7,7 @@ use crate::ready::{Readiness, ReadyService};
 use crate::config::Config;
 use crate::connections::GatedApp;
 use crate::limits::Limits;
+use crate::tls::ListenerCertificates;
 use crate::drain::{Drain, DrainService};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -47,7 +48,14 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     };
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new(config.upstreams.len());
-    let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone());
+    let certificates = match ListenerCertificates::load(&config.listeners) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            error!("TLS certificates: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone(), certificates.clone());
     server.add_service(background_service("wsgate live config", LiveService { live: live.clone() }));
 
     let drain = Drain::new(config.drain_window);
@@ -56,7 +64,7 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let limits = Arc::new(Limits::new(metrics.clone()));
     let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain);
     let proxy = GatedApp { inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), limits, live };
-    let Some(proxy) = proxy_service(proxy, &config) else { return ExitCode::FAILURE };
+    let Some(proxy) = proxy_service(proxy, &config, &certificates) else { return ExitCode::FAILURE };
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
         let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
@@ -75,28 +83,29 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     server.run_forever()
 }
 
-fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, config: &Config) -> Option<ListeningService<GatedApp<HttpProxy<Gateway>>>> {
+fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, config: &Config, certificates: &ListenerCertificates) -> Option<ListeningService<GatedApp<HttpProxy<Gateway>>>> {
     let mut proxy = ListeningService::new("wsgate proxy".to_string(), app);
     for listener in &config.listeners {
         let address = listener.address.to_string();
         // No L4 read buffer: Pingora's HTTP layer reads into its own buffer anyway, and an
         // idle WebSocket session would otherwise keep 64 KiB of it (bench/RESULTS.md).
         let endpoint = ListenerConfig::tcp(address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
-        match &listener.tls {
-            None => proxy.add_listener(endpoint),
-            Some(files) => {
-                let mut settings = match TlsSettings::intermediate(&files.cert.display().to_string(), &files.key.display().to_string()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        error!("TLS listener {address}: {e}");
-                        return None;
-                    }
-                };
+        match (&listener.tls, certificates.resolver(&listener.address)) {
+            (None, _) => proxy.add_listener(endpoint),
+            (Some(tls), Some(resolver)) => {
+                // Certificates come from the resolver, chosen by SNI at each handshake;
+                // the paths given here are unused.
+                let Ok(mut settings) = TlsSettings::intermediate("", "") else { return None };
+                settings.set_cert_resolver(resolver);
                 // TLS 1.2 and 1.3 only (Pingora's rustls acceptor), rustls's modern suites.
-                if files.http2 {
+                if tls.http2 {
                     settings.enable_h2();
                 }
                 proxy.add_listener(endpoint.tls(settings));
+            }
+            (Some(_), None) => {
+                error!("TLS listener {address}: certificates not loaded");
+                return None;
             }
         }
         info!("listening on {address}{}", if listener.tls.is_some() { " (TLS)" } else { "" });

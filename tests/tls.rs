@@ -65,3 +65,73 @@ async fn tls_listeners_offer_http2_for_plain_http() {
     assert_eq!(response.headers().get("x-backend").unwrap(), "web");
     assert_eq!(web.last_request().unwrap().path, "/over-h2");
 }
+
+/// The certificate wsgate presented in a handshake with `server_name` (a DNS name, or an
+/// IP address: then the client sends no SNI), verified against `trust`.
+async fn served_cert(addr: std::net::SocketAddr, server_name: &str, trust: &std::path::Path) -> Vec<u8> {
+    let tls = tls_connect(addr, server_name, trust).await.unwrap_or_else(|e| panic!("TLS handshake as {server_name}: {e}"));
+    tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
+}
+
+fn der_of(pem: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::pem_file_iter(pem).unwrap().next().unwrap().unwrap().as_ref().to_vec()
+}
+
+fn trust_file(dir: &std::path::Path, name: &str, certs: &[&std::path::Path]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, certs.iter().map(|c| std::fs::read_to_string(c).unwrap()).collect::<String>()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_chosen_by_sni_and_reloaded_without_dropping_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let (a_cert, _) = write_cert(&path, "a-", "a.test", "DNS:a.test,IP:127.0.0.1");
+    let (b_cert, _) = write_cert(&path, "b-", "b.test", "DNS:b.test,DNS:*.b.test");
+    let trust = trust_file(&path, "trust.pem", &[&a_cert, &b_cert]);
+    let chat = WsBackend::start("chat");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\n    tls:\n      cert: a-cert.pem\n      key: a-key.pem\n      certificates:\n        - {{cert: b-cert.pem, key: b-key.pem}}\n\
+         metrics: {{address: 127.0.0.1:{mport}}}\n\
+         upstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - {{upstream: chat}}\n",
+        chat.addr()
+    );
+    let gw = Wsgate::start_in(dir, &yaml);
+    gw.wait_port(port);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    assert_eq!(served_cert(addr, "a.test", &trust).await, der_of(&a_cert));
+    assert_eq!(served_cert(addr, "b.test", &trust).await, der_of(&b_cert));
+    assert_eq!(served_cert(addr, "x.b.test", &trust).await, der_of(&b_cert), "wildcard name");
+    assert_eq!(served_cert(addr, "127.0.0.1", &trust).await, der_of(&a_cert), "no SNI: the first certificate");
+
+    // A WebSocket session over the b certificate, open across the reloads below.
+    let tls = tls_connect(addr, "b.test", &trust).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://b.test/chat", tls).await.unwrap();
+    assert_eq!(ws_echo_text(&mut ws, "before").await, "before");
+
+    // Renewed at the same paths, then SIGHUP: new handshakes get the new certificate.
+    let old_b = der_of(&b_cert);
+    write_cert(&path, "b-", "b.test", "DNS:b.test,DNS:*.b.test");
+    assert_ne!(der_of(&b_cert), old_b);
+    let trust = trust_file(&path, "trust2.pem", &[&a_cert, &b_cert]);
+    gw.signal("HUP");
+    assert!(gw.wait_log_contains("TLS certificates replaced", std::time::Duration::from_secs(10)), "{}", gw.log());
+    assert_eq!(served_cert(addr, "b.test", &trust).await, der_of(&b_cert));
+    assert_eq!(ws_echo_text(&mut ws, "after the reload").await, "after the reload", "the open session continues");
+
+    // A broken certificate file: the reload is refused and the certificates in use stay.
+    let renewed = der_of(&b_cert);
+    std::fs::write(&b_cert, "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n").unwrap();
+    gw.signal("HUP");
+    assert!(gw.wait_log_contains("is invalid, nothing changed", std::time::Duration::from_secs(10)), "{}", gw.log());
+    assert!(gw.log().contains("listeners[0].tls.certificates[0].cert"), "the error names the key:\n{}", gw.log());
+    assert_eq!(served_cert(addr, "b.test", &trust).await, renewed);
+    assert_eq!(ws_echo_text(&mut ws, "still").await, "still");
+    let (_, _, metrics) = get(format!("127.0.0.1:{mport}").parse().unwrap(), "x", "/metrics").await;
+    assert!(metrics.contains("wsgate_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("wsgate_config_reloads_total{result=\"invalid\"} 1"), "{metrics}");
+}

@@ -61,18 +61,24 @@ pub struct AccessLogConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub address: SocketAddr,
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<ListenerTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Hash of both files' contents when loaded: a reload that would change a certificate
-    /// needs an upgrade (the TLS acceptor is built with the listener).
+pub struct ListenerTls {
+    /// Chosen by the client's SNI; the first is the default (no SNI, or no match).
+    pub certificates: Vec<CertFiles>,
+    /// Hash of every certificate and key file's contents when loaded, so a reload sees
+    /// renewed files even at the same paths.
     pub fingerprint: u64,
     /// Offer HTTP/2 by ALPN (WebSocket stays on HTTP/1.1 connections).
     pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -39,7 +39,7 @@ fn the_issue_example_is_accepted_with_its_values() {
     assert_eq!(c.server.grace_period_seconds, Some(10));
     assert_eq!(c.drain_window, Duration::from_secs(9), "the window fits in the grace period");
     assert_eq!(c.listeners.len(), 2);
-    assert!(c.listeners[1].tls.as_ref().unwrap().cert.ends_with("conf/tls/cert.pem"));
+    assert!(c.listeners[1].tls.as_ref().unwrap().certificates[0].cert.ends_with("conf/tls/cert.pem"));
     assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
     let chat = c.upstreams.iter().find(|u| u.name == "chat").unwrap();
     assert_eq!(chat.backends[1].weight, 2);
@@ -198,4 +198,21 @@ fn wildcard_hosts_and_prefixes_are_normalized() {
     let c = parse_str(&text).unwrap();
     assert_eq!(c.routes[0].host, Some(HostPattern::WildcardSuffix(".example.com".into())));
     assert_eq!(c.routes[0].path_prefix, "/api");
+}
+
+#[test]
+fn tls_listeners_take_several_certificates_and_name_the_bad_one() {
+    let tls = |body: &str| format!("listeners:\n  - address: 127.0.0.1:8443\n    tls: {body}\nupstreams:\n  a: {{backends: [127.0.0.1:1]}}\nroutes:\n  - upstream: a\n");
+    let ok = parse(&tls("{cert: tls/cert.pem, key: tls/key.pem, certificates: [{cert: tls/cert.pem, key: tls/key.pem}]}"), "t.yaml", &conf_dir()).unwrap();
+    assert_eq!(ok.listeners[0].tls.as_ref().unwrap().certificates.len(), 2);
+    let only_list = parse(&tls("{certificates: [{cert: tls/cert.pem, key: tls/key.pem}], http2: false}"), "t.yaml", &conf_dir()).unwrap();
+    assert!(!only_list.listeners[0].tls.as_ref().unwrap().http2);
+
+    let e = parse(&tls("{cert: tls/cert.pem}"), "t.yaml", &conf_dir()).unwrap_err().0;
+    assert_eq!((e[0].key.as_str(), e[0].message.as_str()), ("listeners[0].tls.key", "`cert` needs its `key`"));
+    let e = parse(&tls("{http2: true}"), "t.yaml", &conf_dir()).unwrap_err().0;
+    assert_eq!(e[0].key, "listeners[0].tls");
+    let e = parse(&tls("{cert: tls/cert.pem, key: tls/key.pem, certificates: [{cert: tls/cert.pem, key: tls/key.pem}, {cert: tls/none.pem, key: tls/key.pem}]}"), "t.yaml", &conf_dir()).unwrap_err().0;
+    assert_eq!(e[0].key, "listeners[0].tls.certificates[1].cert", "{}", e[0]);
+    assert!(e[0].message.contains("none.pem"), "{}", e[0]);
 }

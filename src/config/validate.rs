@@ -220,57 +220,45 @@ fn listeners(raw: &[raw::RawListener], base_dir: &Path, path: &KeyPath, problems
             problems.push((item.key("address"), format!("duplicate listener {address}")));
             continue;
         }
-        let tls = l.tls.as_ref().and_then(|t| {
-            let mut files = TlsFiles { cert: resolve_path(base_dir, &t.cert), key: resolve_path(base_dir, &t.key), fingerprint: 0, http2: t.http2.unwrap_or(true) };
-            check_tls_files(&files, &item.key("tls"), problems).then(|| {
-                files.fingerprint = fingerprint(&[&files.cert, &files.key]);
-                files
-            })
-        });
+        let tls = l.tls.as_ref().and_then(|t| listener_tls(t, base_dir, &item.key("tls"), problems));
         out.push(Listener { address, tls });
     }
     out
 }
 
-/// Pingora's rustls acceptor panics on unreadable PEM files, so load them here first.
-pub fn check_tls_files(files: &TlsFiles, path: &KeyPath, problems: &mut Problems) -> bool {
-    let mut ok = true;
-    for (key, file) in [("cert", &files.cert), ("key", &files.key)] {
-        if let Err(e) = std::fs::metadata(file) {
-            problems.push((path.key(key), format!("cannot read {}: {e}", file.display())));
-            ok = false;
+/// A TLS listener's certificates: `cert`/`key` first (the default), then `certificates`,
+/// each loaded here so a bad file is a config error naming its key, not a failed start.
+fn listener_tls(raw: &raw::RawTls, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Option<ListenerTls> {
+    let mut pairs = Vec::new();
+    match (&raw.cert, &raw.key) {
+        (Some(cert), Some(key)) => pairs.push((path.clone(), cert, key)),
+        (None, None) => {}
+        (Some(_), None) => problems.push((path.key("key"), "`cert` needs its `key`".into())),
+        (None, Some(_)) => problems.push((path.key("cert"), "`key` needs its `cert`".into())),
+    }
+    for (i, pair) in raw.certificates.iter().flatten().enumerate() {
+        pairs.push((path.key("certificates").index(i), &pair.cert, &pair.key));
+    }
+    if pairs.is_empty() {
+        if raw.cert.is_none() && raw.key.is_none() {
+            problems.push((path.clone(), "a TLS listener needs `cert` and `key`, or `certificates`".into()));
+        }
+        return None;
+    }
+    let before = problems.len();
+    let mut certificates = Vec::new();
+    for (at, cert, key) in pairs {
+        let files = CertFiles { cert: resolve_path(base_dir, cert), key: resolve_path(base_dir, key) };
+        match crate::tls::load(&files.cert, &files.key) {
+            Ok(_) => certificates.push(files),
+            Err((which, message)) => problems.push((at.key(which), message)),
         }
     }
-    if !ok {
-        return false;
+    if problems.len() > before {
+        return None;
     }
-    let (cert, key) = (files.cert.display().to_string(), files.key.display().to_string());
-    let loaded = std::panic::catch_unwind(|| pingora::tls::load_certs_and_key_files(&cert, &key));
-    match loaded {
-        Ok(Ok(Some((certs, key_der)))) => {
-            pingora::tls::install_default_crypto_provider();
-            let built = pingora::tls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(certs, key_der);
-            if let Err(e) = built {
-                problems.push((path.key("key"), format!("certificate and key do not form a usable pair: {e}")));
-                return false;
-            }
-            true
-        }
-        Ok(Ok(None)) => {
-            problems.push((path.key("cert"), format!("no PEM certificate in {cert} or no PEM private key in {key}")));
-            false
-        }
-        Ok(Err(e)) => {
-            problems.push((path.key("cert"), format!("cannot load {cert} / {key}: {e}")));
-            false
-        }
-        Err(_) => {
-            problems.push((path.key("cert"), format!("cannot parse {cert} / {key} as PEM")));
-            false
-        }
-    }
+    let files: Vec<&Path> = certificates.iter().flat_map(|c| [c.cert.as_path(), c.key.as_path()]).collect();
+    Some(ListenerTls { fingerprint: fingerprint(&files), certificates, http2: raw.http2.unwrap_or(true) })
 }
 
 fn fingerprint(files: &[&Path]) -> u64 {

@@ -338,8 +338,14 @@ where
 /// SAN DNS:localhost + IP:127.0.0.1, CA:FALSE (so rustls/webpki accepts it as a
 /// trusted end-entity certificate), valid 2 days. Uses the `openssl` CLI.
 pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
+    write_cert(dir, "", "localhost", "DNS:localhost,IP:127.0.0.1")
+}
+
+/// Writes `<stem>cert.pem` / `<stem>key.pem` like [`write_self_signed_cert`], for the
+/// given common name and subjectAltName list (e.g. `DNS:a.test,DNS:*.a.test`).
+pub fn write_cert(dir: &Path, stem: &str, common_name: &str, san: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{stem}cert.pem"));
+    let key = dir.join(format!("{stem}key.pem"));
     let out = std::process::Command::new("openssl")
         .args([
             "req",
@@ -350,9 +356,10 @@ pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
             "-days",
             "2",
             "-subj",
-            "/CN=localhost",
         ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg(format!("/CN={common_name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName={san}"))
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)

@@ -1,0 +1,206 @@
+//! Certificates of TLS listeners: several per listener, chosen by the client's SNI, and
+//! replaceable by a reload (SIGHUP) without touching open connections.
+//!
+//! Each TLS listener's rustls acceptor asks its `SniResolver` for a certificate during
+//! every handshake; the resolver reads a `CertStore` that a reload swaps atomically.
+//! Handshakes already done keep the certificate they got, so open sessions continue.
+
+use crate::config::model::{CertFiles, Listener};
+use arc_swap::ArcSwap;
+use pingora::tls::sign::CertifiedKey;
+use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A certificate (with its chain and key) and the DNS names it is for.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    /// Lower-case subject alternative DNS names (or the common name if it has none);
+    /// wildcards stay as `*.example.com`.
+    pub names: Vec<String>,
+}
+
+/// Which file a loading problem is about (`cert` or `key`), and what it is.
+pub type LoadError = (&'static str, String);
+
+/// Loads a PEM certificate chain and its private key, and checks that they belong together.
+pub fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
+    for (which, file) in [("cert", cert), ("key", key)] {
+        if let Err(e) = std::fs::metadata(file) {
+            return Err((which, format!("cannot read {}: {e}", file.display())));
+        }
+    }
+    let (cert_name, key_name) = (cert.display().to_string(), key.display().to_string());
+    // Pingora's PEM loader panics on some malformed input: a config mistake must not.
+    let loaded = std::panic::catch_unwind(|| pingora::tls::load_certs_and_key_files(&cert_name, &key_name));
+    let (chain, key_der) = match loaded {
+        Ok(Ok(Some(pair))) => pair,
+        Ok(Ok(None)) => return Err(("cert", format!("no PEM certificate in {cert_name} or no PEM private key in {key_name}"))),
+        Ok(Err(e)) => return Err(("cert", format!("cannot load {cert_name} / {key_name}: {e}"))),
+        Err(_) => return Err(("cert", format!("cannot parse {cert_name} / {key_name} as PEM"))),
+    };
+    let names = chain.first().map(|leaf| dns_names(leaf.as_ref())).unwrap_or_default();
+    pingora::tls::install_default_crypto_provider();
+    let provider = CryptoProvider::get_default().ok_or(("key", "no TLS crypto provider".to_string()))?;
+    let key = CertifiedKey::from_der(chain, key_der, provider).map_err(|e| match e {
+        RusTlsError::InvalidCertificate(_) => ("cert", format!("cannot use the certificate in {cert_name}: {e}")),
+        _ => ("key", format!("certificate and key do not form a usable pair: {e}")),
+    })?;
+    Ok(LoadedCert { key: Arc::new(key), names })
+}
+
+/// The DNS names of a DER certificate: its subject alternative names, else its common name.
+fn dns_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let mut names: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase));
+    }
+    names
+}
+
+/// One listener's certificates: looked up by exact name, then by wildcard (`*.example.com`
+/// covers `a.example.com`, not `example.com` nor `a.b.example.com`), else the first one.
+#[derive(Debug)]
+pub struct CertStore {
+    default: Arc<CertifiedKey>,
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    /// The first certificate is the default; a name claimed by two certificates goes to
+    /// the first that claims it.
+    pub fn new(certs: Vec<LoadedCert>) -> Option<CertStore> {
+        let default = certs.first()?.key.clone();
+        let (mut exact, mut wildcard) = (HashMap::new(), HashMap::new());
+        for cert in &certs {
+            for name in &cert.names {
+                match name.strip_prefix("*.") {
+                    Some(parent) => wildcard.entry(parent.to_string()).or_insert_with(|| cert.key.clone()),
+                    None => exact.entry(name.clone()).or_insert_with(|| cert.key.clone()),
+                };
+            }
+        }
+        Some(CertStore { default, exact, wildcard })
+    }
+
+    pub fn lookup(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
+        let Some(name) = server_name else { return &self.default };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(key) = self.exact.get(&name) {
+            return key;
+        }
+        name.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)).unwrap_or(&self.default)
+    }
+}
+
+/// What rustls asks during each handshake.
+#[derive(Debug)]
+pub struct SniResolver {
+    store: ArcSwap<CertStore>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.store.load().lookup(hello.server_name()).clone())
+    }
+}
+
+/// The resolvers of all TLS listeners, by listener address.
+#[derive(Debug, Default)]
+pub struct ListenerCertificates {
+    resolvers: HashMap<SocketAddr, Arc<SniResolver>>,
+}
+
+impl ListenerCertificates {
+    /// Loads every TLS listener's certificates.
+    pub fn load(listeners: &[Listener]) -> Result<ListenerCertificates, String> {
+        let stores = load_stores(listeners)?;
+        let resolvers = stores.into_iter().map(|(address, store)| (address, Arc::new(SniResolver { store: ArcSwap::from_pointee(store) }))).collect();
+        Ok(ListenerCertificates { resolvers })
+    }
+
+    pub fn resolver(&self, address: &SocketAddr) -> Option<Arc<SniResolver>> {
+        self.resolvers.get(address).cloned()
+    }
+
+    /// Loads the certificates of `listeners` (the same addresses as at start) and, only if
+    /// all of them load, puts them in place for new handshakes.
+    pub fn reload(&self, listeners: &[Listener]) -> Result<(), String> {
+        let stores = load_stores(listeners)?;
+        for (address, store) in stores {
+            match self.resolvers.get(&address) {
+                Some(resolver) => resolver.store.store(Arc::new(store)),
+                None => return Err(format!("listener {address} has no TLS acceptor to reload")),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_stores(listeners: &[Listener]) -> Result<Vec<(SocketAddr, CertStore)>, String> {
+    let mut stores = Vec::new();
+    for listener in listeners {
+        let Some(tls) = &listener.tls else { continue };
+        let certs = tls.certificates.iter().map(|CertFiles { cert, key }| load(cert, key).map_err(|(_, e)| e)).collect::<Result<Vec<_>, _>>()?;
+        let store = CertStore::new(certs).ok_or_else(|| format!("listener {} has no certificate", listener.address))?;
+        stores.push((listener.address, store));
+    }
+    Ok(stores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(names: &[&str]) -> LoadedCert {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls");
+        let mut cert = load(&conf.join("cert.pem"), &conf.join("key.pem")).expect("the demo certificate loads");
+        cert.names = names.iter().map(|n| n.to_string()).collect();
+        // A distinct key object per test certificate, so lookups can be told apart.
+        cert.key = Arc::new((*cert.key).clone());
+        cert
+    }
+
+    #[test]
+    fn the_demo_certificate_names_localhost() {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls");
+        assert!(load(&conf.join("cert.pem"), &conf.join("key.pem")).unwrap().names.contains(&"localhost".to_string()));
+        let missing = load(&conf.join("missing.pem"), &conf.join("key.pem")).unwrap_err();
+        assert_eq!(missing.0, "cert");
+        let swapped = load(&conf.join("key.pem"), &conf.join("cert.pem")).unwrap_err();
+        assert_eq!(swapped.0, "cert", "{swapped:?}");
+    }
+
+    #[test]
+    fn lookup_prefers_exact_then_wildcard_then_the_first_certificate() {
+        let (a, b, c) = (loaded(&["a.test"]), loaded(&["b.test", "*.b.test"]), loaded(&["*.b.test", "c.test"]));
+        let store = CertStore::new(vec![a.clone(), b.clone(), c.clone()]).unwrap();
+        let is = |name: Option<&str>, want: &LoadedCert| Arc::ptr_eq(store.lookup(name), &want.key);
+        assert!(is(Some("a.test"), &a));
+        assert!(is(Some("A.Test."), &a), "case and a trailing dot do not matter");
+        assert!(is(Some("b.test"), &b));
+        assert!(is(Some("x.b.test"), &b), "the first certificate claiming a name gets it");
+        assert!(is(Some("c.test"), &c));
+        assert!(is(Some("x.y.b.test"), &a), "a wildcard covers one label only");
+        assert!(is(Some("unknown.test"), &a));
+        assert!(is(None, &a), "no SNI: the first certificate");
+        assert!(CertStore::new(Vec::new()).is_none());
+    }
+}
