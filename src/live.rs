@@ -120,9 +120,9 @@ impl Live {
         let this = self.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut entries = this.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let old: Vec<String> = this.snapshot().config.upstreams.iter().flat_map(|u| backend_labels(u)).collect();
+            let old: Vec<String> = this.snapshot().config.upstreams.iter().flat_map(backend_labels).collect();
             let snapshot = build(config, &mut entries, &this.metrics, &this.readiness);
-            let new: Vec<String> = snapshot.config.upstreams.iter().flat_map(|u| backend_labels(u)).collect();
+            let new: Vec<String> = snapshot.config.upstreams.iter().flat_map(backend_labels).collect();
             for gone in old.iter().filter(|b| !new.contains(b)) {
                 if let Some((pool, backend)) = gone.split_once(' ') {
                     let _ = this.metrics.backend_healthy.remove_label_values(&[pool, backend]);

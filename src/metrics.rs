@@ -129,6 +129,12 @@ fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> Hist
     HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric definition")
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     /// Creates the metrics and registers them in the default registry. Registering twice
     /// (tests build several gateways in one process) keeps the first registration.

@@ -22,9 +22,7 @@ async fn start_closing_backend() -> std::net::SocketAddr {
                             let _ = ws.close(Some(CloseFrame { code: CloseCode::Error, reason: "internal".into() })).await;
                         }
                         Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
+                            let Ok(()) = ws.send(msg).await else { return };
                         }
                         _ => {}
                     }
