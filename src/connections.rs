@@ -2,7 +2,9 @@
 //! layer reads from it (after the TLS handshake on TLS listeners).
 //!
 //! - It counts connections, in all and per client address, and closes those over
-//!   `limits.max_connections` / `limits.max_connections_per_ip` at once.
+//!   `limits.max_connections` / `limits.max_connections_per_ip` at once; `AcceptFilter`
+//!   already turns most of them (and those over `connections_per_second_per_ip`) away in
+//!   the accept loop.
 //! - It gives the first request's head `limits.header_timeout` in all, however slowly it
 //!   trickles in (slowloris): then the client gets a 408 and the connection is closed.
 //!   Pingora itself only bounds each single read (60 s), which a byte a minute never hits.
@@ -15,6 +17,7 @@ use crate::limits::{Admitted, Limits, Refusal};
 use crate::live::Live;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::listeners::ConnectionFilter;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
 use pingora::protocols::tls::{SslDigest, TlsRef};
@@ -27,6 +30,28 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Turns connections over a limit away in Pingora's accept loop, before a task is spawned
+/// for them (Pingora's `connection_filter`), so that a connection flood costs little more
+/// than its accepts. TLS listeners run it before the handshake.
+pub struct AcceptFilter {
+    pub limits: Arc<Limits>,
+    pub live: Arc<Live>,
+}
+
+impl std::fmt::Debug for AcceptFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptFilter")
+    }
+}
+
+#[async_trait]
+impl ConnectionFilter for AcceptFilter {
+    async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
+        let snapshot = self.live.snapshot();
+        self.limits.screen_connection(&snapshot.config.limits, addr.map(|a| a.ip())).is_ok()
+    }
+}
 
 /// Wraps the proxy application (`HttpProxy`) so every connection passes the gate first.
 pub struct GatedApp<A> {

@@ -22,10 +22,11 @@ pub enum Refusal {
     Connections,
     ConnectionsPerIp,
     HeaderTimeout,
+    ConnectionRatePerIp,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 8] = [
+    const ALL: [Refusal; 9] = [
         Refusal::RatePerIp,
         Refusal::ConcurrencyPerIp,
         Refusal::WebSocketSessions,
@@ -34,6 +35,7 @@ impl Refusal {
         Refusal::Connections,
         Refusal::ConnectionsPerIp,
         Refusal::HeaderTimeout,
+        Refusal::ConnectionRatePerIp,
     ];
 
     pub fn label(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Refusal {
             Refusal::Connections => "connections",
             Refusal::ConnectionsPerIp => "connections_per_ip",
             Refusal::HeaderTimeout => "header_timeout",
+            Refusal::ConnectionRatePerIp => "connection_rate_per_ip",
         }
     }
 
@@ -57,7 +60,7 @@ impl Refusal {
             Refusal::WebSocketSessions | Refusal::RouteWebSocketSessions => (503, "too many WebSocket sessions", Some(("Retry-After", "5"))),
             Refusal::HeadersTooLarge => (431, "request header fields too large", None),
             // Connections over a limit are closed at accept, before there is a request to answer.
-            Refusal::Connections | Refusal::ConnectionsPerIp => (503, "too many connections", None),
+            Refusal::Connections | Refusal::ConnectionsPerIp | Refusal::ConnectionRatePerIp => (503, "too many connections", None),
             Refusal::HeaderTimeout => (408, "request header timeout", None),
         }
     }
@@ -74,7 +77,8 @@ pub struct Limits {
     // collide with the total's.
     all_connections: Inflight,
     connections: Inflight,
-    logged: [AtomicBool; 8],
+    connection_rate: Rate,
+    logged: [AtomicBool; 9],
 }
 
 /// Held for as long as the admitted request or session lives.
@@ -90,6 +94,7 @@ impl Limits {
             sessions: Inflight::new(),
             all_connections: Inflight::new(),
             connections: Inflight::new(),
+            connection_rate: Rate::new(Duration::from_secs(1)),
             logged: Default::default(),
         }
     }
@@ -120,6 +125,25 @@ impl Limits {
             return Err(self.refuse(Refusal::ConcurrencyPerIp));
         }
         Ok(Some(Admitted(vec![guard])))
+    }
+
+    /// First look at a connection, in the accept loop before any task exists for it: a
+    /// flood of connections is turned away at the cost of an accept and a close. Reads the
+    /// counts `admit_connection` keeps (which decides exactly, later) and counts the rate.
+    pub fn screen_connection(&self, config: &LimitsConfig, ip: Option<IpAddr>) -> Result<(), Refusal> {
+        if self.all_connections.incr("", 0).1 >= config.max_connections as isize {
+            return Err(self.refuse(Refusal::Connections));
+        }
+        let Some(ip) = ip else { return Ok(()) };
+        if self.connections.incr(ip, 0).1 >= config.max_connections_per_ip as isize {
+            return Err(self.refuse(Refusal::ConnectionsPerIp));
+        }
+        if let Some(max) = config.connections_per_second_per_ip {
+            if self.connection_rate.observe(&ip, 1) > max as isize {
+                return Err(self.refuse(Refusal::ConnectionRatePerIp));
+            }
+        }
+        Ok(())
     }
 
     /// A new downstream connection, against the total and the per-client connection limits.
@@ -174,6 +198,7 @@ mod tests {
             max_connections: 3,
             max_connections_per_ip: 2,
             header_timeout: Duration::from_secs(1),
+            connections_per_second_per_ip: Some(4),
         }
     }
 
@@ -219,5 +244,17 @@ mod tests {
         assert_eq!(l.admit_connection(&c, b).err(), Some(Refusal::Connections), "3 open in all");
         drop(a1);
         assert!(l.admit_connection(&c, b).is_ok(), "a closed connection frees its place in both counts");
+    }
+
+    #[test]
+    fn screening_reads_the_counts_and_limits_the_rate() {
+        let (c, l) = (config(), Limits::new(Arc::new(Metrics::new())));
+        let (a, b): (Option<IpAddr>, Option<IpAddr>) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
+        let _held = [l.admit_connection(&c, a).unwrap(), l.admit_connection(&c, a).unwrap()];
+        assert_eq!(l.screen_connection(&c, a).err(), Some(Refusal::ConnectionsPerIp), "2 open: a third is turned away");
+        let admitted: Vec<bool> = (0..6).map(|_| l.screen_connection(&c, b).is_ok()).collect();
+        assert_eq!(admitted, [true, true, true, true, false, false], "4 new connections per second");
+        let _third = l.admit_connection(&c, b).unwrap();
+        assert_eq!(l.screen_connection(&c, None).err(), Some(Refusal::Connections), "3 open in all");
     }
 }

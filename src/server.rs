@@ -5,7 +5,7 @@ use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::ready::{Readiness, ReadyService};
 use crate::config::Config;
-use crate::connections::GatedApp;
+use crate::connections::{AcceptFilter, GatedApp};
 use crate::limits::Limits;
 use crate::tls::ListenerCertificates;
 use crate::drain::{Drain, DrainService};
@@ -63,8 +63,9 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
 
     let limits = Arc::new(Limits::new(metrics.clone()));
     let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain);
+    let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone() });
     let proxy = GatedApp { inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), limits, live };
-    let Some(proxy) = proxy_service(proxy, &config, &certificates) else { return ExitCode::FAILURE };
+    let Some(proxy) = proxy_service(proxy, filter, &config, &certificates) else { return ExitCode::FAILURE };
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
         let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
@@ -83,8 +84,9 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     server.run_forever()
 }
 
-fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, config: &Config, certificates: &ListenerCertificates) -> Option<ListeningService<GatedApp<HttpProxy<Gateway>>>> {
+fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, filter: Arc<AcceptFilter>, config: &Config, certificates: &ListenerCertificates) -> Option<ListeningService<GatedApp<HttpProxy<Gateway>>>> {
     let mut proxy = ListeningService::new("wsgate proxy".to_string(), app);
+    proxy.set_connection_filter(filter);
     for listener in &config.listeners {
         let address = listener.address.to_string();
         // No L4 read buffer: Pingora's HTTP layer reads into its own buffer anyway, and an

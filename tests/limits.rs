@@ -232,3 +232,39 @@ async fn a_head_trickling_in_past_the_header_timeout_gets_408() {
     assert_eq!(log.matches("limit `header_timeout` reached").count(), 1);
     assert!(!log.contains("while reading request headers"), "Pingora's per-connection error line is kept at debug level:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_per_second_are_limited_per_client_address() {
+    use tokio::io::AsyncWriteExt;
+    let web = HttpBackend::start("web");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+         limits: {{connections_per_second_per_ip: 5}}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
+        web.addr()
+    );
+    let _gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+
+    // 12 connections at once from one address: about 5 are served, the rest closed unanswered.
+    let mut served = 0;
+    for _ in 0..12 {
+        let mut s = connect_from("127.0.0.5", addr).await;
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let (bytes, _) = read_until_closed(&mut s, std::time::Duration::from_secs(5)).await;
+        if bytes.starts_with(b"HTTP/1.1 200") {
+            served += 1;
+        } else {
+            assert!(bytes.is_empty(), "refused connections get no answer: {:?}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    // 5 per one-second interval; the loop takes milliseconds, but may straddle two intervals.
+    assert!((5..=10).contains(&served), "served {served} of 12 with a limit of 5 per second");
+    // Another address is not affected.
+    let mut other = connect_from("127.0.0.6", addr).await;
+    other.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(read_until_closed(&mut other, std::time::Duration::from_secs(5)).await.0.starts_with(b"HTTP/1.1 200"));
+    let (_, _, text) = get(maddr, "x", "/metrics").await;
+    assert_eq!(refusals(&text, "connection_rate_per_ip"), (12 - served) as f64, "{text}");
+}

@@ -78,6 +78,8 @@ pub struct RawLimits {
     pub max_connections_per_ip: Option<usize>,
     #[serde(default)]
     pub header_timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    pub connections_per_second_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
