@@ -14,7 +14,7 @@ use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
 
 /// Fields that only make sense on one connection (RFC 9110 §7.6.1), as Pingora strips them.
-const HOP_BY_HOP: [HeaderName; 10] = [
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -31,6 +31,13 @@ const HOP_BY_HOP: [HeaderName; 10] = [
 /// same nominations): they carry the request's identity and origin.
 const PROTECTED: &[&str] = &["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"];
 
+// Names as static strings: Pingora keeps each inserted name's case, and a `&'static str`
+// is the one form it takes without copying.
+const X_FORWARDED_FOR: &str = "X-Forwarded-For";
+const X_REAL_IP: &str = "X-Real-IP";
+const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
+const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
+
 /// What the policy needs to know about the connection the request arrived on.
 pub struct Forwarding {
     pub client_ip: Option<IpAddr>,
@@ -45,7 +52,11 @@ pub struct PolicyError(pub String);
 
 /// Rewrites `req` into what the backend receives.
 pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result<(), PolicyError> {
-    let original_host = request_host(req).map(str::to_owned);
+    // A clone of a header value shares its bytes; only an absolute-form URI's authority is copied.
+    let original_host = match req.headers.get(header::HOST) {
+        Some(host) => Some(host.clone()),
+        None => req.uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+    };
 
     for nominated in connection_tokens(req) {
         if PROTECTED.contains(&nominated.as_str()) {
@@ -53,10 +64,10 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
         }
         req.remove_header(nominated.as_str());
     }
-    // Usually none is left (Pingora strips them first on the plain-HTTP path): look before
-    // removing, a lookup is cheaper than a removal.
-    for name in &HOP_BY_HOP {
-        if req.headers.contains_key(name) {
+    // Usually none is left (Pingora strips them first on the plain-HTTP path): one pass over
+    // the request's few names is cheaper than a lookup per hop-by-hop name.
+    if req.headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
             req.remove_header(name);
         }
     }
@@ -75,14 +86,14 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
 
     if let Some(ip) = fwd.client_ip {
         let ip = ip.to_string();
-        if !req.headers.contains_key("x-forwarded-for") {
-            insert(req, "x-forwarded-for", &ip);
-            insert(req, "x-real-ip", &ip);
+        if !req.headers.contains_key(X_FORWARDED_FOR) {
+            insert(req, X_FORWARDED_FOR, &ip);
+            insert(req, X_REAL_IP, &ip);
             return finish(req, route, fwd, original_host);
         }
         let chain: Vec<&str> = req
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -90,18 +101,19 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
             .filter(|v| !v.is_empty())
             .collect();
         let xff = if chain.is_empty() { ip.clone() } else { format!("{}, {ip}", chain.join(", ")) };
-        insert(req, "x-forwarded-for", &xff);
-        insert(req, "x-real-ip", &ip);
+        insert(req, X_FORWARDED_FOR, &xff);
+        insert(req, X_REAL_IP, &ip);
     }
     finish(req, route, fwd, original_host)
 }
 
 /// The fields every forwarded request gets after the client address: protocol, original
 /// host, then the route's own edits.
-fn finish(req: &mut RequestHeader, route: &Route, fwd: &Forwarding, original_host: Option<String>) -> Result<(), PolicyError> {
-    insert(req, "x-forwarded-proto", if fwd.tls { "https" } else { "http" });
+fn finish(req: &mut RequestHeader, route: &Route, fwd: &Forwarding, original_host: Option<http::HeaderValue>) -> Result<(), PolicyError> {
+    let proto = http::HeaderValue::from_static(if fwd.tls { "https" } else { "http" });
+    let _ = req.insert_header(X_FORWARDED_PROTO, proto);
     if let Some(host) = original_host {
-        insert(req, "x-forwarded-host", &host);
+        let _ = req.insert_header(X_FORWARDED_HOST, host);
     }
 
     for name in &route.remove_headers {
