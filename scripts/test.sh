@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit + integration tests (debug build), then the WebSocket
 # soak at full size in a release build (10 × 1 GiB through one session, 5,000 sequential
-# and 200 concurrent sessions), which a debug build would take minutes to push through.
+# and 200 concurrent sessions), which a debug build would take minutes to push through,
+# and the connection-flood test (echo latency of 200 sessions while 4,000 connections/s
+# arrive), whose timing only means something in a release build.
 # Extra arguments are passed to the first `cargo test`, e.g. scripts/test.sh --test routing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +13,6 @@ cargo test "$@"
 if [ "$#" -eq 0 ]; then
     WSGATE_STRESS_BULK_MIB=1024 WSGATE_STRESS_BULK_RUNS=10 \
         cargo test --release --test websocket_stress -- --nocapture
+    # Latency under a connection flood: timing, so release only (ignored in debug builds).
+    cargo test --release --test flood -- --nocapture
 fi

@@ -19,10 +19,12 @@
 //! WSGATE_FLOOD_RATE=<connections/s> paces the flooder instead (to find the rate wsgate
 //! absorbs); the assertion is the same.
 //!
-//! Ignored by default while it fails: an unpaced flood (10-20k connections/s from one thread)
-//! outruns wsgate's single worker, accepted connections queue up in front of the sessions'
-//! tunnels, and their p99 goes from ~1-5 ms to 0.1-3 s. Run it with
-//! `cargo test --test flood -- --ignored --nocapture`.
+//! Connections over a limit are turned away in Pingora's accept loop (`AcceptFilter`), so a
+//! flood costs wsgate its accepts and closes (~28 µs of CPU per connection in a release
+//! build, mostly kernel). Measured (release, flooder at nice 19, 4 s phases, bound 4 ms):
+//! paced at 4,000 connections/s the sessions' p99 was 0.96-2.61 ms, at 8,000/s 1.07-3.90 ms;
+//! unpaced, at ~19,000/s, 3.58-4.05 ms on a quiet machine (18 ms with a compile running), so
+//! that test stays ignored. The 4,000/s test runs in scripts/test.sh (release).
 mod common;
 use common::*;
 
@@ -109,6 +111,20 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// The flooder stands for clients on other machines: on this shared 2-core box it runs at
+/// the lowest CPU priority (nice 19), so it takes every cycle wsgate and the sessions leave
+/// idle, as fast as it can, but does not take the proxy's CPU away from it, which a remote
+/// attacker cannot do. (Unpaced at equal priority it burns ~90% of a core in connect loops
+/// and wsgate then waits for a CPU a third of the time: that measures the scheduler.)
+fn lowest_cpu_priority() {
+    // This thread's id, as Linux names it in /proc/thread-self -> "<pid>/task/<tid>".
+    let tid = std::fs::read_link("/proc/thread-self").ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let reniced = tid.is_some_and(|tid| {
+        std::process::Command::new("renice").args(["-n", "19", "-p", &tid]).stdout(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+    });
+    assert!(reniced, "could not lower the flooder thread's priority (renice)");
+}
+
 /// Starts the flooder on a thread and runtime of its own; it stops when `stop` is set (or at
 /// its hard bounds). Joining it returns how long it ran.
 fn spawn_flooder(
@@ -120,6 +136,7 @@ fn spawn_flooder(
     std::thread::Builder::new()
         .name("flooder".into())
         .spawn(move || {
+            lowest_cpu_priority();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -425,17 +442,32 @@ impl Usage {
 
 // ---------------------------------------------------------------- the test
 
+/// As fast as the flooder can (at the lowest CPU priority, see `lowest_cpu_priority`).
+/// Release build: `cargo test --release --test flood -- --ignored --nocapture`.
 #[test]
-#[ignore = "fails: under an unpaced connection flood the sessions' p99 is 0.1-3 s, not within 2x of unloaded (see the module doc)"]
+#[ignore = "not met on this 2-core machine: unpaced (~19k connections/s) the sessions' p99 is 3.6-18 ms against a 4 ms bound (passes about 1 run in 3); see the module doc"]
 fn a_connection_flood_does_not_hurt_established_websocket_sessions() {
     let rate: Option<f64> = std::env::var("WSGATE_FLOOD_RATE").ok().map(|r| r.parse().expect("WSGATE_FLOOD_RATE"));
+    flood_against_sessions(rate);
+}
+
+/// The same at 4,000 new connections per second, which wsgate absorbs on this machine with
+/// the sessions' p99 well within the bound (8,000/s passes too, with less margin than a CI
+/// run on a shared machine should rely on). Timing: release builds only (scripts/test.sh).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "timing: run in a release build, as scripts/test.sh does")]
+fn a_flood_of_4000_connections_per_second_does_not_hurt_established_websocket_sessions() {
+    flood_against_sessions(Some(4000.0));
+}
+
+fn flood_against_sessions(rate: Option<f64>) {
     let backend = WsBackend::start("echo");
     let port = free_port();
     // The connection gate on: the flooder's one address may hold 256 connections (the 200
     // sessions and the fresh ones, from another address, fit as well), and a head has 2 s.
     let yaml = format!(
         "listeners:\n  - address: 127.0.0.1:{port}\n\
-         limits: {{max_connections_per_ip: 256, header_timeout: 2s}}\n\
+         limits: {{max_connections_per_ip: 256, connections_per_second_per_ip: 1000, header_timeout: 2s}}\n\
          upstreams:\n  chat: {{backends: ['{}']}}\n\
          routes:\n  - upstream: chat\n",
         backend.addr()
