@@ -15,4 +15,7 @@ if [ "$#" -eq 0 ]; then
         cargo test --release --test websocket_stress -- --nocapture
     # Latency under a connection flood: timing, so release only (ignored in debug builds).
     cargo test --release --test flood -- --nocapture
+    # A short run of every fuzz target (no sanitizer: a third of the build time); the
+    # 10-minute AddressSanitizer runs are `scripts/fuzz.sh 600` (fuzz/README.md).
+    FUZZ_SANITIZER=none scripts/fuzz.sh 20
 fi

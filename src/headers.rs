@@ -52,8 +52,9 @@ pub struct PolicyError(pub String);
 
 /// Rewrites `req` into what the backend receives.
 pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result<(), PolicyError> {
-    // A clone of a header value shares its bytes; only an absolute-form URI's authority is copied.
-    let original_host = match req.headers.get(header::HOST) {
+    // The host wsgate routed on (as `request_host`): a text Host field, else an absolute-form
+    // URI's authority. A clone of a header value shares its bytes.
+    let original_host = match req.headers.get(header::HOST).filter(|h| h.to_str().is_ok()) {
         Some(host) => Some(host.clone()),
         None => req.uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
     };
@@ -270,5 +271,14 @@ mod tests {
         f.client_ip = None; // the second pass must not append the client again
         apply(&mut twice, &route(HostHeader::Preserve), &f).unwrap();
         assert_eq!(once.headers, twice.headers);
+    }
+
+    #[test]
+    fn x_forwarded_host_is_the_host_routed_on_or_nothing() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("Host", HeaderValue::from_bytes(b"caf\xe9.test").unwrap()).unwrap();
+        assert_eq!(request_host(&req), None, "routing does not read a Host that is not text");
+        apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
+        assert!(req.headers.get("x-forwarded-host").is_none());
     }
 }
