@@ -37,7 +37,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct AcceptFilter {
     pub limits: Arc<Limits>,
     pub live: Arc<Live>,
+    /// Connections screened so far, to yield the worker every `YIELD_EVERY` of them.
+    pub screened: std::sync::atomic::AtomicU32,
 }
+
+/// Pingora's accept loop takes connections as long as tokio's cooperative budget lets it
+/// (128 at a time). Under a flood each costs ~28 µs (accept, peer address, close), so a
+/// batch would hold the worker ~3.6 ms while open sessions wait; yielding every 16 keeps
+/// that under ~0.5 ms.
+const YIELD_EVERY: u32 = 16;
 
 impl std::fmt::Debug for AcceptFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,6 +56,9 @@ impl std::fmt::Debug for AcceptFilter {
 #[async_trait]
 impl ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
+        if self.screened.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
         let snapshot = self.live.snapshot();
         self.limits.screen_connection(&snapshot.config.limits, addr.map(|a| a.ip())).is_ok()
     }

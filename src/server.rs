@@ -63,7 +63,7 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
 
     let limits = Arc::new(Limits::new(metrics.clone()));
     let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain);
-    let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone() });
+    let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone(), screened: Default::default() });
     let proxy = GatedApp { inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), limits, live };
     let Some(proxy) = proxy_service(proxy, filter, &config, &certificates) else { return ExitCode::FAILURE };
     let mut listening = vec![server.add_service(proxy)];

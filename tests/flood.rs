@@ -19,12 +19,13 @@
 //! WSGATE_FLOOD_RATE=<connections/s> paces the flooder instead (to find the rate wsgate
 //! absorbs); the assertion is the same.
 //!
-//! Connections over a limit are turned away in Pingora's accept loop (`AcceptFilter`), so a
-//! flood costs wsgate its accepts and closes (~28 µs of CPU per connection in a release
-//! build, mostly kernel). Measured (release, flooder at nice 19, 4 s phases, bound 4 ms):
-//! paced at 4,000 connections/s the sessions' p99 was 0.96-2.61 ms, at 8,000/s 1.07-3.90 ms;
-//! unpaced, at ~19,000/s, 3.58-4.05 ms on a quiet machine (18 ms with a compile running), so
-//! that test stays ignored. The 4,000/s test runs in scripts/test.sh (release).
+//! Connections over a limit are turned away in Pingora's accept loop (`AcceptFilter`), which
+//! yields the worker every 16 connections, so a flood costs wsgate its accepts and closes
+//! (~20-28 µs of CPU per connection in a release build, mostly kernel) and never holds the
+//! sessions off for long. Measured (release, flooder at nice 19, 4 s phases, unloaded p99
+//! 0.4-1.8 ms, bound 4 ms): paced at 4,000 connections/s the sessions' p99 was 0.96-2.61 ms,
+//! at 8,000/s 1.07-3.90 ms; unpaced, at 22,000-28,000/s, 2.27-4.61 ms (5 of 7 runs within
+//! the bound), so that test stays ignored. The 4,000/s test runs in scripts/test.sh (release).
 mod common;
 use common::*;
 
@@ -445,7 +446,7 @@ impl Usage {
 /// As fast as the flooder can (at the lowest CPU priority, see `lowest_cpu_priority`).
 /// Release build: `cargo test --release --test flood -- --ignored --nocapture`.
 #[test]
-#[ignore = "not met on this 2-core machine: unpaced (~19k connections/s) the sessions' p99 is 3.6-18 ms against a 4 ms bound (passes about 1 run in 3); see the module doc"]
+#[ignore = "not reliably met on this 2-core machine: unpaced (22-28k connections/s) the sessions' p99 is 2.3-4.6 ms against a 4 ms bound (5 of 7 runs pass); see the module doc"]
 fn a_connection_flood_does_not_hurt_established_websocket_sessions() {
     let rate: Option<f64> = std::env::var("WSGATE_FLOOD_RATE").ok().map(|r| r.parse().expect("WSGATE_FLOOD_RATE"));
     flood_against_sessions(rate);
