@@ -26,17 +26,9 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
-        Refusal::RatePerIp,
-        Refusal::ConcurrencyPerIp,
-        Refusal::WebSocketSessions,
-        Refusal::RouteWebSocketSessions,
-        Refusal::HeadersTooLarge,
-        Refusal::Connections,
-        Refusal::ConnectionsPerIp,
-        Refusal::HeaderTimeout,
-        Refusal::ConnectionRatePerIp,
-    ];
+    /// How many causes there are (the last variant + 1): each has its own "logged once" flag,
+    /// indexed by `self as usize`.
+    const COUNT: usize = Refusal::ConnectionRatePerIp as usize + 1;
 
     pub fn label(self) -> &'static str {
         match self {
@@ -78,7 +70,7 @@ pub struct Limits {
     all_connections: Inflight,
     connections: Inflight,
     connection_rate: Rate,
-    logged: [AtomicBool; 9],
+    logged: [AtomicBool; Refusal::COUNT],
 }
 
 /// Held for as long as the admitted request or session lives.
@@ -102,8 +94,7 @@ impl Limits {
     /// Counts (and logs, once) a refusal decided elsewhere, e.g. a header timeout.
     pub fn refuse(&self, why: Refusal) -> Refusal {
         self.metrics.refusals.with_label_values(&[why.label()]).inc();
-        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
-        if !self.logged[i].swap(true, Ordering::Relaxed) {
+        if !self.logged[why as usize].swap(true, Ordering::Relaxed) {
             log::warn!("refusing requests: limit `{}` reached; further refusals are counted in wsgate_refusals_total, not logged", why.label());
         }
         why
