@@ -2,8 +2,8 @@
 # Runs the whole test suite: unit + integration tests (debug build), then the WebSocket
 # soak at full size in a release build (10 × 1 GiB through one session, 5,000 sequential
 # and 200 concurrent sessions), which a debug build would take minutes to push through,
-# and the connection-flood test (echo latency of 200 sessions while 4,000 connections/s
-# arrive), whose timing only means something in a release build.
+# and the connection-flood test (echo latency of 200 sessions while one client opens
+# connections as fast as it can), whose timing only means something in a release build.
 # Extra arguments are passed to the first `cargo test`, e.g. scripts/test.sh --test routing
 set -euo pipefail
 cd "$(dirname "$0")/.."
