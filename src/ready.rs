@@ -15,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,44 @@ pub fn wait_ready(pid_file: &Path, timeout: Duration) -> Result<u32, String> {
             }
             _ => std::thread::sleep(POLL),
         }
+    }
+}
+
+/// The pid of the process `wsgate -d` was started as: after it forks, the parent that waits
+/// for its daemon's readiness signal.
+static WAITING_PARENT: AtomicI32 = AtomicI32::new(0);
+/// Set in that process once it has forked.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// For `wsgate -d` with Pingora's `daemon_wait_for_ready`: makes the daemon's "ready for the
+/// sockets" signal (SIGUSR1) release the waiting parent with exit status 0, whenever it comes.
+///
+/// Pingora 0.9.1 installs its SIGUSR1 handler in the parent only after forking; a daemon that
+/// signals before that (a loaded machine may run the new process first) kills the parent,
+/// whose default action for SIGUSR1 is to terminate, and `wsgate -d` (systemd's start and
+/// reload) fails although the daemon runs. Call it before Pingora forks. Pingora's handler,
+/// once installed, chains to this one (signal-hook-registry keeps the previous handler).
+/// Anywhere else (before the fork, in the daemon) SIGUSR1 keeps its default action.
+pub fn release_parent_on_ready_signal() {
+    extern "C" fn on_ready_signal(signal: libc::c_int) {
+        // SAFETY: getpid, _exit, signal and raise are async-signal-safe (signal-safety(7)).
+        unsafe {
+            if FORKED.load(Ordering::SeqCst) && libc::getpid() == WAITING_PARENT.load(Ordering::SeqCst) {
+                libc::_exit(0);
+            }
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
+    extern "C" fn after_fork_in_parent() {
+        FORKED.store(true, Ordering::SeqCst);
+    }
+    WAITING_PARENT.store(std::process::id() as i32, Ordering::SeqCst);
+    // SAFETY: both callbacks only touch atomics or make async-signal-safe calls; nothing in
+    // wsgate or Pingora uses SIGUSR1 before Pingora's own handler.
+    unsafe {
+        libc::pthread_atfork(None, Some(after_fork_in_parent), None);
+        libc::signal(libc::SIGUSR1, on_ready_signal as *const () as libc::sighandler_t);
     }
 }
 

@@ -81,6 +81,9 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let ready = server.add_service(background_service("wsgate readiness", ReadyService { readiness, marker_for }));
     ready.add_dependencies(&listening);
 
+    if server.configuration.daemon && server.configuration.daemon_wait_for_ready {
+        crate::ready::release_parent_on_ready_signal();
+    }
     server.run_forever()
 }
 
