@@ -13,6 +13,7 @@
 //! the limits is released exactly when the stream is dropped, also when a WebSocket
 //! session has taken the stream out of Pingora's HTTP session.
 
+use crate::drain::{Drain, InFlight};
 use crate::limits::{Admitted, Limits, Refusal};
 use crate::live::Live;
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -56,7 +58,7 @@ impl std::fmt::Debug for AcceptFilter {
 #[async_trait]
 impl ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
-        if self.screened.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % YIELD_EVERY == YIELD_EVERY - 1 {
+        if self.screened.fetch_add(1, Ordering::Relaxed) % YIELD_EVERY == YIELD_EVERY - 1 {
             tokio::task::yield_now().await;
         }
         let snapshot = self.live.snapshot();
@@ -66,9 +68,22 @@ impl ConnectionFilter for AcceptFilter {
 
 /// Wraps the proxy application (`HttpProxy`) so every connection passes the gate first.
 pub struct GatedApp<A> {
-    pub inner: Arc<A>,
-    pub limits: Arc<Limits>,
-    pub live: Arc<Live>,
+    inner: Arc<A>,
+    limits: Arc<Limits>,
+    live: Arc<Live>,
+    drain: Arc<Drain>,
+    /// Connections whose first request head has not been read in full yet.
+    first_heads: Arc<AtomicUsize>,
+}
+
+/// At shutdown (an upgrade hands the sockets over, or SIGTERM), how long a connection
+/// accepted just before the listener stopped gets for its first request head to arrive.
+const FIRST_HEAD_GRACE: Duration = Duration::from_secs(1);
+
+impl<A> GatedApp<A> {
+    pub fn new(inner: A, limits: Arc<Limits>, live: Arc<Live>, drain: Arc<Drain>) -> GatedApp<A> {
+        GatedApp { inner: Arc::new(inner), limits, live, drain, first_heads: Default::default() }
+    }
 }
 
 #[async_trait]
@@ -79,11 +94,24 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
         let ip = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         // Over a limit: dropping the stream closes the connection before anything is read.
         let admitted = self.limits.admit_connection(config, ip).ok()?;
-        let gated = GatedStream::new(stream, admitted, config.header_timeout, self.limits.clone());
+        let gated = GatedStream {
+            inner: stream,
+            head: Some(HeadDeadline::new(config.header_timeout, self.limits.clone(), self.first_heads.clone())),
+            unanswered: Some(self.drain.in_flight()),
+            _admitted: admitted,
+        };
         self.inner.process_new(Box::new(gated), shutdown).await
     }
 
+    /// Pingora calls this once the listener has stopped, and the proxy's cleanup drops every
+    /// connection still waiting for a request head, also one accepted a moment before whose
+    /// request is on its way (its client would see the connection closed unanswered). Those
+    /// get FIRST_HEAD_GRACE to arrive first; they are then served with `Connection: close`.
     async fn cleanup(&self) {
+        let deadline = tokio::time::Instant::now() + FIRST_HEAD_GRACE;
+        while self.first_heads.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.inner.cleanup().await
     }
 }
@@ -94,17 +122,31 @@ const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent
 
 /// A downstream stream holding its place under the connection limits, with the deadline
 /// of the first request's head while that is still being read.
-#[derive(Debug)]
 pub struct GatedStream {
     inner: Stream,
     head: Option<HeadDeadline>,
+    /// Keeps a draining process alive until the connection's first answer is on its way
+    /// (by then the request counts as in flight itself), so a connection accepted just
+    /// before the drain began is served, not cut off by the process's exit.
+    unanswered: Option<InFlight>,
     _admitted: Admitted,
 }
 
-impl GatedStream {
-    pub fn new(inner: Stream, admitted: Admitted, header_timeout: Duration, limits: Arc<Limits>) -> GatedStream {
-        let head = HeadDeadline { timer: Box::pin(tokio::time::sleep(header_timeout)), end: HeadEnd::default(), limits };
-        GatedStream { inner, head: Some(head), _admitted: admitted }
+impl std::fmt::Debug for GatedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatedStream").field("inner", &self.inner).field("head", &self.head).finish()
+    }
+}
+
+impl HeadDeadline {
+    fn new(header_timeout: Duration, limits: Arc<Limits>, first_heads: Arc<AtomicUsize>) -> HeadDeadline {
+        first_heads.fetch_add(1, Ordering::AcqRel);
+        HeadDeadline {
+            timer: Box::pin(tokio::time::sleep(header_timeout)),
+            end: HeadEnd::default(),
+            limits,
+            _pending: PendingHead(first_heads),
+        }
     }
 }
 
@@ -112,6 +154,16 @@ struct HeadDeadline {
     timer: Pin<Box<tokio::time::Sleep>>,
     end: HeadEnd,
     limits: Arc<Limits>,
+    _pending: PendingHead,
+}
+
+/// Counts a connection among those whose first head is still on its way, until dropped.
+struct PendingHead(Arc<AtomicUsize>);
+
+impl Drop for PendingHead {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for HeadDeadline {
@@ -172,13 +224,27 @@ impl AsyncRead for GatedStream {
     }
 }
 
+impl GatedStream {
+    fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
+        if self.unanswered.is_some() && matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.unanswered = None;
+        }
+    }
+}
+
 impl AsyncWrite for GatedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.note_written(&written);
+        written
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.note_written(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -23,7 +23,8 @@ const EXIT_POLL: Duration = Duration::from_millis(50);
 pub struct Drain {
     window: Duration,
     started: watch::Sender<Option<Instant>>,
-    /// Requests being served, WebSocket sessions included.
+    /// Requests being served, WebSocket sessions included, and connections not answered yet
+    /// (`connections::GatedStream`).
     active: AtomicUsize,
 }
 

@@ -62,9 +62,9 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
 
     let limits = Arc::new(Limits::new(metrics.clone()));
-    let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain);
+    let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain.clone());
     let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone(), screened: Default::default() });
-    let proxy = GatedApp { inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), limits, live };
+    let proxy = GatedApp::new(pingora::proxy::http_proxy(&server.configuration, gateway), limits, live, drain);
     let Some(proxy) = proxy_service(proxy, filter, &config, &certificates) else { return ExitCode::FAILURE };
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
