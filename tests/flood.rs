@@ -123,31 +123,37 @@ impl Drop for StopOnDrop {
 /// keep its CPU until the next tick when a wsgate thread wakes, and `perf sched` showed
 /// wsgate's threads runnable but waiting up to 4 ms behind the flooder while it ran 4 ms
 /// slices; a SCHED_IDLE task is preempted as soon as a normal one wakes.
-fn lowest_cpu_priority() {
-    // This thread's id, as Linux names it in /proc/thread-self -> "<pid>/task/<tid>".
-    let tid = std::fs::read_link("/proc/thread-self").ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    let idle = tid.is_some_and(|tid| {
-        std::process::Command::new("chrt")
-            .args(["--idle", "--pid", "0", &tid])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+///
+/// The flooder reaches full strength at normal priority first (it holds its connections
+/// within ~0.2 s here), so that other load on the machine cannot starve the ramp.
+fn lowest_cpu_priority(tid: &str) {
+    let idle = std::process::Command::new("chrt")
+        .args(["--idle", "--pid", "0", tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(idle, "could not put the flooder thread under SCHED_IDLE (chrt --idle)");
 }
 
+/// The calling thread's id, as Linux names it in /proc/thread-self -> "<pid>/task/<tid>".
+fn thread_id() -> String {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name().expect("a thread id").to_string_lossy().into_owned()
+}
+
 /// Starts the flooder on a thread and runtime of its own; it stops when `stop` is set (or at
-/// its hard bounds). Joining it returns how long it ran.
+/// its hard bounds). Joining it returns how long it ran; the string is its thread id.
 fn spawn_flooder(
     target: SocketAddr,
     stop: Arc<AtomicBool>,
     counters: Arc<FloodCounters>,
     rate: Option<f64>,
-) -> std::thread::JoinHandle<Duration> {
-    std::thread::Builder::new()
+) -> (std::thread::JoinHandle<Duration>, String) {
+    let (tid_sender, tid) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
         .name("flooder".into())
         .spawn(move || {
-            lowest_cpu_priority();
+            let _ = tid_sender.send(thread_id());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -163,7 +169,8 @@ fn spawn_flooder(
             });
             started.elapsed()
         })
-        .expect("spawn flooder thread")
+        .expect("spawn flooder thread");
+    (thread, tid.recv_timeout(Duration::from_secs(5)).expect("the flooder's thread id"))
 }
 
 /// One connect loop: every other connection is reset right after the handshake (nothing
@@ -513,7 +520,7 @@ fn flood_against_sessions(rate: Option<f64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_guard = StopOnDrop(stop.clone());
     let counters = Arc::new(FloodCounters::default());
-    let flooder = spawn_flooder(target, stop.clone(), counters.clone(), rate);
+    let (flooder, flooder_tid) = spawn_flooder(target, stop.clone(), counters.clone(), rate);
     let held_target = rate.map_or(FLOOD_HELD_MAX, |r| FLOOD_HELD_MAX.min(r as usize));
     let ramp_started = Instant::now();
     let ramped = rt.block_on(async {
@@ -534,6 +541,7 @@ fn flood_against_sessions(rate: Option<f64>) {
         counters.connect_failed.load(Ordering::SeqCst),
         counters.local_errors.load(Ordering::SeqCst),
     );
+    lowest_cpu_priority(&flooder_tid);
     let opened_before = counters.opened.load(Ordering::SeqCst);
     let usage = Usage::start(gw.pid());
     let (flooded, control_flooded, fresh_failures) = rt.block_on(async {
