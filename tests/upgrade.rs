@@ -27,6 +27,25 @@ fn config(dir: &Path, port: u16, ws: SocketAddr, http: SocketAddr) -> String {
     )
 }
 
+/// A wsgate on a fresh port, with its config and upgrade socket in a fresh directory, in
+/// front of `ws` and `http`; returned once it listens.
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+    config_path: std::path::PathBuf,
+    gateway: Wsgate,
+}
+
+fn start_gateway(ws: &WsBackend, http: &HttpBackend) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("wsgate.yaml");
+    std::fs::write(&config_path, config(dir.path(), port, ws.addr(), http.addr())).unwrap();
+    let gateway = Wsgate::start_with(&config_path, &[]);
+    gateway.wait_port(port);
+    Setup { dir, port, config_path, gateway }
+}
+
 /// Starts a new wsgate with `-u` on `config`, waits until it listens for the hand-over,
 /// then sends SIGQUIT to `old`. Returns the new process.
 fn upgrade(old: &Wsgate, config: &Path, sock: &Path) -> Wsgate {
@@ -87,12 +106,7 @@ async fn chatty_session(url: String, signalled: Arc<AtomicBool>) -> Result<Sessi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_sessions_drain_with_going_away_across_an_upgrade() {
     let (ws_backend, http) = (WsBackend::start("chat"), HttpBackend::start("web"));
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config_path = dir.path().join("wsgate.yaml");
-    std::fs::write(&config_path, config(dir.path(), port, ws_backend.addr(), http.addr())).unwrap();
-    let old = Wsgate::start_with(&config_path, &[]);
-    old.wait_port(port);
+    let Setup { dir, port, config_path, gateway: old } = start_gateway(&ws_backend, &http);
 
     let url = format!("ws://127.0.0.1:{port}/ws");
     let signalled = Arc::new(AtomicBool::new(false));
@@ -240,13 +254,8 @@ async fn load_worker(addr: SocketAddr, stop: Arc<AtomicBool>, stats: Arc<LoadSta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_load_survives_three_upgrades_and_a_broken_config_changes_nothing() {
     let (ws_backend, http) = (WsBackend::start("chat"), HttpBackend::start("web"));
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config_path = dir.path().join("wsgate.yaml");
+    let Setup { dir, port, config_path, gateway: mut current } = start_gateway(&ws_backend, &http);
     let sock = dir.path().join("upgrade.sock");
-    std::fs::write(&config_path, config(dir.path(), port, ws_backend.addr(), http.addr())).unwrap();
-    let mut current = Wsgate::start_with(&config_path, &[]);
-    current.wait_port(port);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -289,12 +298,7 @@ async fn http_load_survives_three_upgrades_and_a_broken_config_changes_nothing()
 async fn sigterm_drains_like_an_upgrade_and_sigint_stops_at_once() {
     let (ws_backend, http) = (WsBackend::start("chat"), HttpBackend::start("web"));
     for (signal, expect_close) in [("TERM", Some(1001)), ("INT", None)] {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config_path = dir.path().join("wsgate.yaml");
-        std::fs::write(&config_path, config(dir.path(), port, ws_backend.addr(), http.addr())).unwrap();
-        let gw = Wsgate::start_with(&config_path, &[]);
-        gw.wait_port(port);
+        let Setup { dir: _dir, port, gateway: gw, .. } = start_gateway(&ws_backend, &http);
         let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[]).await.unwrap();
         assert_eq!(ws_echo_text(&mut ws, "hi").await, "hi");
         let sent = Instant::now();
@@ -320,12 +324,7 @@ async fn sigterm_drains_like_an_upgrade_and_sigint_stops_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_arriving_as_the_listener_stops_is_answered() {
     let (ws_backend, http) = (WsBackend::start("chat"), HttpBackend::start("web"));
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config_path = dir.path().join("wsgate.yaml");
-    std::fs::write(&config_path, config(dir.path(), port, ws_backend.addr(), http.addr())).unwrap();
-    let gw = Wsgate::start_with(&config_path, &[]);
-    gw.wait_port(port);
+    let Setup { dir: _dir, port, gateway: gw, .. } = start_gateway(&ws_backend, &http);
 
     let open_fds = || std::fs::read_dir(format!("/proc/{}/fd", gw.pid())).map(|d| d.count()).unwrap_or(0);
     let fds_before = open_fds();
