@@ -326,14 +326,13 @@ async fn a_request_arriving_as_the_listener_stops_is_answered() {
     let (ws_backend, http) = (WsBackend::start("chat"), HttpBackend::start("web"));
     let Setup { dir: _dir, port, gateway: gw, .. } = start_gateway(&ws_backend, &http);
 
-    let open_fds = || std::fs::read_dir(format!("/proc/{}/fd", gw.pid())).map(|d| d.count()).unwrap_or(0);
-    let fds_before = open_fds();
     let mut conn = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     conn.write_all(b"GET /load HTTP/1.1\r\n").await.unwrap();
-    // Once wsgate has accepted it (one more fd): a connection still in the kernel's backlog
-    // when the process exits is reset, which no process can help.
+    // Once wsgate has accepted it: a connection still in the kernel's backlog when the
+    // process exits is reset, which no process can help.
+    let (server, client) = (conn.peer_addr().unwrap(), conn.local_addr().unwrap());
     let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds() <= fds_before {
+    while !accepted_by_a_process(server, client) {
         assert!(Instant::now() < deadline, "wsgate did not accept the connection");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -353,4 +352,20 @@ async fn a_request_arriving_as_the_listener_stops_is_answered() {
     assert!(answer.starts_with("http/1.1 200"), "got {answer:?}\n{}", gw.log());
     assert!(answer.contains("connection: close"), "{answer:?}");
     exited_at(&gw, Duration::from_secs(15));
+}
+
+/// Whether a process has accepted the server side of the IPv4 connection `client` ->
+/// `server`: in /proc/net/tcp a socket still in the listen backlog has inode 0, an accepted
+/// one has an inode of its own.
+fn accepted_by_a_process(server: std::net::SocketAddr, client: std::net::SocketAddr) -> bool {
+    let hex = |a: std::net::SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(ip) => format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), a.port()),
+        std::net::IpAddr::V6(_) => unreachable!("IPv4 only"),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 9 && fields[1] == local && fields[2] == remote && fields[9] != "0"
+    })
 }
