@@ -1,13 +1,15 @@
 //! The connection gate: what a downstream connection goes through before Pingora's HTTP
-//! layer reads from it (after the TLS handshake on TLS listeners).
+//! layer reads from it.
 //!
 //! - It counts connections, in all and per client address, and closes those over
 //!   `limits.max_connections` / `limits.max_connections_per_ip` at once; `AcceptFilter`
 //!   already turns most of them (and those over `connections_per_second_per_ip`) away in
 //!   the accept loop.
-//! - It gives the first request's head `limits.header_timeout` in all, however slowly it
-//!   trickles in (slowloris): then the client gets a 408 and the connection is closed.
-//!   Pingora itself only bounds each single read (60 s), which a byte a minute never hits.
+//! - On TLS listeners it runs the TLS handshake, once the connection is counted.
+//! - It gives the TLS handshake and the first request's head `limits.header_timeout` in
+//!   all, however slowly they trickle in (slowloris): then the client gets a 408 (a client
+//!   still in its handshake is just closed). Pingora itself only bounds each single read
+//!   (60 s), which a byte a minute never hits, and a TLS handshake to 60 s.
 //!
 //! Both live in a wrapper around the connection's stream, so the connection's place under
 //! the limits is released exactly when the stream is dropped, also when a WebSocket
@@ -16,6 +18,8 @@
 use crate::drain::{Drain, InFlight};
 use crate::limits::{Admitted, Limits, Refusal};
 use crate::live::Live;
+use crate::tls::TlsAcceptors;
+use log::debug;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::listeners::ConnectionFilter;
@@ -35,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Turns connections over a limit away in Pingora's accept loop, before a task is spawned
 /// for them (Pingora's `connection_filter`), so that a connection flood costs little more
-/// than its accepts. TLS listeners run it before the handshake.
+/// than its accepts.
 pub struct AcceptFilter {
     pub limits: Arc<Limits>,
     pub live: Arc<Live>,
@@ -74,6 +78,7 @@ pub struct GatedApp<A> {
     drain: Arc<Drain>,
     /// Connections whose first request head has not been read in full yet.
     first_heads: Arc<AtomicUsize>,
+    tls: TlsAcceptors,
 }
 
 /// At shutdown (an upgrade hands the sockets over, or SIGTERM), how long a connection
@@ -81,8 +86,8 @@ pub struct GatedApp<A> {
 const FIRST_HEAD_GRACE: Duration = Duration::from_secs(1);
 
 impl<A> GatedApp<A> {
-    pub fn new(inner: A, limits: Arc<Limits>, live: Arc<Live>, drain: Arc<Drain>) -> GatedApp<A> {
-        GatedApp { inner: Arc::new(inner), limits, live, drain, first_heads: Default::default() }
+    pub fn new(inner: A, limits: Arc<Limits>, live: Arc<Live>, drain: Arc<Drain>, tls: TlsAcceptors) -> GatedApp<A> {
+        GatedApp { inner: Arc::new(inner), limits, live, drain, first_heads: Default::default(), tls }
     }
 }
 
@@ -91,15 +96,33 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let snapshot = self.live.snapshot();
         let config = &snapshot.config.limits;
-        let ip = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let digest = stream.get_socket_digest();
+        let ip = digest.as_ref().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         // Over a limit: dropping the stream closes the connection before anything is read.
         let admitted = self.limits.admit_connection(config, ip).ok()?;
-        let gated = GatedStream {
-            inner: stream,
-            head: Some(HeadDeadline::new(config.header_timeout, self.limits.clone(), self.first_heads.clone())),
-            unanswered: Some(self.drain.in_flight()),
-            _admitted: admitted,
+        let head = HeadDeadline::new(config.header_timeout, self.limits.clone(), self.first_heads.clone());
+        let unanswered = self.drain.in_flight();
+        let local = digest.as_ref().and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        let (stream, admitted) = match local.and_then(|local| self.tls.for_local_address(local)) {
+            None => (stream, Some(admitted)),
+            Some(acceptor) => {
+                // The connection keeps its place under the limits from below the TLS layer.
+                let counted = GatedStream { inner: stream, head: None, unanswered: None, _admitted: Some(admitted) };
+                match tokio::time::timeout_at(head.timer.deadline(), acceptor.tls_handshake(counted)).await {
+                    Ok(Ok(tls)) => (Box::new(tls) as Stream, None),
+                    Ok(Err(e)) => {
+                        // Scanners and broken clients: one line each would flood the log.
+                        debug!("TLS handshake with {ip:?} failed: {e}");
+                        return None;
+                    }
+                    Err(_) => {
+                        self.limits.refuse(Refusal::HeaderTimeout);
+                        return None;
+                    }
+                }
+            }
         };
+        let gated = GatedStream { inner: stream, head: Some(head), unanswered: Some(unanswered), _admitted: admitted };
         self.inner.process_new(Box::new(gated), shutdown).await
     }
 
@@ -129,7 +152,8 @@ pub struct GatedStream {
     /// (by then the request counts as in flight itself), so a connection accepted just
     /// before the drain began is served, not cut off by the process's exit.
     unanswered: Option<InFlight>,
-    _admitted: Admitted,
+    /// Held by the outermost layer: the TLS stream's inner one on TLS listeners.
+    _admitted: Option<Admitted>,
 }
 
 impl std::fmt::Debug for GatedStream {

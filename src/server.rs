@@ -7,13 +7,12 @@ use crate::ready::{Readiness, ReadyService};
 use crate::config::Config;
 use crate::connections::{AcceptFilter, GatedApp};
 use crate::limits::Limits;
-use crate::tls::ListenerCertificates;
+use crate::tls::{ListenerCertificates, TlsAcceptors};
 use crate::drain::{Drain, DrainService};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::live::{Live, LiveService};
 use log::{error, info};
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
@@ -64,8 +63,15 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let limits = Arc::new(Limits::new(metrics.clone()));
     let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain.clone());
     let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone(), screened: Default::default() });
-    let proxy = GatedApp::new(pingora::proxy::http_proxy(&server.configuration, gateway), limits, live, drain);
-    let Some(proxy) = proxy_service(proxy, filter, &config, &certificates) else { return ExitCode::FAILURE };
+    let tls = match TlsAcceptors::build(&config.listeners, &certificates) {
+        Ok(tls) => tls,
+        Err(e) => {
+            error!("TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let proxy = GatedApp::new(pingora::proxy::http_proxy(&server.configuration, gateway), limits, live, drain, tls);
+    let proxy = proxy_service(proxy, filter, &config);
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
         let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
@@ -87,33 +93,16 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     server.run_forever()
 }
 
-fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, filter: Arc<AcceptFilter>, config: &Config, certificates: &ListenerCertificates) -> Option<ListeningService<GatedApp<HttpProxy<Gateway>>>> {
+fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, filter: Arc<AcceptFilter>, config: &Config) -> ListeningService<GatedApp<HttpProxy<Gateway>>> {
     let mut proxy = ListeningService::new("wsgate proxy".to_string(), app);
     proxy.set_connection_filter(filter);
     for listener in &config.listeners {
         let address = listener.address.to_string();
+        // Plain TCP to Pingora also for TLS listeners: the connection gate runs the handshake.
         // No L4 read buffer: Pingora's HTTP layer reads into its own buffer anyway, and an
         // idle WebSocket session would otherwise keep 64 KiB of it (bench/RESULTS.md).
-        let endpoint = ListenerConfig::tcp(address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
-        match (&listener.tls, certificates.resolver(&listener.address)) {
-            (None, _) => proxy.add_listener(endpoint),
-            (Some(tls), Some(resolver)) => {
-                // Certificates come from the resolver, chosen by SNI at each handshake;
-                // the paths given here are unused.
-                let Ok(mut settings) = TlsSettings::intermediate("", "") else { return None };
-                settings.set_cert_resolver(resolver);
-                // TLS 1.2 and 1.3 only (Pingora's rustls acceptor), rustls's modern suites.
-                if tls.http2 {
-                    settings.enable_h2();
-                }
-                proxy.add_listener(endpoint.tls(settings));
-            }
-            (Some(_), None) => {
-                error!("TLS listener {address}: certificates not loaded");
-                return None;
-            }
-        }
+        proxy.add_listener(ListenerConfig::tcp(address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)));
         info!("listening on {address}{}", if listener.tls.is_some() { " (TLS)" } else { "" });
     }
-    Some(proxy)
+    proxy
 }

@@ -7,6 +7,7 @@
 
 use crate::config::model::{CertFiles, Listener};
 use arc_swap::ArcSwap;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError};
 use std::collections::HashMap;
@@ -154,6 +155,49 @@ impl ListenerCertificates {
     }
 }
 
+/// The handshake side of the TLS listeners. To Pingora every wsgate listener is plain TCP:
+/// Pingora would run a TLS handshake before anything of wsgate's sees the connection,
+/// uncounted by the connection limits and for up to 60 s, so the connection gate runs it
+/// instead, counted and within the header timeout (`connections.rs`).
+pub struct TlsAcceptors {
+    listeners: Vec<(SocketAddr, Acceptor)>,
+}
+
+impl TlsAcceptors {
+    /// One acceptor per TLS listener: TLS 1.2 and 1.3 only (Pingora's rustls acceptor),
+    /// rustls's modern cipher suites, certificates chosen by SNI from `certificates`, and
+    /// HTTP/2 offered by ALPN where the listener allows it.
+    pub fn build(listeners: &[Listener], certificates: &ListenerCertificates) -> Result<TlsAcceptors, String> {
+        let mut acceptors = Vec::new();
+        for listener in listeners {
+            let Some(tls) = &listener.tls else { continue };
+            let resolver = certificates.resolver(&listener.address).ok_or_else(|| format!("listener {}: certificates not loaded", listener.address))?;
+            // The paths are unused: certificates come from the resolver.
+            let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("listener {}: {e}", listener.address))?;
+            settings.set_cert_resolver(resolver);
+            if tls.http2 {
+                settings.enable_h2();
+            }
+            acceptors.push((listener.address, settings.build()));
+        }
+        Ok(TlsAcceptors { listeners: acceptors })
+    }
+
+    /// The acceptor for a connection accepted at `local`, if it came in on a TLS listener.
+    pub fn for_local_address(&self, local: SocketAddr) -> Option<&Acceptor> {
+        listener_of(self.listeners.iter().map(|(address, _)| *address), local).map(|i| &self.listeners[i].1)
+    }
+}
+
+/// Which of the listening addresses a connection accepted at `local` came in on: the same
+/// address, else a wildcard one (0.0.0.0, ::) of the same family and port (a dual-stack
+/// `[::]` listener sees IPv4 clients at IPv4-mapped IPv6 addresses).
+fn listener_of(listeners: impl Iterator<Item = SocketAddr> + Clone, local: SocketAddr) -> Option<usize> {
+    listeners.clone().position(|address| address == local).or_else(|| {
+        listeners.clone().position(|address| address.ip().is_unspecified() && address.port() == local.port() && address.is_ipv4() == local.is_ipv4())
+    })
+}
+
 fn load_stores(listeners: &[Listener]) -> Result<Vec<(SocketAddr, CertStore)>, String> {
     let mut stores = Vec::new();
     for listener in listeners {
@@ -176,6 +220,19 @@ mod tests {
         // A distinct key object per test certificate, so lookups can be told apart.
         cert.key = Arc::new((*cert.key).clone());
         cert
+    }
+
+    #[test]
+    fn connections_are_matched_to_their_listener_by_local_address() {
+        let listeners: Vec<SocketAddr> = ["127.0.0.1:8443", "0.0.0.0:9443", "[::]:7443"].iter().map(|a| a.parse().unwrap()).collect();
+        let of = |local: &str| listener_of(listeners.iter().copied(), local.parse().unwrap());
+        assert_eq!(of("127.0.0.1:8443"), Some(0));
+        assert_eq!(of("127.0.0.2:8443"), None, "another address on the port");
+        assert_eq!(of("10.1.2.3:9443"), Some(1), "any IPv4 address on a wildcard listener's port");
+        assert_eq!(of("[::1]:9443"), None, "an IPv4 wildcard does not take IPv6");
+        assert_eq!(of("[::1]:7443"), Some(2));
+        assert_eq!(of("[::ffff:127.0.0.1]:7443"), Some(2), "IPv4 client of a dual-stack listener");
+        assert_eq!(of("127.0.0.1:80"), None);
     }
 
     #[test]

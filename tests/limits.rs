@@ -268,3 +268,72 @@ async fn new_connections_per_second_are_limited_per_client_address() {
     let (_, _, text) = get(maddr, "x", "/metrics").await;
     assert_eq!(refusals(&text, "connection_rate_per_ip"), (12 - served) as f64, "{text}");
 }
+
+/// On a TLS listener the connection limits and the header timeout start at accept, before
+/// the handshake, as on a plain listener: a client that never finishes its handshake holds
+/// its place under `max_connections_per_ip` and loses it after `header_timeout`, the whole
+/// budget for handshake and first head. (Pingora alone gives a handshake 60 s, uncounted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_count_against_the_connection_limits_and_the_header_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = write_self_signed_cert(dir.path());
+    let web = HttpBackend::start("web");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\n    tls: {{cert: cert.pem, key: key.pem}}\n\
+         metrics: {{address: 127.0.0.1:{mport}}}\n\
+         limits: {{header_timeout: 1s, max_connections_per_ip: 2}}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
+        web.addr()
+    );
+    let gw = Wsgate::start_in(dir, &yaml);
+    gw.wait_port(port);
+    gw.wait_port(mport);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+
+    // Three connections from one address (not the one wait_port's probes came from): two
+    // silent, one sending the start of a ClientHello record and no more. Whichever of them
+    // wsgate takes last is over the limit of two and closed at once; the other two are
+    // closed when the header timeout passes.
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut s = connect_from("127.0.0.3", addr).await;
+        if i == 1 {
+            let _ = s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+        }
+        held.push(s);
+    }
+    let closes = futures_util::future::join_all(held.iter_mut().map(|s| async {
+        let (bytes, closed) = read_until_closed(s, Duration::from_secs(10)).await;
+        assert!(closed && bytes.is_empty(), "closed {closed}, {} bytes sent back", bytes.len());
+        started.elapsed()
+    }))
+    .await;
+    let mut closes = closes;
+    closes.sort();
+    assert!(closes[0] < Duration::from_millis(700), "one connection over the limit is closed at once: {closes:?}");
+    for after in &closes[1..] {
+        assert!(*after >= Duration::from_millis(900) && *after < Duration::from_secs(3), "closed after the header timeout: {closes:?}");
+    }
+
+    // The places are free again; the same budget covers handshake and head: a client that
+    // finishes its handshake but sends no request gets a 408 over TLS.
+    let tcp = connect_from("127.0.0.3", addr).await;
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(&cert));
+    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("handshake after the places were freed");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "not closed within 5 s");
+    assert!(answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"), "{:?}", String::from_utf8_lossy(&answer));
+
+    let (status, _, _) = https_request(addr, "localhost", &cert, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200);
+    let (_, _, text) = get(maddr, "x", "/metrics").await;
+    assert_eq!(refusals(&text, "connections_per_ip"), 1.0, "{text}");
+    assert_eq!(refusals(&text, "header_timeout"), 3.0, "{text}");
+    assert!(!gw.log().contains("handshake"), "handshake failures are not logged one by one:\n{}", gw.log());
+}
