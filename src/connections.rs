@@ -19,6 +19,7 @@ use crate::drain::{Drain, InFlight};
 use crate::limits::{Admitted, Limits, Refusal};
 use crate::live::Live;
 use crate::tls::TlsAcceptors;
+use pingora::listeners::tls::Acceptor;
 use log::debug;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -108,18 +109,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             Some(acceptor) => {
                 // The connection keeps its place under the limits from below the TLS layer.
                 let counted = GatedStream { inner: stream, head: None, unanswered: None, _admitted: Some(admitted) };
-                match tokio::time::timeout_at(head.timer.deadline(), acceptor.tls_handshake(counted)).await {
-                    Ok(Ok(tls)) => (Box::new(tls) as Stream, None),
-                    Ok(Err(e)) => {
-                        // Scanners and broken clients: one line each would flood the log.
-                        debug!("TLS handshake with {ip:?} failed: {e}");
-                        return None;
-                    }
-                    Err(_) => {
-                        self.limits.refuse(Refusal::HeaderTimeout);
-                        return None;
-                    }
-                }
+                (tls_handshake(acceptor, counted, head.timer.deadline(), &self.limits, ip).await?, None)
             }
         };
         let gated = GatedStream { inner: stream, head: Some(head), unanswered: Some(unanswered), _admitted: admitted };
@@ -137,6 +127,32 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
         }
         self.inner.cleanup().await
     }
+}
+
+/// The TLS handshake of a counted connection, by `deadline`. Boxed: inline, its state
+/// (a rustls connection) would be copied into every connection's future, also on plain
+/// listeners, where a connection flood pays for each byte of it.
+fn tls_handshake<'a>(
+    acceptor: &'a Acceptor,
+    counted: GatedStream,
+    deadline: tokio::time::Instant,
+    limits: &'a Limits,
+    ip: Option<std::net::IpAddr>,
+) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send + 'a>> {
+    Box::pin(async move {
+        match tokio::time::timeout_at(deadline, acceptor.tls_handshake(counted)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls) as Stream),
+            Ok(Err(e)) => {
+                // Scanners and broken clients: one line each would flood the log.
+                debug!("TLS handshake with {ip:?} failed: {e}");
+                None
+            }
+            Err(_) => {
+                limits.refuse(Refusal::HeaderTimeout);
+                None
+            }
+        }
+    })
 }
 
 /// Sent when the first request's head is not complete in time; written without waiting
