@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Profiles wsgate (1 worker) on one workload, with the bench's backends and config.
 #
-#   bench/profile.sh callgrind http|echo|handshake   # instructions per operation + top functions (repeatable)
-#   bench/profile.sh perf      http|echo|handshake   # perf record (DWARF call graphs), top symbols, user/kernel split
-#   bench/profile.sh syscalls  http|echo|handshake   # strace -c: syscalls per operation
+#   bench/profile.sh callgrind http|echo|handshake|flood   # instructions per operation + top functions (repeatable)
+#   bench/profile.sh perf      http|echo|handshake|flood   # perf record (DWARF call graphs), top symbols, user/kernel split
+#   bench/profile.sh syscalls  http|echo|handshake|flood   # strace -c: syscalls per operation
+# (flood: one operation is one connection of run.sh's connection flood, from 127.0.0.2)
 #   bench/profile.sh rss                             # RSS KiB per idle WebSocket session (5,000)
 #
 # WSGATE_BIN=/path/to/wsgate profiles another build (e.g. an allocator or buffer experiment).
@@ -15,7 +16,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
 MODE=${1:-}; WL=${2:-}
 case "$MODE" in
-    callgrind|perf|syscalls) case "$WL" in http|echo|handshake) ;; *) sed -n '2,12p' "$0"; exit 2 ;; esac ;;
+    callgrind|perf|syscalls) case "$WL" in http|echo|handshake|flood) ;; *) sed -n '2,12p' "$0"; exit 2 ;; esac ;;
     rss) WL=idle ;;
     *) sed -n '2,12p' "$0"; exit 2 ;;
 esac
@@ -89,6 +90,8 @@ load() {   # runs the workload once, prints the number of operations
               grep -o '"msgs":[0-9]*' "$OUT/load.txt" | cut -d: -f2 ;;
         handshake) timeout 120 taskset -c 0 "$LOADGEN" ws-handshake --url "ws://$PROXY/ws" --concurrency $((CONNS / 5 + 1)) --duration ${SECS}s >"$OUT/load.txt" 2>&1 || true
               grep -o '"handshakes":[0-9]*' "$OUT/load.txt" | cut -d: -f2 ;;
+        flood) timeout 120 chrt --idle 0 "$LOADGEN" flood --addr "$PROXY" --duration ${SECS}s >"$OUT/load.txt" 2>&1 || true
+              grep -o '"opened":[0-9]*' "$OUT/load.txt" | cut -d: -f2 ;;
     esac
 }
 per_op() { awk -v a="$1" -v n="$2" 'BEGIN { printf "%.1f", a / n }'; }

@@ -5,12 +5,14 @@
 #   bench/run.sh --quick    # 1 rotation, shorter workloads (~2 min), for iteration
 #
 # Options: --rotations N, --no-build (use the binaries already built), --workers "1 2",
-# --proxies "direct nginx wsgate". WSGATE_BIN=/path/to/wsgate benchmarks another build.
+# --proxies "direct nginx wsgate", --workloads "idle http echo handshake bulk flood".
+# WSGATE_BIN=/path/to/wsgate benchmarks another build.
 #
 # It installs nginx and wrk if missing (apt), builds wsgate and bench/loadgen (release),
 # starts the loadgen's backends (HTTP: 1 KiB body; WebSocket echo), then for each proxy and
 # worker count runs: idle sessions (RSS), HTTP keep-alive GET (wrk), WS echo 64 B, WS
-# handshakes, 1 GiB single-session echo. The proxy's user+sys CPU time comes from
+# handshakes, 1 GiB single-session echo, paced WS echo unloaded and under a connection
+# flood (the flooder under SCHED_IDLE, from 127.0.0.2; "direct" floods the backend). The proxy's user+sys CPU time comes from
 # /proc/PID/stat (nginx: master + workers) before and after each workload. Results: raw
 # values in bench/out/<stamp>/results.tsv, the Markdown table of medians on stdout and in
 # bench/out/<stamp>/table.md. Every process it starts is stopped by PID on exit or failure.
@@ -24,6 +26,7 @@ ROTATIONS=3
 BUILD=1
 WORKERS="1 2"
 PROXIES="direct nginx wsgate"
+WORKLOADS="idle http echo handshake bulk flood"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; ROTATIONS=1 ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --workers) WORKERS=$2; shift ;;
         --proxies) PROXIES=$2; shift ;;
+        --workloads) WORKLOADS=$2; shift ;;
         -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -38,14 +42,17 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    HTTP_SECS=3; ECHO_SECS=3; HS_SECS=3; BULK_MIB=1024; IDLE_HOLD=2s
+    HTTP_SECS=3; ECHO_SECS=3; HS_SECS=3; BULK_MIB=1024; IDLE_HOLD=2s; FLOOD_SECS=3
 else
-    HTTP_SECS=8; ECHO_SECS=8; HS_SECS=6; BULK_MIB=1024; IDLE_HOLD=3s
+    HTTP_SECS=8; ECHO_SECS=8; HS_SECS=6; BULK_MIB=1024; IDLE_HOLD=3s; FLOOD_SECS=4
 fi
 IDLE_SESSIONS=5000
 ECHO_CONNS=50
 ECHO_SIZE=64
 HS_CONC=20
+PACED_SESSIONS=200  # flood workload: sessions echoing one 64 B message every 50 ms each
+PACED_INTERVAL=50ms
+FLOOD_SOURCE=127.0.0.2
 SETTLE=0.5
 
 HTTP_BACKEND=127.0.0.1:19101
@@ -106,7 +113,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         || die "apt-get install ${need_apt[*]} (see $OUT/apt.log)"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in wrk taskset timeout curl pgrep; do command -v $tool >/dev/null || die "$tool is missing"; done
+for tool in wrk taskset timeout curl pgrep chrt; do command -v $tool >/dev/null || die "$tool is missing"; done
 
 if [ "$BUILD" = 1 ]; then
     log "building wsgate (release)"
@@ -367,6 +374,38 @@ w_bulk() {
     fi
 }
 
+# Paced echo (PACED_SESSIONS x one message per PACED_INTERVAL) unloaded, then again while
+# one client floods the proxy with connections as fast as it can under SCHED_IDLE (it
+# stands for remote clients: it takes the CPU time the rest leaves, not the proxy's).
+w_flood() {
+    local base=$RUNDIR/paced.json under=$RUNDIR/paced-flood.json fl=$RUNDIR/flood.json target
+    target=$([ "$PROXY" = direct ] && echo "$WS_BACKEND" || echo "$PROXY_ADDR")
+    # The proxy's CPU per flooded connection, with the flood alone.
+    cpu_begin
+    timeout -k 5 30 chrt --idle 0 "$LOADGEN" flood --addr "$target" --source $FLOOD_SOURCE --duration 2s >"$RUNDIR/flood-alone.json" 2>&1 || true
+    [ -n "$(jget "$RUNDIR/flood-alone.json" opened)" ] || die "flood (see $RUNDIR/flood-alone.json)"
+    cpu_end flood_cpu_us "$(jget "$RUNDIR/flood-alone.json" opened)"
+    sleep $SETTLE
+    timeout -k 5 $((FLOOD_SECS + 60)) taskset -c "$LOAD_CPU" "$LOADGEN" ws-echo --url "$WS_URL" --connections $PACED_SESSIONS --interval $PACED_INTERVAL --duration ${FLOOD_SECS}s >"$base" 2>&1 || true
+    [ -n "$(jget "$base" msgs)" ] || die "paced ws-echo (see $base)"
+    sleep $SETTLE
+    timeout -k 5 $((FLOOD_SECS + 30)) chrt --idle 0 "$LOADGEN" flood --addr "$target" --source $FLOOD_SOURCE --duration $((FLOOD_SECS + 2))s >"$fl" 2>&1 &
+    local flood_pid=$!
+    STARTED+=("$flood_pid")
+    sleep 1     # the flood ramps up (it holds its connections within ~0.2 s)
+    timeout -k 5 $((FLOOD_SECS + 60)) taskset -c "$LOAD_CPU" "$LOADGEN" ws-echo --url "$WS_URL" --connections $PACED_SESSIONS --interval $PACED_INTERVAL --duration ${FLOOD_SECS}s >"$under" 2>&1 || true
+    wait "$flood_pid" || true
+    [ -n "$(jget "$under" msgs)" ] || die "paced ws-echo under the flood (see $under)"
+    [ -n "$(jget "$fl" per_s)" ] || die "flood (see $fl)"
+    local b u
+    b=$(jget "$base" p99_us); u=$(jget "$under" p99_us)
+    record flood_base_p99_us "$b"; record flood_p99_us "$u"
+    record flood_ratio "$(awk -v u="$u" -v b="$b" 'BEGIN { printf "%.2f", u / b }')"
+    record flood_conn_s "$(jget "$fl" per_s)"
+    record flood_errors "$(( $(jget "$base" errors) + $(jget "$under" errors) ))"
+    log "    flood: p99 $b -> $u µs at $(jget "$fl" per_s) connections/s, errors $(jget "$base" errors)+$(jget "$under" errors)"
+}
+
 # ---------------------------------------------------------------- run
 log "output in $OUT"
 start_bg "$OUT/serve-http.log" taskset -c "$LOAD_CPU" "$LOADGEN" serve-http --addr $HTTP_BACKEND
@@ -403,11 +442,10 @@ for ROT in $(seq 1 "$ROTATIONS"); do
             start_proxy "$PROXY" "$W" "$RUNDIR"
             HTTP_URL="http://$PROXY_ADDR/"; WS_URL="ws://$PROXY_ADDR/ws"
         fi
-        w_idle; sleep $SETTLE
-        w_http; sleep $SETTLE
-        w_echo; sleep $SETTLE
-        w_handshake; sleep $SETTLE
-        w_bulk
+        for workload in $WORKLOADS; do
+            "w_$workload"
+            sleep $SETTLE
+        done
         [ "$PROXY" != direct ] && stop_proxy
         sleep $SETTLE
     done
@@ -417,7 +455,7 @@ ELAPSED=$(( $(date +%s) - START_TIME ))
 {
     echo "Run $STAMP: \`bench/run.sh$([ "$QUICK" = 1 ] && echo " --quick")\`, $ROTATIONS rotation(s), ${ELAPSED} s in all."
     echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), wsgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+uncommitted')."
-    echo "Workloads: HTTP keep-alive GET, wrk -t2 -c50 ${HTTP_SECS}s, 1 KiB body; WS echo ${ECHO_CONNS} connections x ${ECHO_SIZE} B, ${ECHO_SECS}s closed loop (CPU per echo round trip); WS handshakes (connect, one echo, close) x${HS_CONC}, ${HS_SECS}s; one session echoing ${BULK_MIB} MiB in 64 KiB messages; ${IDLE_SESSIONS} idle sessions."
+    echo "Workloads: HTTP keep-alive GET, wrk -t2 -c50 ${HTTP_SECS}s, 1 KiB body; WS echo ${ECHO_CONNS} connections x ${ECHO_SIZE} B, ${ECHO_SECS}s closed loop (CPU per echo round trip); WS handshakes (connect, one echo, close) x${HS_CONC}, ${HS_SECS}s; one session echoing ${BULK_MIB} MiB in 64 KiB messages; ${IDLE_SESSIONS} idle sessions; flood: ${PACED_SESSIONS} sessions x one 64 B echo per ${PACED_INTERVAL}, ${FLOOD_SECS}s unloaded then ${FLOOD_SECS}s under a connection flood from $FLOOD_SOURCE (SCHED_IDLE, unpinned; every other connection reset at once, the rest send a partial request line, 1,200 held). Workloads run: $WORKLOADS."
     echo "Pinning: load generator, wrk and both backends on CPU $LOAD_CPU; 1-worker proxies on CPU $PROXY_CPU_1; 2-worker proxies on CPUs $PROXY_CPU_2 (shared with the load side)."
     echo
     "$LOADGEN" report --input "$RESULTS"

@@ -37,7 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Closed-loop echo: each connection sends a message and waits for its echo.
+    /// Echo: each connection sends a message and waits for its echo; back to back (closed
+    /// loop), or one per `--interval` (paced: the latency a well-behaved client sees).
     WsEcho {
         #[arg(long)]
         url: String,
@@ -47,6 +48,26 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         size: usize,
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Paced: each connection sends one message per interval (starts staggered).
+        #[arg(long, value_parser = parse_duration)]
+        interval: Option<Duration>,
+    },
+    /// Connection flood: opens TCP connections from `--source` as fast as it can; every
+    /// other one is reset at once, the rest send a partial request line and are held (up to
+    /// `--held-max`, oldest let go first). Every close is a reset (SO_LINGER 0), so no
+    /// TIME_WAIT exhausts the source's ephemeral ports. Run it under `chrt --idle 0`.
+    Flood {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.2")]
+        source: std::net::IpAddr,
+        /// Concurrent connect loops.
+        #[arg(long, default_value_t = 6)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1200)]
+        held_max: usize,
+        #[arg(long, default_value = "6s", value_parser = parse_duration)]
         duration: Duration,
     },
     /// Full session cycles: connect (handshake), one echo, close; `concurrency` at a time.
@@ -124,7 +145,8 @@ fn main() {
     .expect("tokio runtime");
     let code = rt.block_on(async move {
         match cli.cmd {
-            Cmd::WsEcho { url, connections, size, duration } => ws_echo(url, connections, size, duration).await,
+            Cmd::WsEcho { url, connections, size, duration, interval } => ws_echo(url, connections, size, duration, interval).await,
+            Cmd::Flood { addr, source, tasks, held_max, duration } => flood(addr, source, tasks, held_max, duration).await,
             Cmd::WsHandshake { url, concurrency, duration } => ws_handshake(url, concurrency, duration).await,
             Cmd::WsBulk { url, mib, msg_kib, stall } => ws_bulk(url, mib, msg_kib, stall).await,
             Cmd::WsIdle { url, sessions, hold, concurrency } => ws_idle(url, sessions, hold, concurrency).await,
@@ -195,7 +217,7 @@ async fn close(mut ws: Ws) {
     .await;
 }
 
-async fn ws_echo(url: String, connections: usize, size: usize, duration: Duration) -> i32 {
+async fn ws_echo(url: String, connections: usize, size: usize, duration: Duration, interval: Option<Duration>) -> i32 {
     let mut sessions = Vec::with_capacity(connections);
     for _ in 0..connections {
         match connect(&url).await {
@@ -208,12 +230,23 @@ async fn ws_echo(url: String, connections: usize, size: usize, duration: Duratio
     let deadline = start + duration;
     let tasks: Vec<_> = sessions
         .into_iter()
-        .map(|mut ws| {
+        .enumerate()
+        .map(|(i, mut ws)| {
             let payload = payload.clone();
+            // Paced connections start spread over one interval, not all on the same tick.
+            let mut pace = interval.map(|every| {
+                let first = tokio::time::Instant::now() + every.mul_f64(i as f64 / connections as f64);
+                let mut tick = tokio::time::interval_at(first, every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            });
             tokio::spawn(async move {
                 let mut samples = Vec::with_capacity(1 << 16);
                 let mut error = None;
                 while Instant::now() < deadline {
+                    if let Some(tick) = pace.as_mut() {
+                        tick.tick().await;
+                    }
                     let t0 = Instant::now();
                     if let Err(e) = echo_once(&mut ws, &payload).await {
                         error = Some(e);
@@ -240,7 +273,8 @@ async fn ws_echo(url: String, connections: usize, size: usize, duration: Duratio
     let secs = start.elapsed().as_secs_f64();
     all.sort_unstable();
     emit(format!(
-        r#"{{"kind":"ws-echo","connections":{connections},"size":{size},"msgs":{},"secs":{secs:.3},"msgs_per_s":{:.1},"p50_us":{:.1},"p99_us":{:.1},"max_us":{:.1},"errors":{errors},"last_error":"{}"}}"#,
+        r#"{{"kind":"ws-echo","connections":{connections},"size":{size},"interval_ms":{},"msgs":{},"secs":{secs:.3},"msgs_per_s":{:.1},"p50_us":{:.1},"p99_us":{:.1},"max_us":{:.1},"errors":{errors},"last_error":"{}"}}"#,
+        interval.map_or(0.0, |i| i.as_secs_f64() * 1000.0),
         all.len(),
         all.len() as f64 / secs,
         pct_us(&all, 50.0),
@@ -253,6 +287,57 @@ async fn ws_echo(url: String, connections: usize, size: usize, duration: Duratio
     } else {
         0
     }
+}
+
+async fn flood(addr: SocketAddr, source: std::net::IpAddr, tasks: usize, held_max: usize, duration: Duration) -> i32 {
+    let opened = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let loops: Vec<_> = (0..tasks.max(1))
+        .map(|task| {
+            let (opened, failed) = (opened.clone(), failed.clone());
+            let share = held_max / tasks.max(1);
+            tokio::spawn(async move {
+                let mut held = std::collections::VecDeque::with_capacity(share + 1);
+                let mut n = task as u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    tokio::task::yield_now().await; // lets the other loops in
+                    let socket = match source {
+                        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                    };
+                    let socket = match socket.and_then(|s| s.bind(SocketAddr::new(source, 0)).map(|_| s)).and_then(|s| s.set_zero_linger().map(|_| s)) {
+                        Ok(s) => s,
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(1), socket.connect(addr)).await else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    opened.fetch_add(1, Ordering::Relaxed);
+                    if n % 2 == 0 || conn.write_all(b"GET /flood-").await.is_err() {
+                        continue; // dropped: reset
+                    }
+                    held.push_back(conn);
+                    if held.len() > share {
+                        held.pop_front();
+                    }
+                }
+            })
+        })
+        .collect();
+    for l in loops {
+        l.await.expect("flood loop");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (opened, failed) = (opened.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    emit(format!(r#"{{"kind":"flood","opened":{opened},"failed":{failed},"secs":{secs:.3},"per_s":{:.0}}}"#, opened as f64 / secs));
+    i32::from(opened == 0)
 }
 
 async fn ws_handshake(url: String, concurrency: usize, duration: Duration) -> i32 {

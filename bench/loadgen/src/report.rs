@@ -22,6 +22,13 @@ const TABLE_2: &[(&str, &str, usize)] = &[
     ("bulk_mib_s", "1 GiB echo MiB/s", 0),
     ("idle_rss_kib", "RSS KiB / idle WS session", 1),
 ];
+const TABLE_3: &[(&str, &str, usize)] = &[
+    ("flood_base_p99_us", "paced WS p99 µs, unloaded", 0),
+    ("flood_p99_us", "paced WS p99 µs, under flood", 0),
+    ("flood_ratio", "p99 under flood / unloaded", 2),
+    ("flood_conn_s", "flood connections/s", 0),
+    ("flood_cpu_us", "CPU µs / flooded connection", 1),
+];
 /// Counted, not medianed: (metric, header).
 const COUNTS: &[(&str, &str)] = &[
     ("http_errors", "HTTP errors"),
@@ -29,6 +36,7 @@ const COUNTS: &[(&str, &str)] = &[
     ("hs_failures", "handshake failures"),
     ("bulk_stalled", "bulk stalls"),
     ("idle_failed", "idle sessions failed"),
+    ("flood_errors", "paced echo errors (flood)"),
 ];
 
 type Key = (String, u32); // (proxy, workers)
@@ -74,7 +82,10 @@ pub fn run(input: &Path) -> i32 {
     let nginx_of = |k: &Key| -> Key { ("nginx".to_string(), k.1) };
 
     println!("Medians of {} interleaved rotation(s); (×N) = ratio to nginx with the same worker count.\n", rotations.len());
-    for table in [TABLE_1, TABLE_2] {
+    for table in [TABLE_1, TABLE_2, TABLE_3] {
+        if !rows.iter().any(|row| table.iter().any(|(metric, _, _)| median(row, metric).is_some())) {
+            continue; // a workload left out of this run
+        }
         let mut header = String::from("| |");
         let mut rule = String::from("|---|");
         for (_, h, _) in table {
