@@ -7,7 +7,8 @@
 # (flood: one operation is one connection of run.sh's connection flood, from 127.0.0.2)
 #   bench/profile.sh rss                             # RSS KiB per idle WebSocket session (5,000)
 #
-# WSGATE_BIN=/path/to/wsgate profiles another build (e.g. an allocator or buffer experiment).
+# WSGATE_BIN=/path/to/wsgate profiles another build (e.g. an allocator or buffer experiment);
+# WSGATE_THREADS=2 gives wsgate two workers (unpinned then).
 # Needs bench/run.sh to have built bench/loadgen once. Output: bench/out/profile-<stamp>/.
 # Every process it starts is stopped by PID on exit.
 set -euo pipefail
@@ -55,7 +56,7 @@ bg "$OUT/serve-http.log" taskset -c 0 "$LOADGEN" serve-http --addr $HTTP_BACKEND
 bg "$OUT/serve-ws.log" taskset -c 0 "$LOADGEN" serve-ws --addr $WS_BACKEND
 cat >"$OUT/wsgate.yaml" <<EOF
 server:
-  threads: 1
+  threads: ${WSGATE_THREADS:-1}
   pid_file: $OUT/wsgate.pid
   upgrade_sock: $OUT/wsgate_upgrade.sock
   grace_period_seconds: 0
@@ -74,7 +75,7 @@ EOF
 if [ "$MODE" = callgrind ]; then
     RUST_LOG=warn bg "$OUT/wsgate.log" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.%p" "$WSGATE" -c "$OUT/wsgate.yaml"
 else
-    RUST_LOG=warn bg "$OUT/wsgate.log" taskset -c 1 "$WSGATE" -c "$OUT/wsgate.yaml"
+    RUST_LOG=warn bg "$OUT/wsgate.log" taskset -c "$([ "${WSGATE_THREADS:-1}" = 1 ] && echo 1 || echo 0,1)" "$WSGATE" -c "$OUT/wsgate.yaml"
 fi
 WPID=${STARTED[-1]}
 wait_port 19180 || { echo "wsgate did not start (see $OUT/wsgate.log)" >&2; exit 1; }

@@ -41,18 +41,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Turns connections over a limit away in Pingora's accept loop, before a task is spawned
 /// for them (Pingora's `connection_filter`), so that a connection flood costs little more
 /// than its accepts.
+///
+/// It also yields the worker once per accepted connection. Pingora's accept loop takes
+/// connections as long as tokio's cooperative budget lets it (128 at a time), so under a
+/// flood, sessions already open would wait behind a batch of accepts and the tasks spawned
+/// for them; yielding each time lets their ready I/O in between, as nginx takes one
+/// connection per event-loop turn. With one worker that halved the sessions' p99 echo
+/// latency under bench/run.sh's flood (0.9-1.3 ms against 1.5-3.3 ms with a yield per 16
+/// connections, at the same CPU per connection; bench/RESULTS.md, 2026-11-26).
 pub struct AcceptFilter {
     pub limits: Arc<Limits>,
     pub live: Arc<Live>,
-    /// Connections screened so far, to yield the worker every `YIELD_EVERY` of them.
-    pub screened: std::sync::atomic::AtomicU32,
 }
-
-/// Pingora's accept loop takes connections as long as tokio's cooperative budget lets it
-/// (128 at a time). Under a flood each costs ~28 µs (accept, peer address, close), so a
-/// batch would hold the worker ~3.6 ms while open sessions wait; yielding every 16 keeps
-/// that under ~0.5 ms.
-const YIELD_EVERY: u32 = 16;
 
 impl std::fmt::Debug for AcceptFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,9 +63,7 @@ impl std::fmt::Debug for AcceptFilter {
 #[async_trait]
 impl ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
-        if self.screened.fetch_add(1, Ordering::Relaxed) % YIELD_EVERY == YIELD_EVERY - 1 {
-            tokio::task::yield_now().await;
-        }
+        tokio::task::yield_now().await;
         let snapshot = self.live.snapshot();
         self.limits.screen_connection(&snapshot.config.limits, addr.map(|a| a.ip())).is_ok()
     }

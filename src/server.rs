@@ -62,7 +62,7 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
 
     let limits = Arc::new(Limits::new(metrics.clone()));
     let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain.clone());
-    let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone(), screened: Default::default() });
+    let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone() });
     let tls = match TlsAcceptors::build(&config.listeners, &certificates) {
         Ok(tls) => tls,
         Err(e) => {
