@@ -166,7 +166,8 @@ pub struct GatedStream {
     /// (by then the request counts as in flight itself), so a connection accepted just
     /// before the drain began is served, not cut off by the process's exit.
     unanswered: Option<InFlight>,
-    /// Held by the outermost layer: the TLS stream's inner one on TLS listeners.
+    /// The connection's place under the limits, held by the layer nearest the socket: on a
+    /// TLS listener the one inside the TLS stream, which exists from accept on.
     _admitted: Option<Admitted>,
 }
 
