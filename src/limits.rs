@@ -189,6 +189,7 @@ mod tests {
             max_connections: 3,
             max_connections_per_ip: 2,
             header_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(60),
             connections_per_second_per_ip: Some(4),
         }
     }

@@ -185,6 +185,12 @@ impl ProxyHttp for Gateway {
         if ctx.websocket.as_ref().is_some_and(|ws| ws.detached) {
             return; // the session's own task logs it when it ends
         }
+        // Pingora waits for an HTTP/1.1 connection's next request with no time limit (or
+        // as long as the client's `Keep-Alive: timeout=` asks): bound it, unless the
+        // connection is to be closed anyway.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(ctx.snapshot.config.limits.keepalive_timeout.as_secs()));
+        }
         let (route, upstream) = ctx.labels();
         let elapsed = ctx.started.elapsed();
         if ctx.websocket.is_none() {

@@ -337,3 +337,36 @@ async fn tls_handshakes_count_against_the_connection_limits_and_the_header_timeo
     assert_eq!(refusals(&text, "header_timeout"), 3.0, "{text}");
     assert!(!gw.log().contains("handshake"), "handshake failures are not logged one by one:\n{}", gw.log());
 }
+
+/// An idle keep-alive connection is closed after `limits.keepalive_timeout`. (Pingora by
+/// itself waits for an HTTP/1.1 client's next request with no time limit at all, or for as
+/// long as the client's own `Keep-Alive: timeout=` asks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_the_keepalive_timeout() {
+    use std::time::{Duration, Instant};
+    let web = HttpBackend::start("web");
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nlimits: {{keepalive_timeout: 1s}}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
+        web.addr()
+    );
+    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    for (name, extra) in [("plain", ""), ("asking for an hour", "Keep-Alive: timeout=3600\r\n")] {
+        let mut conn = connect_from("127.0.0.1", addr).await;
+        // Two requests on the connection: it is kept alive between them.
+        for _ in 0..2 {
+            let (status, headers, _) = request_on(&mut conn, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n")).await;
+            assert_eq!(status, 200, "{name}");
+            assert_ne!(header(&headers, "connection"), Some("close"), "{name}");
+        }
+        let idle_from = Instant::now();
+        let (bytes, closed) = read_until_closed(&mut conn, Duration::from_secs(5)).await;
+        let idle = idle_from.elapsed();
+        assert!(closed, "{name}: the idle connection is still open after {idle:?}");
+        assert!(bytes.is_empty(), "{name}: closed quietly, got {:?}", String::from_utf8_lossy(&bytes));
+        assert!(idle >= Duration::from_millis(500) && idle < Duration::from_secs(3), "{name}: closed after {idle:?}");
+    }
+}

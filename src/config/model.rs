@@ -42,6 +42,8 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// Time a new connection has to send its first request's complete head (408 after).
     pub header_timeout: Duration,
+    /// How long an HTTP/1.1 connection waits for its next request, per read (whole seconds).
+    pub keepalive_timeout: Duration,
     /// New connections per second per client address; `None`: no rate limit.
     pub connections_per_second_per_ip: Option<usize>,
 }

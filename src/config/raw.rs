@@ -79,6 +79,8 @@ pub struct RawLimits {
     #[serde(default)]
     pub header_timeout: Option<ConfigDuration>,
     #[serde(default)]
+    pub keepalive_timeout: Option<ConfigDuration>,
+    #[serde(default)]
     pub connections_per_second_per_ip: Option<usize>,
 }
 

@@ -216,3 +216,16 @@ fn tls_listeners_take_several_certificates_and_name_the_bad_one() {
     assert_eq!(e[0].key, "listeners[0].tls.certificates[1].cert", "{}", e[0]);
     assert!(e[0].message.contains("none.pem"), "{}", e[0]);
 }
+
+#[test]
+fn limits_timeouts_are_checked() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(60));
+    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m}}\n")).unwrap();
+    assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(120));
+    for (value, key) in [("header_timeout: 0s", "limits.header_timeout"), ("keepalive_timeout: 0s", "limits.keepalive_timeout"), ("keepalive_timeout: 1500ms", "limits.keepalive_timeout")] {
+        let errs = errors(&format!("{MINIMAL}limits: {{{value}}}\n"));
+        assert!(errs.iter().any(|e| e.key == key && e.line.is_some()), "expected an error at {key} with its line, got {errs:?}");
+    }
+}

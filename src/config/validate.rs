@@ -80,10 +80,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         max_connections: limit(|l| l.max_connections, "max_connections", 10_000, &mut problems),
         max_connections_per_ip: limit(|l| l.max_connections_per_ip, "max_connections_per_ip", 1_024, &mut problems),
         header_timeout: raw_limits.and_then(|l| l.header_timeout).map_or(Duration::from_secs(10), |d| d.0),
+        keepalive_timeout: raw_limits.and_then(|l| l.keepalive_timeout).map_or(Duration::from_secs(60), |d| d.0),
         connections_per_second_per_ip: raw_limits.and_then(|l| l.connections_per_second_per_ip).filter(|r| *r > 0),
     };
     if limits.header_timeout.is_zero() {
         problems.push((root.key("limits").key("header_timeout"), "must be longer than 0s".into()));
+    }
+    // Pingora counts keep-alive timeouts in whole seconds, and 0 would mean "no limit".
+    if limits.keepalive_timeout < Duration::from_secs(1) || limits.keepalive_timeout.subsec_nanos() != 0 {
+        problems.push((root.key("limits").key("keepalive_timeout"), "must be whole seconds, at least 1s".into()));
     }
 
     let explicit_window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
