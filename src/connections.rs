@@ -9,7 +9,10 @@
 //! - It gives the TLS handshake and the first request's head `limits.header_timeout` in
 //!   all, however slowly they trickle in (slowloris): then the client gets a 408 (a client
 //!   still in its handshake is just closed). Pingora itself only bounds each single read
-//!   (60 s), which a byte a minute never hits, and a TLS handshake to 60 s.
+//!   (60 s), which a byte a minute never hits, and a TLS handshake to 60 s. Each later
+//!   head on a keep-alive connection gets `header_timeout` from its first byte: the proxy
+//!   arms that when a request is done (`GatedStream::expect_next_head`). Bytes of a request
+//!   body still arriving after its response count toward that next head.
 //!
 //! Both live in a wrapper around the connection's stream, so the connection's place under
 //! the limits is released exactly when the stream is dropped, also when a WebSocket
@@ -32,7 +35,7 @@ use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -106,11 +109,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             None => (stream, Some(admitted)),
             Some(acceptor) => {
                 // The connection keeps its place under the limits from below the TLS layer.
-                let counted = GatedStream { inner: stream, head: None, unanswered: None, _admitted: Some(admitted) };
+                let counted = GatedStream::new(stream, None, None, Some(admitted), self.limits.clone());
                 (tls_handshake(acceptor, counted, head.timer.deadline(), &self.limits, ip).await?, None)
             }
         };
-        let gated = GatedStream { inner: stream, head: Some(head), unanswered: Some(unanswered), _admitted: admitted };
+        let gated = GatedStream::new(stream, Some(head), Some(unanswered), admitted, self.limits.clone());
         self.inner.process_new(Box::new(gated), shutdown).await
     }
 
@@ -162,6 +165,10 @@ const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent
 pub struct GatedStream {
     inner: Stream,
     head: Option<HeadDeadline>,
+    /// Set (to the header timeout, in ms) when a keep-alive connection's request is done:
+    /// the next head gets a deadline of its own from its first byte on.
+    next_head_ms: AtomicU64,
+    limits: Arc<Limits>,
     /// Keeps a draining process alive until the connection's first answer is on its way
     /// (by then the request counts as in flight itself), so a connection accepted just
     /// before the drain began is served, not cut off by the process's exit.
@@ -180,12 +187,12 @@ impl std::fmt::Debug for GatedStream {
 impl HeadDeadline {
     fn new(header_timeout: Duration, limits: Arc<Limits>, first_heads: Arc<AtomicUsize>) -> HeadDeadline {
         first_heads.fetch_add(1, Ordering::AcqRel);
-        HeadDeadline {
-            timer: Box::pin(tokio::time::sleep(header_timeout)),
-            end: HeadEnd::default(),
-            limits,
-            _pending: PendingHead(first_heads),
-        }
+        HeadDeadline { _pending: Some(PendingHead(first_heads)), ..HeadDeadline::later(header_timeout, limits) }
+    }
+
+    /// The deadline of a later request's head on a keep-alive connection.
+    fn later(header_timeout: Duration, limits: Arc<Limits>) -> HeadDeadline {
+        HeadDeadline { timer: Box::pin(tokio::time::sleep(header_timeout)), end: HeadEnd::default(), limits, _pending: None }
     }
 }
 
@@ -193,7 +200,8 @@ struct HeadDeadline {
     timer: Pin<Box<tokio::time::Sleep>>,
     end: HeadEnd,
     limits: Arc<Limits>,
-    _pending: PendingHead,
+    /// Only for a connection's first head: what a draining process waits for.
+    _pending: Option<PendingHead>,
 }
 
 /// Counts a connection among those whose first head is still on its way, until dropped.
@@ -254,9 +262,17 @@ impl AsyncRead for GatedStream {
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let (Poll::Ready(Ok(())), Some(head)) = (&polled, &mut this.head) {
-            if head.end.feed(&buf.filled()[before..]) {
-                this.head = None;
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if this.head.is_none() {
+                let next_head_ms = this.next_head_ms.swap(0, Ordering::AcqRel);
+                if next_head_ms > 0 {
+                    this.head = Some(HeadDeadline::later(Duration::from_millis(next_head_ms), this.limits.clone()));
+                }
+            }
+            if let Some(head) = &mut this.head {
+                if head.end.feed(&buf.filled()[before..]) {
+                    this.head = None;
+                }
             }
         }
         polled
@@ -264,6 +280,19 @@ impl AsyncRead for GatedStream {
 }
 
 impl GatedStream {
+    fn new(inner: Stream, head: Option<HeadDeadline>, unanswered: Option<InFlight>, admitted: Option<Admitted>, limits: Arc<Limits>) -> GatedStream {
+        GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, unanswered, _admitted: admitted }
+    }
+
+    /// A keep-alive connection's request is done: its next request head, from its first
+    /// byte on, has `header_timeout` to be complete. `stream` is the downstream stream of an
+    /// HTTP/1 session, if it is a gated one.
+    pub fn expect_next_head(stream: &Stream, header_timeout: Duration) {
+        if let Some(gated) = stream.as_any().downcast_ref::<GatedStream>() {
+            gated.next_head_ms.store(header_timeout.as_millis().clamp(1, u64::MAX as u128) as u64, Ordering::Release);
+        }
+    }
+
     fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
         if self.unanswered.is_some() && matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
             self.unanswered = None;

@@ -3,6 +3,7 @@
 //! → `headers` (what the backend receives) → `responses` / access log.
 
 use crate::admission;
+use crate::connections::GatedStream;
 use crate::limits::{self, Admitted, Limits, Refusal};
 use crate::access_log::{self, AccessLog, Record};
 use crate::drain::{Drain, InFlight};
@@ -189,7 +190,11 @@ impl ProxyHttp for Gateway {
         // as long as the client's `Keep-Alive: timeout=` asks): bound it, unless the
         // connection is to be closed anyway.
         if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(ctx.snapshot.config.limits.keepalive_timeout.as_secs()));
+            let limits = &ctx.snapshot.config.limits;
+            session.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
+            if let Some(stream) = session.downstream_session.stream() {
+                GatedStream::expect_next_head(stream, limits.header_timeout);
+            }
         }
         let (route, upstream) = ctx.labels();
         let elapsed = ctx.started.elapsed();

@@ -370,3 +370,49 @@ async fn idle_keep_alive_connections_are_closed_after_the_keepalive_timeout() {
         assert!(idle >= Duration::from_millis(500) && idle < Duration::from_secs(3), "{name}: closed after {idle:?}");
     }
 }
+
+/// Every request head on a keep-alive connection must be complete within `header_timeout`
+/// of its first byte, not just the first one (Pingora alone bounds each read only, so a
+/// byte now and then would hold the connection forever). Idle time between requests is
+/// `keepalive_timeout`'s business, not the head's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_heads_on_a_keep_alive_connection_are_held_to_the_header_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let web = HttpBackend::start("web");
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nlimits: {{header_timeout: 1s, keepalive_timeout: 30s}}\n\
+         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
+        web.addr()
+    );
+    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut conn = connect_from("127.0.0.1", addr).await;
+    let (status, _, _) = request_on(&mut conn, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 200);
+    // Idle for longer than the header timeout, on purpose, then a prompt request: served.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _, _) = request_on(&mut conn, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 200, "idle time before a head does not count against it");
+
+    // The third head trickles in a byte per 100 ms: cut off with a 408 about 1 s after its
+    // first byte, long before it would be complete.
+    let head = b"GET /third HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let started = Instant::now();
+    let mut sent = 0;
+    for byte in head.iter() {
+        if conn.write_all(&[*byte]).await.is_err() || started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (bytes, closed) = read_until_closed(&mut conn, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&bytes);
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "got {answer:?} after sending {sent} bytes");
+    assert!(closed && sent < head.len(), "cut off after {sent} of {} bytes", head.len());
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(web.hits(), 2, "the cut-off request never reached the backend");
+}
