@@ -102,7 +102,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
         let ip = digest.as_ref().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         // Over a limit: dropping the stream closes the connection before anything is read.
         let admitted = self.limits.admit_connection(config, ip).ok()?;
-        let head = HeadDeadline::new(config.header_timeout, self.limits.clone(), self.first_heads.clone());
+        let head = HeadDeadline::first(config.header_timeout, self.first_heads.clone());
         let unanswered = self.drain.in_flight();
         let local = digest.as_ref().and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
         let (stream, admitted) = match local.and_then(|local| self.tls.for_local_address(local)) {
@@ -110,7 +110,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             Some(acceptor) => {
                 // The connection keeps its place under the limits from below the TLS layer.
                 let counted = GatedStream::new(stream, None, None, Some(admitted), self.limits.clone());
-                (tls_handshake(acceptor, counted, head.timer.deadline(), &self.limits, ip).await?, None)
+                (tls_handshake(acceptor, counted, head.due, &self.limits, ip).await?, None)
             }
         };
         let gated = GatedStream::new(stream, Some(head), Some(unanswered), admitted, self.limits.clone());
@@ -156,8 +156,7 @@ fn tls_handshake<'a>(
     })
 }
 
-/// Sent when the first request's head is not complete in time; written without waiting
-/// (it fits any socket buffer) because the connection is closed right after.
+/// Sent when a request's head is not complete in time.
 const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\nrequest header timeout\r\n";
 
 /// A downstream stream holding its place under the connection limits, with the deadline
@@ -185,21 +184,35 @@ impl std::fmt::Debug for GatedStream {
 }
 
 impl HeadDeadline {
-    fn new(header_timeout: Duration, limits: Arc<Limits>, first_heads: Arc<AtomicUsize>) -> HeadDeadline {
+    /// A connection's first head: a timer, so that a client sending nothing at all is cut
+    /// off too.
+    fn first(header_timeout: Duration, first_heads: Arc<AtomicUsize>) -> HeadDeadline {
         first_heads.fetch_add(1, Ordering::AcqRel);
-        HeadDeadline { _pending: Some(PendingHead(first_heads)), ..HeadDeadline::later(header_timeout, limits) }
+        let timer = Box::pin(tokio::time::sleep(header_timeout));
+        HeadDeadline { due: timer.deadline(), timer: Some(timer), end: HeadEnd::default(), _pending: Some(PendingHead(first_heads)) }
     }
 
-    /// The deadline of a later request's head on a keep-alive connection.
-    fn later(header_timeout: Duration, limits: Arc<Limits>) -> HeadDeadline {
-        HeadDeadline { timer: Box::pin(tokio::time::sleep(header_timeout)), end: HeadEnd::default(), limits, _pending: None }
+    /// A later head on a keep-alive connection, from its first byte: checked as its bytes
+    /// arrive, which costs no timer per request. A client that stops sending altogether is
+    /// `keepalive_timeout`'s (Pingora's timeout on each read while it waits for a request).
+    fn later(header_timeout: Duration) -> HeadDeadline {
+        HeadDeadline { due: tokio::time::Instant::now() + header_timeout, timer: None, end: HeadEnd::default(), _pending: None }
+    }
+
+    /// Whether the deadline has passed; a timer is polled with the reader's waker, so a
+    /// reader parked on a silent client is woken when it passes.
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().poll(cx).is_ready(),
+            None => tokio::time::Instant::now() >= self.due,
+        }
     }
 }
 
 struct HeadDeadline {
-    timer: Pin<Box<tokio::time::Sleep>>,
+    due: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     end: HeadEnd,
-    limits: Arc<Limits>,
     /// Only for a connection's first head: what a draining process waits for.
     _pending: Option<PendingHead>,
 }
@@ -249,16 +262,8 @@ impl HeadEnd {
 impl AsyncRead for GatedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(head) = &mut this.head {
-            // Polled with the reader's waker, so a reader parked on a silent client is
-            // woken when the deadline passes.
-            if head.timer.as_mut().poll(cx).is_ready() {
-                head.limits.refuse(Refusal::HeaderTimeout);
-                let _ = Pin::new(&mut this.inner).poll_write(cx, HEADER_TIMEOUT_RESPONSE);
-                let _ = Pin::new(&mut this.inner).poll_flush(cx);
-                this.head = None;
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request header timeout")));
-            }
+        if this.head.as_mut().is_some_and(|head| head.passed(cx)) {
+            return this.header_timed_out(cx);
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -266,10 +271,13 @@ impl AsyncRead for GatedStream {
             if this.head.is_none() {
                 let next_head_ms = this.next_head_ms.swap(0, Ordering::AcqRel);
                 if next_head_ms > 0 {
-                    this.head = Some(HeadDeadline::later(Duration::from_millis(next_head_ms), this.limits.clone()));
+                    this.head = Some(HeadDeadline::later(Duration::from_millis(next_head_ms)));
                 }
             }
             if let Some(head) = &mut this.head {
+                if head.passed(cx) {
+                    return this.header_timed_out(cx);
+                }
                 if head.end.feed(&buf.filled()[before..]) {
                     this.head = None;
                 }
@@ -280,6 +288,16 @@ impl AsyncRead for GatedStream {
 }
 
 impl GatedStream {
+    /// Answers 408 (written without waiting: it fits any socket buffer, and the connection
+    /// is closed right after) and fails the read.
+    fn header_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.limits.refuse(Refusal::HeaderTimeout);
+        let _ = Pin::new(&mut self.inner).poll_write(cx, HEADER_TIMEOUT_RESPONSE);
+        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        self.head = None;
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request header timeout")))
+    }
+
     fn new(inner: Stream, head: Option<HeadDeadline>, unanswered: Option<InFlight>, admitted: Option<Admitted>, limits: Arc<Limits>) -> GatedStream {
         GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, unanswered, _admitted: admitted }
     }
