@@ -11,8 +11,7 @@
 //!   still in its handshake is just closed). Pingora itself only bounds each single read
 //!   (60 s), which a byte a minute never hits, and a TLS handshake to 60 s. Each later
 //!   head on a keep-alive connection gets `header_timeout` from its first byte: the proxy
-//!   arms that when a request is done (`GatedStream::expect_next_head`). Bytes of a request
-//!   body still arriving after its response count toward that next head.
+//!   arms that when a request, body included, is done (`GatedStream::expect_next_head`).
 //!
 //! Both live in a wrapper around the connection's stream, so the connection's place under
 //! the limits is released exactly when the stream is dropped, also when a WebSocket

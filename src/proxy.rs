@@ -192,8 +192,12 @@ impl ProxyHttp for Gateway {
         if session.get_keepalive().is_some() {
             let limits = &ctx.snapshot.config.limits;
             session.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
-            if let Some(stream) = session.downstream_session.stream() {
-                GatedStream::expect_next_head(stream, limits.header_timeout);
+            // Only once the request body is all in: bytes of it still on their way are
+            // not the next head.
+            if session.downstream_session.is_body_done() {
+                if let Some(stream) = session.downstream_session.stream() {
+                    GatedStream::expect_next_head(stream, limits.header_timeout);
+                }
             }
         }
         let (route, upstream) = ctx.labels();

@@ -393,7 +393,7 @@ async fn later_heads_on_a_keep_alive_connection_are_held_to_the_header_timeout()
     assert_eq!(status, 200);
     // Idle for longer than the header timeout, on purpose, then a prompt request: served.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, _, _) = request_on(&mut conn, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (status, _, _) = request_on(&mut conn, "POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await;
     assert_eq!(status, 200, "idle time before a head does not count against it");
 
     // The third head trickles in a byte per 100 ms: cut off with a 408 about 1 s after its
