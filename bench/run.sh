@@ -6,7 +6,9 @@
 #
 # Options: --rotations N, --no-build (use the binaries already built), --workers "1 2",
 # --proxies "direct nginx wsgate", --workloads "idle http echo handshake bulk flood".
-# WSGATE_BIN=/path/to/wsgate benchmarks another build.
+# WSGATE_BIN=/path/to/wsgate benchmarks another build; WSGATE_LIMITS='{...}' replaces
+# wsgate's `limits:` mapping (e.g. '{max_connections_per_ip: 256, max_connections: 20000}'
+# to see the flood with wsgate's per-address limit in effect; idle needs 5,000 per address).
 #
 # It installs nginx and wrk if missing (apt), builds wsgate and bench/loadgen (release),
 # starts the loadgen's backends (HTTP: 1 KiB body; WebSocket echo), then for each proxy and
@@ -238,7 +240,7 @@ listeners:
   - address: $PROXY_ADDR
 access_log: {path: 'off'}
 # All load comes from 127.0.0.1 (5,000 idle sessions, more than the per-address default).
-limits: {max_connections_per_ip: 20000, max_connections: 20000}
+limits: ${WSGATE_LIMITS:-{max_connections_per_ip: 20000, max_connections: 20000\}}
 upstreams:
   ws:
     backends: [$WS_BACKEND]
