@@ -11,12 +11,13 @@
 //!   still in its handshake is just closed). Pingora itself only bounds each single read
 //!   (60 s), which a byte a minute never hits, and a TLS handshake to 60 s. Each later
 //!   head on a keep-alive connection gets `header_timeout` from its first byte: the proxy
-//!   arms that when a request, body included, is done (`GatedStream::expect_next_head`).
+//!   arms that when a request, body included, is done (`before_next_request`).
 //!
 //! Both live in a wrapper around the connection's stream, so the connection's place under
 //! the limits is released exactly when the stream is dropped, also when a WebSocket
 //! session has taken the stream out of Pingora's HTTP session.
 
+use crate::config::model::LimitsConfig;
 use crate::drain::{Drain, InFlight};
 use crate::limits::{Admitted, Limits, Refusal};
 use crate::live::Live;
@@ -25,6 +26,7 @@ use pingora::listeners::tls::Acceptor;
 use log::debug;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::protocols::http::ServerSession;
 use pingora::listeners::ConnectionFilter;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest};
@@ -126,6 +128,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.inner.cleanup().await
+    }
+}
+
+/// After each request on a connection that stays open: Pingora would wait for the next
+/// request with no time limit (or as long as the client's `Keep-Alive: timeout=` asks), so
+/// bound that by `keepalive_timeout`, and give the next head `header_timeout` from its
+/// first byte, but only once the request body is all in: bytes of it still on their way
+/// are not the next head.
+pub fn before_next_request(session: &mut ServerSession, limits: &LimitsConfig) {
+    if session.get_keepalive().is_none() {
+        return; // the connection closes after this request
+    }
+    session.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
+    if session.is_body_done() {
+        if let Some(stream) = session.stream() {
+            GatedStream::expect_next_head(stream, limits.header_timeout);
+        }
     }
 }
 
@@ -304,7 +323,7 @@ impl GatedStream {
     /// A keep-alive connection's request is done: its next request head, from its first
     /// byte on, has `header_timeout` to be complete. `stream` is the downstream stream of an
     /// HTTP/1 session, if it is a gated one.
-    pub fn expect_next_head(stream: &Stream, header_timeout: Duration) {
+    fn expect_next_head(stream: &Stream, header_timeout: Duration) {
         if let Some(gated) = stream.as_any().downcast_ref::<GatedStream>() {
             gated.next_head_ms.store(header_timeout.as_millis().clamp(1, u64::MAX as u128) as u64, Ordering::Release);
         }

@@ -3,7 +3,7 @@
 //! → `headers` (what the backend receives) → `responses` / access log.
 
 use crate::admission;
-use crate::connections::GatedStream;
+use crate::connections;
 use crate::limits::{self, Admitted, Limits, Refusal};
 use crate::access_log::{self, AccessLog, Record};
 use crate::drain::{Drain, InFlight};
@@ -186,20 +186,7 @@ impl ProxyHttp for Gateway {
         if ctx.websocket.as_ref().is_some_and(|ws| ws.detached) {
             return; // the session's own task logs it when it ends
         }
-        // Pingora waits for an HTTP/1.1 connection's next request with no time limit (or
-        // as long as the client's `Keep-Alive: timeout=` asks): bound it, unless the
-        // connection is to be closed anyway.
-        if session.get_keepalive().is_some() {
-            let limits = &ctx.snapshot.config.limits;
-            session.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
-            // Only once the request body is all in: bytes of it still on their way are
-            // not the next head.
-            if session.downstream_session.is_body_done() {
-                if let Some(stream) = session.downstream_session.stream() {
-                    GatedStream::expect_next_head(stream, limits.header_timeout);
-                }
-            }
-        }
+        connections::before_next_request(&mut session.downstream_session, &ctx.snapshot.config.limits);
         let (route, upstream) = ctx.labels();
         let elapsed = ctx.started.elapsed();
         if ctx.websocket.is_none() {
