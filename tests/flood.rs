@@ -20,7 +20,7 @@
 //! absorbs); the assertion is the same.
 //!
 //! Connections over a limit are turned away in Pingora's accept loop (`AcceptFilter`), which
-//! yields the worker every 16 connections, so a flood costs wsgate its accepts and closes
+//! yields the worker before each connection, so a flood costs wsgate its accepts and closes
 //! (~20-28 µs of CPU per connection in a release build, mostly kernel) and never holds the
 //! sessions off for long. With two workers the accept loop keeps one busy while the other
 //! serves the sessions.
