@@ -111,7 +111,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             Some(acceptor) => {
                 // The connection keeps its place under the limits from below the TLS layer.
                 let counted = GatedStream::new(stream, None, None, Some(admitted), self.limits.clone());
-                (tls_handshake(acceptor, counted, head.due, &self.limits, ip).await?, None)
+                (tls_handshake(acceptor, counted, head.deadline(), &self.limits, ip).await?, None)
             }
         };
         let gated = GatedStream::new(stream, Some(head), Some(unanswered), admitted, self.limits.clone());
@@ -206,30 +206,41 @@ impl HeadDeadline {
     /// off too.
     fn first(header_timeout: Duration, first_heads: Arc<AtomicUsize>) -> HeadDeadline {
         first_heads.fetch_add(1, Ordering::AcqRel);
-        let timer = Box::pin(tokio::time::sleep(header_timeout));
-        HeadDeadline { due: timer.deadline(), timer: Some(timer), end: HeadEnd::default(), _pending: Some(PendingHead(first_heads)) }
+        let due = Due::Timer(Box::pin(tokio::time::sleep(header_timeout)));
+        HeadDeadline { due, end: HeadEnd::default(), _pending: Some(PendingHead(first_heads)) }
     }
 
     /// A later head on a keep-alive connection, from its first byte: checked as its bytes
     /// arrive, which costs no timer per request. A client that stops sending altogether is
     /// `keepalive_timeout`'s (Pingora's timeout on each read while it waits for a request).
     fn later(header_timeout: Duration) -> HeadDeadline {
-        HeadDeadline { due: tokio::time::Instant::now() + header_timeout, timer: None, end: HeadEnd::default(), _pending: None }
+        HeadDeadline { due: Due::At(tokio::time::Instant::now() + header_timeout), end: HeadEnd::default(), _pending: None }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        match &self.due {
+            Due::Timer(timer) => timer.deadline(),
+            Due::At(at) => *at,
+        }
     }
 
     /// Whether the deadline has passed; a timer is polled with the reader's waker, so a
     /// reader parked on a silent client is woken when it passes.
     fn passed(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.timer {
-            Some(timer) => timer.as_mut().poll(cx).is_ready(),
-            None => tokio::time::Instant::now() >= self.due,
+        match &mut self.due {
+            Due::Timer(timer) => timer.as_mut().poll(cx).is_ready(),
+            Due::At(at) => tokio::time::Instant::now() >= *at,
         }
     }
 }
 
+enum Due {
+    Timer(Pin<Box<tokio::time::Sleep>>),
+    At(tokio::time::Instant),
+}
+
 struct HeadDeadline {
-    due: tokio::time::Instant,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    due: Due,
     end: HeadEnd,
     /// Only for a connection's first head: what a draining process waits for.
     _pending: Option<PendingHead>,
