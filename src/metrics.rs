@@ -160,8 +160,8 @@ impl Metrics {
             ws_closes: counter("wsgate_websocket_closes_total", "Ended WebSocket sessions by who sent the first Close frame and its code.", &["route", "upstream", "initiator", "code"]),
             ws_protocol_errors: counter(
                 "wsgate_websocket_protocol_errors_total",
-                "Sessions whose frames broke RFC 6455; they were carried on as plain byte tunnels.",
-                &["route", "upstream"],
+                "Sessions failed with Close 1002 because a peer's frames broke RFC 6455, by the direction of the offending frame.",
+                &["route", "upstream", "direction"],
             ),
             backend_healthy: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_healthy", "1 while a backend is in rotation, 0 otherwise."), &["upstream", "backend"])
                 .expect("valid metric definition"),

@@ -2,8 +2,9 @@
 //!
 //! The tunnel forwards bytes untouched; this only watches them go by, so it must accept the
 //! stream split at any byte, never buffer or copy payloads, and cost O(frames) per chunk.
-//! It checks framing (§5.2, §5.4, §5.5) but not RSV bits (§5.2 leaves them to extensions:
-//! permessage-deflate sets RSV1) nor UTF-8 (that needs the payload, which we skip).
+//! It checks framing (§5.2, §5.4, §5.5) and, with `Rules`, masking (§5.1) and the RSV bits
+//! the session's negotiated extensions allow (§5.2; RFC 7692 §6 for permessage-deflate's
+//! RSV1), but not UTF-8 (that needs the payload, which it skips).
 
 #[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +63,50 @@ enum State {
     Passthrough,
 }
 
+/// What one direction's sender may put in a frame header beyond §5's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// §5.1: `Some(true)` for a client's frames (always masked), `Some(false)` for a
+    /// server's (never masked), `None` to accept either.
+    pub masked: Option<bool>,
+    /// RSV bits (of 0x70) allowed on the first frame of a data message.
+    pub rsv_message: u8,
+    /// RSV bits allowed on every other frame (continuations, control frames).
+    pub rsv_other: u8,
+}
+
+impl Rules {
+    /// Anything §5 allows: either masking, any RSV bits.
+    pub const ANY: Rules = Rules { masked: None, rsv_message: 0x70, rsv_other: 0x70 };
+
+    /// The rules for a session's two directions: the client masks, the server does not,
+    /// and RSV bits depend on what the handshake negotiated.
+    pub fn session(extensions: Extensions) -> (Rules, Rules) {
+        let (rsv_message, rsv_other) = match extensions {
+            Extensions::None => (0, 0),
+            // RFC 7692 §6: RSV1 marks a compressed message, on its first frame only.
+            Extensions::Deflate => (0x40, 0),
+            Extensions::Unknown => (0x70, 0x70),
+        };
+        let rules = |masked| Rules { masked: Some(masked), rsv_message, rsv_other };
+        (rules(true), rules(false))
+    }
+}
+
+/// The extensions a session negotiated, as far as framing is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extensions {
+    None,
+    /// Only permessage-deflate (RFC 7692).
+    Deflate,
+    /// Something whose RSV use wsgate does not know: every RSV bit is let through.
+    Unknown,
+}
+
 #[allow(dead_code)]
 #[derive(Debug)]
 pub struct FrameReader {
+    rules: Rules,
     state: State,
     /// §5.2: at most 2 + 8 (extended length) + 4 (masking key) bytes.
     hdr: [u8; 14],
@@ -94,8 +136,14 @@ impl Default for FrameReader {
 
 #[allow(dead_code)]
 impl FrameReader {
+    /// A reader that checks §5's framing only (`Rules::ANY`).
     pub fn new() -> Self {
+        Self::with_rules(Rules::ANY)
+    }
+
+    pub fn with_rules(rules: Rules) -> Self {
         FrameReader {
+            rules,
             state: State::Header,
             hdr: [0; 14],
             hlen: 0,
@@ -233,10 +281,22 @@ impl FrameReader {
                 OpCode::Text | OpCode::Binary if self.message.is_some() => return Err("new data frame inside a fragmented message"),
                 _ => {}
             }
+            let allowed = match opcode {
+                OpCode::Text | OpCode::Binary => self.rules.rsv_message,
+                _ => self.rules.rsv_other,
+            };
+            if b & 0x70 & !allowed != 0 {
+                return Err("RSV bits that no negotiated extension allows"); // §5.2
+            }
             self.opcode = opcode;
             self.fin = fin;
         } else {
             self.masked = b & 0x80 != 0;
+            match self.rules.masked {
+                Some(true) if !self.masked => return Err("unmasked frame from the client"), // §5.1
+                Some(false) if self.masked => return Err("masked frame from the server"),
+                _ => {}
+            }
             let len7 = b & 0x7F;
             if self.opcode.is_control() && len7 > 125 {
                 return Err("control frame payload over 125 bytes"); // §5.5
@@ -661,6 +721,36 @@ mod tests {
             }
             assert!(r.is_passthrough());
         }
+    }
+
+    #[test]
+    fn session_rules_check_masking_and_rsv_bits() {
+        let key = Some([1, 2, 3, 4]);
+        let first_malformed = |rules: Rules, stream: &[u8]| {
+            let mut events = Vec::new();
+            FrameReader::with_rules(rules).feed(stream, |off, ev| events.push((off, ev)));
+            events.into_iter().find(|(_, e)| matches!(e, Malformed(_)))
+        };
+        let (client, server) = Rules::session(Extensions::None);
+        assert_eq!(first_malformed(client, &encode(true, 0x1, b"hi", key)), None);
+        assert_eq!(first_malformed(server, &encode(true, 0x1, b"hi", None)), None);
+        assert_eq!(first_malformed(client, &encode(true, 0x1, b"hi", None)), Some((2, Malformed("unmasked frame from the client"))));
+        assert_eq!(first_malformed(server, &encode(true, 0x2, b"hi", key)), Some((2, Malformed("masked frame from the server"))));
+        let rsv = |bits: u8, frame: Vec<u8>| [&[frame[0] | bits][..], &frame[1..]].concat();
+        let rsv_error = Some((1, Malformed("RSV bits that no negotiated extension allows")));
+        assert_eq!(first_malformed(client, &rsv(0x40, encode(true, 0x1, b"z", key))), rsv_error);
+
+        let (client, server) = Rules::session(Extensions::Deflate);
+        assert_eq!(first_malformed(client, &rsv(0x40, encode(true, 0x1, b"z", key))), None, "RSV1 marks a compressed message");
+        assert_eq!(first_malformed(server, &rsv(0x40, encode(false, 0x2, b"z", None))), None);
+        assert_eq!(first_malformed(client, &rsv(0x20, encode(true, 0x1, b"z", key))), rsv_error, "RSV2 is not deflate's");
+        assert_eq!(first_malformed(client, &rsv(0x40, encode(true, 0x9, b"", key))), rsv_error, "never on control frames");
+        let continued = [encode(false, 0x1, b"a", None), rsv(0x40, encode(true, 0x0, b"b", None))].concat();
+        assert_eq!(first_malformed(server, &continued).map(|(off, _)| off), Some(4), "never on continuations");
+
+        let (client, _) = Rules::session(Extensions::Unknown);
+        assert_eq!(first_malformed(client, &rsv(0x70, encode(true, 0x8, &[3, 232], key))), None);
+        assert_eq!(first_malformed(Rules::ANY, &rsv(0x70, encode(true, 0x1, b"z", None))), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! one, and is the backend's answer a valid acceptance of it. Pure functions.
 
 use crate::config::model::WebSocketPolicy;
+use super::frames::Extensions;
 use crate::headers::connection_tokens;
 use base64::Engine;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -121,6 +122,22 @@ pub fn is_valid_acceptance(req: &RequestHeader, resp: &ResponseHeader) -> bool {
     resp.status == 101 && upgrade_ok && connection_ok && accept_ok
 }
 
+/// What the backend's 101 agreed to in `Sec-WebSocket-Extensions` (RFC 6455 §9.1), as far
+/// as frame headers are concerned.
+pub fn negotiated_extensions(resp: &ResponseHeader) -> Extensions {
+    let mut found = Extensions::None;
+    for value in resp.headers.get_all("sec-websocket-extensions") {
+        let Ok(value) = value.to_str() else { return Extensions::Unknown };
+        for name in value.split(',').map(|e| e.split(';').next().unwrap_or_default().trim()).filter(|n| !n.is_empty()) {
+            if !name.eq_ignore_ascii_case("permessage-deflate") {
+                return Extensions::Unknown;
+            }
+            found = Extensions::Deflate;
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +218,12 @@ mod tests {
         let mut h2c = ok.clone();
         h2c.insert_header("Upgrade", "h2c").unwrap();
         assert!(!is_valid_acceptance(&client, &h2c));
+        assert_eq!(negotiated_extensions(&ok), Extensions::None);
+        let mut deflate = ok.clone();
+        deflate.append_header("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits=10").unwrap();
+        assert_eq!(negotiated_extensions(&deflate), Extensions::Deflate);
+        deflate.append_header("Sec-WebSocket-Extensions", "x-webkit-frame-lz").unwrap();
+        assert_eq!(negotiated_extensions(&deflate), Extensions::Unknown);
         let mut not101 = ok.clone();
         not101.set_status(200).unwrap();
         assert!(!is_valid_acceptance(&client, &not101));

@@ -9,6 +9,7 @@
 
 pub mod frames;
 pub mod handshake;
+mod pump;
 pub mod tunnel;
 
 use crate::config::model::Route;
@@ -33,7 +34,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tunnel::{Direction, Initiator, Meters, TunnelStats};
+use frames::Rules;
+use futures_util::FutureExt;
+use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelStats};
 
 /// A backend's handshake response head larger than this is refused (nginx uses 4-8 KiB).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -140,42 +143,33 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
     }
     count(UpgradeResult::Accepted);
 
-    let Some(mut client) = take_client_stream(session) else {
-        outcome.status = 500;
+    let (client_rules, backend_rules) = Rules::session(handshake::negotiated_extensions(&backend.response));
+    let BackendHandshake { addr, stream: backend_stream, mut buffer, head_len, response } = backend;
+    // Usually empty: what the backend sent right behind its 101, its first frames. Copied
+    // so the handshake buffer is not kept for the whole session.
+    let backend = Endpoint { stream: backend_stream, early: buffer.split_off(head_len).to_vec() };
+    drop(buffer);
+    let Some(client) = switch_client(session, &response).await else {
         return Ok(true);
     };
-    let BackendHandshake { addr, stream: backend_stream, mut buffer, head_len, .. } = backend;
-    let head = buffer.split_to(head_len);
-    // Usually empty: what the backend sent right after its 101. Copied so the handshake
-    // buffer is not kept for the whole session.
-    let leftover = buffer.to_vec();
-    drop(buffer);
-    if let Err(e) = async {
-        client.write_all(&head).await?;
-        client.flush().await
-    }
-    .await
-    {
-        debug!("client went away before the 101 was delivered: {e}");
-        return Ok(true);
-    }
     let meter = SessionMeter::open(&gw.metrics, route_label, upstream_label);
     let upstream_dir = Direction {
         sender: Initiator::Client,
         meters: Meters { bytes: meter.bytes_to_backend.clone(), messages: meter.messages_to_backend.clone() },
         max_message: Some(route.websocket.max_message_bytes),
+        rules: client_rules,
     };
     let downstream_dir = Direction {
         sender: Initiator::Backend,
         meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
         max_message: None,
+        rules: backend_rules,
     };
     // The tunnel goes on in a task of its own, so the request's futures (Pingora's and this
     // handshake's, ~24 KB) are freed for the whole life of the session.
     let open = OpenSession {
         client,
-        backend: backend_stream,
-        leftover,
+        backend,
         idle_timeout: route.websocket.idle_timeout,
         upstream_dir,
         downstream_dir,
@@ -202,9 +196,8 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
 /// An open WebSocket session, from the 101 to its end: the tunnel, then metrics and the
 /// access-log line.
 struct OpenSession {
-    client: Stream,
-    backend: Stream,
-    leftover: Vec<u8>,
+    client: Endpoint,
+    backend: Endpoint,
     idle_timeout: Duration,
     upstream_dir: Direction,
     downstream_dir: Direction,
@@ -223,7 +216,7 @@ struct OpenSession {
 
 impl OpenSession {
     async fn run(mut self) {
-        let stats = tunnel::run(self.client, self.backend, &self.leftover, self.idle_timeout, &self.upstream_dir, &self.downstream_dir, self.drain_at).await;
+        let stats = tunnel::run(self.client, self.backend, self.idle_timeout, &self.upstream_dir, &self.downstream_dir, self.drain_at).await;
         drop(self.meter);
         let (route, upstream) = (self.route.as_str(), self.upstream.as_str());
         let (initiator, code) = match stats.first_close {
@@ -232,8 +225,8 @@ impl OpenSession {
         };
         self.metrics.ws_closes.with_label_values(&[route, upstream, initiator, &code]).inc();
         self.metrics.ws_duration.with_label_values(&[route, upstream]).observe(stats.duration.as_secs_f64());
-        if stats.malformed {
-            self.metrics.ws_protocol_errors.with_label_values(&[route, upstream]).inc();
+        if let Some(offender) = stats.protocol_error {
+            self.metrics.ws_protocol_errors.with_label_values(&[route, upstream, offender.direction_label()]).inc();
         }
         debug!("websocket tunnel ended: {stats:?}");
         self.outcome.tunnel = Some(stats);
@@ -391,16 +384,32 @@ async fn relay_refusal(session: &mut Session, backend: &mut BackendHandshake, ti
     session.write_response_body(Some(body.freeze()), true).await
 }
 
-/// Takes the client's raw stream out of Pingora's HTTP/1 session, leaving a closed
-/// placeholder behind. Pingora then only runs `logging` and `finish` on the placeholder
+/// Sends the client the backend's 101 and takes the client's raw stream out of Pingora's
+/// HTTP/1 session, with the bytes the client sent right behind its request (its first
+/// frames, if it did not wait for the 101), which Pingora has already read. A closed
+/// placeholder is left behind: Pingora then only runs `logging` and `finish` on it
 /// (keep-alive is off, so `finish` just shuts it down).
-fn take_client_stream(session: &mut Session) -> Option<Stream> {
+async fn switch_client(session: &mut Session, response: &ResponseHeader) -> Option<Endpoint> {
+    let ServerSession::H1(h1) = &mut *session.downstream_session else { return None };
+    if let Err(e) = h1.write_response_header_ref(response).await {
+        debug!("client went away before the 101 was delivered: {e}");
+        return None;
+    }
+    // After a 101 Pingora's body reader hands out what it read past the request head, on
+    // the first read and without touching the socket; with nothing buffered it would wait
+    // on the socket, so that read is not awaited (the tunnel reads the socket itself).
+    let early = match h1.read_body_bytes().now_or_never() {
+        Some(Ok(Some(bytes))) => bytes.to_vec(),
+        Some(Ok(None)) | None => Vec::new(),
+        Some(Err(e)) => {
+            debug!("client stream failed right after the 101: {e}");
+            return None;
+        }
+    };
     let (placeholder, _) = tokio::io::duplex(1);
     let placeholder = ServerSession::new_http1(Box::new(placeholder));
     match std::mem::replace(&mut *session.downstream_session, placeholder) {
-        // The client may not send frames before it has our 101 (RFC 6455 §4.1), so nothing
-        // it sent can be waiting in Pingora's read buffer.
-        ServerSession::H1(h1) => Some(h1.into_inner()),
+        ServerSession::H1(h1) => Some(Endpoint { stream: h1.into_inner(), early }),
         other => {
             *session.downstream_session = other;
             None

@@ -4,41 +4,34 @@
 //! directions and awaits each write inside its arm, so while it is blocked writing to a
 //! backend that is itself blocked writing back, nobody reads: under bidirectional bulk
 //! traffic both sockets fill and the session hangs for good. Here each direction is its own
-//! pump that only ever waits on its own reader or writer, so one side's back-pressure never
-//! stops the other side from draining.
+//! pump (`pump.rs`) that only ever waits on its own reader or writer, so one side's
+//! back-pressure never stops the other side from draining.
 //!
-//! Each pump shows every chunk to that direction's `FrameReader` before forwarding it,
-//! unchanged: the frame-aware view (messages, close codes, who closed) costs a header parse
-//! per frame, never a payload copy. A stream that breaks RFC 6455 framing is counted and
-//! carried on as a plain byte tunnel.
-//!
-//! Draining (`drain.rs`): when told to go away, each pump waits for the end of the frame
-//! in flight in its direction, sends its peer a Close 1001 (masked towards the backend, as a
-//! client's must be), forwards nothing more, and waits for that peer's Close reply; the
-//! tunnel ends once both replies are in (or `CLOSING_TIMEOUT` has passed).
+//! Closing on wsgate's initiative (draining, an oversized message, a peer that broke the
+//! protocol) is one `CloseRequest` both pumps read: each sends its peer the request's code
+//! at the end of the frame in flight, forwards nothing more and waits for that peer's Close
+//! reply; the tunnel ends once both replies are in or `CLOSING_TIMEOUT` has passed.
 
-use super::frames::{close_frame, FrameEvent, FrameReader, OpCode};
+use super::frames::Rules;
+use super::pump;
 use pingora::protocols::Stream;
 use pingora_prometheus::prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// Each direction starts with a small buffer (idle sessions are the common case) and
-/// doubles it, up to the maximum, whenever a read fills it (bulk transfers).
-const BUFFER_START: usize = 4 * 1024;
-const BUFFER_MAX: usize = 64 * 1024;
 /// Once one side has closed its TCP stream, the other gets this long to finish (unless the
 /// WebSocket closing handshake is already complete, then the tunnel ends at once).
 const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
-/// How long a draining session waits for both peers to answer its Close 1001.
+/// How long a session closing on wsgate's initiative waits for both peers' Close replies.
 const CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
 /// RFC 6455 §7.4.1: 1001 Going Away, "a server going down".
 const GOING_AWAY: u16 = 1001;
+/// RFC 6455 §7.4.1: 1002, a protocol error.
+pub(super) const PROTOCOL_ERROR: u16 = 1002;
 /// RFC 6455 §7.4.1: 1009, a message too big to process.
-const MESSAGE_TOO_BIG: u16 = 1009;
+pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +49,7 @@ pub enum TunnelEnd {
 pub enum Initiator {
     Client,
     Backend,
-    /// wsgate itself, draining (Close 1001 to both sides).
+    /// wsgate itself (draining, an oversized message, a protocol error).
     Proxy,
 }
 
@@ -66,6 +59,14 @@ impl Initiator {
             Initiator::Client => "client",
             Initiator::Backend => "backend",
             Initiator::Proxy => "proxy",
+        }
+    }
+
+    /// The `direction` label of what this peer sends.
+    pub fn direction_label(self) -> &'static str {
+        match self {
+            Initiator::Backend => "backend_to_client",
+            _ => "client_to_backend",
         }
     }
 }
@@ -78,8 +79,8 @@ pub struct TunnelStats {
     pub backend_to_client_messages: u64,
     /// The first Close frame seen in either direction: its sender and code.
     pub first_close: Option<(Initiator, Option<u16>)>,
-    /// A direction broke RFC 6455 framing (and was then carried as plain bytes).
-    pub malformed: bool,
+    /// The peer that broke RFC 6455 framing, if one did (the session was failed with 1002).
+    pub protocol_error: Option<Initiator>,
     pub duration: Duration,
     pub end: TunnelEnd,
 }
@@ -90,24 +91,67 @@ pub struct Meters {
     pub messages: IntCounter,
 }
 
-/// One direction of the tunnel: who sends on it, its counters, its message size limit.
+/// One direction of the tunnel: who sends on it, its counters, its rules.
 pub struct Direction {
     pub sender: Initiator,
     pub meters: Meters,
     /// Messages larger than this are refused: the tunnel closes with 1009.
     pub max_message: Option<u64>,
+    /// What the sender's frame headers may hold (masking, negotiated RSV bits).
+    pub rules: Rules,
+}
+
+/// One side of a session: its stream and the bytes already read from it with the handshake
+/// (they are this direction's first bytes).
+pub struct Endpoint {
+    pub stream: Stream,
+    pub early: Vec<u8>,
 }
 
 /// Running totals of one direction, readable however the tunnel ends.
 #[derive(Debug, Default)]
-struct Flow {
-    bytes: AtomicU64,
-    messages: AtomicU64,
-    malformed: AtomicBool,
+pub(super) struct Flow {
+    pub bytes: AtomicU64,
+    pub messages: AtomicU64,
+    pub malformed: AtomicBool,
+}
+
+/// wsgate closes the session: the code each peer gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CloseRequest {
+    to_client: u16,
+    to_backend: u16,
+}
+
+impl CloseRequest {
+    pub fn going_away() -> Self {
+        CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY }
+    }
+    pub fn too_big() -> Self {
+        CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG }
+    }
+    /// §7.1.7: the offender gets 1002; the other peer is told the session is going away.
+    pub fn protocol_error(offender: Initiator) -> Self {
+        match offender {
+            Initiator::Backend => CloseRequest { to_client: GOING_AWAY, to_backend: PROTOCOL_ERROR },
+            _ => CloseRequest { to_client: PROTOCOL_ERROR, to_backend: GOING_AWAY },
+        }
+    }
+    /// The code for the peer that `sender`'s pump writes to.
+    pub fn code_to_peer_of(self, sender: Initiator) -> u16 {
+        match sender {
+            Initiator::Backend => self.to_client,
+            _ => self.to_backend,
+        }
+    }
+    /// The code the session's close is counted under.
+    fn label_code(self) -> u16 {
+        self.to_client.max(self.to_backend)
+    }
 }
 
 /// State both pumps share: activity for the idle timeout, and the closing handshake.
-struct Shared {
+pub(super) struct Shared {
     start: Instant,
     /// Time of the last byte moved in either direction, in ms since `start`.
     last_ms: AtomicU64,
@@ -116,25 +160,36 @@ struct Shared {
     backend_sent_close: AtomicBool,
     upstream: Flow,
     downstream: Flow,
-    /// Set when this session must close on wsgate's initiative, with the code both peers
-    /// get: 1001 when the process drains, 1009 after an oversized message.
-    close_request: watch::Sender<Option<u16>>,
+    /// Set once, when this session must close on wsgate's initiative.
+    close_request: watch::Sender<Option<CloseRequest>>,
 }
 
 impl Shared {
-    fn touch(&self) {
+    fn new() -> Self {
+        Shared {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            first_close: OnceLock::new(),
+            client_sent_close: AtomicBool::new(false),
+            backend_sent_close: AtomicBool::new(false),
+            upstream: Flow::default(),
+            downstream: Flow::default(),
+            close_request: watch::channel(None).0,
+        }
+    }
+    pub fn touch(&self) {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn last(&self) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
-    fn flow(&self, sender: Initiator) -> &Flow {
+    pub fn flow(&self, sender: Initiator) -> &Flow {
         match sender {
             Initiator::Backend => &self.downstream,
             _ => &self.upstream,
         }
     }
-    fn note_close(&self, sender: Initiator, code: Option<u16>) {
+    pub fn note_close(&self, sender: Initiator, code: Option<u16>) {
         let _ = self.first_close.set((sender, code));
         match sender {
             Initiator::Client => self.client_sent_close.store(true, Ordering::Relaxed),
@@ -142,197 +197,68 @@ impl Shared {
             Initiator::Proxy => {}
         }
     }
-    fn close_code(&self) -> Option<u16> {
+    pub fn close_request(&self) -> Option<CloseRequest> {
         *self.close_request.borrow()
+    }
+    pub fn close_request_watch(&self) -> watch::Receiver<Option<CloseRequest>> {
+        self.close_request.subscribe()
+    }
+    /// Asks both pumps to close the session; the first request wins. True if this was it.
+    pub fn request_close(&self, request: CloseRequest) -> bool {
+        let first = self.close_request.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(request);
+            true
+        });
+        if first {
+            let _ = self.first_close.set((Initiator::Proxy, Some(request.label_code())));
+        }
+        first
     }
     /// Both sides have sent a Close frame (RFC 6455 §7.1.1): nothing more may follow.
     fn handshake_complete(&self) -> bool {
         self.client_sent_close.load(Ordering::Relaxed) && self.backend_sent_close.load(Ordering::Relaxed)
     }
-}
-
-/// Copies `reader` to `writer` until end of stream, then half-closes `writer`.
-async fn pump<R, W>(mut reader: R, mut writer: W, direction: &Direction, shared: &Shared) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; BUFFER_START];
-    let mut frames = FrameReader::new();
-    let flow = shared.flow(direction.sender);
-    // Built once: a future per read would cost more than the read itself on small messages.
-    let mut close_requests = shared.close_request.subscribe();
-    let close_requested = async move {
-        let _ = close_requests.changed().await;
-    };
-    tokio::pin!(close_requested);
-    let mut close_seen = false;
-    // Our Close has gone out on `writer`: forward nothing more, await the peer's reply.
-    let mut closing = false;
-    // `buf[..held]` is the start of a frame header cut by the last read: already shown to
-    // `frames`, not yet forwarded. Holding it back means everything forwarded ends on a
-    // whole header, so a Close of our own can always go in between frames.
-    let mut held = 0usize;
-    let mut closes: Vec<(usize, Option<u16>)> = Vec::new();
-    loop {
-        if let (false, Some(code), Some(0)) = (closing, shared.close_code(), frames.bytes_to_boundary()) {
-            write_now(&mut writer, &close_to_peer(direction.sender, code)).await?;
-            closing = true;
-        }
-        let n = if closing || close_seen || shared.close_code().is_some() {
-            reader.read(&mut buf[held..]).await?
+    fn protocol_error(&self) -> Option<Initiator> {
+        if self.upstream.malformed.load(Ordering::Relaxed) {
+            Some(Initiator::Client)
+        } else if self.downstream.malformed.load(Ordering::Relaxed) {
+            Some(Initiator::Backend)
         } else {
-            tokio::select! {
-                read = reader.read(&mut buf[held..]) => read?,
-                _ = &mut close_requested => {
-                    close_seen = true;
-                    continue;
-                }
-            }
-        };
-        if n == 0 {
-            let _ = writer.shutdown().await;
-            return Ok(());
+            None
         }
-        shared.touch();
-        let end = held + n;
-        let grow = end == buf.len() && buf.len() < BUFFER_MAX;
-        let requested = if closing { None } else { shared.close_code() };
-        // Where the frame in flight ends (in `buf`): inside a payload, after its rest; in
-        // a header, the frame starts at 0 (its first bytes are the held ones).
-        let mut next_start = frames.bytes_to_boundary().map_or(0, |r| held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
-        let first_boundary = next_start;
-        let mut oversized_at: Option<usize> = None;
-        let mut messages = 0;
-        closes.clear();
-        frames.feed(&buf[held..end], |offset, event| match event {
-            FrameEvent::Header { opcode, payload_len, message_len, .. } => {
-                let start = next_start;
-                next_start = (held + offset).saturating_add(usize::try_from(payload_len).unwrap_or(usize::MAX));
-                let data = matches!(opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation);
-                if oversized_at.is_none() && data && direction.max_message.is_some_and(|max| message_len > max) {
-                    oversized_at = Some(start);
-                }
-            }
-            FrameEvent::Message { .. } => messages += 1,
-            FrameEvent::Close { code } => closes.push((held + offset, code)),
-            FrameEvent::Malformed(why) => {
-                log::debug!("{:?} sent a malformed WebSocket stream ({why}); carrying it as bytes", direction.sender);
-                flow.malformed.store(true, Ordering::Relaxed);
-            }
-        });
-        flow.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        flow.messages.fetch_add(messages, Ordering::Relaxed);
-        direction.meters.bytes.inc_by(n as u64);
-        direction.meters.messages.inc_by(messages);
-
-        // Cut before an oversized message's frame, or at the first frame boundary when
-        // asked to close; our Close follows what was forwarded.
-        let drain_cut = requested.filter(|_| first_boundary <= end).map(|code| (first_boundary, code));
-        let cut = match (oversized_at, drain_cut) {
-            (Some(at), Some((d, code))) if d < at => Some((d, code)),
-            (Some(at), _) => Some((at, MESSAGE_TOO_BIG)),
-            (None, drain) => drain,
-        };
-        let was_closing = closing;
-        let forward = match (closing, cut) {
-            (true, _) => 0,
-            (false, Some((at, _))) => at,
-            (false, None) => end - frames.partial_header_len(),
-        };
-        if forward > 0 {
-            write_now(&mut writer, &buf[..forward]).await?;
-        }
-        if let Some((_, code)) = cut {
-            if code == MESSAGE_TOO_BIG {
-                log::info!("{:?} sent a message over the route's websocket.max_message_bytes; closing the session with 1009", direction.sender);
-                let _ = shared.first_close.set((Initiator::Proxy, Some(MESSAGE_TOO_BIG)));
-                shared.close_request.send_replace(Some(MESSAGE_TOO_BIG));
-            }
-            write_now(&mut writer, &close_to_peer(direction.sender, code)).await?;
-            closing = true;
-        }
-        held = if closing { 0 } else { end - forward };
-        buf.copy_within(forward..forward + held, 0);
-        if grow {
-            buf.resize(buf.len() * 2, 0);
-        }
-        shared.touch();
-        for &(at, code) in &closes {
-            if !was_closing && at <= forward {
-                // A Close passed through; noted only once delivered, since the other pump
-                // may end the tunnel as soon as both directions have one.
-                shared.note_close(direction.sender, code);
-            } else if closing {
-                // The peer's answer to (or its own crossing of) our Close: this side is done.
-                shared.note_close(direction.sender, code);
-                let _ = writer.shutdown().await;
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// The Close a closing tunnel sends the peer that `sender`'s pump writes to: the backend
-/// gets it masked (RFC 6455 §5.3: client frames are masked), the client plain.
-fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
-    let reason = if code == MESSAGE_TOO_BIG { "message too big" } else { "going away" };
-    match sender {
-        // This pump reads the client and writes to the backend.
-        Initiator::Client => close_frame(code, reason, Some(fastrand::u32(..).to_ne_bytes())),
-        _ => close_frame(code, reason, None),
     }
 }
 
 /// Runs the tunnel until both sides are done, an error, or `idle_timeout` of silence.
-/// `backend_prefix` holds bytes the backend sent right after its 101 (read together with
-/// the response head); they go to the client first.
 /// `drain_at` resolves when this session must close because the process is draining.
 pub async fn run(
-    client: Stream,
-    backend: Stream,
-    backend_prefix: &[u8],
+    client: Endpoint,
+    backend: Endpoint,
     idle_timeout: Duration,
     upstream_dir: &Direction,
     downstream_dir: &Direction,
     drain_at: impl std::future::Future<Output = ()>,
 ) -> TunnelStats {
-    let shared = Shared {
-        start: Instant::now(),
-        last_ms: AtomicU64::new(0),
-        first_close: OnceLock::new(),
-        client_sent_close: AtomicBool::new(false),
-        backend_sent_close: AtomicBool::new(false),
-        upstream: Flow::default(),
-        downstream: Flow::default(),
-        close_request: watch::channel(None).0,
-    };
-    let (client_read, mut client_write) = tokio::io::split(client);
-    let (backend_read, backend_write) = tokio::io::split(backend);
-
+    let shared = Shared::new();
+    let (client_read, client_write) = tokio::io::split(client.stream);
+    let (backend_read, backend_write) = tokio::io::split(backend.stream);
     let mut stats = TunnelStats {
         client_to_backend_bytes: 0,
         backend_to_client_bytes: 0,
         client_to_backend_messages: 0,
         backend_to_client_messages: 0,
         first_close: None,
-        malformed: false,
+        protocol_error: None,
         duration: Duration::ZERO,
         end: TunnelEnd::Closed,
     };
-    if !backend_prefix.is_empty() {
-        // Rare (a backend that speaks first, right after its 101): count it as bytes only.
-        downstream_dir.meters.bytes.inc_by(backend_prefix.len() as u64);
-        shared.downstream.bytes.store(backend_prefix.len() as u64, Ordering::Relaxed);
-        if let Err(e) = write_now(&mut client_write, backend_prefix).await {
-            stats.end = TunnelEnd::Error(e.to_string());
-            return stats;
-        }
-    }
 
-    let upstream = pump(client_read, backend_write, upstream_dir, &shared);
-    let downstream = pump(backend_read, client_write, downstream_dir, &shared);
-    let mut close_requests = shared.close_request.subscribe();
+    let upstream = pump::run(client_read, backend_write, client.early, upstream_dir, &shared);
+    let downstream = pump::run(backend_read, client_write, backend.early, downstream_dir, &shared);
+    let mut close_requests = shared.close_request_watch();
     tokio::pin!(upstream, downstream, drain_at);
     let (mut up_done, mut down_done) = (false, false);
     let mut linger_until: Option<Instant> = None;
@@ -365,11 +291,11 @@ pub async fn run(
             _ = &mut drain_at, if !drain_fired => {
                 drain_fired = true;
                 // A session already closing needs no help; otherwise say goodbye both ways.
-                if shared.first_close.set((Initiator::Proxy, Some(GOING_AWAY))).is_ok() {
-                    shared.close_request.send_replace(Some(GOING_AWAY));
+                if shared.first_close.get().is_none() {
+                    shared.request_close(CloseRequest::going_away());
                 }
             }
-            // Closing on our initiative (drain, oversized message): bound the handshake.
+            // Closing on our initiative: bound the closing handshake.
             _ = close_requests.changed(), if linger_until.is_none() => {
                 linger_until = Some(Instant::now() + CLOSING_TIMEOUT);
             }
@@ -389,89 +315,244 @@ pub async fn run(
     stats.backend_to_client_bytes = load(&shared.downstream.bytes);
     stats.client_to_backend_messages = load(&shared.upstream.messages);
     stats.backend_to_client_messages = load(&shared.downstream.messages);
-    stats.malformed = shared.upstream.malformed.load(Ordering::Relaxed) || shared.downstream.malformed.load(Ordering::Relaxed);
+    stats.protocol_error = shared.protocol_error();
     stats.first_close = shared.first_close.get().copied();
     stats.duration = shared.start.elapsed();
     stats
 }
 
-async fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    writer.write_all(bytes).await?;
-    writer.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::duplex;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
 
     fn direction(sender: Initiator) -> Direction {
         let counter = || IntCounter::new("test", "test").unwrap();
-        Direction { sender, meters: Meters { bytes: counter(), messages: counter() }, max_message: None }
+        let (client, backend) = Rules::session(super::super::frames::Extensions::None);
+        let rules = if sender == Initiator::Client { client } else { backend };
+        Direction { sender, meters: Meters { bytes: counter(), messages: counter() }, max_message: None, rules }
+    }
+
+    fn endpoint(stream: tokio::io::DuplexStream, early: &[u8]) -> Endpoint {
+        Endpoint { stream: Box::new(stream), early: early.to_vec() }
     }
 
     async fn tunnel(client: tokio::io::DuplexStream, backend: tokio::io::DuplexStream, prefix: &'static [u8], idle: Duration) -> TunnelStats {
         let (up, down) = (direction(Initiator::Client), direction(Initiator::Backend));
-        run(Box::new(client), Box::new(backend), prefix, idle, &up, &down, std::future::pending()).await
+        run(endpoint(client, b""), endpoint(backend, prefix), idle, &up, &down, std::future::pending()).await
+    }
+
+    use crate::websocket::frames::{close_frame, FrameEvent, FrameReader};
+
+    /// A masked text frame, as a client sends it.
+    fn client_text(text: &[u8]) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&key);
+        frame.extend(text.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        frame
+    }
+
+    /// An unmasked frame, as a server sends it.
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n @ 0..=125 => frame.push(n as u8),
+            n => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// Reads `peer` until a Close frame (or the end of the stream): every event seen and
+    /// whether the stream then ended.
+    async fn read_until_close(peer: &mut tokio::io::DuplexStream) -> (Vec<FrameEvent>, Vec<u8>) {
+        let (mut reader, mut events, mut bytes) = (FrameReader::new(), Vec::new(), Vec::new());
+        while !events.iter().any(|e| matches!(e, FrameEvent::Close { .. })) {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut chunk)).await.expect("a Close in time").unwrap();
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+            reader.feed(&chunk[..n], |_, e| events.push(e));
+        }
+        (events, bytes)
+    }
+
+    async fn at_eof(peer: &mut tokio::io::DuplexStream) -> bool {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest)).await;
+        matches!(read, Ok(Ok(_))) && rest.is_empty()
     }
 
     #[tokio::test]
-    async fn copies_both_ways_and_sends_the_prefix_first() {
+    async fn copies_both_ways_and_sends_the_early_bytes_first() {
         let (client, mut client_peer) = duplex(1024);
         let (backend, mut backend_peer) = duplex(1024);
-        let tunnel = tokio::spawn(tunnel(client, backend, b"hello", Duration::from_secs(5)));
-        let mut got = [0u8; 5];
+        let hello = server_frame(0x1, b"hello");
+        let early: &'static [u8] = Box::leak(hello.clone().into_boxed_slice());
+        let tunnel = tokio::spawn(tunnel(client, backend, early, Duration::from_secs(5)));
+        let mut got = vec![0u8; hello.len()];
         client_peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"hello");
-        client_peer.write_all(b"ping").await.unwrap();
-        let mut got = [0u8; 4];
+        assert_eq!(got, hello);
+        let ping = client_text(b"ping");
+        client_peer.write_all(&ping).await.unwrap();
+        let mut got = vec![0u8; ping.len()];
         backend_peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"ping");
+        assert_eq!(got, ping);
         drop(client_peer);
         drop(backend_peer);
         let stats = tunnel.await.unwrap();
-        assert_eq!(stats.client_to_backend_bytes, 4);
-        assert_eq!(stats.backend_to_client_bytes, 5);
+        assert_eq!((stats.client_to_backend_bytes, stats.backend_to_client_bytes), (ping.len() as u64, hello.len() as u64));
+        assert_eq!((stats.client_to_backend_messages, stats.backend_to_client_messages), (1, 1), "early bytes are frames too");
+    }
+
+    /// Early bytes that end inside a frame: the reader goes on from where they stopped.
+    #[tokio::test]
+    async fn a_frame_split_between_the_early_bytes_and_the_first_read_is_one_frame() {
+        let (client, mut client_peer) = duplex(1 << 16);
+        let (backend, mut backend_peer) = duplex(1 << 16);
+        let wire = [server_frame(0x1, b"hi"), server_frame(0x2, &[7; 3000])].concat();
+        let early: &'static [u8] = Box::leak(wire[..100].to_vec().into_boxed_slice());
+        let task = tokio::spawn(tunnel(client, backend, early, Duration::from_secs(5)));
+        backend_peer.write_all(&wire[100..]).await.unwrap();
+        backend_peer.write_all(&close_frame(1000, "", None)).await.unwrap();
+        let (events, bytes) = read_until_close(&mut client_peer).await;
+        assert!(bytes.starts_with(&wire), "both frames arrive whole");
+        assert!(events.contains(&FrameEvent::Close { code: Some(1000) }), "{events:?}");
+        drop((client_peer, backend_peer));
+        let stats = tokio::time::timeout(Duration::from_secs(15), task).await.unwrap().unwrap();
+        assert_eq!(stats.backend_to_client_messages, 2);
+        assert_eq!(stats.protocol_error, None);
     }
 
     #[tokio::test]
-    async fn counts_messages_and_the_first_close_and_survives_garbage() {
-        use crate::websocket::frames::close_frame;
+    async fn counts_messages_and_the_first_close_and_forwards_nothing_after_a_close() {
         let (client, mut client_peer) = duplex(4096);
         let (backend, mut backend_peer) = duplex(4096);
         let task = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(5)));
         // Client: two masked text frames, then its Close 1000.
-        let text = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
-        let mut wire = [text, text].concat();
+        let mut wire = [client_text(b"hi"), client_text(b"hi")].concat();
         wire.extend(close_frame(1000, "", Some([9, 9, 9, 9])));
         client_peer.write_all(&wire).await.unwrap();
         let mut got = vec![0u8; wire.len()];
         backend_peer.read_exact(&mut got).await.unwrap();
         assert_eq!(got, wire, "bytes pass unchanged");
-        // Backend: its Close reply, then garbage (a reserved opcode) that must still pass.
-        let mut reply = close_frame(1000, "", None);
-        reply.extend_from_slice(&[0x83, 0x00, 0xff]);
-        backend_peer.write_all(&reply).await.unwrap();
-        let mut got = vec![0u8; reply.len()];
-        client_peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, reply);
+        // Backend: its Close reply, then more frames (64 KiB of empty Closes, garbage): after
+        // a Close nothing may follow (§5.5.1), so none of it passes and none is kept.
+        let reply = close_frame(1000, "", None);
+        let mut after = [0x88u8, 0x00].repeat(32 * 1024);
+        after.extend_from_slice(&[0x83, 0x00, 0xff]);
+        backend_peer.write_all(&[reply.clone(), after].concat()).await.unwrap();
         drop(backend_peer);
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client_peer.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, reply, "one Close, then the end of the stream");
         let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once both closed").unwrap();
         assert_eq!(stats.client_to_backend_messages, 2);
         assert_eq!(stats.backend_to_client_messages, 0);
         assert_eq!(stats.first_close, Some((Initiator::Client, Some(1000))));
-        assert!(stats.malformed);
+        assert_eq!(stats.protocol_error, None);
         assert_eq!(stats.client_to_backend_bytes, wire.len() as u64);
+    }
+
+    /// §7.1.7 for each way a client can break framing: nothing from the bad frame on
+    /// reaches the backend, which gets Close 1001; the client gets Close 1002 and its
+    /// connection closed.
+    #[tokio::test]
+    async fn a_client_that_breaks_framing_gets_1002_and_the_backend_1001() {
+        let key = [1, 2, 3, 4];
+        let masked = |b0: u8, len: u8| [vec![b0, 0x80 | len], key.to_vec(), vec![0; len as usize]].concat();
+        let bad_frames: Vec<(&str, Vec<u8>)> = vec![
+            ("reserved opcode", masked(0x83, 0)),
+            ("fragmented control frame", masked(0x09, 0)),
+            ("control payload over 125 bytes", [vec![0x89, 0x80 | 126, 0, 126], key.to_vec(), vec![0; 126]].concat()),
+            ("1-byte close body", masked(0x88, 1)),
+            ("continuation out of order", masked(0x80, 1)),
+            ("64-bit length with MSB set", [vec![0x82, 0x80 | 127, 0x80], vec![0; 7], key.to_vec()].concat()),
+            ("RSV bits without an extension", masked(0xC1, 1)),
+            ("unmasked client frame", vec![0x81, 0x01, b'x']),
+        ];
+        for (case, bad) in bad_frames {
+            let (client, mut client_peer) = duplex(1 << 16);
+            let (backend, mut backend_peer) = duplex(1 << 16);
+            let task = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(30)));
+            let good = client_text(b"ok");
+            // A big message behind the bad frame must not pass either.
+            let behind = [vec![0x82, 0x80 | 126, 0x10, 0], key.to_vec(), vec![5; 4096]].concat();
+            client_peer.write_all(&[good.clone(), bad, behind].concat()).await.unwrap();
+            let (events, bytes) = read_until_close(&mut backend_peer).await;
+            assert!(bytes.starts_with(&good), "{case}: the frame before passes");
+            assert_eq!(events.iter().filter(|e| matches!(e, FrameEvent::Header { .. })).count(), 2, "{case}: the good frame, then our Close: {events:?}");
+            assert!(events.contains(&FrameEvent::Close { code: Some(1001) }), "{case}: {events:?}");
+            let (to_client, _) = read_until_close(&mut client_peer).await;
+            assert_eq!(to_client.last(), Some(&FrameEvent::Close { code: Some(1002) }), "{case}");
+            assert!(at_eof(&mut client_peer).await, "{case}: the offender's connection is closed after its 1002");
+            backend_peer.write_all(&close_frame(1001, "", None)).await.unwrap();
+            drop(client_peer);
+            let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once the backend answered").unwrap();
+            assert_eq!(stats.protocol_error, Some(Initiator::Client), "{case}");
+            assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1002))), "{case}");
+            assert_eq!(stats.client_to_backend_messages, 1, "{case}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_masks_its_frames_gets_1002_and_the_client_1001() {
+        let (client, mut client_peer) = duplex(4096);
+        let (backend, mut backend_peer) = duplex(4096);
+        let task = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(30)));
+        backend_peer.write_all(&client_text(b"masked")).await.unwrap();
+        let (to_client, _) = read_until_close(&mut client_peer).await;
+        assert_eq!(to_client, [FrameEvent::Header { opcode: crate::websocket::frames::OpCode::Close, fin: true, masked: false, payload_len: 12, message_len: 12 }, FrameEvent::Close { code: Some(1001) }]);
+        let (to_backend, _) = read_until_close(&mut backend_peer).await;
+        assert_eq!(to_backend.last(), Some(&FrameEvent::Close { code: Some(1002) }));
+        client_peer.write_all(&close_frame(1001, "", Some([1, 1, 1, 1]))).await.unwrap();
+        drop(backend_peer);
+        let stats = tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        assert_eq!(stats.protocol_error, Some(Initiator::Backend));
+    }
+
+    /// Draining, then an oversized message from the client: the backend gets one Close
+    /// (1001), never a second (§5.5.1).
+    #[tokio::test]
+    async fn one_close_per_direction_when_draining_meets_an_oversized_message() {
+        let (client, mut client_peer) = duplex(1 << 16);
+        let (backend, mut backend_peer) = duplex(1 << 16);
+        let (drain, drained) = tokio::sync::oneshot::channel::<()>();
+        let up = Direction { max_message: Some(100), ..direction(Initiator::Client) };
+        let down = direction(Initiator::Backend);
+        let task = tokio::spawn(async move {
+            run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(30), &up, &down, async move {
+                let _ = drained.await;
+            })
+            .await
+        });
+        drain.send(()).unwrap();
+        let (to_client, _) = read_until_close(&mut client_peer).await;
+        assert_eq!(to_client.last(), Some(&FrameEvent::Close { code: Some(1001) }));
+        let (to_backend, _) = read_until_close(&mut backend_peer).await;
+        assert_eq!(to_backend.last(), Some(&FrameEvent::Close { code: Some(1001) }));
+        let big = [vec![0x82, 0x80 | 126, 0, 200], vec![1, 2, 3, 4], vec![0; 200]].concat();
+        client_peer.write_all(&big).await.unwrap();
+        client_peer.write_all(&close_frame(1001, "", Some([1, 1, 1, 1]))).await.unwrap();
+        backend_peer.write_all(&close_frame(1001, "", None)).await.unwrap();
+        let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once both answered").unwrap();
+        assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1001))));
+        assert!(at_eof(&mut backend_peer).await, "nothing after the one Close");
     }
 
     #[tokio::test]
     async fn an_oversized_message_never_reaches_the_backend_and_both_sides_get_1009() {
-        use crate::websocket::frames::{FrameReader, FrameEvent};
         let (client, mut client_peer) = duplex(1 << 16);
         let (backend, mut backend_peer) = duplex(1 << 16);
         let up = Direction { max_message: Some(100), ..direction(Initiator::Client) };
         let down = direction(Initiator::Backend);
-        let task = tokio::spawn(async move { run(Box::new(client), Box::new(backend), b"", Duration::from_secs(5), &up, &down, std::future::pending()).await });
+        let task = tokio::spawn(async move { run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(5), &up, &down, std::future::pending()).await });
         // A 50-byte text message passes; a 200-byte binary one (masked, 16-bit length) does
         // not, and its header arrives cut in two reads.
         let small = [&[0x81u8, 0x80 | 50, 0, 0, 0, 0][..], &[b'a'; 50][..]].concat();
@@ -525,9 +606,17 @@ mod tests {
         let (client, client_peer) = duplex(4096);
         let (backend, backend_peer) = duplex(4096);
         let tunnel = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(5)));
-        let blast = |peer: tokio::io::DuplexStream| async move {
+        // One binary frame of TOTAL bytes each way (the client's masked with a zero key).
+        let header = |masked: bool| {
+            let mut h = vec![0x82, if masked { 0x80 | 127 } else { 127 }];
+            h.extend_from_slice(&(TOTAL as u64).to_be_bytes());
+            h.extend_from_slice(if masked { &[0; 4][..] } else { &[] });
+            h
+        };
+        let blast = |peer: tokio::io::DuplexStream, header: Vec<u8>| async move {
             let (mut r, mut w) = tokio::io::split(peer);
             let writer = async move {
+                w.write_all(&header).await.unwrap();
                 let chunk = vec![7u8; 64 * 1024];
                 for _ in 0..TOTAL / chunk.len() {
                     w.write_all(&chunk).await.unwrap();
@@ -541,9 +630,9 @@ mod tests {
             };
             tokio::join!(writer, reader).1
         };
-        let both = async { tokio::join!(blast(client_peer), blast(backend_peer)) };
+        let both = async { tokio::join!(blast(client_peer, header(true)), blast(backend_peer, header(false))) };
         let (a, b) = tokio::time::timeout(Duration::from_secs(20), both).await.expect("tunnel stalled");
-        assert_eq!((a, b), (TOTAL, TOTAL));
+        assert_eq!((a, b), (TOTAL + 10, TOTAL + 14));
         let stats = tunnel.await.unwrap();
         assert_eq!(stats.end, TunnelEnd::Closed);
     }

@@ -1,0 +1,353 @@
+//! One direction of a WebSocket tunnel: reads its sender, shows every byte to that
+//! direction's `FrameReader` exactly once, from the first byte after the 101, and forwards
+//! whole frames to the other peer, unchanged.
+//!
+//! What it forwards always ends on a whole frame header (a header cut by a read is held
+//! back), so a Close of wsgate's own can go in between frames. It writes at most one Close
+//! to its peer, ever (RFC 6455 §5.5.1): the sender's own, relayed, or wsgate's. A sender
+//! that breaks framing fails the connection (§7.1.7): nothing from the offending frame on
+//! is forwarded, the offender gets Close 1002 and the other peer Close 1001.
+
+use super::frames::{close_frame, FrameEvent, FrameReader, OpCode};
+use super::tunnel::{CloseRequest, Direction, Initiator, Shared, PROTOCOL_ERROR};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A direction starts with a small buffer (idle sessions are the common case) and doubles
+/// it, up to the maximum, whenever a read fills it (bulk transfers).
+pub(super) const BUFFER_START: usize = 4 * 1024;
+const BUFFER_MAX: usize = 64 * 1024;
+/// A grown buffer returns to `BUFFER_START` after a short read or this long without a
+/// byte, so a session that once moved a large message does not keep 64 KiB per direction
+/// through hours of idleness.
+const QUIET: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Forwarding frames.
+    Open,
+    /// The sender's Close went through: nothing may follow it (§5.5.1), so the rest is
+    /// discarded until the sender's end of stream.
+    Relayed,
+    /// wsgate's own Close went out: nothing more is forwarded, and the sender's Close (its
+    /// answer) ends this direction.
+    Closing,
+    /// The sender broke RFC 6455 framing: its bytes are discarded until it ends.
+    Failed,
+}
+
+/// What a chunk holds that stops forwarding, as positions in the pump's buffer.
+#[derive(Default)]
+struct Scan {
+    /// Data messages that end before the first stop.
+    messages: u64,
+    /// Start of the first data frame of a message over the direction's limit.
+    oversized: Option<usize>,
+    /// Start of the first frame that broke framing, and why.
+    malformed: Option<(usize, &'static str)>,
+    /// The first Close frame: its start, its end and its code.
+    close: Option<(usize, usize, Option<u16>)>,
+}
+
+/// What to do with a chunk read in the `Open` state.
+enum Action {
+    /// Forward up to here; what follows is a header cut by the read, held back.
+    Forward(usize),
+    /// Forward up to here, then send wsgate's own Close.
+    Own(usize, CloseRequest),
+    /// Forward up to the offending frame's start, then fail the connection.
+    Fail(usize, &'static str),
+    /// Forward up to the end of the sender's Close.
+    Relay(usize, Option<u16>),
+}
+
+#[derive(PartialEq, Eq)]
+enum Woke {
+    Read(usize),
+    CloseRequested,
+    Quiet,
+}
+
+struct Pump<'a> {
+    direction: &'a Direction,
+    shared: &'a Shared,
+    frames: FrameReader,
+    buf: Vec<u8>,
+    /// `buf[..held]` is the start of a frame header cut by the last read: already shown to
+    /// `frames`, not forwarded yet.
+    held: usize,
+    state: State,
+}
+
+/// Copies `reader` to `writer` until end of stream (then half-closes `writer`) or, once
+/// wsgate has closed this direction, until the sender's answering Close. `early` holds
+/// bytes of this direction read with the handshake: they go first, through the same path.
+pub(super) async fn run<R, W>(mut reader: R, mut writer: W, early: Vec<u8>, direction: &Direction, shared: &Shared) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut pump = Pump {
+        direction,
+        shared,
+        frames: FrameReader::with_rules(direction.rules),
+        buf: vec![0; BUFFER_START.max(early.len())],
+        held: 0,
+        state: State::Open,
+    };
+    let mut early = (!early.is_empty()).then_some(early);
+    // Built once: a future per read would cost more than the read itself on small messages.
+    let mut close_requests = shared.close_request_watch();
+    let close_requested = async move {
+        let _ = close_requests.changed().await;
+    };
+    tokio::pin!(close_requested);
+    let mut close_seen = false;
+    loop {
+        if let (State::Open, Some(request), Some(0)) = (pump.state, shared.close_request(), pump.frames.bytes_to_boundary()) {
+            pump.send_own_close(&mut writer, request).await?;
+        }
+        let n = match early.take() {
+            Some(bytes) => {
+                pump.buf[..bytes.len()].copy_from_slice(&bytes);
+                bytes.len()
+            }
+            None => {
+                let watch = pump.state == State::Open && !close_seen && shared.close_request().is_none();
+                let big = pump.buf.len() > BUFFER_START;
+                let woke = tokio::select! {
+                    read = reader.read(&mut pump.buf[pump.held..]) => Woke::Read(read?),
+                    _ = &mut close_requested, if watch => Woke::CloseRequested,
+                    _ = quiet(big) => Woke::Quiet,
+                };
+                match woke {
+                    Woke::Read(n) => n,
+                    Woke::CloseRequested => {
+                        close_seen = true;
+                        continue;
+                    }
+                    Woke::Quiet => {
+                        pump.shrink();
+                        continue;
+                    }
+                }
+            }
+        };
+        if n == 0 {
+            let _ = writer.shutdown().await;
+            return Ok(());
+        }
+        if pump.process(n, &mut writer).await? {
+            let _ = writer.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+/// Resolves after `QUIET` when the buffer has grown; never otherwise. Lazy, so a small
+/// buffer's read costs no timer.
+async fn quiet(big: bool) {
+    if big {
+        tokio::time::sleep(QUIET).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Pump<'_> {
+    /// Handles the `n` bytes just read after `buf[..held]`. True when this direction is done.
+    async fn process<W: AsyncWrite + Unpin>(&mut self, n: usize, writer: &mut W) -> io::Result<bool> {
+        self.shared.touch();
+        let end = self.held + n;
+        // Where the frame in flight ends: inside a payload, after its rest; in a header, the
+        // frame starts at 0 (its first bytes are the held ones).
+        let first_boundary = self.frames.bytes_to_boundary().map_or(0, |r| self.held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
+        let requested = self.shared.close_request().filter(|_| self.state == State::Open && first_boundary <= end);
+        let scan = self.scan(end, requested.map(|_| first_boundary));
+        let (forwarded, done) = match self.state {
+            State::Open => {
+                let action = self.decide(&scan, requested.map(|r| (first_boundary, r)), end);
+                self.act(action, &scan, writer).await?
+            }
+            State::Closing => match scan.close {
+                Some((_, _, code)) => {
+                    self.shared.note_close(self.direction.sender, code);
+                    (0, true)
+                }
+                None => (0, false),
+            },
+            State::Relayed | State::Failed => (0, false),
+        };
+        self.keep_held(forwarded, end);
+        self.resize(end, n);
+        self.shared.touch();
+        Ok(done)
+    }
+
+    /// Feeds `buf[held..end]` to the frame reader and notes what stops forwarding.
+    fn scan(&mut self, end: usize, drain_cut: Option<usize>) -> Scan {
+        let (held, max_message) = (self.held, self.direction.max_message);
+        let mut scan = Scan::default();
+        let mut limit = drain_cut.unwrap_or(usize::MAX);
+        let mut next_start = self.frames.bytes_to_boundary().map_or(0, |r| held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
+        let mut frame_start = 0;
+        self.frames.feed(&self.buf[held..end], |offset, event| {
+            let at = held + offset;
+            match event {
+                FrameEvent::Header { opcode, payload_len, message_len, .. } => {
+                    frame_start = next_start;
+                    next_start = at.saturating_add(usize::try_from(payload_len).unwrap_or(usize::MAX));
+                    let data = matches!(opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation);
+                    if scan.oversized.is_none() && data && max_message.is_some_and(|max| message_len > max) {
+                        scan.oversized = Some(frame_start);
+                        limit = limit.min(frame_start);
+                    }
+                }
+                FrameEvent::Message { .. } => scan.messages += u64::from(at <= limit),
+                FrameEvent::Close { code } => {
+                    if scan.close.is_none() {
+                        scan.close = Some((frame_start, at, code));
+                        limit = limit.min(at);
+                    }
+                }
+                // The offending frame starts where the previous one ended.
+                FrameEvent::Malformed(why) => scan.malformed = Some((next_start, why)),
+            }
+        });
+        scan
+    }
+
+    /// The first thing in the chunk that stops forwarding wins; at equal positions a close
+    /// already requested goes first.
+    fn decide(&self, scan: &Scan, requested: Option<(usize, CloseRequest)>, end: usize) -> Action {
+        let mut best = (usize::MAX, Action::Forward(end - self.frames.partial_header_len()));
+        let mut consider = |at: usize, action: Action| {
+            if at < best.0 {
+                best = (at, action);
+            }
+        };
+        if let Some((at, request)) = requested {
+            consider(at, Action::Own(at, request));
+        }
+        if let Some((at, why)) = scan.malformed {
+            consider(at, Action::Fail(at, why));
+        }
+        if let Some(at) = scan.oversized {
+            consider(at, Action::Own(at, CloseRequest::too_big()));
+        }
+        if let Some((start, end, code)) = scan.close {
+            consider(start, Action::Relay(end, code));
+        }
+        best.1
+    }
+
+    /// Carries out `action` for a chunk read while `Open`: how much was forwarded, and
+    /// whether this direction is done.
+    async fn act<W: AsyncWrite + Unpin>(&mut self, action: Action, scan: &Scan, writer: &mut W) -> io::Result<(usize, bool)> {
+        let forward = match action {
+            Action::Forward(at) | Action::Own(at, _) | Action::Fail(at, _) | Action::Relay(at, _) => at,
+        };
+        self.forward(writer, forward, scan.messages).await?;
+        match action {
+            Action::Forward(_) => {}
+            Action::Relay(_, code) => {
+                self.shared.note_close(self.direction.sender, code);
+                self.state = State::Relayed;
+            }
+            Action::Own(at, request) => {
+                if self.shared.request_close(request) && request == CloseRequest::too_big() {
+                    log::info!("{:?} sent a message over the route's websocket.max_message_bytes; closing the session with 1009", self.direction.sender);
+                }
+                let request = self.shared.close_request().unwrap_or(request);
+                self.send_own_close(writer, request).await?;
+                // The sender's Close right behind the cut crossed ours: it is the answer.
+                if let Some((_, _, code)) = scan.close.filter(|c| c.0 >= at) {
+                    self.shared.note_close(self.direction.sender, code);
+                    return Ok((forward, true));
+                }
+            }
+            Action::Fail(_, why) => {
+                log::info!("{:?} broke the WebSocket protocol ({why}); failing the session with 1002", self.direction.sender);
+                self.shared.flow(self.direction.sender).malformed.store(true, Ordering::Relaxed);
+                self.shared.request_close(CloseRequest::protocol_error(self.direction.sender));
+                let request = self.shared.close_request().unwrap_or(CloseRequest::protocol_error(self.direction.sender));
+                self.send_own_close(writer, request).await?;
+                self.state = State::Failed;
+            }
+        }
+        Ok((forward, false))
+    }
+
+    async fn forward<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, upto: usize, messages: u64) -> io::Result<()> {
+        if upto > 0 {
+            write_now(writer, &self.buf[..upto]).await?;
+        }
+        let flow = self.shared.flow(self.direction.sender);
+        flow.bytes.fetch_add(upto as u64, Ordering::Relaxed);
+        flow.messages.fetch_add(messages, Ordering::Relaxed);
+        self.direction.meters.bytes.inc_by(upto as u64);
+        self.direction.meters.messages.inc_by(messages);
+        Ok(())
+    }
+
+    /// Writes wsgate's Close to this direction's peer; its only Close, so it ends the
+    /// forwarding. A peer that broke the protocol gets its connection closed right after
+    /// (§7.1.7): its stream can no longer be read for an answer.
+    async fn send_own_close<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, request: CloseRequest) -> io::Result<()> {
+        let code = request.code_to_peer_of(self.direction.sender);
+        write_now(writer, &close_to_peer(self.direction.sender, code)).await?;
+        if self.state == State::Open {
+            self.state = State::Closing;
+        }
+        if code == PROTOCOL_ERROR {
+            let _ = writer.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Keeps the unforwarded tail of `buf[..end]` (a cut header) at the front; once the
+    /// direction no longer forwards, nothing is kept.
+    fn keep_held(&mut self, forwarded: usize, end: usize) {
+        let tail = if self.state == State::Open { end - forwarded } else { 0 };
+        self.buf.copy_within(forwarded..forwarded + tail, 0);
+        self.held = tail;
+    }
+
+    /// Doubles the buffer after a read that filled it; back to the start size after a
+    /// short one (the burst is over).
+    fn resize(&mut self, end: usize, n: usize) {
+        if end == self.buf.len() && self.buf.len() < BUFFER_MAX {
+            self.buf.resize(self.buf.len() * 2, 0);
+        } else if n < self.buf.len() / 2 {
+            self.shrink();
+        }
+    }
+
+    fn shrink(&mut self) {
+        if self.buf.len() > BUFFER_START && self.held <= BUFFER_START {
+            self.buf.truncate(BUFFER_START);
+            self.buf.shrink_to_fit();
+        }
+    }
+}
+
+/// The Close wsgate sends the peer that `sender`'s pump writes to: the backend gets it
+/// masked (§5.3: a client's frames are masked), the client plain.
+fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
+    let reason = match code {
+        super::tunnel::MESSAGE_TOO_BIG => "message too big",
+        PROTOCOL_ERROR => "protocol error",
+        _ => "going away",
+    };
+    match sender {
+        Initiator::Client => close_frame(code, reason, Some(fastrand::u32(..).to_ne_bytes())),
+        _ => close_frame(code, reason, None),
+    }
+}
+
+async fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
