@@ -5,38 +5,6 @@ use common::*;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
 
-/// The value of the sample `name{labels}` whose labels include every `key="value"` given.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        if metric != name {
-            return None;
-        }
-        labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
-    })
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let (status, headers, body) = get(addr, "localhost", "/metrics").await;
-    assert_eq!(status, 200);
-    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain; version=0.0.4"));
-    body
-}
-
-/// Polls /metrics (bounded: 5 s) until `name{labels}` equals `want`.
-async fn wait_for(addr: std::net::SocketAddr, name: &str, labels: &[(&str, &str)], want: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = scrape(addr).await;
-        if sample(&text, name, labels) == Some(want) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "{name}{labels:?} never became {want}; last value {:?}\n{text}", sample(&text, name, labels));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_http_and_websocket_traffic() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));

@@ -3,15 +3,21 @@
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
 //! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
 //! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
+//! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics
 //! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
+//! * `recorder` — `WsRecorder`, a WebSocket backend that records every byte it receives
 #![allow(dead_code, unused_imports)]
 
 pub mod backends;
 pub mod client;
 pub mod proxy;
+pub mod metrics;
 pub mod raw;
+pub mod recorder;
 
 pub use backends::*;
 pub use client::*;
 pub use proxy::*;
+pub use metrics::*;
 pub use raw::*;
+pub use recorder::*;
