@@ -111,3 +111,51 @@ async fn bulk_echo_through_one_session_never_stalls() {
         let _ = sink.close().await;
     }
 }
+
+/// A session that moved one large message each way holds no more memory afterwards than a
+/// fresh idle one: each direction's buffer goes back to its start size once the burst is
+/// over. jemalloc is told to return freed pages at once, so RSS shows what wsgate holds,
+/// not what the allocator keeps for later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_give_their_buffers_back_after_a_large_message() {
+    const SESSIONS: usize = 100;
+    const MESSAGE: usize = 256 * 1024;
+    let backend = WsBackend::start("chat");
+    let port = free_port();
+    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr());
+    let gw = Wsgate::start_in_env(tempfile::tempdir().unwrap(), &yaml, &[("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")]);
+    gw.wait_port(port);
+    let url = format!("ws://127.0.0.1:{port}/");
+    // One session first, so what every process grows by on its first session is not counted.
+    let (mut first, _) = ws_connect(&url, &[]).await.unwrap();
+    assert_eq!(ws_echo_text(&mut first, "warm-up").await, "warm-up");
+    let base = rss_kib(gw.pid());
+    assert!(base > 0, "cannot read VmRSS of wsgate");
+    let mut sessions = Vec::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        let (mut ws, _) = ws_connect(&url, &[]).await.unwrap();
+        assert_eq!(ws_echo_text(&mut ws, &format!("s{i}")).await, format!("s{i}"));
+        sessions.push(ws);
+    }
+    let fresh = rss_kib(gw.pid()).saturating_sub(base);
+    let message = vec![3u8; MESSAGE];
+    for ws in &mut sessions {
+        ws.send(Message::Binary(message.clone())).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(echo)))) => assert_eq!(echo.len(), MESSAGE),
+            other => panic!("no echo of the large message: {other:?}"),
+        }
+    }
+    // Buffers shrink after a short read or a quiet second: poll (bounded) until they have.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let used = loop {
+        let used = rss_kib(gw.pid()).saturating_sub(base);
+        if used * 10 <= fresh * 11 || Instant::now() > deadline {
+            break used;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("{SESSIONS} idle sessions: +{fresh} KiB fresh, +{used} KiB after one {MESSAGE}-byte message each way ({:.2}x)", used as f64 / fresh.max(1) as f64);
+    assert!(used * 10 <= fresh * 11, "RSS per idle session after a large message {} KiB > 1.1 x fresh {} KiB", used / SESSIONS as u64, fresh / SESSIONS as u64);
+    drop(gw);
+}

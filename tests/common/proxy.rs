@@ -48,6 +48,11 @@ impl Wsgate {
 
     /// Like `start`, in a caller-provided tempdir (e.g. one already holding certs).
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Wsgate {
+        Self::start_in_env(dir, yaml, &[])
+    }
+
+    /// Like `start_in`, with `env` added to wsgate's environment.
+    pub fn start_in_env(dir: tempfile::TempDir, yaml: &str, env: &[(&str, &str)]) -> Wsgate {
         let config_path = dir.path().join("wsgate.yaml");
         fs::write(&config_path, yaml).expect("write config");
         let stdout_path = dir.path().join("wsgate.stdout.log");
@@ -58,7 +63,8 @@ impl Wsgate {
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout_path).expect("stdout log"))
-            .stderr(fs::File::create(&stderr_path).expect("stderr log"));
+            .stderr(fs::File::create(&stderr_path).expect("stderr log"))
+            .envs(env.iter().copied());
         rust_log(&mut cmd);
         let child = cmd
             .spawn()
