@@ -198,6 +198,11 @@ fn wildcard_hosts_and_prefixes_are_normalized() {
     let c = parse_str(&text).unwrap();
     assert_eq!(c.routes[0].host, Some(HostPattern::WildcardSuffix(".example.com".into())));
     assert_eq!(c.routes[0].path_prefix, "/api");
+    // Prefixes are compared with normalised request paths, so they are normalised alike.
+    for (written, normal) in [("/%77s/", "/ws"), ("//a/./b/../ws", "/a/ws"), ("/a%2fb", "/a%2Fb")] {
+        let c = parse_str(&MINIMAL.replace("  - upstream: app", &format!("  - upstream: app\n    path_prefix: '{written}'"))).unwrap();
+        assert_eq!(c.routes[0].path_prefix, normal, "{written}");
+    }
 }
 
 #[test]

@@ -620,6 +620,8 @@ pub fn path_prefix(text: &str) -> Result<String, String> {
     if text.contains(|c: char| c == '?' || c == '#' || c.is_whitespace()) {
         return Err(format!("`{text}` must be a plain path (no query, fragment or spaces)"));
     }
-    let trimmed = text.trim_end_matches('/');
+    // Requests are routed on their normalised path, so the prefix is compared in that form too.
+    let normal = crate::routing::normalize_path(text);
+    let trimmed = normal.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }
