@@ -69,7 +69,8 @@ impl ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
         tokio::task::yield_now().await;
         let snapshot = self.live.snapshot();
-        self.limits.screen_connection(&snapshot.config.limits, addr.map(|a| a.ip())).is_ok()
+        // Canonical, as the proxy takes it: an IPv4 client of a dual-stack listener is IPv4.
+        self.limits.screen_connection(&snapshot.config.limits, addr.map(|a| a.ip().to_canonical())).is_ok()
     }
 }
 
@@ -100,7 +101,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
         let snapshot = self.live.snapshot();
         let config = &snapshot.config.limits;
         let digest = stream.get_socket_digest();
-        let ip = digest.as_ref().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let ip = digest.as_ref().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical()));
         // Over a limit: dropping the stream closes the connection before anything is read.
         let admitted = self.limits.admit_connection(config, ip).ok()?;
         let head = HeadDeadline::first(config.header_timeout, self.first_heads.clone());

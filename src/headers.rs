@@ -37,6 +37,9 @@ const X_FORWARDED_FOR: &str = "X-Forwarded-For";
 const X_REAL_IP: &str = "X-Real-IP";
 const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
+/// RFC 7239. Never forwarded: wsgate does not emit one, and a client's own would let it
+/// claim any `for=`/`host=` to a backend that trusts the field.
+const FORWARDED: &str = "forwarded";
 
 /// What the policy needs to know about the connection the request arrived on.
 pub struct Forwarding {
@@ -75,6 +78,9 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
     if fwd.websocket {
         insert(req, header::CONNECTION, "Upgrade");
         insert(req, header::UPGRADE, "websocket");
+        // A GET upgrade has no body to wait for, and a backend that honours `Expect` answers
+        // 100 before its 101, an interim head wsgate would otherwise have to skip.
+        req.remove_header(&header::EXPECT);
     }
 
     match &route.host_header {
@@ -113,8 +119,16 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
 fn finish(req: &mut RequestHeader, route: &Route, fwd: &Forwarding, original_host: Option<http::HeaderValue>) -> Result<(), PolicyError> {
     let proto = http::HeaderValue::from_static(if fwd.tls { "https" } else { "http" });
     let _ = req.insert_header(X_FORWARDED_PROTO, proto);
-    if let Some(host) = original_host {
-        let _ = req.insert_header(X_FORWARDED_HOST, host);
+    // A client's own values are never passed on: X-Forwarded-Host is only ever the host
+    // wsgate routed on (none when the request named none), and Forwarded is dropped.
+    req.remove_header(FORWARDED);
+    match original_host {
+        Some(host) => {
+            let _ = req.insert_header(X_FORWARDED_HOST, host);
+        }
+        None => {
+            req.remove_header(X_FORWARDED_HOST);
+        }
     }
 
     for name in &route.remove_headers {
@@ -280,5 +294,26 @@ mod tests {
         assert_eq!(request_host(&req), None, "routing does not read a Host that is not text");
         apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
         assert!(req.headers.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn a_clients_forwarding_claims_never_reach_the_backend() {
+        let forged = [("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=10.9.9.9;host=admin.internal"), ("forwarded", "for=1.2.3.4")];
+        // No Host (HTTP/1.0): no X-Forwarded-Host at all, rather than the client's.
+        let mut req = request(&forged);
+        req.set_version(http::Version::HTTP_10);
+        apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
+        assert_eq!(get(&req, "x-forwarded-host"), None);
+        assert_eq!(get(&req, "forwarded"), None);
+        // With a Host: that host, whatever the client claimed; the same on upgrades.
+        for websocket in [false, true] {
+            let mut req = request(&[&[("Host", "app.example.com"), ("Expect", "100-continue")][..], &forged[..]].concat());
+            apply(&mut req, &route(HostHeader::Preserve), &fwd(websocket)).unwrap();
+            assert_eq!(req.headers.get_all("x-forwarded-host").iter().collect::<Vec<_>>(), ["app.example.com"]);
+            assert_eq!(get(&req, "forwarded"), None);
+            // `Expect` only matters to a request with a body: kept on plain HTTP (Pingora
+            // handles the 100), dropped from upgrades.
+            assert_eq!(get(&req, "expect").is_some(), !websocket, "websocket: {websocket}");
+        }
     }
 }

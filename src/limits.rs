@@ -7,7 +7,7 @@ use crate::config::model::LimitsConfig;
 use crate::metrics::Metrics;
 use pingora_limits::inflight::{Guard, Inflight};
 use pingora_limits::rate::Rate;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +105,7 @@ impl Limits {
         if header_bytes > config.max_request_header_bytes || header_count > config.max_request_headers {
             return Err(self.refuse(Refusal::HeadersTooLarge));
         }
-        let Some(ip) = ip else { return Ok(None) };
+        let Some(ip) = ip.map(|ip| client_key(ip, config.ipv6_prefix)) else { return Ok(None) };
         if let Some(max) = config.requests_per_second_per_ip {
             if self.rate.observe(&ip, 1) > max as isize {
                 return Err(self.refuse(Refusal::RatePerIp));
@@ -125,7 +125,7 @@ impl Limits {
         if self.all_connections.incr("", 0).1 >= config.max_connections as isize {
             return Err(self.refuse(Refusal::Connections));
         }
-        let Some(ip) = ip else { return Ok(()) };
+        let Some(ip) = ip.map(|ip| client_key(ip, config.ipv6_prefix)) else { return Ok(()) };
         if self.connections.incr(ip, 0).1 >= config.max_connections_per_ip as isize {
             return Err(self.refuse(Refusal::ConnectionsPerIp));
         }
@@ -144,7 +144,7 @@ impl Limits {
             return Err(self.refuse(Refusal::Connections));
         }
         let mut guards = vec![all];
-        if let Some(ip) = ip {
+        if let Some(ip) = ip.map(|ip| client_key(ip, config.ipv6_prefix)) {
             let (per_ip, count) = self.connections.incr(ip, 1);
             if count > config.max_connections_per_ip as isize {
                 return Err(self.refuse(Refusal::ConnectionsPerIp));
@@ -165,6 +165,21 @@ impl Limits {
             return Err(self.refuse(Refusal::RouteWebSocketSessions));
         }
         Ok(Admitted(vec![all, per_route]))
+    }
+}
+
+/// What the per-address limits count a client under: an IPv4 address itself, an IPv6 one's
+/// network of `ipv6_prefix` bits (a host usually holds a whole /64, so counting single
+/// addresses would give it 2^64 allowances). `ip` must already be canonical (an IPv4-mapped
+/// address as IPv4, as the proxy and the connection gate take it), or every IPv4 client of
+/// a dual-stack listener would fall into one network (`::/64`).
+pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(ipv6_prefix.min(128))).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
     }
 }
 
@@ -191,6 +206,7 @@ mod tests {
             header_timeout: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(60),
             connections_per_second_per_ip: Some(4),
+            ipv6_prefix: 64,
         }
     }
 
@@ -236,6 +252,31 @@ mod tests {
         assert_eq!(l.admit_connection(&c, b).err(), Some(Refusal::Connections), "3 open in all");
         drop(a1);
         assert!(l.admit_connection(&c, b).is_ok(), "a closed connection frees its place in both counts");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_prefix() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 64), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 48), ip("2001:db8:1::"));
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 128), ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"));
+        assert_eq!(client_key(ip("ffff::1"), 1), ip("8000::"));
+        assert_eq!(client_key(ip("192.0.2.7"), 64), ip("192.0.2.7"), "IPv4 addresses are never masked");
+
+        let (c, l) = (config(), Limits::new(Arc::new(Metrics::new())));
+        let (a1, a2, b) = (Some(ip("2001:db8:0:1::1")), Some(ip("2001:db8:0:1:ffff::2")), Some(ip("2001:db8:0:2::1")));
+        // Two addresses of one /64 are one client: max_connections_per_ip (2) for both together.
+        let _held = [l.admit_connection(&c, a1).unwrap(), l.admit_connection(&c, a2).unwrap()];
+        assert_eq!(l.admit_connection(&c, a1).err(), Some(Refusal::ConnectionsPerIp));
+        assert_eq!(l.screen_connection(&c, a2).err(), Some(Refusal::ConnectionsPerIp));
+        assert!(l.admit_connection(&c, b).is_ok(), "the next /64 is another client");
+        // The same for requests (max_concurrent_per_ip: 2).
+        let rc = LimitsConfig { requests_per_second_per_ip: None, ..config() };
+        let _r = [l.admit_request(&rc, a1, 10, 1).unwrap(), l.admit_request(&rc, a2, 10, 1).unwrap()];
+        assert_eq!(l.admit_request(&rc, Some(ip("2001:db8:0:1::99")), 10, 1).err(), Some(Refusal::ConcurrencyPerIp));
+        // A longer prefix tells them apart again.
+        let c128 = LimitsConfig { ipv6_prefix: 128, ..rc };
+        assert!(l.admit_request(&c128, Some(ip("2001:db8:0:1::99")), 10, 1).is_ok());
     }
 
     #[test]

@@ -86,7 +86,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        // Canonical (an IPv4-mapped address as IPv4, as a dual-stack listener reports IPv4
+        // clients) once, here: headers, access log, limits and hashing all read this.
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         if let Err((status, reason)) = admission::check(session.req_header()) {
             session.set_keepalive(None);

@@ -3,8 +3,14 @@
 //! The longest matching `path_prefix` wins; among routes with the same prefix an exact host
 //! beats a wildcard (longer suffix first), which beats a route without `host`. Prefixes match
 //! on segment boundaries: `/ws` matches `/ws` and `/ws/x`, never `/wsx`.
+//!
+//! Paths are matched in normal form (`normalize_path`), so that spellings of one path that
+//! a backend would resolve alike (`//ws`, `/./ws`, `/a/../ws`, `/%77s`) cannot pick another
+//! route, and with it another Origin allowlist or WebSocket policy. The backend still
+//! receives the path as the client sent it.
 
 use crate::config::model::{HostPattern, Route};
+use std::borrow::Cow;
 
 pub struct Router {
     /// Route indices, most specific first, so the first match is the answer.
@@ -29,9 +35,12 @@ impl Router {
         Router { order, routes }
     }
 
-    /// `host` is the request's Host (any port is ignored); `path` excludes the query.
+    /// `host` is the request's Host (any port is ignored); `path` excludes the query and is
+    /// matched in normal form.
     pub fn select(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(normalize_host);
+        let path = normalize_path(path);
+        let path = path.as_ref();
         self.order.iter().copied().find(|&i| {
             let (pattern, prefix) = &self.routes[i];
             host_matches(pattern.as_ref(), host.as_deref()) && prefix_matches(prefix, path)
@@ -48,6 +57,107 @@ fn normalize_host(host: &str) -> String {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
     without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `path` in the normal form of RFC 3986 §6.2.2: percent-encoded unreserved characters
+/// decoded, the hex digits of other escapes upper-cased, dot segments removed (§5.2.4; `..`
+/// stops at the root), plus runs of `/` merged into one (as nginx's `merge_slashes`). Escapes
+/// of other characters stay encoded: `%2F` is data, not a separator. Borrowed, without
+/// allocating, when the path is already normal, as nearly every path is.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') || !needs_normalizing(bytes) {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(bytes);
+    // Only whole ASCII segments are dropped and ASCII escapes decoded, so valid UTF-8 in
+    // gives valid UTF-8 out; lossy only to need no unwrap.
+    Cow::Owned(String::from_utf8_lossy(&remove_dot_segments(&decoded)).into_owned())
+}
+
+/// RFC 3986 §2.3.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The byte escaped at `bytes[i..i + 3]` (`%XX`), if that is a valid escape.
+fn escape_at(bytes: &[u8], i: usize) -> Option<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    Some((hex(bytes.get(i + 1))? * 16 + hex(bytes.get(i + 2))?) as u8)
+}
+
+/// Whether `normalize_path` would change `path` (which starts with `/`): one pass, no allocation.
+fn needs_normalizing(path: &[u8]) -> bool {
+    let mut segment_start = 1;
+    for i in 1..=path.len() {
+        let at_end = i == path.len();
+        if at_end || path[i] == b'/' {
+            let segment = &path[segment_start..i];
+            // An empty segment is a doubled `/`, except the one after a trailing `/`.
+            if (segment.is_empty() && !at_end) || segment == b"." || segment == b".." {
+                return true;
+            }
+            segment_start = i + 1;
+        } else if path[i] == b'%' {
+            match escape_at(path, i) {
+                Some(b) if is_unreserved(b) => return true,
+                Some(_) if path[i + 1..i + 3].iter().any(u8::is_ascii_lowercase) => return true,
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// Decodes escapes of unreserved characters and upper-cases the others' hex digits.
+fn decode_unreserved(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        match (path[i], escape_at(path, i)) {
+            (b'%', Some(b)) if is_unreserved(b) => out.push(b),
+            (b'%', Some(_)) => {
+                out.push(b'%');
+                out.extend(path[i + 1..i + 3].iter().map(u8::to_ascii_uppercase));
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+                continue;
+            }
+        }
+        i += 3;
+    }
+    out
+}
+
+/// RFC 3986 §5.2.4 on an absolute path, with empty segments dropped: a path ending in `/`,
+/// `/.` or `/..` keeps a trailing `/`.
+fn remove_dot_segments(path: &[u8]) -> Vec<u8> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in path[1..].split(|&b| b == b'/') {
+        trailing_slash = true;
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            segment => {
+                segments.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for segment in &segments {
+        out.push(b'/');
+        out.extend_from_slice(segment);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 fn host_matches(pattern: Option<&HostPattern>, host: Option<&str>) -> bool {
@@ -135,6 +245,56 @@ mod tests {
     }
 
     #[test]
+    fn normalizes_paths() {
+        let cases = [
+            ("/ws", "/ws"),
+            ("//ws", "/ws"),
+            ("/./ws", "/ws"),
+            ("/a/../ws", "/ws"),
+            ("/%77s", "/ws"),
+            ("/%77%73/x", "/ws/x"),
+            ("/%2e%2E/ws", "/ws"),
+            ("/../../ws", "/ws"),
+            ("/..", "/"),
+            ("/a/..", "/"),
+            ("/ws/", "/ws/"),
+            ("/ws//", "/ws/"),
+            ("/ws/.", "/ws/"),
+            ("/ws/x/..", "/ws/"),
+            ("/a//b///c", "/a/b/c"),
+            ("/%7e", "/~"),
+            ("/%7E", "/~"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/x/%2F../ws", "/x/%2F../ws"),
+            ("/a%2F..%2Fws", "/a%2F..%2Fws"),
+            ("/%20", "/%20"),
+            ("/%zz/%4", "/%zz/%4"),
+            ("/.well-known/x", "/.well-known/x"),
+            ("/...", "/..."),
+            ("/caf\u{e9}/../ws", "/ws"),
+            ("/", "/"),
+            ("", ""),
+            ("*", "*"),
+        ];
+        for (raw, normal) in cases {
+            assert_eq!(normalize_path(raw), normal, "{raw}");
+            assert_eq!(matches!(normalize_path(raw), Cow::Borrowed(_)), raw == normal, "{raw}: allocates only when it changes something");
+            assert_eq!(normalize_path(normal), normal, "{normal} is normal");
+        }
+    }
+
+    #[test]
+    fn routes_on_the_normalized_path() {
+        let r = router();
+        for path in ["//ws", "/./ws", "/a/../ws", "/%77s", "/%2e/ws", "/ws/x/..", "/../ws"] {
+            assert_eq!(r.select(None, path), Some(5), "{path}");
+        }
+        assert_eq!(r.select(None, "/ws%2Fx"), Some(2), "an encoded `/` is not a separator");
+        assert_eq!(r.select(None, "/ws/.."), Some(2));
+    }
+
+    #[test]
     fn normalizes_hosts() {
         assert_eq!(normalize_host("Example.COM:80"), "example.com");
         assert_eq!(normalize_host("example.com."), "example.com");
@@ -155,7 +315,24 @@ mod proptests {
         prop::collection::vec(segment(), 0..4).prop_map(|s| format!("/{}", s.join("/")))
     }
 
+    fn messy_path() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec!["/", "//", ".", "..", "%2e", "%2E", "%2F", "%2f", "a", "ws", "%77", "%7e", "%41", "%zz", "%"]);
+        prop::collection::vec(piece, 0..8).prop_map(|p| format!("/{}", p.concat()))
+    }
+
     proptest! {
+        /// Normalising is idempotent, borrows exactly when it changes nothing, and leaves
+        /// no empty or dot segment behind.
+        #[test]
+        fn normal_form_is_a_fixed_point(path in messy_path()) {
+            let normal = normalize_path(&path).into_owned();
+            prop_assert_eq!(normalize_path(&normal).into_owned(), normal.clone());
+            prop_assert!(matches!(normalize_path(&normal), Cow::Borrowed(_)));
+            prop_assert_eq!(matches!(normalize_path(&path), Cow::Borrowed(_)), normal == path);
+            let inner = normal.trim_end_matches('/');
+            prop_assert!(inner.is_empty() || inner[1..].split('/').all(|s| !s.is_empty() && s != "." && s != ".."), "{}", normal);
+        }
+
         /// The chosen route always matches on a segment boundary, and no matching route has
         /// a longer prefix: longest prefix wins, `/ws` never takes `/wsx`.
         #[test]

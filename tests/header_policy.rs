@@ -57,3 +57,41 @@ async fn a_connection_header_naming_a_forwarding_field_is_refused() {
     assert_eq!(status, 400);
     assert_eq!(web.hits(), 0);
 }
+
+/// A client's `X-Forwarded-Host` and `Forwarded` never reach the backend (issue 13, item 8):
+/// `X-Forwarded-Host` is the host wsgate routed on (none without one), `Forwarded` is
+/// dropped; the same on the WebSocket handshake, which also loses `Expect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_forwarding_headers_are_replaced_or_removed() {
+    let (web, chat) = (RecordingBackend::start(), WsBackend::start("chat"));
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
+         routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
+        web.addr(),
+        chat.addr()
+    );
+    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let forged = "X-Forwarded-Host: evil.example\r\nForwarded: for=10.9.9.9;host=admin.internal\r\n";
+
+    let r = raw_request(addr, format!("GET /no-host HTTP/1.0\r\n{forged}\r\n").as_bytes()).await;
+    assert_eq!(r.status, Some(200), "{}\n{}", r.summary(), gw.logs());
+    let r = raw_request(addr, format!("GET /with-host HTTP/1.1\r\nHost: app.example.com\r\n{forged}Connection: close\r\n\r\n").as_bytes()).await;
+    assert_eq!(r.status, Some(200), "{}\n{}", r.summary(), gw.logs());
+    let (no_host, with_host) = (web.requests_to("/no-host"), web.requests_to("/with-host"));
+    assert_eq!((no_host.len(), with_host.len()), (1, 1), "{:?}", web.paths());
+    assert_eq!(no_host[0].header("x-forwarded-host"), None, "no Host: no X-Forwarded-Host, not the client's");
+    assert_eq!(with_host[0].header("x-forwarded-host"), Some("app.example.com"));
+    for got in [&no_host[0], &with_host[0]] {
+        assert_eq!(got.header("forwarded"), None, "{:?}", got.headers);
+    }
+
+    let extra = [("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=10.9.9.9;host=admin.internal"), ("Expect", "100-continue")];
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &extra).await.unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
+    assert_eq!(ws_echo_text(&mut ws, "hello").await, "hello");
+    let seen = chat.last_headers();
+    assert_eq!(header(&seen, "x-forwarded-host"), Some(format!("127.0.0.1:{port}").as_str()), "{seen:?}");
+    assert_eq!(header(&seen, "forwarded"), None, "{seen:?}");
+    assert_eq!(header(&seen, "expect"), None, "{seen:?}");
+}

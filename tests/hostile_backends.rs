@@ -13,7 +13,8 @@ use common::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::AsyncReadExt;
+use common::backends::read_head;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What each misbehaving backend sends after reading a request head, and whether it then
 /// closes (`true`) or holds the connection open.
@@ -55,8 +56,23 @@ fn fixture() -> Arc<Fixture> {
             let mut sink = [0u8; 4096];
             while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
         });
+        // Interim answers without end (bounded here by count), never a final one.
+        let endless_interim = RawBackend::start(|mut s| async move {
+            let mut buf = Vec::new();
+            if read_head(&mut s, &mut buf).await.ok().flatten().is_none() {
+                return;
+            }
+            for _ in 0..10_000 {
+                if s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                    return;
+                }
+            }
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
         let mut hostile: Vec<(String, RawBackend)> = HOSTILE.iter().map(|&(n, resp, close)| (n.to_string(), RawBackend::canned(resp, close))).collect();
         hostile.push(("never-answers".to_string(), never));
+        hostile.push(("endless-interim".to_string(), endless_interim));
         let port = free_port();
         let mut yaml = format!(
             "listeners:\n  - address: 127.0.0.1:{port}\n\
@@ -198,6 +214,13 @@ async fn a_backend_that_fails_before_its_response_head_gets_502_or_504() {
         ]);
     }
     run_cases(&cases).await;
+}
+
+/// Interim answers (1xx) are skipped on the way to a handshake's final answer, but only a
+/// few: a backend that sends nothing else gets 502, not its `100` relayed as the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_interim_answers_to_a_websocket_handshake_get_502() {
+    run_cases(&[("endless-interim", Kind::WebSocket, Expect::Status(502))]).await;
 }
 
 /// A 101 that is not a valid acceptance of the client's WebSocket handshake (another

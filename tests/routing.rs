@@ -56,3 +56,37 @@ async fn no_matching_route_is_404() {
     let (status, _, _) = get(addr, "only.example.com", "/").await;
     assert_eq!(status, 200);
 }
+
+/// Routes are chosen on the normalised path (RFC 3986 §6.2.2: dot segments, doubled `/`,
+/// escaped unreserved characters), so another spelling of `/ws` cannot reach another route
+/// and escape its policy; the backend still gets the path as the client sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_spellings_of_a_path_take_its_route() {
+    let (ws, web) = (HttpBackend::start("ws"), HttpBackend::start("web"));
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\n\
+         upstreams:\n  ws: {{backends: ['{}']}}\n  web: {{backends: ['{}']}}\n\
+         routes:\n\
+         \x20 - {{path_prefix: /ws, upstream: ws, websocket: {{allowed_origins: ['https://good.example']}}}}\n\
+         \x20 - {{path_prefix: /, upstream: web}}\n",
+        ws.addr(),
+        web.addr()
+    );
+    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    for path in ["/ws", "//ws", "/./ws", "/a/../ws", "/%77s", "/%2e%2e/ws/x"] {
+        let (status, headers, body) = get(addr, "x.test", path).await;
+        assert_eq!(status, 200, "{path}: {body}\n{}", gw.log());
+        assert_eq!(header(&headers, "x-backend"), Some("ws"), "{path} must take the /ws route");
+        assert_eq!(body.lines().next(), Some(format!("GET {path}").as_str()), "the backend gets the path as sent");
+        // The /ws route's Origin allowlist holds whatever the spelling.
+        let upgrade = ws_upgrade_request(path, "x.test").replace("\r\n\r\n", "\r\nOrigin: https://evil.example\r\n\r\n");
+        let r = raw_request(addr, upgrade.as_bytes()).await;
+        assert_eq!(r.status, Some(403), "{path}: {}", r.summary());
+    }
+    for (path, expected) in [("/ws%2Fx", "web"), ("/wsx", "web"), ("/ws/..", "web")] {
+        let (status, headers, _) = get(addr, "x.test", path).await;
+        assert_eq!((status, header(&headers, "x-backend")), (200, Some(expected)), "{path}");
+    }
+}

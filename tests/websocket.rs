@@ -187,3 +187,29 @@ async fn h2c_upgrades_are_not_forwarded() {
         assert_ne!(got.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("upgrade"));
     }
 }
+
+/// A backend may send interim answers (`100 Continue`, `103 Early Hints`) before its 101
+/// (RFC 9110 §15.2): they are skipped, not relayed as the answer, and the session works.
+/// The client's `Expect` is not forwarded on an upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_answers_before_the_101_are_skipped() {
+    const INTERIM: &[&[u8]] = &[b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"];
+    let (backend, seen) = RawBackend::ws_echo_after(INTERIM);
+    let port = free_port();
+    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr);
+    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let (mut ws, resp) = ws_connect(&format!("ws://127.0.0.1:{port}/chat"), &[("Expect", "100-continue")])
+        .await
+        .unwrap_or_else(|e| panic!("handshake through interim answers: {e}\n{}", gw.logs()));
+    assert_eq!(resp.status(), 101);
+    assert!(resp.headers().get("link").is_none(), "the 103's fields are not the 101's");
+    assert_eq!(ws_echo_text(&mut ws, "after 100 and 103").await, "after 100 and 103");
+    ws.send(Message::binary(vec![7u8; 70_000])).await.unwrap();
+    match ws_recv(&mut ws).await {
+        Some(Ok(Message::Binary(b))) => assert_eq!(b.len(), 70_000),
+        other => panic!("expected the binary echo, got {other:?}"),
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(header(&seen[0], "expect"), None, "Expect must not reach the backend on an upgrade: {:?}", seen[0]);
+}

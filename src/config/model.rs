@@ -46,6 +46,9 @@ pub struct LimitsConfig {
     pub keepalive_timeout: Duration,
     /// New connections per second per client address; `None`: no rate limit.
     pub connections_per_second_per_ip: Option<usize>,
+    /// IPv6 clients are counted per network of this prefix length (1..=128), since one host
+    /// commonly holds a whole /64.
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

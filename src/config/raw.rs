@@ -82,6 +82,8 @@ pub struct RawLimits {
     pub keepalive_timeout: Option<ConfigDuration>,
     #[serde(default)]
     pub connections_per_second_per_ip: Option<usize>,
+    #[serde(default)]
+    pub ipv6_prefix: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

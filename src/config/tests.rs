@@ -198,6 +198,11 @@ fn wildcard_hosts_and_prefixes_are_normalized() {
     let c = parse_str(&text).unwrap();
     assert_eq!(c.routes[0].host, Some(HostPattern::WildcardSuffix(".example.com".into())));
     assert_eq!(c.routes[0].path_prefix, "/api");
+    // Prefixes are compared with normalised request paths, so they are normalised alike.
+    for (written, normal) in [("/%77s/", "/ws"), ("//a/./b/../ws", "/a/ws"), ("/a%2fb", "/a%2Fb")] {
+        let c = parse_str(&MINIMAL.replace("  - upstream: app", &format!("  - upstream: app\n    path_prefix: '{written}'"))).unwrap();
+        assert_eq!(c.routes[0].path_prefix, normal, "{written}");
+    }
 }
 
 #[test]
@@ -218,13 +223,21 @@ fn tls_listeners_take_several_certificates_and_name_the_bad_one() {
 }
 
 #[test]
-fn limits_timeouts_are_checked() {
+fn limits_timeouts_and_ipv6_prefix_are_checked() {
     let c = parse_str(MINIMAL).unwrap();
     assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(60));
-    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m}}\n")).unwrap();
+    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m, ipv6_prefix: 120}}\n")).unwrap();
     assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(120));
-    for (value, key) in [("header_timeout: 0s", "limits.header_timeout"), ("keepalive_timeout: 0s", "limits.keepalive_timeout"), ("keepalive_timeout: 1500ms", "limits.keepalive_timeout")] {
+    assert_eq!(c.limits.ipv6_prefix, 120);
+    assert_eq!(parse_str(MINIMAL).unwrap().limits.ipv6_prefix, 64);
+    for (value, key) in [
+        ("header_timeout: 0s", "limits.header_timeout"),
+        ("keepalive_timeout: 0s", "limits.keepalive_timeout"),
+        ("keepalive_timeout: 1500ms", "limits.keepalive_timeout"),
+        ("ipv6_prefix: 0", "limits.ipv6_prefix"),
+        ("ipv6_prefix: 129", "limits.ipv6_prefix"),
+    ] {
         let errs = errors(&format!("{MINIMAL}limits: {{{value}}}\n"));
         assert!(errs.iter().any(|e| e.key == key && e.line.is_some()), "expected an error at {key} with its line, got {errs:?}");
     }

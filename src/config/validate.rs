@@ -24,6 +24,9 @@ const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
 const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(30);
 const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(5);
+/// A /64 is the smallest network an IPv6 host is usually given (RFC 6177), so a single
+/// client can hold every address in it.
+const DEFAULT_IPV6_PREFIX: u8 = 64;
 /// Pingora's runtimes get this long after the grace period (its own default).
 const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 
@@ -82,6 +85,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         header_timeout: raw_limits.and_then(|l| l.header_timeout).map_or(Duration::from_secs(10), |d| d.0),
         keepalive_timeout: raw_limits.and_then(|l| l.keepalive_timeout).map_or(Duration::from_secs(60), |d| d.0),
         connections_per_second_per_ip: raw_limits.and_then(|l| l.connections_per_second_per_ip).filter(|r| *r > 0),
+        ipv6_prefix: match raw_limits.and_then(|l| l.ipv6_prefix) {
+            None => DEFAULT_IPV6_PREFIX,
+            Some(bits @ 1..=128) => bits as u8,
+            Some(bits) => {
+                problems.push((root.key("limits").key("ipv6_prefix"), format!("{bits} is not a prefix length from 1 to 128")));
+                DEFAULT_IPV6_PREFIX
+            }
+        },
     };
     if limits.header_timeout.is_zero() {
         problems.push((root.key("limits").key("header_timeout"), "must be longer than 0s".into()));
@@ -620,6 +631,8 @@ pub fn path_prefix(text: &str) -> Result<String, String> {
     if text.contains(|c: char| c == '?' || c == '#' || c.is_whitespace()) {
         return Err(format!("`{text}` must be a plain path (no query, fragment or spaces)"));
     }
-    let trimmed = text.trim_end_matches('/');
+    // Requests are routed on their normalised path, so the prefix is compared in that form too.
+    let normal = crate::routing::normalize_path(text);
+    let trimmed = normal.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }

@@ -22,7 +22,7 @@ use crate::live::Snapshot;
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
 use crate::upstream::{hash_input, Pool};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use handshake::Refusal;
 use log::{debug, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -42,6 +42,9 @@ use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelStats};
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// A refusing backend's body is relayed to the client up to this size.
 const MAX_RELAYED_BODY: usize = 64 * 1024;
+/// Interim answers (`100 Continue`, `103 Early Hints`) skipped before the final one; a
+/// backend sending more is broken (or hostile) and gets 502.
+const MAX_INTERIM_HEADS: usize = 8;
 
 /// What happened to one WebSocket upgrade request, for logging.
 #[derive(Debug, Default, Clone)]
@@ -306,14 +309,16 @@ async fn exchange(addr: SocketAddr, mut stream: Stream, req: &RequestHeader, tim
         stream.write_all(&wire).await.map_err(|_| 502u16)?;
         stream.flush().await.map_err(|_| 502u16)?;
         let mut buffer = BytesMut::with_capacity(4096);
+        let mut interim = Interim::default();
         loop {
             if stream.read_buf(&mut buffer).await.map_err(|_| 502u16)? == 0 {
                 return Err(502);
             }
-            if let Some((response, head_len)) = parse_response_head(&buffer)? {
+            if let Some((response, head_len)) = final_response_head(&mut buffer, &mut interim)? {
                 return Ok((response, buffer, head_len));
             }
-            if buffer.len() > MAX_RESPONSE_HEAD {
+            // Interim heads count too: the bound is on everything before the final head.
+            if interim.bytes + buffer.len() > MAX_RESPONSE_HEAD {
                 return Err(502);
             }
         }
@@ -328,6 +333,32 @@ async fn exchange(addr: SocketAddr, mut stream: Stream, req: &RequestHeader, tim
             Err(status)
         }
         Ok(Ok((response, buffer, head_len))) => Ok(BackendHandshake { addr, stream, response, buffer, head_len }),
+    }
+}
+
+/// Interim heads dropped so far from one backend's answer.
+#[derive(Debug, Default)]
+struct Interim {
+    heads: usize,
+    bytes: usize,
+}
+
+/// The final response head at the start of `buffer`, once complete, after dropping the
+/// complete interim (1xx other than 101) heads before it: RFC 9110 §15.2 lets a server send
+/// any number of them before its final answer, which for an upgrade is the 101 or a refusal.
+/// `Err(502)` for a head that is not HTTP or for more than MAX_INTERIM_HEADS interim ones.
+fn final_response_head(buffer: &mut BytesMut, interim: &mut Interim) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
+    loop {
+        let Some((response, head_len)) = parse_response_head(buffer)? else { return Ok(None) };
+        if !response.status.is_informational() || response.status == 101 {
+            return Ok(Some((response, head_len)));
+        }
+        interim.heads += 1;
+        if interim.heads > MAX_INTERIM_HEADS {
+            return Err(502);
+        }
+        interim.bytes += head_len;
+        buffer.advance(head_len);
     }
 }
 
@@ -432,5 +463,32 @@ mod tests {
         assert_eq!(resp.status, 101);
         assert_eq!(&full[len..], b"\x81\x02hi");
         assert_eq!(parse_response_head(b"garbage\r\n\r\n").unwrap_err(), 502);
+    }
+
+    #[test]
+    fn interim_heads_before_the_final_one_are_dropped_and_bounded() {
+        let interim: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+        let last = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi";
+        let full = [interim, &last[..]].concat();
+        // However the answer arrives in pieces, the result is the 101 and what follows it.
+        for cut in 0..full.len() {
+            let (mut buffer, mut seen) = (BytesMut::from(&full[..cut]), Interim::default());
+            let mut found = final_response_head(&mut buffer, &mut seen).unwrap();
+            buffer.extend_from_slice(&full[cut..]);
+            if found.is_none() {
+                found = final_response_head(&mut buffer, &mut seen).unwrap();
+            }
+            let (resp, len) = found.unwrap_or_else(|| panic!("cut at {cut}"));
+            assert_eq!(resp.status, 101, "cut at {cut}");
+            assert_eq!(&buffer[len..], b"\x81\x02hi", "cut at {cut}");
+            assert_eq!((seen.heads, seen.bytes), (2, interim.len()), "cut at {cut}");
+        }
+        // A refusal after an interim head is the final answer too.
+        let mut buffer = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]);
+        assert_eq!(final_response_head(&mut buffer, &mut Interim::default()).unwrap().unwrap().0.status, 403);
+        let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS + 1);
+        assert_eq!(final_response_head(&mut BytesMut::from(&endless[..]), &mut Interim::default()).unwrap_err(), 502);
+        let just_enough = [b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS), last.to_vec()].concat();
+        assert!(final_response_head(&mut BytesMut::from(&just_enough[..]), &mut Interim::default()).unwrap().is_some());
     }
 }

@@ -292,6 +292,41 @@ impl RawBackend {
         })
     }
 
+    /// A WebSocket echo backend that answers each handshake with the `interim` heads (e.g.
+    /// `100 Continue`), each in a write of its own, before its 101. Returns it with the
+    /// headers of every handshake request it read.
+    pub fn ws_echo_after(interim: &'static [&'static [u8]]) -> (RawBackend, Arc<Mutex<Vec<Headers>>>) {
+        let seen: Arc<Mutex<Vec<Headers>>> = Arc::default();
+        let record = seen.clone();
+        let backend = Self::start(move |mut s| {
+            let record = record.clone();
+            async move {
+                use futures_util::{SinkExt, StreamExt};
+                let mut buf = Vec::new();
+                let Ok(Some(head)) = read_head(&mut s, &mut buf).await else { return };
+                let key = header_value(&head.headers, "sec-websocket-key").unwrap_or_default().to_string();
+                record.lock().unwrap().push(head.headers);
+                for interim in interim {
+                    if s.write_all(interim).await.is_err() || s.flush().await.is_err() {
+                        return;
+                    }
+                }
+                let accept = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", ws_accept(&key));
+                if s.write_all(accept.as_bytes()).await.is_err() {
+                    return;
+                }
+                let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
+                let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(s, role, None).await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        (backend, seen)
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
