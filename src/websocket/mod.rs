@@ -161,12 +161,14 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         meters: Meters { bytes: meter.bytes_to_backend.clone(), messages: meter.messages_to_backend.clone() },
         max_message: Some(route.websocket.max_message_bytes),
         rules: client_rules,
+        send_timeout: Duration::from_secs(60),
     };
     let downstream_dir = Direction {
         sender: Initiator::Backend,
         meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
         max_message: None,
         rules: backend_rules,
+        send_timeout: Duration::from_secs(60),
     };
     // The tunnel goes on in a task of its own, so the request's futures (Pingora's and this
     // handshake's, ~24 KB) are freed for the whole life of the session.

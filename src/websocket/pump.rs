@@ -10,6 +10,7 @@
 
 use super::frames::{close_frame, FrameEvent, FrameReader, OpCode};
 use super::tunnel::{CloseRequest, Direction, Initiator, Shared, PROTOCOL_ERROR};
+use futures_util::FutureExt;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -108,6 +109,11 @@ where
     loop {
         if let (State::Open, Some(request), Some(0)) = (pump.state, shared.close_request(), pump.frames.bytes_to_boundary()) {
             pump.send_own_close(&mut writer, request).await?;
+        }
+        // The sender stopped reading and is being dropped: no answer will come from it.
+        if pump.state != State::Open && shared.close_request().is_some_and(|r| r.abandons(direction.sender)) {
+            let _ = writer.shutdown().await;
+            return Ok(());
         }
         let n = match early.take() {
             Some(bytes) => {
@@ -282,7 +288,7 @@ impl Pump<'_> {
 
     async fn forward<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, upto: usize, messages: u64) -> io::Result<()> {
         if upto > 0 {
-            write_now(writer, &self.buf[..upto]).await?;
+            write_now(writer, &self.buf[..upto], self.direction.send_timeout).await?;
         }
         let flow = self.shared.flow(self.direction.sender);
         flow.bytes.fetch_add(upto as u64, Ordering::Relaxed);
@@ -297,7 +303,7 @@ impl Pump<'_> {
     /// (§7.1.7): its stream can no longer be read for an answer.
     async fn send_own_close<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, request: CloseRequest) -> io::Result<()> {
         let code = request.code_to_peer_of(self.direction.sender);
-        write_now(writer, &close_to_peer(self.direction.sender, code)).await?;
+        write_now(writer, &close_to_peer(self.direction.sender, code), self.direction.send_timeout).await?;
         if self.state == State::Open {
             self.state = State::Closing;
         }
@@ -347,7 +353,22 @@ fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
     }
 }
 
-async fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io::Result<()> {
-    writer.write_all(bytes).await?;
-    writer.flush().await
+/// Writes all of `bytes`. A peer that accepts none of them for `send_timeout` is stalled:
+/// `ErrorKind::TimedOut`. The usual write completes at once and costs no timer.
+async fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, mut bytes: &[u8], send_timeout: Duration) -> io::Result<()> {
+    let stalled = || io::Error::new(io::ErrorKind::TimedOut, "the peer accepted no bytes for send_timeout");
+    while !bytes.is_empty() {
+        let n = match writer.write(bytes).now_or_never() {
+            Some(written) => written?,
+            None => tokio::time::timeout(send_timeout, writer.write(bytes)).await.map_err(|_| stalled())??,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    match writer.flush().now_or_never() {
+        Some(flushed) => flushed,
+        None => tokio::time::timeout(send_timeout, writer.flush()).await.map_err(|_| stalled())?,
+    }
 }

@@ -42,6 +42,8 @@ pub enum TunnelEnd {
     IdleTimeout,
     /// A read or write failed (reset, broken pipe).
     Error(String),
+    /// This peer accepted no bytes for `send_timeout` while wsgate held some for it.
+    SendTimeout(Initiator),
 }
 
 /// Who sent a session's first Close frame.
@@ -99,6 +101,9 @@ pub struct Direction {
     pub max_message: Option<u64>,
     /// What the sender's frame headers may hold (masking, negotiated RSV bits).
     pub rules: Rules,
+    /// The receiving peer must accept bytes at least this often while wsgate holds some
+    /// for it (`limits.send_timeout`).
+    pub send_timeout: Duration,
 }
 
 /// One side of a session: its stream and the bytes already read from it with the handshake
@@ -121,21 +126,31 @@ pub(super) struct Flow {
 pub(super) struct CloseRequest {
     to_client: u16,
     to_backend: u16,
+    /// A peer that stopped reading: it gets nothing more, and no answer is awaited from it.
+    abandoned: Option<Initiator>,
 }
 
 impl CloseRequest {
     pub fn going_away() -> Self {
-        CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY }
+        CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY, abandoned: None }
     }
     pub fn too_big() -> Self {
-        CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG }
+        CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG, abandoned: None }
     }
     /// §7.1.7: the offender gets 1002; the other peer is told the session is going away.
     pub fn protocol_error(offender: Initiator) -> Self {
         match offender {
-            Initiator::Backend => CloseRequest { to_client: GOING_AWAY, to_backend: PROTOCOL_ERROR },
-            _ => CloseRequest { to_client: PROTOCOL_ERROR, to_backend: GOING_AWAY },
+            Initiator::Backend => CloseRequest { to_client: GOING_AWAY, to_backend: PROTOCOL_ERROR, abandoned: None },
+            _ => CloseRequest { to_client: PROTOCOL_ERROR, to_backend: GOING_AWAY, abandoned: None },
         }
+    }
+    /// `peer` accepted nothing for `send_timeout`: the other peer is told the session is
+    /// going away.
+    pub fn stalled(peer: Initiator) -> Self {
+        CloseRequest { abandoned: Some(peer), ..Self::going_away() }
+    }
+    pub fn abandons(self, peer: Initiator) -> bool {
+        self.abandoned == Some(peer)
     }
     /// The code for the peer that `sender`'s pump writes to.
     pub fn code_to_peer_of(self, sender: Initiator) -> u16 {
@@ -232,6 +247,20 @@ impl Shared {
     }
 }
 
+/// How a pump that writes to `peer` ended: `None` when the tunnel goes on. A stalled peer
+/// (send timeout) is dropped while the other is told the session is going away.
+fn failed(result: std::io::Result<()>, peer: Initiator, side: &str, shared: &Shared) -> Option<TunnelEnd> {
+    match result {
+        Ok(()) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            log::debug!("{peer:?} accepted no bytes for send_timeout; ending the session");
+            shared.request_close(CloseRequest::stalled(peer));
+            None
+        }
+        Err(e) => Some(TunnelEnd::Error(format!("{side}: {e}"))),
+    }
+}
+
 /// Runs the tunnel until both sides are done, an error, or `idle_timeout` of silence.
 /// `drain_at` resolves when this session must close because the process is draining.
 pub async fn run(
@@ -276,15 +305,15 @@ pub async fn run(
         tokio::select! {
             result = &mut upstream, if !up_done => {
                 up_done = true;
-                if let Err(e) = result {
-                    stats.end = TunnelEnd::Error(format!("client side: {e}"));
+                if let Some(end) = failed(result, Initiator::Backend, "client side", &shared) {
+                    stats.end = end;
                     break;
                 }
             }
             result = &mut downstream, if !down_done => {
                 down_done = true;
-                if let Err(e) = result {
-                    stats.end = TunnelEnd::Error(format!("backend side: {e}"));
+                if let Some(end) = failed(result, Initiator::Client, "backend side", &shared) {
+                    stats.end = end;
                     break;
                 }
             }
@@ -310,6 +339,9 @@ pub async fn run(
             }
         }
     }
+    if let Some(peer) = shared.close_request().and_then(|r| r.abandoned) {
+        stats.end = TunnelEnd::SendTimeout(peer);
+    }
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     stats.client_to_backend_bytes = load(&shared.upstream.bytes);
     stats.backend_to_client_bytes = load(&shared.downstream.bytes);
@@ -330,7 +362,7 @@ mod tests {
         let counter = || IntCounter::new("test", "test").unwrap();
         let (client, backend) = Rules::session(super::super::frames::Extensions::None);
         let rules = if sender == Initiator::Client { client } else { backend };
-        Direction { sender, meters: Meters { bytes: counter(), messages: counter() }, max_message: None, rules }
+        Direction { sender, meters: Meters { bytes: counter(), messages: counter() }, max_message: None, rules, send_timeout: Duration::from_secs(5) }
     }
 
     fn endpoint(stream: tokio::io::DuplexStream, early: &[u8]) -> Endpoint {
@@ -586,6 +618,25 @@ mod tests {
         drop((client_peer, backend_peer));
         let stats = tokio::time::timeout(Duration::from_secs(15), task).await.unwrap().unwrap();
         assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1009))));
+    }
+
+    /// A client that stops reading while the backend sends: dropped after send_timeout, and
+    /// the backend is told the session is going away.
+    #[tokio::test]
+    async fn a_peer_that_accepts_nothing_for_send_timeout_is_dropped_and_the_other_gets_1001() {
+        let (client, client_peer) = duplex(1024);
+        let (backend, mut backend_peer) = duplex(1 << 17);
+        let timeout = Duration::from_millis(200);
+        let up = Direction { send_timeout: timeout, ..direction(Initiator::Client) };
+        let down = Direction { send_timeout: timeout, ..direction(Initiator::Backend) };
+        let task = tokio::spawn(async move { run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(30), &up, &down, std::future::pending()).await });
+        backend_peer.write_all(&server_frame(0x2, &[0; 60_000])).await.unwrap();
+        let (to_backend, _) = read_until_close(&mut backend_peer).await;
+        assert_eq!(to_backend.last(), Some(&FrameEvent::Close { code: Some(1001) }));
+        let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends without waiting for the stalled client").unwrap();
+        assert_eq!(stats.end, TunnelEnd::SendTimeout(Initiator::Client));
+        assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1001))));
+        drop(client_peer);
     }
 
     #[tokio::test]
