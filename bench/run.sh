@@ -49,6 +49,8 @@ else
     HTTP_SECS=8; ECHO_SECS=8; HS_SECS=6; BULK_MIB=1024; IDLE_HOLD=3s; FLOOD_SECS=4
 fi
 IDLE_SESSIONS=5000
+IDLE_BURST=262144      # idle workload: then one echo of this size per session...
+IDLE_BURST_SETTLE=11   # ...and RSS measured this many seconds later
 ECHO_CONNS=50
 ECHO_SIZE=64
 HS_CONC=20
@@ -306,7 +308,8 @@ cpu_end() {  # cpu_end METRIC OPS
 w_idle() {
     local f=$RUNDIR/idle.json before after i
     [ "$PROXY" != direct ] && before=$(rss_kib $(rss_pids))
-    timeout -k 5 120 taskset -c "$LOAD_CPU" "$LOADGEN" ws-idle --url "$WS_URL" --sessions $IDLE_SESSIONS --hold $IDLE_HOLD >"$f" 2>"$RUNDIR/idle.err" &
+    timeout -k 5 180 taskset -c "$LOAD_CPU" "$LOADGEN" ws-idle --url "$WS_URL" --sessions $IDLE_SESSIONS --hold $IDLE_HOLD \
+        --burst $IDLE_BURST --burst-hold $((IDLE_BURST_SETTLE + 2))s >"$f" 2>"$RUNDIR/idle.err" &
     local idle_pid=$!
     STARTED+=("$idle_pid")
     for i in $(seq 1 900); do
@@ -321,6 +324,21 @@ w_idle() {
         local sessions; sessions=$(jget "$f" sessions)
         record idle_rss_kib "$(awk -v a="$after" -v b="$before" -v n="$sessions" 'BEGIN { printf "%.2f", (a - b) / n }')"
         log "    idle: $sessions sessions, RSS $before -> $after KiB"
+    fi
+    # Then each session echoes one large message and goes idle again: what is still held
+    # once the allocator has had its decay time (jemalloc: 10 s) is what an hour of
+    # idleness costs.
+    for i in $(seq 1 1200); do
+        grep -q '"burst"' "$f" 2>/dev/null && break
+        kill -0 "$idle_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q '"burst"' "$f" || die "ws-idle never finished its burst (see $f)"
+    if [ "$PROXY" != direct ]; then
+        sleep "$IDLE_BURST_SETTLE"
+        after=$(rss_kib $(rss_pids))
+        record idle_burst_rss_kib "$(awk -v a="$after" -v b="$before" -v n="$sessions" 'BEGIN { printf "%.2f", (a - b) / n }')"
+        log "    idle after a $IDLE_BURST-byte echo each: RSS $before -> $after KiB"
     fi
     wait "$idle_pid" || true
     record idle_failed "$(( IDLE_SESSIONS - $(jget "$f" sessions) ))"
@@ -457,7 +475,7 @@ ELAPSED=$(( $(date +%s) - START_TIME ))
 {
     echo "Run $STAMP: \`bench/run.sh$([ "$QUICK" = 1 ] && echo " --quick")\`, $ROTATIONS rotation(s), ${ELAPSED} s in all."
     echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), wsgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+uncommitted')."
-    echo "Workloads: HTTP keep-alive GET, wrk -t2 -c50 ${HTTP_SECS}s, 1 KiB body; WS echo ${ECHO_CONNS} connections x ${ECHO_SIZE} B, ${ECHO_SECS}s closed loop (CPU per echo round trip); WS handshakes (connect, one echo, close) x${HS_CONC}, ${HS_SECS}s; one session echoing ${BULK_MIB} MiB in 64 KiB messages; ${IDLE_SESSIONS} idle sessions; flood: ${PACED_SESSIONS} sessions x one 64 B echo per ${PACED_INTERVAL}, ${FLOOD_SECS}s unloaded then ${FLOOD_SECS}s under a connection flood from $FLOOD_SOURCE (SCHED_IDLE, unpinned; every other connection reset at once, the rest send a partial request line, 1,200 held). Workloads run: $WORKLOADS."
+    echo "Workloads: HTTP keep-alive GET, wrk -t2 -c50 ${HTTP_SECS}s, 1 KiB body; WS echo ${ECHO_CONNS} connections x ${ECHO_SIZE} B, ${ECHO_SECS}s closed loop (CPU per echo round trip); WS handshakes (connect, one echo, close) x${HS_CONC}, ${HS_SECS}s; one session echoing ${BULK_MIB} MiB in 64 KiB messages; ${IDLE_SESSIONS} idle sessions, then one ${IDLE_BURST}-byte echo each and ${IDLE_BURST_SETTLE}s idle; flood: ${PACED_SESSIONS} sessions x one 64 B echo per ${PACED_INTERVAL}, ${FLOOD_SECS}s unloaded then ${FLOOD_SECS}s under a connection flood from $FLOOD_SOURCE (SCHED_IDLE, unpinned; every other connection reset at once, the rest send a partial request line, 1,200 held). Workloads run: $WORKLOADS."
     echo "Pinning: load generator, wrk and both backends on CPU $LOAD_CPU; 1-worker proxies on CPU $PROXY_CPU_1; 2-worker proxies on CPUs $PROXY_CPU_2 (shared with the load side)."
     echo
     "$LOADGEN" report --input "$RESULTS"

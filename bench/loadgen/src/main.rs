@@ -102,6 +102,12 @@ enum Cmd {
         /// Sessions being opened at once.
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
+        /// After `hold`, every session echoes one message of this many bytes (0: none),
+        /// prints `"event":"burst"` and stays idle for `burst_hold` more.
+        #[arg(long, default_value_t = 0)]
+        burst: usize,
+        #[arg(long, default_value = "12s", value_parser = parse_duration)]
+        burst_hold: Duration,
     },
     /// HTTP/1.1 keep-alive backend: every request gets 200 with a 1 KiB body.
     ServeHttp {
@@ -149,7 +155,7 @@ fn main() {
             Cmd::Flood { addr, source, tasks, held_max, duration } => flood(addr, source, tasks, held_max, duration).await,
             Cmd::WsHandshake { url, concurrency, duration } => ws_handshake(url, concurrency, duration).await,
             Cmd::WsBulk { url, mib, msg_kib, stall } => ws_bulk(url, mib, msg_kib, stall).await,
-            Cmd::WsIdle { url, sessions, hold, concurrency } => ws_idle(url, sessions, hold, concurrency).await,
+            Cmd::WsIdle { url, sessions, hold, concurrency, burst, burst_hold } => ws_idle(url, sessions, hold, concurrency, (burst, burst_hold)).await,
             Cmd::ServeHttp { addr } => serve_http(addr).await,
             Cmd::ServeWs { addr } => serve_ws(addr).await,
             Cmd::Report { input } => report::run(&input),
@@ -490,7 +496,7 @@ async fn ws_bulk(url: String, mib: u64, msg_kib: usize, stall: Duration) -> i32 
     0
 }
 
-async fn ws_idle(url: String, sessions: usize, hold: Duration, concurrency: usize) -> i32 {
+async fn ws_idle(url: String, sessions: usize, hold: Duration, concurrency: usize, (burst, burst_hold): (usize, Duration)) -> i32 {
     let start = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let payload: Arc<[u8]> = vec![7u8; 64].into();
@@ -523,6 +529,19 @@ async fn ws_idle(url: String, sessions: usize, hold: Duration, concurrency: usiz
         last_error.replace('"', "'")
     ));
     tokio::time::sleep(hold).await;
+    if burst > 0 {
+        let t0 = Instant::now();
+        let payload = vec![7u8; burst];
+        let mut burst_failed = 0usize;
+        // Bounded concurrency: a few sessions at a time, so the proxy's peak is not the point.
+        for group in open.chunks_mut(concurrency.max(1)) {
+            let echoes = group.iter_mut().map(|ws| echo_once(ws, &payload));
+            burst_failed += futures_util::future::join_all(echoes).await.iter().filter(|r| r.is_err()).count();
+        }
+        failed += burst_failed;
+        emit(format!(r#"{{"kind":"ws-idle","event":"burst","bytes":{burst},"failed":{burst_failed},"secs":{:.3}}}"#, t0.elapsed().as_secs_f64()));
+        tokio::time::sleep(burst_hold).await;
+    }
     let n = open.len();
     let closing: Vec<_> = open.into_iter().map(|ws| tokio::spawn(close(ws))).collect();
     for c in closing {

@@ -21,6 +21,7 @@ const TABLE_2: &[(&str, &str, usize)] = &[
     ("hs_cpu_us", "CPU µs / handshake", 0),
     ("bulk_mib_s", "1 GiB echo MiB/s", 0),
     ("idle_rss_kib", "RSS KiB / idle WS session", 1),
+    ("idle_burst_rss_kib", "… after 256 KiB each way", 1),
 ];
 const TABLE_3: &[(&str, &str, usize)] = &[
     ("flood_base_p99_us", "paced WS p99 µs, unloaded", 0),
