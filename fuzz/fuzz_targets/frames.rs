@@ -3,18 +3,19 @@
 //! split (the tunnel sees whatever chunks the sockets give it), the reader never panics, and
 //! every event agrees with the bytes it describes.
 //!
-//! Input layout: byte 0 = number of cuts (mod 8), then 2 bytes per cut (big-endian, taken
-//! mod stream length + 1), then the stream itself.
+//! Input layout: byte 0 = number of cuts (bits 0-2) and the reader's rules (bits 3-4: any,
+//! a client's, a server's with permessage-deflate, a client's with an unknown extension),
+//! then 2 bytes per cut (big-endian, taken mod stream length + 1), then the stream itself.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsgate::websocket::frames::{FrameEvent, FrameReader, OpCode};
+use wsgate::websocket::frames::{Extensions, FrameEvent, FrameReader, OpCode, Rules};
 
 /// What a reader reports for a stream fed in `chunks`, offsets made absolute, plus its
 /// state queries at the end.
-fn read(chunks: &[&[u8]]) -> (Vec<(usize, FrameEvent)>, [u64; 5]) {
-    let mut reader = FrameReader::new();
+fn read(chunks: &[&[u8]], rules: Rules) -> (Vec<(usize, FrameEvent)>, [u64; 5]) {
+    let mut reader = FrameReader::with_rules(rules);
     let mut events = Vec::new();
     let mut base = 0;
     for chunk in chunks {
@@ -43,7 +44,7 @@ fn is_data(op: OpCode) -> bool {
 }
 
 /// Each event against the stream and the events before it.
-fn check_events(stream: &[u8], events: &[(usize, FrameEvent)], passthrough: bool) {
+fn check_events(stream: &[u8], events: &[(usize, FrameEvent)], passthrough: bool, rules: Rules) {
     let mut last_offset = 0;
     let mut header: Option<(usize, OpCode, bool, bool, u64, u64)> = None;
     let mut message: Option<OpCode> = None;
@@ -53,6 +54,7 @@ fn check_events(stream: &[u8], events: &[(usize, FrameEvent)], passthrough: bool
         last_offset = *offset;
         match event {
             FrameEvent::Header { opcode, fin, masked, payload_len, message_len } => {
+                assert!(rules.masked.is_none_or(|m| m == *masked), "a header against the masking rule: {event:?}");
                 if !is_data(*opcode) {
                     assert!(*fin && *payload_len <= 125, "bad control frame reported: {event:?}");
                     assert_eq!(message_len, payload_len);
@@ -99,6 +101,12 @@ fn check_events(stream: &[u8], events: &[(usize, FrameEvent)], passthrough: bool
 
 fuzz_target!(|data: &[u8]| {
     let Some((&n, rest)) = data.split_first() else { return };
+    let rules = match (n >> 3) % 4 {
+        0 => Rules::ANY,
+        1 => Rules::session(Extensions::None).0,
+        2 => Rules::session(Extensions::Deflate).1,
+        _ => Rules::session(Extensions::Unknown).0,
+    };
     let n = (n % 8) as usize;
     if rest.len() < 2 * n {
         return;
@@ -115,14 +123,14 @@ fuzz_target!(|data: &[u8]| {
     }
     chunks.push(&stream[start..]);
 
-    let (whole, whole_state) = read(&[stream]);
-    check_events(stream, &whole, whole_state[3] == 1);
-    let (split, split_state) = read(&chunks);
+    let (whole, whole_state) = read(&[stream], rules);
+    check_events(stream, &whole, whole_state[3] == 1, rules);
+    let (split, split_state) = read(&chunks, rules);
     assert_eq!(split, whole, "cut at {chunks:?}");
     assert_eq!(split_state, whole_state, "state after the stream differs when cut");
     if stream.len() <= 4096 {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        let (one_by_one, state) = read(&bytes);
+        let (one_by_one, state) = read(&bytes, rules);
         assert_eq!(one_by_one, whole, "byte at a time");
         assert_eq!(state, whole_state);
     }
