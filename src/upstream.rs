@@ -17,8 +17,34 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-/// How far the selector may walk to find a healthy backend not tried yet for this request.
+/// How far the selector may walk to find a healthy backend not excluded for this request.
 const MAX_SELECT_ITERATIONS: usize = 256;
+
+/// One request's way through a pool. Which backend it went to (for the access log, the
+/// metrics and the forwarding headers) is kept apart from which backends selection must
+/// skip: a request retried on a new connection to the same backend has gone to one backend
+/// and excluded none.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    /// The backend chosen last: the one that served (or failed) the request.
+    pub backend: Option<SocketAddr>,
+    /// Backends whose connect failed for this request; selection skips them.
+    pub excluded: Vec<SocketAddr>,
+    /// The last attempt failed on a pooled connection the backend had already closed, so
+    /// the next one must not take another pooled connection (it may be just as stale).
+    pub needs_fresh: bool,
+}
+
+impl Attempts {
+    /// Records a failed connect to the chosen backend; whether the request may go on to
+    /// another one within the pool's `retries`.
+    pub fn exclude_backend(&mut self, retries: usize) -> bool {
+        if let Some(b) = self.backend {
+            self.excluded.push(b);
+        }
+        self.excluded.len() <= retries
+    }
+}
 
 /// The balancing algorithm is fixed per pool when it is built, so the request path does not
 /// branch on configuration, only on this enum.
@@ -94,6 +120,18 @@ impl Pool {
         peer
     }
 
+    /// Like `peer`, but Pingora opens a new connection for it instead of taking a pooled one:
+    /// pooled connections are found by the peer's hash, which includes `group_key`, so a key
+    /// no other request uses (`unique_group`, never 0) finds none. The zero idle timeout
+    /// closes that connection after its request instead of leaving it in the pool under a key
+    /// nobody asks for again.
+    pub fn fresh_peer(&self, addr: SocketAddr, unique_group: u64) -> HttpPeer {
+        let mut peer = self.peer(addr);
+        peer.group_key = unique_group;
+        peer.options.idle_timeout = Some(std::time::Duration::ZERO);
+        peer
+    }
+
     /// Re-runs discovery (DNS pools) and rebuilds the selector.
     pub async fn refresh(&self) {
         let _ = match &self.balancer {
@@ -103,10 +141,10 @@ impl Pool {
         };
     }
 
-    /// A healthy backend for `key`, skipping those already `tried` for this request.
-    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Backend> {
+    /// A healthy backend for `key`, skipping those `excluded` for this request.
+    pub fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
         let accept = |b: &Backend, healthy: bool| {
-            healthy && !b.addr.as_inet().is_some_and(|a| tried.contains(a))
+            healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a))
         };
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
