@@ -1,6 +1,7 @@
 //! Health checking of a pool: a Pingora `HealthRegistry` with an observed check, run by
-//! Pingora's `HealthCheckService`. The registry belongs to the pool's name and health-check
-//! settings, not to one `LoadBalancer`, so it survives reloads that change the backends.
+//! Pingora's `HealthCheckService`. The registry belongs to the pool's name and what its
+//! check is built from (`upstream::CheckSpec`), not to one `LoadBalancer`, so it survives
+//! reloads that change the backends.
 //!
 //! The observed check adds the backend-health gauge, one concise log line per change
 //! (instead of Pingora's dump of the whole peer), and readiness once every backend of the
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 /// A registry for `spec`'s health checks; `first_round` are the backends readiness waits for.
 pub fn registry(spec: &Upstream, first_round: impl IntoIterator<Item = SocketAddr>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Arc<HealthRegistry> {
     let registry = HealthRegistry::new();
-    let check = ObservedCheck::new(upstream::health_check(spec), &spec.name, first_round, metrics.clone(), readiness.clone());
+    let check = ObservedCheck::new(upstream::health_check(&upstream::CheckSpec::of(spec)), &spec.name, first_round, metrics.clone(), readiness.clone());
     registry.set_health_check(Box::new(check));
     Arc::new(registry)
 }

@@ -4,7 +4,8 @@
 //! A request (or WebSocket session) takes the current `Snapshot` when it starts and keeps it
 //! to the end, so open sessions continue untouched on what they started with while new
 //! requests follow the new config at once. Pools keep their health registry across reloads
-//! when their name and health-check settings stay, so a backend that stays keeps its health.
+//! when their name and what their checks are built from (`CheckSpec`: the health-check
+//! settings and `tls`) stay, so a backend that stays keeps its health.
 //! TLS certificates are reloaded too (new handshakes get the new ones). What needs new
 //! sockets (listener addresses, TLS on/off, HTTP/2 offer, the metrics listener, `server:`,
 //! `access_log`, `drain`) is refused by a reload and reported as needing an upgrade.
@@ -15,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::ready::Readiness;
 use crate::routing::Router;
 use crate::tls::ListenerCertificates;
-use crate::upstream::{initial_backends, Pool};
+use crate::upstream::{initial_backends, CheckSpec, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use log::{error, info, warn};
@@ -181,8 +182,8 @@ fn backend_labels(u: &config::model::Upstream) -> Vec<String> {
     u.backends.iter().map(|b| format!("{} {}", u.name, b.address)).collect()
 }
 
-/// Builds a snapshot, reusing each pool's health registry when its name and health-check
-/// settings are unchanged, and dropping the background work of pools that went away.
+/// Builds a snapshot, reusing each pool's health registry when its name and `CheckSpec` are
+/// unchanged, and dropping the background work of pools that went away.
 fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Snapshot {
     let mut pools = Vec::with_capacity(config.upstreams.len());
     let mut kept = HashMap::new();
@@ -190,7 +191,7 @@ fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics:
         let initial = initial_backends(spec);
         let previous = entries.remove(&spec.name);
         let (registry, health_task) = match previous {
-            Some(mut old) if old.spec.health_check == spec.health_check => {
+            Some(mut old) if CheckSpec::of(&old.spec) == CheckSpec::of(spec) => {
                 // Same checks: keep the registry (and its health state) and its running checks.
                 let task = old.health_task.take();
                 old.stop();

@@ -2,7 +2,7 @@
 //! `HealthRegistry` (see `health.rs`) that outlives the pool across config reloads, so a
 //! backend that stays in the config keeps its health state; `live.rs` swaps pools.
 
-use crate::config::model::{Balance, Discovery, HashKey, HealthCheckKind, Upstream, UpstreamTls};
+use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream, UpstreamTls};
 use crate::discovery::DnsDiscovery;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
@@ -61,8 +61,8 @@ pub struct Pool {
     ca: Option<Arc<CaType>>,
 }
 
-fn ca_of(spec: &Upstream) -> Option<Arc<CaType>> {
-    let ders = spec.tls.as_ref()?.ca_der.as_ref()?;
+fn ca_of(tls: Option<&UpstreamTls>) -> Option<Arc<CaType>> {
+    let ders = tls?.ca_der.as_ref()?;
     // Parsed successfully at config validation, so parse_x509 cannot panic here.
     let certs: Vec<WrappedX509> = ders.iter().map(|der| WrappedX509::new(der.clone(), parse_x509)).collect();
     Some(Arc::from(certs.into_boxed_slice()))
@@ -102,7 +102,7 @@ impl Pool {
             Balance::Random => Balancer::Random(balancer(spec, registry, initial)),
             Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial)),
         };
-        Pool { spec: spec.clone(), balancer, ca: ca_of(spec) }
+        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()) }
     }
 
     /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
@@ -188,11 +188,26 @@ where
     lb
 }
 
-/// The Pingora health check a pool's spec asks for (over TLS if the pool uses TLS).
-pub fn health_check(pool: &Upstream) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
-    let spec = &pool.health_check;
-    let tls = pool.tls.as_ref();
-    let ca = ca_of(pool);
+/// Everything a pool's health check is built from, and nothing else: `health_check` takes
+/// only this, so a reload may keep a pool's running checks (and their health state) exactly
+/// when this stays equal, whatever field is added to it later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    pub check: HealthCheck,
+    /// The check connects like requests do: over TLS, with the same name, verification and CAs.
+    pub tls: Option<UpstreamTls>,
+}
+
+impl CheckSpec {
+    pub fn of(pool: &Upstream) -> CheckSpec {
+        CheckSpec { check: pool.health_check.clone(), tls: pool.tls.clone() }
+    }
+}
+
+/// The Pingora health check `spec` asks for (over TLS if the pool uses TLS).
+pub fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+    let (tls, ca) = (spec.tls.as_ref(), ca_of(spec.tls.as_ref()));
+    let spec = &spec.check;
     match spec.kind {
         HealthCheckKind::Tcp => {
             let mut hc = match tls {

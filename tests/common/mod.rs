@@ -1,7 +1,7 @@
 //! Shared integration-test harness. Use from a test file with `mod common;`.
 //!
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
-//! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
+//! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime), `HttpsBackend`
 //! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
 //! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
 #![allow(dead_code, unused_imports)]
