@@ -4,6 +4,7 @@
 
 use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream, UpstreamTls};
 use crate::discovery::DnsDiscovery;
+use crate::health::BackendSeries;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
@@ -95,12 +96,14 @@ pub fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
 }
 
 impl Pool {
-    /// A pool over `initial` backends whose health is kept in `registry`.
-    pub fn new(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>) -> Pool {
+    /// A pool over `initial` backends whose health is kept in `registry`; it reports each
+    /// discovery result to `series` (from now on the only pool of its name that does).
+    pub fn new(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>, series: &Arc<BackendSeries>) -> Pool {
+        let report = Report { series: series.clone(), generation: series.next_generation() };
         let balancer = match &spec.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial)),
-            Balance::Random => Balancer::Random(balancer(spec, registry, initial)),
-            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial)),
+            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
+            Balance::Random => Balancer::Random(balancer(spec, registry, initial, report)),
+            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial, report)),
         };
         Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()) }
     }
@@ -154,25 +157,36 @@ impl Pool {
     }
 }
 
+/// Where a pool reports the backends each discovery gives it.
+struct Report {
+    series: Arc<BackendSeries>,
+    generation: u64,
+}
+
 /// A discovery that answers its first call with the backends resolved when the pool was
 /// built (so the pool is usable at once, without a runtime), and asks `next` afterwards.
+/// Every answer it gives goes through it, so it reports each one.
 struct Primed {
     first: Mutex<Option<BTreeSet<Backend>>>,
     next: Box<dyn ServiceDiscovery + Send + Sync>,
+    report: Report,
 }
 
 #[async_trait::async_trait]
 impl ServiceDiscovery for Primed {
     async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
         let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match first {
-            Some(backends) => Ok((backends, HashMap::new())),
-            None => self.next.discover().await,
-        }
+        let found = match first {
+            Some(backends) => (backends, HashMap::new()),
+            None => self.next.discover().await?,
+        };
+        let addrs = found.0.iter().filter_map(|b| b.addr.as_inet().copied());
+        self.report.series.discovered(self.report.generation, addrs);
+        Ok(found)
     }
 }
 
-fn balancer<S>(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>) -> LoadBalancer<S>
+fn balancer<S>(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>, report: Report) -> LoadBalancer<S>
 where
     S: BackendSelection + Send + Sync + 'static,
     S::Iter: BackendIter,
@@ -181,7 +195,7 @@ where
         Discovery::Static => Static::new(initial.clone()),
         Discovery::Dns { names, hosts_file, .. } => Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() }),
     };
-    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next });
+    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next, report });
     let lb = LoadBalancer::<S>::from_backends(Backends::new_with_health_registry(discovery, registry));
     // The primed discovery answers at once: fill the selector now so the first request finds it.
     let _ = lb.update().now_or_never();
