@@ -1,17 +1,20 @@
 //! Shared integration-test harness. Use from a test file with `mod common;`.
 //!
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
-//! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime), `HttpsBackend`
+//! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
+//! * `https`    — `HttpsBackend` (TLS to backends)
 //! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
 //! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
 #![allow(dead_code, unused_imports)]
 
 pub mod backends;
 pub mod client;
+pub mod https;
 pub mod proxy;
 pub mod raw;
 
 pub use backends::*;
 pub use client::*;
+pub use https::*;
 pub use proxy::*;
 pub use raw::*;
