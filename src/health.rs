@@ -188,7 +188,7 @@ mod tests {
         let metrics = Metrics::new();
         let series = BackendSeries::new("p", &metrics);
         let (a, b): (SocketAddr, SocketAddr) = ("10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
-        let count = || metrics.backend_healthy.collect()[0].get_metric().iter().filter(|m| m.get_label().iter().any(|l| l.get_value() == "p")).count();
+        let count = || metrics.backend_healthy.collect()[0].get_metric().iter().filter(|m| m.get_label().iter().any(|l| l.value() == "p")).count();
         let old = series.next_generation();
         series.discovered(old, [a, b]);
         series.set_healthy(b, false);
