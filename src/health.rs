@@ -1,13 +1,16 @@
 //! Health checking of a pool: a Pingora `HealthRegistry` with an observed check, run by
-//! Pingora's `HealthCheckService`. The registry belongs to the pool's name and health-check
-//! settings, not to one `LoadBalancer`, so it survives reloads that change the backends.
+//! Pingora's `HealthCheckService`. The registry belongs to the pool's name and what its
+//! check is built from (`upstream::CheckSpec`), not to one `LoadBalancer`, so it survives
+//! reloads that change the backends.
 //!
 //! The observed check adds the backend-health gauge, one concise log line per change
 //! (instead of Pingora's dump of the whole peer), and readiness once every backend of the
-//! pool has been checked once.
+//! pool has been checked once. The gauge's series of a pool follow its backends
+//! (`BackendSeries`): DNS discovery and reloads remove those of backends that left.
 
 use crate::config::model::Upstream;
 use crate::metrics::Metrics;
+use pingora_prometheus::prometheus::IntGaugeVec;
 use crate::ready::Readiness;
 use crate::upstream;
 use async_trait::async_trait;
@@ -19,9 +22,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// A registry for `spec`'s health checks; `first_round` are the backends readiness waits for.
-pub fn registry(spec: &Upstream, first_round: impl IntoIterator<Item = SocketAddr>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Arc<HealthRegistry> {
+pub fn registry(spec: &Upstream, first_round: impl IntoIterator<Item = SocketAddr>, series: &Arc<BackendSeries>, readiness: &Arc<Readiness>) -> Arc<HealthRegistry> {
     let registry = HealthRegistry::new();
-    let check = ObservedCheck::new(upstream::health_check(spec), &spec.name, first_round, metrics.clone(), readiness.clone());
+    let check = ObservedCheck::new(upstream::health_check(&upstream::CheckSpec::of(spec)), &spec.name, first_round, series.clone(), readiness.clone());
     registry.set_health_check(Box::new(check));
     Arc::new(registry)
 }
@@ -34,10 +37,79 @@ pub fn service(spec: &Upstream, registry: Arc<HealthRegistry>) -> HealthCheckSer
     service
 }
 
+/// The `wsgate_upstream_backend_healthy` series of one pool: one per backend the pool has
+/// now. It belongs to the pool's name and outlives reloads; every pool built under that
+/// name reports each discovery result here (static backends once, DNS ones at every
+/// resolution), so a backend that leaves loses its series and scrapes stay bounded.
+pub struct BackendSeries {
+    pool: String,
+    gauge: IntGaugeVec,
+    state: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    /// The pool built last; results from pools a reload replaced are ignored.
+    generation: u64,
+    backends: HashSet<SocketAddr>,
+}
+
+impl BackendSeries {
+    pub fn new(pool: &str, metrics: &Metrics) -> Arc<BackendSeries> {
+        Arc::new(BackendSeries { pool: pool.to_string(), gauge: metrics.backend_healthy.clone(), state: Mutex::default() })
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, Members> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A newly built pool takes over reporting; its generation goes with its reports.
+    pub fn next_generation(&self) -> u64 {
+        let mut members = self.members();
+        members.generation += 1;
+        members.generation
+    }
+
+    /// The backends the pool of `generation` has now: series of those that left go, new
+    /// ones start at 1 (Pingora puts a new backend in rotation until a check says otherwise).
+    pub fn discovered(&self, generation: u64, backends: impl IntoIterator<Item = SocketAddr>) {
+        let mut members = self.members();
+        if generation != members.generation {
+            return;
+        }
+        let now: HashSet<SocketAddr> = backends.into_iter().collect();
+        for gone in members.backends.difference(&now) {
+            let _ = self.gauge.remove_label_values(&[&self.pool, &gone.to_string()]);
+        }
+        for new in now.difference(&members.backends) {
+            self.gauge.with_label_values(&[&self.pool, &new.to_string()]).set(1);
+        }
+        members.backends = now;
+    }
+
+    /// Records a backend's health, only while it is in the pool: a check that was under way
+    /// when its backend left must not bring the series back.
+    pub fn set_healthy(&self, backend: SocketAddr, healthy: bool) {
+        let members = self.members();
+        if members.backends.contains(&backend) {
+            self.gauge.with_label_values(&[&self.pool, &backend.to_string()]).set(healthy as i64);
+        }
+    }
+
+    /// The pool is gone: all its series go, and nothing reported later brings one back.
+    pub fn remove_all(&self) {
+        let mut members = self.members();
+        for gone in members.backends.drain() {
+            let _ = self.gauge.remove_label_values(&[&self.pool, &gone.to_string()]);
+        }
+        members.generation += 1;
+    }
+}
+
 pub struct ObservedCheck {
     inner: Box<dyn HealthCheck + Send + Sync>,
     pool: String,
-    metrics: Arc<Metrics>,
+    series: Arc<BackendSeries>,
     readiness: Arc<Readiness>,
     /// Backends not yet checked in the first round; `None` once the round is complete.
     first_round: Mutex<Option<HashSet<SocketAddr>>>,
@@ -48,18 +120,18 @@ impl ObservedCheck {
         inner: Box<dyn HealthCheck + Send + Sync>,
         pool: &str,
         backends: impl IntoIterator<Item = SocketAddr>,
-        metrics: Arc<Metrics>,
+        series: Arc<BackendSeries>,
         readiness: Arc<Readiness>,
     ) -> Self {
         let backends: HashSet<SocketAddr> = backends.into_iter().collect();
         for b in &backends {
-            // Pingora starts every backend in rotation until a check says otherwise.
-            metrics.backend_healthy.with_label_values(&[pool, &b.to_string()]).set(1);
+            // A new registry: Pingora starts every backend in rotation until a check says otherwise.
+            series.set_healthy(*b, true);
         }
         if backends.is_empty() {
             readiness.pool_checked();
         }
-        ObservedCheck { inner, pool: pool.to_string(), metrics, readiness, first_round: Mutex::new(Some(backends)) }
+        ObservedCheck { inner, pool: pool.to_string(), series, readiness, first_round: Mutex::new(Some(backends)) }
     }
 
     fn note_checked(&self, backend: &Backend) {
@@ -86,7 +158,9 @@ impl HealthCheck for ObservedCheck {
 
     async fn health_status_change(&self, target: &Backend, healthy: bool) {
         let backend = self.backend_summary(target);
-        self.metrics.backend_healthy.with_label_values(&[&self.pool, &backend]).set(healthy as i64);
+        if let Some(addr) = target.addr.as_inet() {
+            self.series.set_healthy(*addr, healthy);
+        }
         if healthy {
             info!("pool {}: backend {backend} is healthy, back in rotation", self.pool);
         } else {
@@ -101,5 +175,31 @@ impl HealthCheck for ObservedCheck {
 
     fn health_threshold(&self, success: bool) -> usize {
         self.inner.health_threshold(success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_prometheus::prometheus::core::Collector;
+
+    #[test]
+    fn series_follow_the_latest_pool_and_only_its_members() {
+        let metrics = Metrics::new();
+        let series = BackendSeries::new("p", &metrics);
+        let (a, b): (SocketAddr, SocketAddr) = ("10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        let count = || metrics.backend_healthy.collect()[0].get_metric().iter().filter(|m| m.get_label().iter().any(|l| l.value() == "p")).count();
+        let old = series.next_generation();
+        series.discovered(old, [a, b]);
+        series.set_healthy(b, false);
+        assert_eq!((count(), metrics.backend_healthy.with_label_values(&["p", "10.0.0.2:80"]).get()), (2, 0));
+        let new = series.next_generation();
+        series.discovered(new, [a]);
+        series.discovered(old, [a, b]); // a replaced pool's late answer changes nothing
+        series.set_healthy(b, true); // nor does a late check of a backend that left
+        assert_eq!(count(), 1);
+        series.remove_all();
+        series.discovered(new, [a, b]);
+        assert_eq!(count(), 0);
     }
 }

@@ -4,18 +4,19 @@
 //! A request (or WebSocket session) takes the current `Snapshot` when it starts and keeps it
 //! to the end, so open sessions continue untouched on what they started with while new
 //! requests follow the new config at once. Pools keep their health registry across reloads
-//! when their name and health-check settings stay, so a backend that stays keeps its health.
+//! when their name and what their checks are built from (`CheckSpec`: the health-check
+//! settings and `tls`) stay, so a backend that stays keeps its health.
 //! TLS certificates are reloaded too (new handshakes get the new ones). What needs new
 //! sockets (listener addresses, TLS on/off, HTTP/2 offer, the metrics listener, `server:`,
 //! `access_log`, `drain`) is refused by a reload and reported as needing an upgrade.
 
 use crate::config::{self, model::Discovery, Config};
-use crate::health;
+use crate::health::{self, BackendSeries};
 use crate::metrics::Metrics;
 use crate::ready::Readiness;
 use crate::routing::Router;
 use crate::tls::ListenerCertificates;
-use crate::upstream::{initial_backends, Pool};
+use crate::upstream::{initial_backends, CheckSpec, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use log::{error, info, warn};
@@ -40,6 +41,8 @@ pub struct Snapshot {
 struct PoolEntry {
     spec: config::model::Upstream,
     registry: Arc<HealthRegistry>,
+    /// The pool's health-gauge series; kept while a pool of this name exists.
+    series: Arc<BackendSeries>,
     pool: Arc<Pool>,
     health_task: Option<AbortHandle>,
     discovery_task: Option<AbortHandle>,
@@ -120,14 +123,7 @@ impl Live {
         let this = self.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut entries = this.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let old: Vec<String> = this.snapshot().config.upstreams.iter().flat_map(backend_labels).collect();
             let snapshot = build(config, &mut entries, &this.metrics, &this.readiness);
-            let new: Vec<String> = snapshot.config.upstreams.iter().flat_map(backend_labels).collect();
-            for gone in old.iter().filter(|b| !new.contains(b)) {
-                if let Some((pool, backend)) = gone.split_once(' ') {
-                    let _ = this.metrics.backend_healthy.remove_label_values(&[pool, backend]);
-                }
-            }
             this.current.store(Arc::new(snapshot));
         })
         .await;
@@ -176,21 +172,18 @@ impl Live {
     }
 }
 
-/// `pool backend` labels of a pool's configured static backends.
-fn backend_labels(u: &config::model::Upstream) -> Vec<String> {
-    u.backends.iter().map(|b| format!("{} {}", u.name, b.address)).collect()
-}
-
-/// Builds a snapshot, reusing each pool's health registry when its name and health-check
-/// settings are unchanged, and dropping the background work of pools that went away.
+/// Builds a snapshot, reusing each pool's health registry when its name and `CheckSpec` are
+/// unchanged, and dropping the background work (and the health series) of pools that went
+/// away.
 fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Snapshot {
     let mut pools = Vec::with_capacity(config.upstreams.len());
     let mut kept = HashMap::new();
     for spec in &config.upstreams {
         let initial = initial_backends(spec);
         let previous = entries.remove(&spec.name);
+        let series = previous.as_ref().map_or_else(|| BackendSeries::new(&spec.name, metrics), |old| old.series.clone());
         let (registry, health_task) = match previous {
-            Some(mut old) if old.spec.health_check == spec.health_check => {
+            Some(mut old) if CheckSpec::of(&old.spec) == CheckSpec::of(spec) => {
                 // Same checks: keep the registry (and its health state) and its running checks.
                 let task = old.health_task.take();
                 old.stop();
@@ -201,15 +194,16 @@ fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics:
                     old.stop();
                 }
                 let first_round = initial.iter().filter_map(|b| b.addr.as_inet().copied()).collect::<Vec<_>>();
-                (health::registry(spec, first_round, metrics, readiness), None)
+                (health::registry(spec, first_round, &series, readiness), None)
             }
         };
-        let pool = Arc::new(Pool::new(spec, registry.clone(), initial));
-        kept.insert(spec.name.clone(), PoolEntry { spec: spec.clone(), registry, pool: pool.clone(), health_task, discovery_task: None });
+        let pool = Arc::new(Pool::new(spec, registry.clone(), initial, &series));
+        kept.insert(spec.name.clone(), PoolEntry { spec: spec.clone(), registry, series, pool: pool.clone(), health_task, discovery_task: None });
         pools.push(pool);
     }
     for (_, mut gone) in entries.drain() {
         gone.stop();
+        gone.series.remove_all();
     }
     *entries = kept;
     Snapshot { router: Router::new(&config.routes), config, pools }

@@ -11,16 +11,17 @@ use crate::live::{Live, Snapshot};
 use crate::headers::{self, Forwarding};
 use crate::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::responses;
-use crate::upstream::hash_input;
+use crate::upstream::{hash_input, Attempts};
 use crate::websocket::{self, handshake, WsOutcome};
 use async_trait::async_trait;
-use log::warn;
+use log::{debug, warn};
 use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub access_log: Arc<AccessLog>,
     pub drain: Arc<Drain>,
     pub limits: Arc<Limits>,
+    /// Source of peer group keys no other request uses (see `Pool::fresh_peer`).
+    fresh_groups: AtomicU64,
 }
 
 /// Per-request state.
@@ -44,8 +47,8 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// The client connected over TLS.
     pub tls: bool,
-    /// Backends tried for this request, so a retry goes elsewhere.
-    pub tried: Vec<SocketAddr>,
+    /// The backend this request went to, and those a failed connect excludes.
+    pub attempts: Attempts,
     /// Set when `request_filter` served a WebSocket upgrade itself.
     pub websocket: Option<WsOutcome>,
     /// Keeps a draining process alive until this request or session is done (a WebSocket
@@ -57,12 +60,12 @@ pub struct RequestCtx {
 
 impl Gateway {
     pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, limits: Arc<Limits>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
-        Gateway { live, connector: TransportConnector::new(None), limits, metrics, access_log: Arc::new(access_log), drain }
+        Gateway { live, connector: TransportConnector::new(None), limits, metrics, access_log: Arc::new(access_log), drain, fresh_groups: AtomicU64::new(0) }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
         let (_, upstream) = ctx.labels();
-        let backend = ctx.tried.last().map_or_else(|| "-".to_string(), |b| b.to_string());
+        let backend = ctx.attempts.backend.map_or_else(|| "-".to_string(), |b| b.to_string());
         self.metrics.upstream_error(upstream, &backend, kind);
     }
 }
@@ -78,7 +81,7 @@ impl ProxyHttp for Gateway {
             route: None,
             client_ip: None,
             tls: false,
-            tried: Vec::new(),
+            attempts: Attempts::default(),
             websocket: None,
             in_flight: Some(self.drain.in_flight()),
             admitted: Vec::new(),
@@ -117,12 +120,15 @@ impl ProxyHttp for Gateway {
         let route = ctx.route.map(|i| &ctx.snapshot.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let pool = &ctx.snapshot.pools[route.upstream];
         let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
-        let Some(addr) = pool.select(&key, &ctx.tried).and_then(|b| b.addr.as_inet().copied()) else {
+        let Some(addr) = pool.select(&key, &ctx.attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else {
             // Nothing healthy at all is 503; every healthy backend failed to connect is 502.
-            let status = if ctx.tried.is_empty() { 503 } else { 502 };
+            let status = if ctx.attempts.excluded.is_empty() { 503 } else { 502 };
             return Err(Error::explain(ErrorType::HTTPStatus(status), responses::reason(status)));
         };
-        ctx.tried.push(addr);
+        ctx.attempts.backend = Some(addr);
+        if std::mem::take(&mut ctx.attempts.needs_fresh) {
+            return Ok(Box::new(pool.fresh_peer(addr, self.fresh_groups.fetch_add(1, Ordering::Relaxed) + 1)));
+        }
         Ok(Box::new(pool.peer(addr)))
     }
 
@@ -130,24 +136,27 @@ impl ProxyHttp for Gateway {
         self.upstream_error(ctx, UpstreamErrorKind::of(&e));
         // Nothing reached the backend, so another backend may take the request (bounded).
         let retries = ctx.route.map_or(0, |i| ctx.snapshot.pools[ctx.snapshot.config.routes[i].upstream].spec.retries);
-        if ctx.tried.len() <= retries {
+        let retry = ctx.attempts.exclude_backend(retries);
+        if retry {
             warn!("connect to {} failed ({:?}); retrying on another backend", peer.address(), e.etype());
-            e.set_retry(true);
         }
+        e.set_retry(retry);
         e
     }
 
     async fn upstream_request_filter(&self, _session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         let Some(route) = ctx.route.map(|i| &ctx.snapshot.config.routes[i]) else { return Ok(()) };
-        let backend = ctx.tried.last().copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let backend = ctx.attempts.backend.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend, websocket: false };
         headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
     }
 
+    /// `client_reused` is Pingora's name for whether the *upstream* connection came from its
+    /// pool. A pooled connection the backend had closed (its keep-alive timeout, racing our
+    /// request) fails before anything reached the backend: Pingora then marks the error
+    /// retryable, and the request is retried on a new connection, to the same backend if
+    /// selection picks it again. Only connect failures exclude a backend (`fail_to_connect`).
     fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
-        if e.esource() == &ErrorSource::Upstream {
-            self.upstream_error(ctx, UpstreamErrorKind::of(&e));
-        }
         // Pingora's default retry policy (idempotent requests on reused connections only).
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
@@ -155,7 +164,19 @@ impl ProxyHttp for Gateway {
         } else {
             e.retry.decide_reuse(client_reused);
         }
+        if client_reused && e.retry() {
+            debug!("pooled connection to {} was closed by the backend ({:?}); retrying on a new connection", peer.address(), e.etype());
+            ctx.attempts.needs_fresh = true;
+        } else if e.esource() == &ErrorSource::Upstream {
+            self.upstream_error(ctx, UpstreamErrorKind::of(&e));
+        }
         e
+    }
+
+    /// A stale pooled connection is a normal event with keep-alive backends, not worth a
+    /// warning per request (it is logged at debug level above).
+    fn suppress_proxy_warn_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error, context: ProxyWarnLogContext) -> bool {
+        matches!(context, ProxyWarnLogContext::UpstreamRetry) && ctx.attempts.needs_fresh
     }
 
     /// Our own refusals (`HTTPStatus`) are already in the access log and metrics; Pingora
@@ -231,7 +252,7 @@ fn access_record<'a>(session: &'a Session, ctx: &'a RequestCtx, route: &'a str, 
         status: 0,
         route,
         upstream,
-        backend: ctx.tried.last().map_or_else(String::new, |b| b.to_string()),
+        backend: ctx.attempts.backend.map_or_else(String::new, |b| b.to_string()),
         duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
         bytes_in: 0,
         bytes_out: 0,

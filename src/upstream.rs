@@ -2,8 +2,9 @@
 //! `HealthRegistry` (see `health.rs`) that outlives the pool across config reloads, so a
 //! backend that stays in the config keeps its health state; `live.rs` swaps pools.
 
-use crate::config::model::{Balance, Discovery, HashKey, HealthCheckKind, Upstream, UpstreamTls};
+use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream, UpstreamTls};
 use crate::discovery::DnsDiscovery;
+use crate::health::BackendSeries;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
@@ -17,8 +18,34 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-/// How far the selector may walk to find a healthy backend not tried yet for this request.
+/// How far the selector may walk to find a healthy backend not excluded for this request.
 const MAX_SELECT_ITERATIONS: usize = 256;
+
+/// One request's way through a pool. Which backend it went to (for the access log, the
+/// metrics and the forwarding headers) is kept apart from which backends selection must
+/// skip: a request retried on a new connection to the same backend has gone to one backend
+/// and excluded none.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    /// The backend chosen last: the one that served (or failed) the request.
+    pub backend: Option<SocketAddr>,
+    /// Backends whose connect failed for this request; selection skips them.
+    pub excluded: Vec<SocketAddr>,
+    /// The last attempt failed on a pooled connection the backend had already closed, so
+    /// the next one must not take another pooled connection (it may be just as stale).
+    pub needs_fresh: bool,
+}
+
+impl Attempts {
+    /// Records a failed connect to the chosen backend; whether the request may go on to
+    /// another one within the pool's `retries`.
+    pub fn exclude_backend(&mut self, retries: usize) -> bool {
+        if let Some(b) = self.backend {
+            self.excluded.push(b);
+        }
+        self.excluded.len() <= retries
+    }
+}
 
 /// The balancing algorithm is fixed per pool when it is built, so the request path does not
 /// branch on configuration, only on this enum.
@@ -35,8 +62,8 @@ pub struct Pool {
     ca: Option<Arc<CaType>>,
 }
 
-fn ca_of(spec: &Upstream) -> Option<Arc<CaType>> {
-    let ders = spec.tls.as_ref()?.ca_der.as_ref()?;
+fn ca_of(tls: Option<&UpstreamTls>) -> Option<Arc<CaType>> {
+    let ders = tls?.ca_der.as_ref()?;
     // Parsed successfully at config validation, so parse_x509 cannot panic here.
     let certs: Vec<WrappedX509> = ders.iter().map(|der| WrappedX509::new(der.clone(), parse_x509)).collect();
     Some(Arc::from(certs.into_boxed_slice()))
@@ -69,14 +96,16 @@ pub fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
 }
 
 impl Pool {
-    /// A pool over `initial` backends whose health is kept in `registry`.
-    pub fn new(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>) -> Pool {
+    /// A pool over `initial` backends whose health is kept in `registry`; it reports each
+    /// discovery result to `series` (from now on the only pool of its name that does).
+    pub fn new(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>, series: &Arc<BackendSeries>) -> Pool {
+        let report = Report { series: series.clone(), generation: series.next_generation() };
         let balancer = match &spec.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial)),
-            Balance::Random => Balancer::Random(balancer(spec, registry, initial)),
-            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial)),
+            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
+            Balance::Random => Balancer::Random(balancer(spec, registry, initial, report)),
+            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial, report)),
         };
-        Pool { spec: spec.clone(), balancer, ca: ca_of(spec) }
+        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()) }
     }
 
     /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
@@ -94,6 +123,18 @@ impl Pool {
         peer
     }
 
+    /// Like `peer`, but Pingora opens a new connection for it instead of taking a pooled one:
+    /// pooled connections are found by the peer's hash, which includes `group_key`, so a key
+    /// no other request uses (`unique_group`, never 0) finds none. The zero idle timeout
+    /// closes that connection after its request instead of leaving it in the pool under a key
+    /// nobody asks for again.
+    pub fn fresh_peer(&self, addr: SocketAddr, unique_group: u64) -> HttpPeer {
+        let mut peer = self.peer(addr);
+        peer.group_key = unique_group;
+        peer.options.idle_timeout = Some(std::time::Duration::ZERO);
+        peer
+    }
+
     /// Re-runs discovery (DNS pools) and rebuilds the selector.
     pub async fn refresh(&self) {
         let _ = match &self.balancer {
@@ -103,10 +144,10 @@ impl Pool {
         };
     }
 
-    /// A healthy backend for `key`, skipping those already `tried` for this request.
-    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Backend> {
+    /// A healthy backend for `key`, skipping those `excluded` for this request.
+    pub fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
         let accept = |b: &Backend, healthy: bool| {
-            healthy && !b.addr.as_inet().is_some_and(|a| tried.contains(a))
+            healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a))
         };
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
@@ -116,25 +157,36 @@ impl Pool {
     }
 }
 
+/// Where a pool reports the backends each discovery gives it.
+struct Report {
+    series: Arc<BackendSeries>,
+    generation: u64,
+}
+
 /// A discovery that answers its first call with the backends resolved when the pool was
 /// built (so the pool is usable at once, without a runtime), and asks `next` afterwards.
+/// Every answer it gives goes through it, so it reports each one.
 struct Primed {
     first: Mutex<Option<BTreeSet<Backend>>>,
     next: Box<dyn ServiceDiscovery + Send + Sync>,
+    report: Report,
 }
 
 #[async_trait::async_trait]
 impl ServiceDiscovery for Primed {
     async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
         let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match first {
-            Some(backends) => Ok((backends, HashMap::new())),
-            None => self.next.discover().await,
-        }
+        let found = match first {
+            Some(backends) => (backends, HashMap::new()),
+            None => self.next.discover().await?,
+        };
+        let addrs = found.0.iter().filter_map(|b| b.addr.as_inet().copied());
+        self.report.series.discovered(self.report.generation, addrs);
+        Ok(found)
     }
 }
 
-fn balancer<S>(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>) -> LoadBalancer<S>
+fn balancer<S>(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>, report: Report) -> LoadBalancer<S>
 where
     S: BackendSelection + Send + Sync + 'static,
     S::Iter: BackendIter,
@@ -143,18 +195,33 @@ where
         Discovery::Static => Static::new(initial.clone()),
         Discovery::Dns { names, hosts_file, .. } => Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() }),
     };
-    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next });
+    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next, report });
     let lb = LoadBalancer::<S>::from_backends(Backends::new_with_health_registry(discovery, registry));
     // The primed discovery answers at once: fill the selector now so the first request finds it.
     let _ = lb.update().now_or_never();
     lb
 }
 
-/// The Pingora health check a pool's spec asks for (over TLS if the pool uses TLS).
-pub fn health_check(pool: &Upstream) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
-    let spec = &pool.health_check;
-    let tls = pool.tls.as_ref();
-    let ca = ca_of(pool);
+/// Everything a pool's health check is built from, and nothing else: `health_check` takes
+/// only this, so a reload may keep a pool's running checks (and their health state) exactly
+/// when this stays equal, whatever field is added to it later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    pub check: HealthCheck,
+    /// The check connects like requests do: over TLS, with the same name, verification and CAs.
+    pub tls: Option<UpstreamTls>,
+}
+
+impl CheckSpec {
+    pub fn of(pool: &Upstream) -> CheckSpec {
+        CheckSpec { check: pool.health_check.clone(), tls: pool.tls.clone() }
+    }
+}
+
+/// The Pingora health check `spec` asks for (over TLS if the pool uses TLS).
+pub fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+    let (tls, ca) = (spec.tls.as_ref(), ca_of(spec.tls.as_ref()));
+    let spec = &spec.check;
     match spec.kind {
         HealthCheckKind::Tcp => {
             let mut hc = match tls {

@@ -107,3 +107,33 @@ async fn failures_answer_502_503_and_504_with_a_text_body() {
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("timeout"), "{body}");
 }
+
+/// A pooled keep-alive connection that the backend closed while idle (a race every Node,
+/// gunicorn and uvicorn backend triggers) is retried on a fresh connection to the same
+/// backend, not answered 502. The spacing of the requests walks across the backend's idle
+/// timeout so that some of them meet a connection the backend is closing right then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pooled_connection_is_retried_on_a_fresh_one() {
+    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (requests, idle_ms) = (env("WSGATE_STALE_REQUESTS", 600), env("WSGATE_STALE_IDLE_MS", 10));
+    let backend = HttpBackend::start_closing_idle("only", std::time::Duration::from_millis(idle_ms));
+    let port = free_port();
+    let pool = format!("    backends: ['{}']\n    health_check: {{interval: 1h}}\n", backend.addr());
+    let gw = Wsgate::start_and_wait(&yaml(port, &pool), &[port]);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut errors = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..requests {
+        let (status, _, body) = get(addr, "x", &format!("/r{i}")).await;
+        if status != 200 {
+            errors.push(format!("request {i}: {status} {body}"));
+        }
+        // From well under the idle timeout to just over it, in 0.5 ms steps.
+        let spacing = idle_ms * 1000 - 2000 + (i % 7) * 500;
+        tokio::time::sleep(std::time::Duration::from_micros(spacing)).await;
+    }
+    eprintln!("{requests} requests, {} errors, {} backend connections, {:?}", errors.len(), backend.connections(), started.elapsed());
+    assert!(errors.is_empty(), "{} of {requests} failed: {:?}\n{}", errors.len(), &errors[..errors.len().min(5)], gw.log());
+    assert_eq!(backend.hits(), requests as usize, "every request reached the backend once");
+    assert!(backend.connections() < requests as usize, "connections were reused, so the race was run");
+}

@@ -1,6 +1,7 @@
 //! Live configuration (SIGHUP): routes, pools and backends change in place while open
 //! WebSocket sessions continue untouched; a broken file or a change that needs new sockets
-//! changes nothing and is counted; health state survives; DNS discovery follows records.
+//! changes nothing and is counted; health state survives (unless what the checks are built
+//! from changes); DNS discovery follows records.
 mod common;
 use common::*;
 use std::net::SocketAddr;
@@ -147,6 +148,39 @@ async fn health_state_survives_a_reload() {
     wait_reloads(maddr, "ok", 1.0).await;
     for _ in 0..20 {
         assert_eq!(backend_of(addr, "/x").await, (200, "a".into()), "the dead backend came back into rotation on reload");
+    }
+}
+
+/// The checks are built from `tls` too: a plain HTTP check would fail against a TLS backend
+/// and take it out of rotation (503) until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_turns_tls_on_rebuilds_the_health_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let (plain, tls) = (HttpBackend::start("plain"), HttpsBackend::start(&cert, &key).await);
+    let (port, mport) = (free_port(), free_port());
+    let cfg = |backend: SocketAddr, tls: &str| {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+             upstreams:\n  app: {{backends: ['{backend}'], retries: 0, {tls}health_check: {{kind: http, path: /healthz, interval: 100ms}}}}\n\
+             routes:\n  - upstream: app\n"
+        )
+    };
+    let gw = Wsgate::start_and_wait(&cfg(plain.addr(), ""), &[port, mport]);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    assert_eq!(backend_of(addr, "/").await, (200, "plain".into()));
+
+    std::fs::write(&gw.config_path, cfg(tls.addr, "tls: {sni: localhost, verify: false}, ")).unwrap();
+    gw.signal("HUP");
+    wait_reloads(maddr, "ok", 1.0).await;
+    // Checks over TLS reach the backend; one over plain TCP would never complete a request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tls.health_hits() < 3 {
+        assert!(Instant::now() < deadline, "no health check over TLS after the reload\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..10 {
+        assert_eq!(backend_of(addr, "/").await, (200, "tls".into()), "request {i} after the reload\n{}", gw.log());
     }
 }
 

@@ -33,7 +33,7 @@ async fn metrics_count_http_and_websocket_traffic() {
     for i in 0..3 {
         assert_eq!(ws_echo_text(&mut ws, &format!("m{i}")).await, format!("m{i}"));
     }
-    let text = wait_for(maddr, "wsgate_websocket_sessions_active", &[("route", "chat"), ("upstream", "chat")], 1.0).await;
+    let text = wait_for(maddr, "wsgate_websocket_sessions_active", &[("route", "chat"), ("upstream", "chat")], Some(1.0)).await;
     // Live counters: visible while the session is still open.
     assert_eq!(sample(&text, "wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]), Some(3.0));
     ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
@@ -45,7 +45,7 @@ async fn metrics_count_http_and_websocket_traffic() {
     let refused = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://evil.example")]).await;
     assert!(refused.is_err());
 
-    let text = wait_for(maddr, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "none"), ("code", "none")], 1.0).await;
+    let text = wait_for(maddr, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "none"), ("code", "none")], Some(1.0)).await;
     let v = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
     assert_eq!(v("wsgate_http_requests_total", &[("route", "site"), ("upstream", "web"), ("status", "200")]), Some(3.0));
     assert_eq!(v("wsgate_http_requests_total", &[("route", "none"), ("upstream", "none"), ("status", "404")]), Some(1.0));
@@ -79,9 +79,48 @@ async fn a_backend_leaving_rotation_shows_in_the_health_gauge() {
     );
     let _gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
     let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
-    wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], 1.0).await;
+    wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], Some(1.0)).await;
     b.stop();
-    wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], 0.0).await;
+    wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], Some(0.0)).await;
+}
+
+/// One health series per backend the pool has now: DNS discovery adds and removes them as
+/// addresses come and go, and a pool removed by a reload takes all of its series along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_series_follow_dns_discovered_backends_and_removed_pools() {
+    let port_b = free_port();
+    let backends: Vec<WsBackend> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|ip| WsBackend::start_at(ip, ip, port_b)).collect();
+    let addr_of = |i: usize| backends[i].addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.2 app.test\n127.0.0.3 app.test\n").unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let cfg = |pool: &str| {
+        format!("listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\nupstreams:\n{pool}routes:\n  - upstream: app\n")
+    };
+    let dns = format!(
+        "  app: {{backends: ['app.test:{port_b}'], discovery: dns, resolve_every: 100ms, hosts_file: '{}', health_check: {{interval: 100ms}}}}\n",
+        hosts.display()
+    );
+    let gw = Wsgate::start_and_wait(&cfg(&dns), &[port, mport]);
+    let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    let healthy = "wsgate_upstream_backend_healthy";
+    for i in [0, 1] {
+        wait_for(maddr, healthy, &[("upstream", "app"), ("backend", &addr_of(i))], Some(1.0)).await;
+    }
+
+    std::fs::write(&hosts, "127.0.0.3 app.test\n127.0.0.4 app.test\n").unwrap();
+    wait_for(maddr, healthy, &[("upstream", "app"), ("backend", &addr_of(0))], None).await;
+    wait_for(maddr, healthy, &[("upstream", "app"), ("backend", &addr_of(2))], Some(1.0)).await;
+    let text = wait_for(maddr, healthy, &[("upstream", "app"), ("backend", &addr_of(1))], Some(1.0)).await;
+    assert_eq!(text.lines().filter(|l| l.starts_with(healthy)).count(), 2, "{text}");
+
+    // A reload that removes the pool (the route now uses another one).
+    let web = HttpBackend::start("web");
+    std::fs::write(&gw.config_path, cfg(&format!("  web: {{backends: ['{}']}}\n", web.addr())).replace("upstream: app", "upstream: web")).unwrap();
+    gw.signal("HUP");
+    let text = wait_for(maddr, healthy, &[("upstream", "app")], None).await;
+    assert_eq!(sample(&text, healthy, &[("upstream", "web")]), Some(1.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

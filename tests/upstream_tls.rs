@@ -3,51 +3,12 @@
 //! verification on is a config error; `verify: false` must be explicit.
 mod common;
 use common::*;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
-
-/// An HTTPS backend answering every request with 200 and `X-Backend: tls`.
-async fn https_backend(cert: &std::path::Path, key: &std::path::Path) -> SocketAddr {
-    use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-                    if tls.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nX-Backend: tls\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    addr
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backends_over_tls_are_verified_unless_explicitly_not() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_self_signed_cert(dir.path());
-    let backend = https_backend(&cert, &key).await;
+    let backend = HttpsBackend::start(&cert, &key).await.addr;
     let port = free_port();
     let yaml = format!(
         "listeners:\n  - address: 127.0.0.1:{port}\n\

@@ -111,7 +111,7 @@ async fn each_client_frame_that_breaks_rfc6455_fails_the_session_with_1002() {
         assert_eq!(got.close_codes(), [Some(1001)], "{case}");
     }
     let n = cases.len() as f64;
-    let text = wait_for(g.metrics, "wsgate_websocket_protocol_errors_total", &[("route", "chat"), ("direction", "client_to_backend")], n).await;
+    let text = wait_for(g.metrics, "wsgate_websocket_protocol_errors_total", &[("route", "chat"), ("direction", "client_to_backend")], Some(n)).await;
     assert_eq!(sample(&text, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "proxy"), ("code", "1002")]), Some(n));
     drop(g.gw);
 }
@@ -127,7 +127,7 @@ async fn a_backend_whose_greeting_is_masked_gets_1002_and_the_client_1001() {
     assert!(at_eof(&mut s).await);
     let got = backend.ended_session("/ws/masked-greeting").await;
     assert_eq!(got.close_codes(), [Some(1002)]);
-    wait_for(g.metrics, "wsgate_websocket_protocol_errors_total", &[("route", "chat"), ("direction", "backend_to_client")], 1.0).await;
+    wait_for(g.metrics, "wsgate_websocket_protocol_errors_total", &[("route", "chat"), ("direction", "backend_to_client")], Some(1.0)).await;
 }
 
 /// Frames a client sends in the same write as its upgrade request are its first frames:

@@ -21,7 +21,7 @@ use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult, Ups
 use crate::live::Snapshot;
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
-use crate::upstream::{hash_input, Pool};
+use crate::upstream::{hash_input, Attempts, Pool};
 use bytes::{Buf, BytesMut};
 use handshake::Refusal;
 use log::{debug, warn};
@@ -118,7 +118,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
     }
     let pool = &snapshot.pools[route.upstream];
     let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: SocketAddr::from(([0, 0, 0, 0], 0)), websocket: true };
-    let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.tried).await;
+    let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.attempts).await;
     let outcome = ctx.websocket.as_mut().expect("set above");
     let mut backend = match opened {
         Ok(b) => b,
@@ -270,19 +270,20 @@ async fn open_backend(
     route: &Route,
     client_req: &RequestHeader,
     mut fwd: Forwarding,
-    tried: &mut Vec<SocketAddr>,
+    attempts: &mut Attempts,
 ) -> std::result::Result<BackendHandshake, u16> {
     let key = hash_input(&pool.spec.balance, client_req, fwd.client_ip);
     let mut status = 503;
     for _ in 0..=pool.spec.retries {
-        let Some(addr) = pool.select(&key, tried).and_then(|b| b.addr.as_inet().copied()) else { break };
-        tried.push(addr);
+        let Some(addr) = pool.select(&key, &attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else { break };
+        attempts.backend = Some(addr);
         let stream = match gw.connector.new_stream(&pool.peer(addr)).await {
             Ok(s) => s,
             Err(e) => {
                 gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), UpstreamErrorKind::of(&e));
                 warn!("websocket connect to {addr} ({}) failed: {e}", pool.spec.name);
                 status = if matches!(e.etype(), ErrorType::ConnectTimedout) { 504 } else { 502 };
+                attempts.exclude_backend(pool.spec.retries);
                 continue;
             }
         };

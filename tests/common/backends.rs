@@ -52,6 +52,7 @@ pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&
 struct Shared {
     hits: AtomicUsize,
     health_hits: AtomicUsize,
+    connections: AtomicUsize,
     sessions: AtomicUsize,
     messages: AtomicUsize,
     /// Codes of the Close frames received (None: a Close without a code).
@@ -344,9 +345,19 @@ impl HttpBackend {
     }
 
     pub fn start_on(name: &str, port: u16) -> HttpBackend {
+        Self::start_with(name, port, None)
+    }
+
+    /// Like `start`, but a keep-alive connection idle for `idle` between requests is closed
+    /// by the backend (as Node, gunicorn and uvicorn do after their keep-alive timeout).
+    pub fn start_closing_idle(name: &str, idle: Duration) -> HttpBackend {
+        Self::start_with(name, 0, Some(idle))
+    }
+
+    fn start_with(name: &str, port: u16, idle: Option<Duration>) -> HttpBackend {
         let shared = Arc::new(Shared::default());
         let (n, sh) = (name.to_string(), shared.clone());
-        let server = Server::start(port, move |stream| http_conn(stream, n.clone(), sh.clone()));
+        let server = Server::start(port, move |stream| http_conn(stream, n.clone(), sh.clone(), idle));
         HttpBackend {
             name: name.to_string(),
             server,
@@ -368,6 +379,10 @@ impl HttpBackend {
     pub fn health_hits(&self) -> usize {
         self.shared.health_hits.load(Ordering::SeqCst)
     }
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
     /// Latest non-`/healthz` request.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.shared.last.lock().unwrap().clone()
@@ -378,10 +393,18 @@ impl HttpBackend {
     }
 }
 
-async fn http_conn(mut s: TcpStream, name: String, shared: Arc<Shared>) {
+async fn http_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, idle: Option<Duration>) {
+    shared.connections.fetch_add(1, Ordering::SeqCst);
     let mut buf = Vec::with_capacity(8192);
     loop {
-        let head = match read_head(&mut s, &mut buf).await {
+        let next = match idle {
+            Some(idle) if buf.is_empty() => match tokio::time::timeout(idle, read_head(&mut s, &mut buf)).await {
+                Ok(read) => read,
+                Err(_) => return, // idle too long: dropping the socket closes it
+            },
+            _ => read_head(&mut s, &mut buf).await,
+        };
+        let head = match next {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(_) => {

@@ -23,15 +23,15 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
     body
 }
 
-/// Polls /metrics (bounded: 5 s) until `name{labels}` equals `want`.
-pub async fn wait_for(addr: std::net::SocketAddr, name: &str, labels: &[(&str, &str)], want: f64) -> String {
+/// Polls /metrics (bounded: 5 s) until `name{labels}` equals `want` (`None`: no such series).
+pub async fn wait_for(addr: std::net::SocketAddr, name: &str, labels: &[(&str, &str)], want: Option<f64>) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = scrape(addr).await;
-        if sample(&text, name, labels) == Some(want) {
+        if sample(&text, name, labels) == want {
             return text;
         }
-        assert!(Instant::now() < deadline, "{name}{labels:?} never became {want}; last value {:?}\n{text}", sample(&text, name, labels));
+        assert!(Instant::now() < deadline, "{name}{labels:?} never became {want:?}; last value {:?}\n{text}", sample(&text, name, labels));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
 //! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
+//! * `https`    — `HttpsBackend` (TLS to backends)
 //! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
 //! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics
 //! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
@@ -10,6 +11,7 @@
 
 pub mod backends;
 pub mod client;
+pub mod https;
 pub mod proxy;
 pub mod metrics;
 pub mod raw;
@@ -17,6 +19,7 @@ pub mod recorder;
 
 pub use backends::*;
 pub use client::*;
+pub use https::*;
 pub use proxy::*;
 pub use metrics::*;
 pub use raw::*;
