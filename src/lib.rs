@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod admission;
 pub mod admin;
+pub mod allocator;
 pub mod config;
 pub mod connections;
 pub mod discovery;

@@ -57,6 +57,8 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone(), certificates.clone());
     server.add_service(background_service("wsgate live config", LiveService { live: live.clone() }));
 
+    server.add_service(background_service("wsgate allocator", crate::allocator::AllocatorService));
+
     let drain = Drain::new(config.drain_window);
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
 

@@ -9,6 +9,7 @@
 
 pub mod frames;
 pub mod handshake;
+mod backend;
 mod pump;
 pub mod tunnel;
 
@@ -17,34 +18,23 @@ use crate::headers::{self, Forwarding};
 use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::drain::InFlight;
 use crate::limits::Admitted;
-use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult, UpstreamErrorKind};
+use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult};
 use crate::live::Snapshot;
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
-use crate::upstream::{hash_input, Attempts, Pool};
-use bytes::{Buf, BytesMut};
+use backend::{open_backend, relay_refusal, BackendHandshake};
 use handshake::Refusal;
 use log::{debug, warn};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use pingora::{ErrorType, Result};
+use pingora::Result;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use frames::Rules;
 use futures_util::FutureExt;
 use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelStats};
-
-/// A backend's handshake response head larger than this is refused (nginx uses 4-8 KiB).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// A refusing backend's body is relayed to the client up to this size.
-const MAX_RELAYED_BODY: usize = 64 * 1024;
-/// Interim answers (`100 Continue`, `103 Early Hints`) skipped before the final one; a
-/// backend sending more is broken (or hostile) and gets 502.
-const MAX_INTERIM_HEADS: usize = 8;
 
 /// What happened to one WebSocket upgrade request, for logging.
 #[derive(Debug, Default, Clone)]
@@ -251,173 +241,6 @@ impl OpenSession {
     }
 }
 
-/// A backend connection that has answered the handshake.
-struct BackendHandshake {
-    addr: SocketAddr,
-    stream: Stream,
-    response: ResponseHeader,
-    /// Bytes read so far: the response head (`head_len` bytes), then anything after it.
-    buffer: BytesMut,
-    head_len: usize,
-}
-
-/// Picks a healthy backend (retrying failed connects on others, bounded by the pool's
-/// `retries`), sends the policy-rewritten handshake and reads the response head.
-/// Errors are the status to answer the client with.
-async fn open_backend(
-    gw: &Gateway,
-    pool: &Pool,
-    route: &Route,
-    client_req: &RequestHeader,
-    mut fwd: Forwarding,
-    attempts: &mut Attempts,
-) -> std::result::Result<BackendHandshake, u16> {
-    let key = hash_input(&pool.spec.balance, client_req, fwd.client_ip);
-    let mut status = 503;
-    for _ in 0..=pool.spec.retries {
-        let Some(addr) = pool.select(&key, &attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else { break };
-        attempts.backend = Some(addr);
-        let stream = match gw.connector.new_stream(&pool.peer(addr)).await {
-            Ok(s) => s,
-            Err(e) => {
-                gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), UpstreamErrorKind::of(&e));
-                warn!("websocket connect to {addr} ({}) failed: {e}", pool.spec.name);
-                status = if matches!(e.etype(), ErrorType::ConnectTimedout) { 504 } else { 502 };
-                attempts.exclude_backend(pool.spec.retries);
-                continue;
-            }
-        };
-        // Once connected, no retry: the backend may already have acted on the request.
-        fwd.backend = addr;
-        let mut req = client_req.clone();
-        headers::apply(&mut req, route, &fwd).map_err(|_| 400u16)?;
-        let exchanged = exchange(addr, stream, &req, pool.spec.read_timeout).await;
-        if let Err(status) = exchanged {
-            let kind = if status == 504 { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other };
-            gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), kind);
-        }
-        return exchanged;
-    }
-    Err(status)
-}
-
-async fn exchange(addr: SocketAddr, mut stream: Stream, req: &RequestHeader, timeout: Duration) -> std::result::Result<BackendHandshake, u16> {
-    let mut wire = Vec::with_capacity(1024);
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    wire.extend_from_slice(format!("{} {} HTTP/1.1\r\n", req.method, target).as_bytes());
-    req.header_to_h1_wire(&mut wire);
-    wire.extend_from_slice(b"\r\n");
-
-    let io = async {
-        stream.write_all(&wire).await.map_err(|_| 502u16)?;
-        stream.flush().await.map_err(|_| 502u16)?;
-        let mut buffer = BytesMut::with_capacity(4096);
-        let mut interim = Interim::default();
-        loop {
-            if stream.read_buf(&mut buffer).await.map_err(|_| 502u16)? == 0 {
-                return Err(502);
-            }
-            if let Some((response, head_len)) = final_response_head(&mut buffer, &mut interim)? {
-                return Ok((response, buffer, head_len));
-            }
-            // Interim heads count too: the bound is on everything before the final head.
-            if interim.bytes + buffer.len() > MAX_RESPONSE_HEAD {
-                return Err(502);
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, io).await {
-        Err(_) => {
-            warn!("websocket handshake with {addr} timed out after {timeout:?}");
-            Err(504)
-        }
-        Ok(Err(status)) => {
-            warn!("websocket handshake with {addr} failed: connection closed or invalid response");
-            Err(status)
-        }
-        Ok(Ok((response, buffer, head_len))) => Ok(BackendHandshake { addr, stream, response, buffer, head_len }),
-    }
-}
-
-/// Interim heads dropped so far from one backend's answer.
-#[derive(Debug, Default)]
-struct Interim {
-    heads: usize,
-    bytes: usize,
-}
-
-/// The final response head at the start of `buffer`, once complete, after dropping the
-/// complete interim (1xx other than 101) heads before it: RFC 9110 §15.2 lets a server send
-/// any number of them before its final answer, which for an upgrade is the 101 or a refusal.
-/// `Err(502)` for a head that is not HTTP or for more than MAX_INTERIM_HEADS interim ones.
-fn final_response_head(buffer: &mut BytesMut, interim: &mut Interim) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
-    loop {
-        let Some((response, head_len)) = parse_response_head(buffer)? else { return Ok(None) };
-        if !response.status.is_informational() || response.status == 101 {
-            return Ok(Some((response, head_len)));
-        }
-        interim.heads += 1;
-        if interim.heads > MAX_INTERIM_HEADS {
-            return Err(502);
-        }
-        interim.bytes += head_len;
-        buffer.advance(head_len);
-    }
-}
-
-/// `Ok(None)` while the head is incomplete; `Err(502)` if it is not HTTP.
-fn parse_response_head(buf: &[u8]) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Response::new(&mut headers);
-    match parsed.parse(buf) {
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(502),
-        Ok(httparse::Status::Complete(len)) => {
-            let code = parsed.code.ok_or(502u16)?;
-            let mut response = ResponseHeader::build(code, Some(parsed.headers.len())).map_err(|_| 502u16)?;
-            for h in parsed.headers.iter() {
-                response.append_header(h.name.to_string(), h.value).map_err(|_| 502u16)?;
-            }
-            Ok(Some((response, len)))
-        }
-    }
-}
-
-/// The backend refused the upgrade (401, 404, ...): the client gets that answer, with the
-/// body if it is small and delimited by Content-Length.
-async fn relay_refusal(session: &mut Session, backend: &mut BackendHandshake, timeout: Duration) -> Result<()> {
-    let mut resp = backend.response.clone();
-    let length = resp
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n <= MAX_RELAYED_BODY);
-    let mut body = backend.buffer.split_off(backend.head_len);
-    if let Some(n) = length {
-        let _ = tokio::time::timeout(timeout, async {
-            while body.len() < n {
-                match backend.stream.read_buf(&mut body).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-    }
-    if length.is_some_and(|n| body.len() < n) {
-        // A short body relayed with a corrected length would look complete: refuse it.
-        return responses::text(session, 502, "bad gateway: the backend's answer was cut short", &[]).await;
-    }
-    body.truncate(length.unwrap_or(0));
-    for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"] {
-        resp.remove_header(name);
-    }
-    resp.insert_header("Content-Length", body.len().to_string())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body.freeze()), true).await
-}
-
 /// Sends the client the backend's 101 and takes the client's raw stream out of Pingora's
 /// HTTP/1 session, with the bytes the client sent right behind its request (its first
 /// frames, if it did not wait for the 101), which Pingora has already read. A closed
@@ -448,50 +271,5 @@ async fn switch_client(session: &mut Session, response: &ResponseHeader) -> Opti
             *session.downstream_session = other;
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_response_heads_incrementally() {
-        let full = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi";
-        for cut in 0..full.len() - 4 {
-            let r = parse_response_head(&full[..cut]);
-            assert!(matches!(r, Ok(None)), "cut at {cut}");
-        }
-        let (resp, len) = parse_response_head(full).unwrap().unwrap();
-        assert_eq!(resp.status, 101);
-        assert_eq!(&full[len..], b"\x81\x02hi");
-        assert_eq!(parse_response_head(b"garbage\r\n\r\n").unwrap_err(), 502);
-    }
-
-    #[test]
-    fn interim_heads_before_the_final_one_are_dropped_and_bounded() {
-        let interim: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
-        let last = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi";
-        let full = [interim, &last[..]].concat();
-        // However the answer arrives in pieces, the result is the 101 and what follows it.
-        for cut in 0..full.len() {
-            let (mut buffer, mut seen) = (BytesMut::from(&full[..cut]), Interim::default());
-            let mut found = final_response_head(&mut buffer, &mut seen).unwrap();
-            buffer.extend_from_slice(&full[cut..]);
-            if found.is_none() {
-                found = final_response_head(&mut buffer, &mut seen).unwrap();
-            }
-            let (resp, len) = found.unwrap_or_else(|| panic!("cut at {cut}"));
-            assert_eq!(resp.status, 101, "cut at {cut}");
-            assert_eq!(&buffer[len..], b"\x81\x02hi", "cut at {cut}");
-            assert_eq!((seen.heads, seen.bytes), (2, interim.len()), "cut at {cut}");
-        }
-        // A refusal after an interim head is the final answer too.
-        let mut buffer = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]);
-        assert_eq!(final_response_head(&mut buffer, &mut Interim::default()).unwrap().unwrap().0.status, 403);
-        let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS + 1);
-        assert_eq!(final_response_head(&mut BytesMut::from(&endless[..]), &mut Interim::default()).unwrap_err(), 502);
-        let just_enough = [b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS), last.to_vec()].concat();
-        assert!(final_response_head(&mut BytesMut::from(&just_enough[..]), &mut Interim::default()).unwrap().is_some());
     }
 }
