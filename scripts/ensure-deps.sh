@@ -3,9 +3,9 @@
 #
 # Required (a failure is fatal): cmake (Pingora's build) and the openssl CLI (self-signed
 # certs in the TLS tests).
-# Optional (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
-# `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests print
-# SKIPPED and pass.
+# Optional here (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
+# `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests fail
+# under CI and print SKIPPED and pass elsewhere.
 set -euo pipefail
 
 missing=()

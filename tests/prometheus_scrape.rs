@@ -1,6 +1,6 @@
 //! wsgate's metrics endpoint against real Prometheus tooling (Debian's `prometheus` package:
-//! `promtool` and the `prometheus` server). Both tests print `SKIPPED: ...` and pass when the
-//! binaries are not installed; `scripts/ensure-deps.sh` installs them.
+//! `promtool` and the `prometheus` server), which `scripts/ensure-deps.sh` installs. Without
+//! them both tests fail under CI (`CI` set) and print `SKIPPED: ...` and pass elsewhere.
 mod common;
 use common::*;
 
@@ -24,6 +24,9 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 /// The tool, or prints the one allowed skip message and returns None.
 fn tool_or_skip(name: &str, test: &str) -> Option<PathBuf> {
     let found = find_tool(name);
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("{test}: `{name}` not installed; scripts/ensure-deps.sh installs it (Debian package `prometheus`)");
+    }
     if found.is_none() {
         // Straight to the process's stderr, past libtest's output capture, so the skip is
         // visible in a normal `cargo test` run.
