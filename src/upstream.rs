@@ -268,7 +268,8 @@ pub fn hash_input(balance: &Balance, req: &RequestHeader, client_ip: Option<IpAd
     let Balance::ConsistentHash(key) = balance else { return Vec::new() };
     match key {
         HashKey::ClientIp => client(),
-        HashKey::Path => req.uri.path().as_bytes().to_vec(),
+        // The path routing saw, so `//room/7` and `/room/7` stick to the same backend.
+        HashKey::Path => crate::routing::normalize_path(req.uri.path()).as_bytes().to_vec(),
         HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()).unwrap_or_else(client),
         HashKey::Cookie(name) => cookie(req, name).map(|v| v.as_bytes().to_vec()).unwrap_or_else(client),
     }
@@ -304,6 +305,8 @@ mod tests {
         let h = |k: HashKey| hash_input(&Balance::ConsistentHash(k), &r, ip);
         assert_eq!(h(HashKey::ClientIp), b"10.0.0.9");
         assert_eq!(h(HashKey::Path), b"/room/7");
+        let dotted = RequestHeader::build("GET", b"//room/./7", None).unwrap();
+        assert_eq!(hash_input(&Balance::ConsistentHash(HashKey::Path), &dotted, ip), b"/room/7", "hashed on the normalised path");
         assert_eq!(h(HashKey::Header(http::HeaderName::from_static("x-user"))), b"alice");
         assert_eq!(h(HashKey::Cookie("sid".into())), b"abc");
         assert_eq!(h(HashKey::Cookie("missing".into())), b"10.0.0.9");
