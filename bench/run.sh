@@ -305,19 +305,25 @@ cpu_end() {  # cpu_end METRIC OPS
     record "$1" "$(per_op_us $((t1 - CPU_T0)) "$2")"
 }
 
+# await_event FILE PID EVENT TRIES: waits (0.1 s a try) until loadgen PID prints EVENT.
+await_event() {
+    local i
+    for i in $(seq 1 "$4"); do
+        grep -q "\"$3\"" "$1" 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q "\"$3\"" "$1"
+}
+
 w_idle() {
-    local f=$RUNDIR/idle.json before after i
+    local f=$RUNDIR/idle.json before after
     [ "$PROXY" != direct ] && before=$(rss_kib $(rss_pids))
     timeout -k 5 180 taskset -c "$LOAD_CPU" "$LOADGEN" ws-idle --url "$WS_URL" --sessions $IDLE_SESSIONS --hold $IDLE_HOLD \
         --burst $IDLE_BURST --burst-hold $((IDLE_BURST_SETTLE + 2))s >"$f" 2>"$RUNDIR/idle.err" &
     local idle_pid=$!
     STARTED+=("$idle_pid")
-    for i in $(seq 1 900); do
-        grep -q '"ready"' "$f" 2>/dev/null && break
-        kill -0 "$idle_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q '"ready"' "$f" || die "ws-idle never got ready (see $f)"
+    await_event "$f" "$idle_pid" ready 900 || die "ws-idle never got ready (see $f)"
     sleep 0.5
     if [ "$PROXY" != direct ]; then
         after=$(rss_kib $(rss_pids))
@@ -328,12 +334,7 @@ w_idle() {
     # Then each session echoes one large message and goes idle again: what is still held
     # once the allocator has had its decay time (jemalloc: 10 s) is what an hour of
     # idleness costs.
-    for i in $(seq 1 1200); do
-        grep -q '"burst"' "$f" 2>/dev/null && break
-        kill -0 "$idle_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q '"burst"' "$f" || die "ws-idle never finished its burst (see $f)"
+    await_event "$f" "$idle_pid" burst 1200 || die "ws-idle never finished its burst (see $f)"
     if [ "$PROXY" != direct ]; then
         sleep "$IDLE_BURST_SETTLE"
         after=$(rss_kib $(rss_pids))
