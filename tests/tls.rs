@@ -36,7 +36,6 @@ async fn https_and_wss_work_through_a_tls_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listeners_offer_http2_for_plain_http() {
-    use tokio_rustls::rustls::pki_types::ServerName;
     let dir = tempfile::tempdir().unwrap();
     let (cert, _key) = write_self_signed_cert(dir.path());
     let web = HttpBackend::start("web");
@@ -47,17 +46,7 @@ async fn tls_listeners_offer_http2_for_plain_http() {
     );
     let gw = Wsgate::start_in(dir, &yaml);
     gw.wait_port(port);
-    let mut config = (*tls_client_config(&cert)).clone();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is offered");
-    let (client, connection) = h2::client::handshake(tls).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = h2_client(port, &cert).await;
     let request = http::Request::builder().uri(format!("https://localhost:{port}/over-h2")).body(()).unwrap();
     let (response, _) = client.send_request(request, true).unwrap();
     let response = tokio::time::timeout(std::time::Duration::from_secs(10), response).await.unwrap().unwrap();

@@ -18,6 +18,7 @@
 //! session has taken the stream out of Pingora's HTTP session.
 
 mod head;
+mod send;
 mod stream;
 
 pub use head::HeadEnd;
@@ -35,7 +36,7 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::http::ServerSession;
 use pingora::listeners::ConnectionFilter;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::pin::Pin;
@@ -112,11 +113,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             None => (stream, Some(admitted)),
             Some(acceptor) => {
                 // The connection keeps its place under the limits from below the TLS layer.
-                let counted = GatedStream::new(stream, None, None, Some(admitted), self.limits.clone());
+                let counted = GatedStream::new(stream, None, None, None, Some(admitted), self.limits.clone());
                 (tls_handshake(acceptor, counted, head.deadline(), &self.limits, ip).await?, None)
             }
         };
-        let gated = GatedStream::new(stream, Some(head), Some(unanswered), admitted, self.limits.clone());
+        let send_timeout = (stream.selected_alpn_proto() != Some(ALPN::H2)).then_some(config.send_timeout);
+        let gated = GatedStream::new(stream, Some(head), send_timeout, Some(unanswered), admitted, self.limits.clone());
         self.inner.process_new(Box::new(gated), shutdown).await
     }
 
@@ -143,10 +145,11 @@ pub fn before_next_request(session: &mut ServerSession, limits: &LimitsConfig) {
         return; // the connection closes after this request
     }
     session.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
-    if session.is_body_done() {
-        if let Some(stream) = session.stream() {
-            GatedStream::expect_next_head(stream, limits.header_timeout);
-        }
+    let body_done = session.is_body_done();
+    let Some(stream) = session.stream() else { return };
+    GatedStream::renew_send_timeout(stream, limits.send_timeout);
+    if body_done {
+        GatedStream::expect_next_head(stream, limits.header_timeout);
     }
 }
 

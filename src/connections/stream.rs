@@ -2,6 +2,7 @@
 //! and enforcing its request heads' deadlines.
 
 use super::head::HeadDeadline;
+use super::send::SendClock;
 use crate::drain::InFlight;
 use crate::limits::{Admitted, Limits, Refusal};
 use async_trait::async_trait;
@@ -29,6 +30,7 @@ pub struct GatedStream {
     /// the next head gets a deadline of its own from its first byte on.
     next_head_ms: AtomicU64,
     limits: Arc<Limits>,
+    send: SendClock,
     /// Keeps a draining process alive until the connection's first answer is on its way
     /// (by then the request counts as in flight itself), so a connection accepted just
     /// before the drain began is served, not cut off by the process's exit.
@@ -84,8 +86,10 @@ impl GatedStream {
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request header timeout")))
     }
 
-    pub(super) fn new(inner: Stream, head: Option<HeadDeadline>, unanswered: Option<InFlight>, admitted: Option<Admitted>, limits: Arc<Limits>) -> GatedStream {
-        GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, unanswered, _admitted: admitted }
+    /// `send_timeout`: `None` where something else bounds the writes (below a TLS layer,
+    /// on an HTTP/2 connection).
+    pub(super) fn new(inner: Stream, head: Option<HeadDeadline>, send_timeout: Option<Duration>, unanswered: Option<InFlight>, admitted: Option<Admitted>, limits: Arc<Limits>) -> GatedStream {
+        GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, send: SendClock::new(send_timeout), unanswered, _admitted: admitted }
     }
 
     /// A keep-alive connection's request is done: its next request head, from its first
@@ -97,9 +101,33 @@ impl GatedStream {
         }
     }
 
+    /// The next request on an HTTP/1 connection has the `send_timeout` of the config then
+    /// current (a reload changes it for open connections too).
+    pub(super) fn renew_send_timeout(stream: &Stream, send_timeout: Duration) {
+        if let Some(gated) = stream.as_any().downcast_ref::<GatedStream>() {
+            gated.send.set(Some(send_timeout));
+        }
+    }
+
     fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
         if self.unanswered.is_some() && matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
             self.unanswered = None;
+        }
+    }
+
+    /// Fails a write, flush or shutdown that has taken no byte for `send_timeout`.
+    fn bounded<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if self.send.expired(cx, polled.is_pending()) {
+            self.limits.refuse(Refusal::SendTimeout);
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout: the client accepted no bytes")));
+        }
+        polled
+    }
+
+    /// A WebSocket tunnel has taken `stream` over and bounds its writes itself.
+    pub fn leave_send_timeout_to_the_tunnel(stream: &Stream) {
+        if let Some(gated) = stream.as_any().downcast_ref::<GatedStream>() {
+            gated.send.set(None);
         }
     }
 }
@@ -109,14 +137,14 @@ impl AsyncWrite for GatedStream {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.note_written(&written);
-        written
+        this.bounded(cx, written)
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.note_written(&written);
-        written
+        this.bounded(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -124,11 +152,15 @@ impl AsyncWrite for GatedStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        this.bounded(cx, flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let shut = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.bounded(cx, shut)
     }
 }
 
