@@ -11,7 +11,13 @@
 //!   still in its handshake is just closed). Pingora itself only bounds each single read
 //!   (60 s), which a byte a minute never hits, and a TLS handshake to 60 s. Each later
 //!   head on a keep-alive connection gets `header_timeout` from its first byte: the proxy
-//!   arms that when a request, body included, is done (`before_next_request`).
+//!   arms that when a request, body included, is done (`before_next_request`). On an
+//!   HTTP/2 connection the first request is complete at the end of its first header block
+//!   (preface, SETTINGS and a HEADERS frame without END_HEADERS are not): then the client
+//!   gets a GOAWAY. (An idle HTTP/2 connection is closed by Pingora's h2 idle timeout, set
+//!   to `keepalive_timeout` in `server.rs`.)
+//! - It closes an HTTP/1 connection whose client accepts no byte for `limits.send_timeout`
+//!   (`send.rs`).
 //!
 //! Both live in a wrapper around the connection's stream, so the connection's place under
 //! the limits is released exactly when the stream is dropped, also when a WebSocket
@@ -117,8 +123,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
                 (tls_handshake(acceptor, counted, head.deadline(), &self.limits, ip).await?, None)
             }
         };
-        let send_timeout = (stream.selected_alpn_proto() != Some(ALPN::H2)).then_some(config.send_timeout);
-        let gated = GatedStream::new(stream, Some(head), send_timeout, Some(unanswered), admitted, self.limits.clone());
+        let http2 = stream.selected_alpn_proto() == Some(ALPN::H2);
+        let send_timeout = (!http2).then_some(config.send_timeout);
+        let mut gated = GatedStream::new(stream, Some(head), send_timeout, Some(unanswered), admitted, self.limits.clone());
+        if http2 {
+            gated.expect_http2();
+        }
         self.inner.process_new(Box::new(gated), shutdown).await
     }
 

@@ -21,6 +21,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Sent when a request's head is not complete in time.
 const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\nrequest header timeout\r\n";
 
+/// Sent when an HTTP/2 connection's first request is not complete in time: GOAWAY
+/// (RFC 9113 §6.8) with last stream 0, so the client knows no request was processed and
+/// may retry it elsewhere, and NO_ERROR, as for a server closing an idle connection.
+const HEADER_TIMEOUT_GOAWAY: &[u8] = &[0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
 /// A downstream stream holding its place under the connection limits, with the deadline
 /// of the first request's head while that is still being read.
 pub struct GatedStream {
@@ -31,6 +36,9 @@ pub struct GatedStream {
     next_head_ms: AtomicU64,
     limits: Arc<Limits>,
     send: SendClock,
+    /// The last write took only part of its bytes: a frame of the h2 codec may be cut, so
+    /// no GOAWAY can be put behind it.
+    mid_write: bool,
     /// Keeps a draining process alive until the connection's first answer is on its way
     /// (by then the request counts as in flight itself), so a connection accepted just
     /// before the drain began is served, not cut off by the process's exit.
@@ -66,7 +74,7 @@ impl AsyncRead for GatedStream {
                 if head.passed(cx) {
                     return this.header_timed_out(cx);
                 }
-                if head.end.feed(&buf.filled()[before..]) {
+                if head.feed(&buf.filled()[before..]) {
                     this.head = None;
                 }
             }
@@ -76,12 +84,19 @@ impl AsyncRead for GatedStream {
 }
 
 impl GatedStream {
-    /// Answers 408 (written without waiting: it fits any socket buffer, and the connection
-    /// is closed right after) and fails the read.
+    /// Answers 408, or on HTTP/2 a GOAWAY (written without waiting: it fits any socket
+    /// buffer, and the connection is closed right after), and fails the read.
     fn header_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.limits.refuse(Refusal::HeaderTimeout);
-        let _ = Pin::new(&mut self.inner).poll_write(cx, HEADER_TIMEOUT_RESPONSE);
-        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        let answer = match self.head.as_ref().is_some_and(|head| head.is_http2()) {
+            true if self.mid_write => None,
+            true => Some(HEADER_TIMEOUT_GOAWAY),
+            false => Some(HEADER_TIMEOUT_RESPONSE),
+        };
+        if let Some(answer) = answer {
+            let _ = Pin::new(&mut self.inner).poll_write(cx, answer);
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
         self.head = None;
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request header timeout")))
     }
@@ -89,7 +104,7 @@ impl GatedStream {
     /// `send_timeout`: `None` where something else bounds the writes (below a TLS layer,
     /// on an HTTP/2 connection).
     pub(super) fn new(inner: Stream, head: Option<HeadDeadline>, send_timeout: Option<Duration>, unanswered: Option<InFlight>, admitted: Option<Admitted>, limits: Arc<Limits>) -> GatedStream {
-        GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, send: SendClock::new(send_timeout), unanswered, _admitted: admitted }
+        GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, send: SendClock::new(send_timeout), mid_write: false, unanswered, _admitted: admitted }
     }
 
     /// A keep-alive connection's request is done: its next request head, from its first
@@ -109,9 +124,19 @@ impl GatedStream {
         }
     }
 
-    fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
-        if self.unanswered.is_some() && matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
-            self.unanswered = None;
+    fn note_written(&mut self, written: &Poll<io::Result<usize>>, len: usize) {
+        if let Poll::Ready(Ok(n)) = written {
+            self.mid_write = *n < len;
+            if self.unanswered.is_some() && *n > 0 {
+                self.unanswered = None;
+            }
+        }
+    }
+
+    /// The connection negotiated HTTP/2: its first request's head is its first header block.
+    pub(super) fn expect_http2(&mut self) {
+        if let Some(head) = &mut self.head {
+            head.expect_http2();
         }
     }
 
@@ -136,14 +161,14 @@ impl AsyncWrite for GatedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.note_written(&written);
+        this.note_written(&written, buf.len());
         this.bounded(cx, written)
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.note_written(&written);
+        this.note_written(&written, bufs.iter().map(|b| b.len()).sum());
         this.bounded(cx, written)
     }
 
