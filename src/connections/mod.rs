@@ -27,7 +27,7 @@ mod head;
 mod send;
 mod stream;
 
-pub use head::HeadEnd;
+pub use head::{H2FirstRequest, HeadEnd};
 pub use stream::GatedStream;
 
 use crate::config::model::LimitsConfig;
