@@ -23,12 +23,13 @@ pub enum Refusal {
     ConnectionsPerIp,
     HeaderTimeout,
     ConnectionRatePerIp,
+    SendTimeout,
 }
 
 impl Refusal {
     /// How many causes there are (the last variant + 1): each has its own "logged once" flag,
     /// indexed by `self as usize`.
-    const COUNT: usize = Refusal::ConnectionRatePerIp as usize + 1;
+    const COUNT: usize = Refusal::SendTimeout as usize + 1;
 
     pub fn label(self) -> &'static str {
         match self {
@@ -41,6 +42,7 @@ impl Refusal {
             Refusal::ConnectionsPerIp => "connections_per_ip",
             Refusal::HeaderTimeout => "header_timeout",
             Refusal::ConnectionRatePerIp => "connection_rate_per_ip",
+            Refusal::SendTimeout => "send_timeout",
         }
     }
 
@@ -54,6 +56,8 @@ impl Refusal {
             // Connections over a limit are closed at accept, before there is a request to answer.
             Refusal::Connections | Refusal::ConnectionsPerIp | Refusal::ConnectionRatePerIp => (503, "too many connections", None),
             Refusal::HeaderTimeout => (408, "request header timeout", None),
+            // A client that stopped reading its answer is closed mid-answer: never sent.
+            Refusal::SendTimeout => (408, "send timeout", None),
         }
     }
 }
@@ -205,6 +209,7 @@ mod tests {
             max_connections_per_ip: 2,
             header_timeout: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             connections_per_second_per_ip: Some(4),
             ipv6_prefix: 64,
         }

@@ -1,11 +1,14 @@
-//! Process logging: env_logger (`RUST_LOG`), minus one of Pingora's lines.
+//! Process logging: env_logger (`RUST_LOG`), minus some of Pingora's lines.
 //!
 //! Pingora logs every downstream connection that fails while its request head is being
-//! read ("Fail to proxy: Downstream ReadError ... while reading request headers") at error
-//! level. Any client can cause that at will (a header timeout, a half-sent head), so under
-//! a slowloris attack it would be one error line per attacking connection. wsgate counts
-//! those (`wsgate_refusals_total{cause="header_timeout"}`) and logs the first; Pingora's
-//! line is kept at debug level.
+//! read ("Fail to proxy: Downstream ReadError ... while reading request headers"), or while
+//! its answer is written to a client that stopped reading ("Fail to proxy: Downstream
+//! WriteError ... send timeout", "... Downstream WriteTimedout ..." on HTTP/2), and every
+//! HTTP/2 connection whose preface does not arrive ("H2 handshake error") at error level.
+//! Any client can cause those at will (a header timeout, a half-sent head, a slow read), so
+//! under a slowloris attack it would be one error line per attacking connection. wsgate
+//! counts those (`wsgate_refusals_total{cause="header_timeout"|"send_timeout"}`) and logs
+//! the first; Pingora's lines are kept at debug level.
 
 use log::{Level, Log, Metadata, Record};
 
@@ -21,9 +24,20 @@ struct QuietClientErrors {
     inner: env_logger::Logger,
 }
 
-/// Is this Pingora's per-connection line about a client's broken or timed-out request head?
+/// Is this Pingora's per-connection line about a client's broken or timed-out request head,
+/// or a client that stopped reading its answer?
 pub fn is_client_head_error(target: &str, level: Level, message: &str) -> bool {
-    level == Level::Error && target == "pingora_proxy" && message.starts_with("Fail to proxy: Downstream") && message.contains("while reading request headers")
+    if level != Level::Error {
+        return false;
+    }
+    match target {
+        "pingora_proxy" => {
+            message.starts_with("Fail to proxy: Downstream")
+                && (message.contains("while reading request headers") || message.contains("send timeout") || message.starts_with("Fail to proxy: Downstream WriteTimedout"))
+        }
+        "pingora_core::apps" => message.starts_with("H2 handshake error"),
+        _ => false,
+    }
 }
 
 impl Log for QuietClientErrors {
@@ -32,7 +46,7 @@ impl Log for QuietClientErrors {
     }
 
     fn log(&self, record: &Record) {
-        if record.level() == Level::Error && record.target() == "pingora_proxy" {
+        if record.level() == Level::Error && record.target().starts_with("pingora_") {
             let message = record.args().to_string();
             if is_client_head_error(record.target(), record.level(), &message) {
                 let demoted = Metadata::builder().level(Level::Debug).target(record.target()).build();
@@ -61,5 +75,11 @@ mod tests {
         assert!(!is_client_head_error("pingora_proxy", Level::Error, "Fail to proxy: Upstream ConnectRefused context: ..."));
         assert!(!is_client_head_error("wsgate::proxy", Level::Error, line));
         assert!(!is_client_head_error("pingora_proxy", Level::Warn, line));
+        let slow_reader = "Fail to proxy: Downstream WriteError context: Peer: addr: 127.0.0.1:1, scheme: HTTP cause:  context: while writing body cause: send timeout: the client accepted no bytes, status: 0";
+        assert!(is_client_head_error("pingora_proxy", Level::Error, slow_reader));
+        assert!(is_client_head_error("pingora_proxy", Level::Error, "Fail to proxy: Downstream WriteTimedout context: while writing h2 request body, timeout: 1s"));
+        assert!(!is_client_head_error("pingora_proxy", Level::Error, "Fail to proxy: Downstream WriteError context: while writing body cause: Broken pipe"));
+        assert!(is_client_head_error("pingora_core::apps", Level::Error, "H2 handshake error HandshakeError context: while h2 handshaking with client cause: request header timeout"));
+        assert!(!is_client_head_error("pingora_core::apps", Level::Error, "other"));
     }
 }

@@ -93,6 +93,11 @@ impl ProxyHttp for Gateway {
         // clients) once, here: headers, access log, limits and hashing all read this.
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        // The connection gate bounds HTTP/1 writes on the socket; an HTTP/2 stream stalls on
+        // flow control instead, which Pingora's per-stream write timeout sees.
+        if session.is_http2() {
+            session.set_write_timeout(Some(ctx.snapshot.config.limits.send_timeout));
+        }
         if let Err((status, reason)) = admission::check(session.req_header()) {
             session.set_keepalive(None);
             responses::text(session, status, reason, &[]).await?;
@@ -196,6 +201,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+        if e.etype() == &ErrorType::WriteTimedout && e.esource() == &ErrorSource::Downstream {
+            self.limits.refuse(Refusal::SendTimeout); // an HTTP/2 stream's (see request_filter)
+        }
         let status = error_status(e);
         if status > 0 && session.response_written().is_none() {
             // This connection is closed after the answer: say so in it.

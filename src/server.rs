@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::live::{Live, LiveService};
 use log::{error, info};
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
@@ -72,7 +73,9 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let proxy = GatedApp::new(pingora::proxy::http_proxy(&server.configuration, gateway), limits, live, drain, tls);
+    let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
+    http.server_options = Some(http_options(&config));
+    let proxy = GatedApp::new(http, limits, live, drain, tls);
     let proxy = proxy_service(proxy, filter, &config);
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
@@ -93,6 +96,15 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
         crate::ready::release_parent_on_ready_signal();
     }
     server.run_forever()
+}
+
+/// An HTTP/2 connection with no open stream for `keepalive_timeout` is closed, as an idle
+/// HTTP/1.1 one is (Pingora alone keeps it for ever). Taken at start-up: Pingora reads it
+/// from the proxy, which a reload does not rebuild.
+fn http_options(config: &Config) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(config.limits.keepalive_timeout);
+    options
 }
 
 fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, filter: Arc<AcceptFilter>, config: &Config) -> ListeningService<GatedApp<HttpProxy<Gateway>>> {

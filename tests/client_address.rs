@@ -10,12 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(addr).await.unwrap_or_else(|e| panic!("connect from {source}: {e}"))
-}
-
 /// One keep-alive request on `s`; the status, or `None` if the connection was closed.
 async fn request(s: &mut TcpStream, path: &str) -> Option<u16> {
     let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n").as_bytes()).await;

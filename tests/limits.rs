@@ -80,28 +80,6 @@ async fn limits_refuse_with_the_right_status_and_count_each_cause() {
     assert_eq!(log.matches("limit `rate_per_ip` reached").count(), 1);
 }
 
-/// Opens a TCP connection from `source` (any 127/8 address is loopback on Linux).
-async fn connect_from(source: &str, addr: SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
-/// Reads until the peer closes (or `limit`); returns what was read and whether it closed.
-async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: std::time::Duration) -> (Vec<u8>, bool) {
-    use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => return (got, false),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_limited_in_all_and_per_client_address() {
     use tokio::io::AsyncWriteExt;

@@ -36,7 +36,6 @@ async fn https_and_wss_work_through_a_tls_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listeners_offer_http2_for_plain_http() {
-    use tokio_rustls::rustls::pki_types::ServerName;
     let dir = tempfile::tempdir().unwrap();
     let (cert, _key) = write_self_signed_cert(dir.path());
     let web = HttpBackend::start("web");
@@ -47,17 +46,7 @@ async fn tls_listeners_offer_http2_for_plain_http() {
     );
     let gw = Wsgate::start_in(dir, &yaml);
     gw.wait_port(port);
-    let mut config = (*tls_client_config(&cert)).clone();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is offered");
-    let (client, connection) = h2::client::handshake(tls).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = h2_client(port, &cert).await;
     let request = http::Request::builder().uri(format!("https://localhost:{port}/over-h2")).body(()).unwrap();
     let (response, _) = client.send_request(request, true).unwrap();
     let response = tokio::time::timeout(std::time::Duration::from_secs(10), response).await.unwrap().unwrap();
@@ -134,4 +123,83 @@ async fn certificates_are_chosen_by_sni_and_reloaded_without_dropping_sessions()
     let (_, _, metrics) = get(format!("127.0.0.1:{mport}").parse().unwrap(), "x", "/metrics").await;
     assert!(metrics.contains("wsgate_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
     assert!(metrics.contains("wsgate_config_reloads_total{result=\"invalid\"} 1"), "{metrics}");
+}
+
+/// The frame types of the HTTP/2 frames in `bytes` (as far as they are complete).
+fn h2_frame_types(bytes: &[u8]) -> Vec<u8> {
+    let (mut types, mut at) = (Vec::new(), 0);
+    while let Some(header) = bytes.get(at..at + 9) {
+        types.push(header[3]);
+        at += 9 + u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    }
+    types
+}
+
+/// `header_timeout` and `keepalive_timeout` hold for HTTP/2 as for HTTP/1.1: a connection
+/// has `header_timeout` from accept for its first complete request (nothing, a preface,
+/// SETTINGS, or a HEADERS frame whose block never ends are no request) and is then told GOAWAY and
+/// closed; a connection with no open stream for `keepalive_timeout` is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_are_held_to_the_header_and_keepalive_timeouts() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    // HEADERS on stream 1 with END_STREAM but not END_HEADERS: GET https /, block unfinished.
+    const HEADERS_OPEN: &[u8] = &[0, 0, 3, 0x1, 0x1, 0, 0, 0, 1, 0x82, 0x87, 0x84];
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _key) = write_self_signed_cert(dir.path());
+    let web = HttpBackend::start("web");
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\n    tls: {{cert: cert.pem, key: key.pem}}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
+         limits: {{header_timeout: 2s, keepalive_timeout: 2s}}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
+        web.addr()
+    );
+    let gw = Wsgate::start_in(dir, &yaml);
+    gw.wait_port(port);
+    gw.wait_port(mport);
+
+    let cases = [("no preface", Vec::new()), ("preface only", PREFACE.to_vec()), ("HEADERS without END_HEADERS", [PREFACE, SETTINGS, HEADERS_OPEN].concat())];
+    for (case, sent) in cases {
+        let started = Instant::now();
+        let mut tls = h2_tls_connect(port, &cert).await;
+        tls.write_all(&sent).await.unwrap();
+        let (got, closed) = read_until_closed(&mut tls, Duration::from_secs(6)).await;
+        let after = started.elapsed();
+        assert!(closed, "{case}: still open after {after:?}");
+        assert!(after >= Duration::from_millis(1900) && after < Duration::from_secs(4), "{case}: closed after {after:?}");
+        assert!(h2_frame_types(&got).contains(&0x7), "{case}: GOAWAY before the close; frames {:?}", h2_frame_types(&got));
+        eprintln!("HTTP/2 {case}: closed {after:?} after connecting");
+    }
+    assert_eq!(web.hits(), 0, "the unfinished request never reached the backend");
+    let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    assert_eq!(sample(&scrape(maddr).await, "wsgate_refusals_total", &[("cause", "header_timeout")]), Some(3.0));
+    assert!(!gw.log().contains("H2 handshake error"), "Pingora's line per client without a preface is kept at debug level:\n{}", gw.log());
+
+    // Complete requests are served, also after a pause shorter than keepalive_timeout; the
+    // connection, idle afterwards, is closed.
+    let (mut client, connection) = h2::client::handshake(h2_tls_connect(port, &cert).await).await.unwrap();
+    let connection = tokio::spawn(connection);
+    for path in ["/first", "/idle-after"] {
+        let request = http::Request::builder().uri(format!("https://localhost:{port}{path}")).body(()).unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), response).await.expect("no answer").unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.data()).await.expect("body stalled") {
+            chunk.unwrap();
+        }
+        if path == "/first" {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            client = client.ready().await.expect("still open after 1.2 s idle");
+        }
+    }
+    let idle_from = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(6), connection).await;
+    let idle = idle_from.elapsed();
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is still open after {idle:?}");
+    assert!(idle >= Duration::from_millis(1500) && idle < Duration::from_secs(4), "closed after {idle:?} idle");
+    eprintln!("HTTP/2 idle after one request: closed after {idle:?}");
+    assert_eq!(web.last_request().unwrap().path, "/idle-after");
 }

@@ -44,6 +44,9 @@ pub struct LimitsConfig {
     pub header_timeout: Duration,
     /// How long an HTTP/1.1 connection waits for its next request, per read (whole seconds).
     pub keepalive_timeout: Duration,
+    /// How long a client may accept no bytes of what wsgate is sending it before its
+    /// connection (or HTTP/2 stream) is closed: nginx's `send_timeout`.
+    pub send_timeout: Duration,
     /// New connections per second per client address; `None`: no rate limit.
     pub connections_per_second_per_ip: Option<usize>,
     /// IPv6 clients are counted per network of this prefix length (1..=128), since one host

@@ -81,6 +81,8 @@ pub struct RawLimits {
     #[serde(default)]
     pub keepalive_timeout: Option<ConfigDuration>,
     #[serde(default)]
+    pub send_timeout: Option<ConfigDuration>,
+    #[serde(default)]
     pub connections_per_second_per_ip: Option<usize>,
     #[serde(default)]
     pub ipv6_prefix: Option<usize>,

@@ -227,14 +227,19 @@ fn limits_timeouts_and_ipv6_prefix_are_checked() {
     let c = parse_str(MINIMAL).unwrap();
     assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(60));
-    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m, ipv6_prefix: 120}}\n")).unwrap();
+    assert_eq!(c.limits.send_timeout, Duration::from_secs(60));
+    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m, ipv6_prefix: 120, send_timeout: 1500ms}}\n")).unwrap();
     assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(120));
+    assert_eq!(c.limits.send_timeout, Duration::from_millis(1500));
     assert_eq!(c.limits.ipv6_prefix, 120);
     assert_eq!(parse_str(MINIMAL).unwrap().limits.ipv6_prefix, 64);
     for (value, key) in [
         ("header_timeout: 0s", "limits.header_timeout"),
         ("keepalive_timeout: 0s", "limits.keepalive_timeout"),
         ("keepalive_timeout: 1500ms", "limits.keepalive_timeout"),
+        ("send_timeout: 999ms", "limits.send_timeout"),
+        ("send_timeout: 0s", "limits.send_timeout"),
+        ("send_timeout: soon", "limits.send_timeout"),
         ("ipv6_prefix: 0", "limits.ipv6_prefix"),
         ("ipv6_prefix: 129", "limits.ipv6_prefix"),
     ] {

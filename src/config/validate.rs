@@ -84,6 +84,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         max_connections_per_ip: limit(|l| l.max_connections_per_ip, "max_connections_per_ip", 1_024, &mut problems),
         header_timeout: raw_limits.and_then(|l| l.header_timeout).map_or(Duration::from_secs(10), |d| d.0),
         keepalive_timeout: raw_limits.and_then(|l| l.keepalive_timeout).map_or(Duration::from_secs(60), |d| d.0),
+        send_timeout: raw_limits.and_then(|l| l.send_timeout).map_or(Duration::from_secs(60), |d| d.0),
         connections_per_second_per_ip: raw_limits.and_then(|l| l.connections_per_second_per_ip).filter(|r| *r > 0),
         ipv6_prefix: match raw_limits.and_then(|l| l.ipv6_prefix) {
             None => DEFAULT_IPV6_PREFIX,
@@ -100,6 +101,11 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
     // Pingora counts keep-alive timeouts in whole seconds, and 0 would mean "no limit".
     if limits.keepalive_timeout < Duration::from_secs(1) || limits.keepalive_timeout.subsec_nanos() != 0 {
         problems.push((root.key("limits").key("keepalive_timeout"), "must be whole seconds, at least 1s".into()));
+    }
+    // Shorter would cut off clients over an ordinary stall (a lost packet's retransmission
+    // timeout is 1 s and more).
+    if limits.send_timeout < Duration::from_secs(1) {
+        problems.push((root.key("limits").key("send_timeout"), "must be at least 1s".into()));
     }
 
     let explicit_window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);

@@ -266,7 +266,13 @@ async fn switch_client(session: &mut Session, response: &ResponseHeader) -> Opti
     let (placeholder, _) = tokio::io::duplex(1);
     let placeholder = ServerSession::new_http1(Box::new(placeholder));
     match std::mem::replace(&mut *session.downstream_session, placeholder) {
-        ServerSession::H1(h1) => Some(Endpoint { stream: h1.into_inner(), early }),
+        ServerSession::H1(h1) => {
+            let stream = h1.into_inner();
+            // The tunnel bounds its writes by send_timeout itself (and ends the session
+            // cleanly for the other peer); the connection gate's clock would cut it first.
+            crate::connections::GatedStream::leave_send_timeout_to_the_tunnel(&stream);
+            Some(Endpoint { stream, early })
+        }
         other => {
             *session.downstream_session = other;
             None

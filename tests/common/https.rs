@@ -57,3 +57,23 @@ impl HttpsBackend {
         self.health_hits.load(Ordering::SeqCst)
     }
 }
+
+/// A TLS connection to wsgate on 127.0.0.1:`port` that negotiated HTTP/2 by ALPN (as
+/// `localhost`, trusting `cert`); nothing sent on it yet.
+pub async fn h2_tls_connect(port: u16, cert: &std::path::Path) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let mut config = (*super::client::tls_client_config(cert)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is offered");
+    tls
+}
+
+/// An HTTP/2 client (the `h2` crate) over `h2_tls_connect`, its connection driven by a task
+/// of its own, ready for a request.
+pub async fn h2_client(port: u16, cert: &std::path::Path) -> h2::client::SendRequest<bytes::Bytes> {
+    let (client, connection) = h2::client::handshake(h2_tls_connect(port, cert).await).await.unwrap();
+    tokio::spawn(connection);
+    client.ready().await.unwrap()
+}

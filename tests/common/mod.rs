@@ -5,6 +5,7 @@
 //! * `https`    — `HttpsBackend` (TLS to backends)
 //! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
 //! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics
+//! * `peers`    — `BulkBackend` (a body larger than socket buffers), `connect_from`, `read_until_closed`
 //! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
 //! * `recorder` — `WsRecorder`, a WebSocket backend that records every byte it receives
 #![allow(dead_code, unused_imports)]
@@ -14,6 +15,7 @@ pub mod client;
 pub mod https;
 pub mod proxy;
 pub mod metrics;
+pub mod peers;
 pub mod raw;
 pub mod recorder;
 
@@ -22,5 +24,6 @@ pub use client::*;
 pub use https::*;
 pub use proxy::*;
 pub use metrics::*;
+pub use peers::*;
 pub use raw::*;
 pub use recorder::*;

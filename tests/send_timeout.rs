@@ -1,0 +1,101 @@
+//! `limits.send_timeout`: a client that accepts no bytes of its answer for that long is
+//! closed (HTTP/1.1: the connection; HTTP/2: the stream), which lets the backend
+//! connection go, and is counted as `wsgate_refusals_total{cause="send_timeout"}`. A client
+//! that reads slowly but steadily is not cut off.
+mod common;
+use common::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Larger than every socket buffer between wsgate and the client.
+const BODY: usize = 64 << 20;
+
+fn config(port: u16, mport: u16, backend: SocketAddr, tls: &str) -> String {
+    format!(
+        "listeners:\n  - address: 127.0.0.1:{port}\n{tls}metrics: {{address: 127.0.0.1:{mport}}}\n\
+         limits: {{send_timeout: 1s}}\n\
+         upstreams:\n  bulk: {{backends: ['{backend}']}}\nroutes:\n  - {{upstream: bulk}}\n"
+    )
+}
+
+async fn send_timeouts(maddr: SocketAddr) -> f64 {
+    sample(&scrape(maddr).await, "wsgate_refusals_total", &[("cause", "send_timeout")]).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_stops_reading_is_closed_and_the_backend_connection_released() {
+    let backend = BulkBackend::start(BODY);
+    let (port, mport) = (free_port(), free_port());
+    let gw = Wsgate::start_and_wait(&config(port, mport, backend.addr(), ""), &[port, mport]);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+
+    let mut stalled = connect_from("127.0.0.1", addr).await;
+    stalled.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(backend.wait_open(1, Duration::from_secs(5)).await, "the request never reached the backend\n{}", gw.logs());
+    let asked = Instant::now();
+    // Not a byte read: wsgate fills the socket buffers, then nothing moves.
+    assert!(backend.wait_open(0, Duration::from_secs(10)).await, "the backend connection is still held after {:?}", asked.elapsed());
+    let released = asked.elapsed();
+    let (got, closed) = read_until_closed(&mut stalled, Duration::from_secs(5)).await;
+    assert!(closed, "the client connection is still open after {:?}", asked.elapsed());
+    assert!(got.starts_with(b"HTTP/1.1 200"), "the answer had begun");
+    assert!(got.len() < BODY, "closed before the end of the body ({} bytes)", got.len());
+    assert!(released >= Duration::from_millis(900) && released < Duration::from_secs(6), "released after {released:?}");
+    eprintln!("HTTP/1.1 slow reader: backend connection released {released:?} after the request; the client got {} bytes", got.len());
+    assert_eq!(send_timeouts(maddr).await, 1.0);
+
+    // A client reading 64 KiB every 10 ms never goes a second without progress: it is
+    // served for as long as it reads (well past send_timeout), far from the end of the body.
+    // (Progress shows when the kernel reports the socket writable again, once a third of
+    // its send buffer is free: a reader much slower than that buffer per send_timeout is
+    // a stalled one, as for nginx.)
+    let mut slow = connect_from("127.0.0.1", addr).await;
+    slow.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (started, mut total, mut buf) = (Instant::now(), 0usize, vec![0u8; 64 * 1024]);
+    for _ in 0..1000 {
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(2), slow.read(&mut buf)).await.expect("no byte for 2 s").unwrap();
+        assert!(n > 0, "closed after {total} bytes and {:?} of steady reading", started.elapsed());
+        total += n;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "read for {:?}", started.elapsed());
+    assert!(total < BODY);
+    assert_eq!(send_timeouts(maddr).await, 1.0, "the steady reader was not counted");
+    let log = gw.log();
+    assert_eq!(log.matches("limit `send_timeout` reached").count(), 1, "logged once:\n{log}");
+    assert!(!log.contains("Fail to proxy"), "Pingora's line per slow reader is kept at debug level:\n{log}");
+}
+
+/// Over HTTP/2 a client that stops reading stops granting flow-control credit, so the
+/// stall shows on the stream, not on the socket: the stream is reset after send_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_whose_client_stops_reading_is_reset_and_the_backend_connection_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _key) = write_self_signed_cert(dir.path());
+    let backend = BulkBackend::start(BODY);
+    let (port, mport) = (free_port(), free_port());
+    let gw = Wsgate::start_in(dir, &config(port, mport, backend.addr(), "    tls: {cert: cert.pem, key: key.pem}\n"));
+    gw.wait_port(port);
+    gw.wait_port(mport);
+    let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
+
+    let mut client = h2_client(port, &cert).await;
+    let request = http::Request::builder().uri(format!("https://localhost:{port}/big")).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response).await.expect("no answer").unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(backend.wait_open(1, Duration::from_secs(5)).await);
+    let answered = Instant::now();
+    // The body is never read, so its flow-control window is never given back.
+    let _unread = response.into_body();
+    assert!(backend.wait_open(0, Duration::from_secs(10)).await, "the backend connection is still held after {:?}", answered.elapsed());
+    let released = answered.elapsed();
+    assert!(released >= Duration::from_millis(900) && released < Duration::from_secs(6), "released after {released:?}");
+    eprintln!("HTTP/2 slow reader: backend connection released {released:?} after the answer began");
+    assert_eq!(send_timeouts(maddr).await, 1.0);
+    assert!(!gw.log().contains("Fail to proxy"), "{}", gw.log());
+}
