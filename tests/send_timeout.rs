@@ -1,6 +1,7 @@
 //! `limits.send_timeout`: a client that accepts no bytes of its answer for that long is
-//! closed (HTTP/1.1: the connection; HTTP/2: the stream), which lets the backend
-//! connection go, and is counted as `wsgate_refusals_total{cause="send_timeout"}`. A client
+//! closed (HTTP/1.1: the connection; HTTP/2: the stream; a WebSocket session: the client's
+//! connection, the backend getting Close 1001), which lets the backend connection go, and
+//! is counted as `wsgate_refusals_total{cause="send_timeout"}`. A client
 //! that reads slowly but steadily is not cut off.
 mod common;
 use common::*;
@@ -98,4 +99,25 @@ async fn an_http2_stream_whose_client_stops_reading_is_reset_and_the_backend_con
     eprintln!("HTTP/2 slow reader: backend connection released {released:?} after the answer began");
     assert_eq!(send_timeouts(maddr).await, 1.0);
     assert!(!gw.log().contains("Fail to proxy"), "{}", gw.log());
+}
+
+/// A WebSocket client that stops reading while the backend sends: not idle (bytes keep
+/// coming), so only send_timeout ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_that_stops_reading_is_dropped_and_the_backend_gets_1001() {
+    let backend = WsRecorder::start(ws_frame(0x2, &vec![1; BODY / 2], false));
+    let (port, mport) = (free_port(), free_port());
+    let gw = Wsgate::start_and_wait(&config(port, mport, backend.addr(), ""), &[port, mport]);
+    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+
+    let mut stalled = ws_upgraded(addr, "/ws/stalled", b"").await;
+    let upgraded = Instant::now();
+    let to_backend = backend.closed_session("/ws/stalled").await;
+    let told = upgraded.elapsed();
+    assert_eq!(to_backend.close_codes(), [Some(1001)], "the backend is told the session is going away");
+    let (_, closed) = read_until_closed(&mut stalled, Duration::from_secs(60)).await;
+    assert!(closed, "the stalled client's connection is closed");
+    assert!(told >= Duration::from_millis(900) && told < Duration::from_secs(6), "backend told after {told:?}");
+    eprintln!("WebSocket slow reader: backend got Close 1001 {told:?} after the 101");
+    assert_eq!(send_timeouts(maddr).await, 1.0, "{}", gw.logs());
 }

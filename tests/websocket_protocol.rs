@@ -31,22 +31,6 @@ fn gate(backend: SocketAddr, extra: &str) -> Gate {
     Gate { gw, addr: format!("127.0.0.1:{port}").parse().unwrap(), metrics: format!("127.0.0.1:{mport}").parse().unwrap() }
 }
 
-/// A client connection upgraded on `path`, with `behind` sent in the same write as the
-/// request; the 101's head has been read, nothing after it.
-async fn upgraded(addr: SocketAddr, path: &str, behind: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&[ws_upgrade_request(path, "x").as_bytes(), behind].concat()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await.expect("a 101 in time").unwrap();
-        assert_eq!(n, 1, "closed before the 101 ended: {:?}", String::from_utf8_lossy(&head));
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&head));
-    s
-}
-
 /// A masked frame with an arbitrary first byte and payload length field (as declared).
 fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = ws_frame(b0 & 0x0F, payload, true);
@@ -100,7 +84,7 @@ async fn each_client_frame_that_breaks_rfc6455_fails_the_session_with_1002() {
         // A well-formed message over max_message_bytes behind the bad frame: with the old
         // byte tunnel it reached the backend whole.
         let behind = masked(0x82, &vec![7; 200 * 1024]);
-        let mut s = upgraded(g.addr, &path, b"").await;
+        let mut s = ws_upgraded(g.addr, &path, b"").await;
         s.write_all(&[good.clone(), bad.clone(), behind].concat()).await.unwrap();
         assert_eq!(close_code(&mut s).await, Some(1002), "{case}");
         assert!(at_eof(&mut s).await, "{case}: the offender's connection is closed after its Close");
@@ -121,7 +105,7 @@ async fn each_client_frame_that_breaks_rfc6455_fails_the_session_with_1002() {
 async fn a_backend_whose_greeting_is_masked_gets_1002_and_the_client_1001() {
     let backend = WsRecorder::start(masked(0x81, b"hello from a confused server"));
     let g = gate(backend.addr(), "");
-    let mut s = upgraded(g.addr, "/ws/masked-greeting", b"").await;
+    let mut s = ws_upgraded(g.addr, "/ws/masked-greeting", b"").await;
     assert_eq!(close_code(&mut s).await, Some(1001), "the client is told the session is going away");
     s.write_all(&masked(0x88, &1001u16.to_be_bytes())).await.unwrap();
     assert!(at_eof(&mut s).await);
@@ -139,7 +123,7 @@ async fn frames_sent_behind_the_handshake_reach_the_backend_first() {
     let early = [masked(0x81, b"sent with the handshake"), masked(0x82, &[9; 900])].concat();
     // The second frame is cut: its rest follows once the 101 is in.
     let cut = early.len() - 500;
-    let mut s = upgraded(g.addr, "/ws/early", &early[..cut]).await;
+    let mut s = ws_upgraded(g.addr, "/ws/early", &early[..cut]).await;
     s.write_all(&early[cut..]).await.unwrap();
     s.write_all(&masked(0x88, &1000u16.to_be_bytes())).await.unwrap();
     assert_eq!(close_code(&mut s).await, Some(1000), "the backend's answer");
@@ -158,7 +142,7 @@ async fn frames_sent_behind_the_handshake_reach_the_backend_first() {
 async fn a_burst_of_close_frames_reaches_the_backend_as_one() {
     let backend = WsRecorder::start(Vec::new());
     let g = gate(backend.addr(), "");
-    let mut s = upgraded(g.addr, "/ws/closes", b"").await;
+    let mut s = ws_upgraded(g.addr, "/ws/closes", b"").await;
     let burst = masked(0x88, b"").repeat(32 * 1024);
     s.write_all(&burst).await.unwrap();
     assert_eq!(close_code(&mut s).await, Some(1000), "the backend's answer");
@@ -177,7 +161,7 @@ async fn draining_closes_each_session_once_whatever_came_before_or_after() {
     let greeting = [ws_frame(0x2, &vec![5; 150 * 1024], false), ws_frame(0x1, b"welcome", false)].concat();
     let backend = WsRecorder::start(greeting.clone());
     let g = gate(backend.addr(), "drain: {window: 1s}\n");
-    let mut s = upgraded(g.addr, "/ws/drain", b"").await;
+    let mut s = ws_upgraded(g.addr, "/ws/drain", b"").await;
     let mut got = vec![0u8; greeting.len()];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.expect("the greeting in time").unwrap();
     assert!(got == greeting, "the greeting arrives whole");

@@ -17,7 +17,7 @@ use crate::config::model::Route;
 use crate::headers::{self, Forwarding};
 use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::drain::InFlight;
-use crate::limits::Admitted;
+use crate::limits::{Admitted, Limits, Refusal as LimitRefusal};
 use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult};
 use crate::live::Snapshot;
 use crate::proxy::{Gateway, RequestCtx};
@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use frames::Rules;
 use futures_util::FutureExt;
-use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelStats};
+use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelEnd, TunnelStats};
 
 /// What happened to one WebSocket upgrade request, for logging.
 #[derive(Debug, Default, Clone)]
@@ -151,14 +151,14 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         meters: Meters { bytes: meter.bytes_to_backend.clone(), messages: meter.messages_to_backend.clone() },
         max_message: Some(route.websocket.max_message_bytes),
         rules: client_rules,
-        send_timeout: Duration::from_secs(60),
+        send_timeout: snapshot.config.limits.send_timeout,
     };
     let downstream_dir = Direction {
         sender: Initiator::Backend,
         meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
         max_message: None,
         rules: backend_rules,
-        send_timeout: Duration::from_secs(60),
+        send_timeout: snapshot.config.limits.send_timeout,
     };
     // The tunnel goes on in a task of its own, so the request's futures (Pingora's and this
     // handshake's, ~24 KB) are freed for the whole life of the session.
@@ -171,6 +171,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         meter,
         drain_at: Box::pin(gw.drain.session_deadline()),
         metrics: gw.metrics.clone(),
+        limits: gw.limits.clone(),
         access_log: gw.access_log.clone(),
         route: route_label.to_string(),
         upstream: upstream_label.to_string(),
@@ -199,6 +200,7 @@ struct OpenSession {
     meter: SessionMeter,
     drain_at: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
     access_log: Arc<AccessLog>,
     route: String,
     upstream: String,
@@ -222,6 +224,9 @@ impl OpenSession {
         self.metrics.ws_duration.with_label_values(&[route, upstream]).observe(stats.duration.as_secs_f64());
         if let Some(offender) = stats.protocol_error {
             self.metrics.ws_protocol_errors.with_label_values(&[route, upstream, offender.direction_label()]).inc();
+        }
+        if let TunnelEnd::SendTimeout(_) = stats.end {
+            self.limits.refuse(LimitRefusal::SendTimeout);
         }
         debug!("websocket tunnel ended: {stats:?}");
         self.outcome.tunnel = Some(stats);

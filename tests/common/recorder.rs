@@ -13,6 +13,22 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsgate::websocket::frames::{FrameEvent, FrameReader};
 
+/// A client connection upgraded on `path`, with `behind` sent in the same write as the
+/// request; the 101's head has been read, nothing after it.
+pub async fn ws_upgraded(addr: SocketAddr, path: &str, behind: &[u8]) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[super::raw::ws_upgrade_request(path, "x").as_bytes(), behind].concat()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await.expect("a 101 in time").unwrap();
+        assert_eq!(n, 1, "closed before the 101 ended: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&head));
+    s
+}
+
 /// What one session's backend side received after its handshake.
 #[derive(Debug, Default, Clone)]
 pub struct Recorded {
@@ -62,13 +78,19 @@ impl WsRecorder {
                 all.lock().unwrap().push(record.clone());
                 let mut answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", ws_accept(&key)).into_bytes();
                 answer.extend_from_slice(&greeting);
-                if s.write_all(&answer).await.is_err() {
-                    return;
-                }
-                let mut answered = false;
+                // Writes and reads at once: a large greeting that the client does not read
+                // must not stop the recording.
+                let (mut rd, mut wr) = tokio::io::split(s);
+                let (reply, replied) = tokio::sync::oneshot::channel::<()>();
+                tokio::spawn(async move {
+                    if wr.write_all(&answer).await.is_ok() && replied.await.is_ok() {
+                        let _ = wr.write_all(&[0x88, 0x02, 0x03, 0xE8]).await;
+                    }
+                });
+                let mut reply = Some(reply);
                 let mut chunk = vec![0u8; 64 * 1024];
                 loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    let n = rd.read(&mut chunk).await.unwrap_or(0);
                     let closed = {
                         let mut r = record.lock().unwrap();
                         r.ended = n == 0;
@@ -78,9 +100,10 @@ impl WsRecorder {
                     if n == 0 {
                         return;
                     }
-                    if closed && !answered {
-                        answered = true;
-                        let _ = s.write_all(&[0x88, 0x02, 0x03, 0xE8]).await;
+                    if closed {
+                        if let Some(reply) = reply.take() {
+                            let _ = reply.send(());
+                        }
                     }
                 }
             }
