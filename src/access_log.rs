@@ -20,7 +20,7 @@ pub struct AccessLog {
     pub include_query: bool,
 }
 
-/// One access-log line. Field names are part of the product (documented in README.md).
+/// One access-log line. Field names are part of the product (documented in docs/observability.md).
 #[derive(Debug, Default, Serialize)]
 pub struct Record<'a> {
     pub time: String,

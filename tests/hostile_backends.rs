@@ -225,7 +225,7 @@ async fn endless_interim_answers_to_a_websocket_handshake_get_502() {
 
 /// A 101 that is not a valid acceptance of the client's WebSocket handshake (another
 /// protocol, a wrong `Sec-WebSocket-Accept`, a missing `Upgrade` or `Connection`) gets 502
-/// and no tunnel (README, "WebSocket handshakes").
+/// and no tunnel (docs/configuration.md, "WebSocket handshakes").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_101_to_a_websocket_handshake_gets_502_and_no_tunnel() {
     use Expect::Status;

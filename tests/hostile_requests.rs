@@ -334,7 +334,8 @@ fn no_upgrade_forwarded(r: &RecordedRequest) {
     assert!(!conn.contains("upgrade"), "Connection: {conn}");
 }
 
-/// `Upgrade: h2c` and `Upgrade: websocket, h2c` are served as plain HTTP (README).
+/// `Upgrade: h2c` and `Upgrade: websocket, h2c` are served as plain HTTP (docs/configuration.md,
+/// "What the backend receives").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_websocket_upgrades_are_served_as_plain_http() {
     run_cases(
