@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs build/test prerequisites only when missing. Uses sudo only when not root.
 #
-# Required (a failure is fatal): cmake (Pingora's build) and the openssl CLI (self-signed
-# certs in the TLS tests).
+# Required (a failure is fatal): cmake (Pingora's build), the openssl CLI (self-signed
+# certs in the TLS tests) and python3 (scripts/check-doc-links.py).
 # Optional here (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
 # `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests fail
 # under CI and print SKIPPED and pass elsewhere.
@@ -11,6 +11,7 @@ set -euo pipefail
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 
 optional_missing=false
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || optional_missing=true

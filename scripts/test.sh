@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit + integration tests (debug build), then the WebSocket
+# Runs the whole test suite: the docs' links, clippy with warnings as errors, unit +
+# integration tests (debug build), then the WebSocket
 # soak at full size in a release build (10 × 1 GiB through one session, 5,000 sequential
 # and 200 concurrent sessions), which a debug build would take minutes to push through,
 # and the connection-flood test (echo latency of 200 sessions while one client opens
@@ -9,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-deps.sh
+if [ "$#" -eq 0 ]; then
+    python3 scripts/check-doc-links.py
+    cargo clippy --all-targets -- -D warnings
+fi
 cargo test "$@"
 if [ "$#" -eq 0 ]; then
     WSGATE_STRESS_BULK_MIB=1024 WSGATE_STRESS_BULK_RUNS=10 \
