@@ -60,11 +60,7 @@ fn parse_args() -> Result<Args, String> {
         };
         list.push(it.next().ok_or_else(|| format!("{flag} needs a value"))?);
     }
-    if args.http.is_empty()
-        && args.ws.is_empty()
-        && args.probe_http.is_empty()
-        && args.probe_ws.is_empty()
-    {
+    if args.http.is_empty() && args.ws.is_empty() && args.probe_http.is_empty() && args.probe_ws.is_empty() {
         return Err("nothing to do".into());
     }
     Ok(args)
@@ -88,14 +84,8 @@ async fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let local = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| a.clone());
-            println!(
-                "demo backend: {} server on {local}",
-                if ws { "WebSocket echo" } else { "HTTP" }
-            );
+            let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| a.clone());
+            println!("demo backend: {} server on {local}", if ws { "WebSocket echo" } else { "HTTP" });
             tokio::spawn(serve(listener, local, ws));
         }
     }
@@ -105,16 +95,10 @@ async fn main() -> ExitCode {
     }
     let mut ok = true;
     for url in &args.probe_http {
-        ok &= report(
-            url,
-            tokio::time::timeout(PROBE_TIMEOUT, probe_http(url)).await,
-        );
+        ok &= report(url, tokio::time::timeout(PROBE_TIMEOUT, probe_http(url)).await);
     }
     for url in &args.probe_ws {
-        ok &= report(
-            url,
-            tokio::time::timeout(PROBE_TIMEOUT, probe_ws(url)).await,
-        );
+        ok &= report(url, tokio::time::timeout(PROBE_TIMEOUT, probe_ws(url)).await);
     }
     if ok {
         ExitCode::SUCCESS
@@ -178,8 +162,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
                 path: req.path.unwrap_or("").to_string(),
                 len,
                 upgrade: get("upgrade").contains("websocket"),
-                close: conn.contains("close")
-                    || (req.version == Some(0) && !conn.contains("keep-alive")),
+                close: conn.contains("close") || (req.version == Some(0) && !conn.contains("keep-alive")),
                 content_length: get("content-length").trim().parse().unwrap_or(0),
             }))
         }
@@ -205,11 +188,7 @@ async fn conn(mut s: TcpStream, name: String, ws: bool) {
             }
         };
         if ws && head.upgrade {
-            let stream = Prefixed {
-                prefix: buf,
-                pos: 0,
-                inner: s,
-            };
+            let stream = Prefixed { prefix: buf, pos: 0, inner: s };
             ws_echo(stream, &name).await;
             return;
         }
@@ -223,11 +202,8 @@ async fn conn(mut s: TcpStream, name: String, ws: bool) {
         }
         buf.drain(..head.len + head.content_length);
         let route = head.path.split('?').next().unwrap_or("");
-        let body = if route == "/healthz" || ws {
-            "ok\n".to_string()
-        } else {
-            format!("hello from demo backend {name}\n")
-        };
+        let body =
+            if route == "/healthz" || ws { "ok\n".to_string() } else { format!("hello from demo backend {name}\n") };
         if route != "/healthz" {
             println!("[{name}] {} {}", head.method, head.path);
         }
@@ -247,13 +223,8 @@ async fn conn(mut s: TcpStream, name: String, ws: bool) {
 async fn ws_echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S, name: &str) {
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         println!("[{name}] WebSocket upgrade {}", req.uri());
-        let offered = req
-            .headers()
-            .get(SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok());
-        if let Some(first) =
-            offered.and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()))
-        {
+        let offered = req.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
+        if let Some(first) = offered.and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty())) {
             if let Ok(v) = HeaderValue::from_str(first) {
                 resp.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
             }
@@ -282,11 +253,7 @@ struct Prefixed<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         if self.pos < self.prefix.len() {
             let n = (self.prefix.len() - self.pos).min(out.remaining());
             let start = self.pos;
@@ -299,11 +266,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, b)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -317,18 +280,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 // ---------------------------------------------------------------- probes
 
 async fn probe_http(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs are supported")?;
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let target = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
+    let target = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
     let addr: SocketAddr = match target.parse() {
         Ok(a) => a,
         Err(_) => tokio::net::lookup_host(&target)
@@ -337,20 +294,15 @@ async fn probe_http(url: &str) -> Result<String, String> {
             .next()
             .ok_or(format!("resolve {target}: no address"))?,
     };
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: demo_backend-probe\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
+    let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: demo_backend-probe\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
     loop {
         buf.reserve(8192);
-        let n = s
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let n = s.read_buf(&mut buf).await.map_err(|e| format!("read: {e}"))?;
         let mut hs = [httparse::EMPTY_HEADER; 100];
         let mut resp = httparse::Response::new(&mut hs);
         match resp.parse(&buf) {
@@ -359,13 +311,7 @@ async fn probe_http(url: &str) -> Result<String, String> {
                     .headers
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| {
-                        std::str::from_utf8(h.value)
-                            .ok()?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()
-                    });
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok());
                 let complete = match clen {
                     Some(c) => buf.len() >= len + c,
                     None => n == 0,
@@ -376,54 +322,32 @@ async fn probe_http(url: &str) -> Result<String, String> {
                     let body = String::from_utf8_lossy(&buf[len..body_end]).into_owned();
                     let mut out = format!("HTTP {code} {}\n", resp.reason.unwrap_or(""));
                     for h in resp.headers.iter() {
-                        out.push_str(&format!(
-                            "{}: {}\n",
-                            h.name,
-                            String::from_utf8_lossy(h.value)
-                        ));
+                        out.push_str(&format!("{}: {}\n", h.name, String::from_utf8_lossy(h.value)));
                     }
                     out.push('\n');
                     out.push_str(&body);
-                    return if (200..300).contains(&code) {
-                        Ok(out)
-                    } else {
-                        Err(format!("status {code}\n{out}"))
-                    };
+                    return if (200..300).contains(&code) { Ok(out) } else { Err(format!("status {code}\n{out}")) };
                 }
             }
             Ok(httparse::Status::Partial) => {}
             Err(e) => return Err(format!("bad response: {e}")),
         }
         if n == 0 {
-            return Err(format!(
-                "connection closed early: {:?}",
-                String::from_utf8_lossy(&buf)
-            ));
+            return Err(format!("connection closed early: {:?}", String::from_utf8_lossy(&buf)));
         }
     }
 }
 
 async fn probe_ws(url: &str) -> Result<String, String> {
-    let (mut ws, resp) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("connect: {e}"))?;
     let sent = "hello from demo_backend probe";
-    ws.send(Message::text(sent))
-        .await
-        .map_err(|e| format!("send: {e}"))?;
+    ws.send(Message::text(sent)).await.map_err(|e| format!("send: {e}"))?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
                 let _ = ws.close(None).await;
-                let out = format!(
-                    "handshake: HTTP {}\nsent:     {sent}\nreceived: {t}",
-                    resp.status()
-                );
-                return if t == sent {
-                    Ok(out)
-                } else {
-                    Err(format!("echo mismatch\n{out}"))
-                };
+                let out = format!("handshake: HTTP {}\nsent:     {sent}\nreceived: {t}", resp.status());
+                return if t == sent { Ok(out) } else { Err(format!("echo mismatch\n{out}")) };
             }
             Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
             Some(Ok(other)) => return Err(format!("unexpected message: {other:?}")),

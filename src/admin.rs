@@ -1,13 +1,13 @@
 //! The metrics listener (`metrics.address`): `GET /metrics` in the Prometheus text format
 //! and `GET /ready` for load balancers in front of wsgate. Nothing else is served there.
 
+use crate::ready::Readiness;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use crate::ready::Readiness;
 use pingora_prometheus::prometheus::{self, Encoder, TextEncoder};
 use std::sync::Arc;
 
@@ -40,7 +40,11 @@ impl AdminApp {
 
 #[async_trait]
 impl HttpServerApp for AdminApp {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         if !matches!(session.read_request().await, Ok(true)) {
             return None;
         }

@@ -61,7 +61,15 @@ mod tests {
         assert_eq!(check(&req("/", http::Version::HTTP_10, &[])), Ok(()));
         let long = format!("/{}", "a".repeat(MAX_TARGET_BYTES));
         assert_eq!(check(&req(&long, http::Version::HTTP_11, &host)).unwrap_err().0, 414);
-        assert_eq!(check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "Chunked")])), Ok(()));
-        assert_eq!(check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "gzip, chunked")])).unwrap_err().0, 501);
+        assert_eq!(
+            check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "Chunked")])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "gzip, chunked")]))
+                .unwrap_err()
+                .0,
+            501
+        );
     }
 }

@@ -31,7 +31,9 @@ impl DnsDiscovery {
         let mut failures = Vec::new();
         for name in &self.names {
             let addrs: Vec<SocketAddr> = match &hosts {
-                Some(text) => hosts_lookup(text, &name.host).into_iter().map(|ip| SocketAddr::new(ip, name.port)).collect(),
+                Some(text) => {
+                    hosts_lookup(text, &name.host).into_iter().map(|ip| SocketAddr::new(ip, name.port)).collect()
+                }
                 None => match (name.host.as_str(), name.port).to_socket_addrs() {
                     Ok(a) => a.collect(),
                     Err(e) => {
@@ -101,7 +103,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hosts");
         std::fs::write(&file, "127.0.0.2 a.svc\n127.0.0.3 a.svc\n").unwrap();
-        let d = DnsDiscovery { names: vec![DnsName { host: "a.svc".into(), port: 80, weight: 1 }], hosts_file: Some(file.clone()) };
+        let d = DnsDiscovery {
+            names: vec![DnsName { host: "a.svc".into(), port: 80, weight: 1 }],
+            hosts_file: Some(file.clone()),
+        };
         let got: Vec<String> = d.resolve_blocking().unwrap().iter().map(|b| b.addr.to_string()).collect();
         assert_eq!(got.len(), 2, "{got:?}");
         std::fs::write(&file, "# empty\n").unwrap();

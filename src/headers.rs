@@ -29,7 +29,8 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 
 /// A client may not make us drop these by naming them in `Connection` (Pingora refuses the
 /// same nominations): they carry the request's identity and origin.
-const PROTECTED: &[&str] = &["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"];
+const PROTECTED: &[&str] =
+    &["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"];
 
 // Names as static strings: Pingora keeps each inserted name's case, and a `&'static str`
 // is the one form it takes without copying.
@@ -116,7 +117,12 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
 
 /// The fields every forwarded request gets after the client address: protocol, original
 /// host, then the route's own edits.
-fn finish(req: &mut RequestHeader, route: &Route, fwd: &Forwarding, original_host: Option<http::HeaderValue>) -> Result<(), PolicyError> {
+fn finish(
+    req: &mut RequestHeader,
+    route: &Route,
+    fwd: &Forwarding,
+    original_host: Option<http::HeaderValue>,
+) -> Result<(), PolicyError> {
     let proto = http::HeaderValue::from_static(if fwd.tls { "https" } else { "http" });
     let _ = req.insert_header(X_FORWARDED_PROTO, proto);
     // A client's own values are never passed on: X-Forwarded-Host is only ever the host
@@ -142,10 +148,7 @@ fn finish(req: &mut RequestHeader, route: &Route, fwd: &Forwarding, original_hos
 
 /// The Host the client asked for: the `Host` header, or the authority of an absolute URI.
 pub fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+    req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
 /// Lower-cased tokens of every `Connection` header.
@@ -183,7 +186,13 @@ mod tests {
             host_header,
             set_headers: vec![(HeaderName::from_static("x-served-by"), HeaderValue::from_static("wsgate"))],
             remove_headers: vec![HeaderName::from_static("x-debug")],
-            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20, max_sessions: None },
+            websocket: WebSocketPolicy {
+                enabled: true,
+                idle_timeout: Duration::from_secs(1),
+                allowed_origins: None,
+                max_message_bytes: 1 << 20,
+                max_sessions: None,
+            },
         }
     }
 
@@ -210,7 +219,8 @@ mod tests {
 
     #[test]
     fn websocket_upgrade_is_normalized() {
-        let mut req = request(&[("Host", "chat.example.com"), ("Upgrade", "WebSocket"), ("Connection", "keep-alive, Upgrade")]);
+        let mut req =
+            request(&[("Host", "chat.example.com"), ("Upgrade", "WebSocket"), ("Connection", "keep-alive, Upgrade")]);
         apply(&mut req, &route(HostHeader::Preserve), &fwd(true)).unwrap();
         assert_eq!(get(&req, "upgrade"), Some("websocket"));
         assert_eq!(get(&req, "connection"), Some("Upgrade"));
@@ -243,7 +253,11 @@ mod tests {
 
     #[test]
     fn forwarding_headers_append_and_set() {
-        let mut req = request(&[("Host", "app.example.com:8080"), ("X-Forwarded-For", "192.0.2.1, 192.0.2.2"), ("X-Real-IP", "spoofed")]);
+        let mut req = request(&[
+            ("Host", "app.example.com:8080"),
+            ("X-Forwarded-For", "192.0.2.1, 192.0.2.2"),
+            ("X-Real-IP", "spoofed"),
+        ]);
         apply(&mut req, &route(HostHeader::Preserve), &fwd(false)).unwrap();
         assert_eq!(get(&req, "x-forwarded-for"), Some("192.0.2.1, 192.0.2.2, 10.1.2.3"));
         assert_eq!(get(&req, "x-real-ip"), Some("10.1.2.3"));
@@ -298,7 +312,11 @@ mod tests {
 
     #[test]
     fn a_clients_forwarding_claims_never_reach_the_backend() {
-        let forged = [("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=10.9.9.9;host=admin.internal"), ("forwarded", "for=1.2.3.4")];
+        let forged = [
+            ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "for=10.9.9.9;host=admin.internal"),
+            ("forwarded", "for=1.2.3.4"),
+        ];
         // No Host (HTTP/1.0): no X-Forwarded-Host at all, rather than the client's.
         let mut req = request(&forged);
         req.set_version(http::Version::HTTP_10);
@@ -307,7 +325,8 @@ mod tests {
         assert_eq!(get(&req, "forwarded"), None);
         // With a Host: that host, whatever the client claimed; the same on upgrades.
         for websocket in [false, true] {
-            let mut req = request(&[&[("Host", "app.example.com"), ("Expect", "100-continue")][..], &forged[..]].concat());
+            let mut req =
+                request(&[&[("Host", "app.example.com"), ("Expect", "100-continue")][..], &forged[..]].concat());
             apply(&mut req, &route(HostHeader::Preserve), &fwd(websocket)).unwrap();
             assert_eq!(req.headers.get_all("x-forwarded-host").iter().collect::<Vec<_>>(), ["app.example.com"]);
             assert_eq!(get(&req, "forwarded"), None);

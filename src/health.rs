@@ -10,21 +10,32 @@
 
 use crate::config::model::Upstream;
 use crate::metrics::Metrics;
-use pingora_prometheus::prometheus::IntGaugeVec;
 use crate::ready::Readiness;
 use crate::upstream;
 use async_trait::async_trait;
 use log::{info, warn};
 use pingora::lb::health_check::HealthCheck;
 use pingora::lb::{Backend, HealthCheckService, HealthRegistry};
+use pingora_prometheus::prometheus::IntGaugeVec;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// A registry for `spec`'s health checks; `first_round` are the backends readiness waits for.
-pub fn registry(spec: &Upstream, first_round: impl IntoIterator<Item = SocketAddr>, series: &Arc<BackendSeries>, readiness: &Arc<Readiness>) -> Arc<HealthRegistry> {
+pub fn registry(
+    spec: &Upstream,
+    first_round: impl IntoIterator<Item = SocketAddr>,
+    series: &Arc<BackendSeries>,
+    readiness: &Arc<Readiness>,
+) -> Arc<HealthRegistry> {
     let registry = HealthRegistry::new();
-    let check = ObservedCheck::new(upstream::health_check(&upstream::CheckSpec::of(spec)), &spec.name, first_round, series.clone(), readiness.clone());
+    let check = ObservedCheck::new(
+        upstream::health_check(&upstream::CheckSpec::of(spec)),
+        &spec.name,
+        first_round,
+        series.clone(),
+        readiness.clone(),
+    );
     registry.set_health_check(Box::new(check));
     Arc::new(registry)
 }
@@ -56,7 +67,11 @@ struct Members {
 
 impl BackendSeries {
     pub fn new(pool: &str, metrics: &Metrics) -> Arc<BackendSeries> {
-        Arc::new(BackendSeries { pool: pool.to_string(), gauge: metrics.backend_healthy.clone(), state: Mutex::default() })
+        Arc::new(BackendSeries {
+            pool: pool.to_string(),
+            gauge: metrics.backend_healthy.clone(),
+            state: Mutex::default(),
+        })
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, Members> {
@@ -188,7 +203,13 @@ mod tests {
         let metrics = Metrics::new();
         let series = BackendSeries::new("p", &metrics);
         let (a, b): (SocketAddr, SocketAddr) = ("10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
-        let count = || metrics.backend_healthy.collect()[0].get_metric().iter().filter(|m| m.get_label().iter().any(|l| l.value() == "p")).count();
+        let count = || {
+            metrics.backend_healthy.collect()[0]
+                .get_metric()
+                .iter()
+                .filter(|m| m.get_label().iter().any(|l| l.value() == "p"))
+                .count()
+        };
         let old = series.next_generation();
         series.discovered(old, [a, b]);
         series.set_healthy(b, false);

@@ -4,8 +4,8 @@
 //! fuzz targets (`fuzz/`) can drive the parsers directly.
 
 pub mod access_log;
-pub mod admission;
 pub mod admin;
+pub mod admission;
 pub mod allocator;
 pub mod config;
 pub mod connections;

@@ -50,11 +50,17 @@ impl Refusal {
     pub fn answer(self) -> (u16, &'static str, Option<(&'static str, &'static str)>) {
         match self {
             Refusal::RatePerIp => (429, "too many requests from this address", Some(("Retry-After", "1"))),
-            Refusal::ConcurrencyPerIp => (429, "too many concurrent requests from this address", Some(("Retry-After", "1"))),
-            Refusal::WebSocketSessions | Refusal::RouteWebSocketSessions => (503, "too many WebSocket sessions", Some(("Retry-After", "5"))),
+            Refusal::ConcurrencyPerIp => {
+                (429, "too many concurrent requests from this address", Some(("Retry-After", "1")))
+            }
+            Refusal::WebSocketSessions | Refusal::RouteWebSocketSessions => {
+                (503, "too many WebSocket sessions", Some(("Retry-After", "5")))
+            }
             Refusal::HeadersTooLarge => (431, "request header fields too large", None),
             // Connections over a limit are closed at accept, before there is a request to answer.
-            Refusal::Connections | Refusal::ConnectionsPerIp | Refusal::ConnectionRatePerIp => (503, "too many connections", None),
+            Refusal::Connections | Refusal::ConnectionsPerIp | Refusal::ConnectionRatePerIp => {
+                (503, "too many connections", None)
+            }
             Refusal::HeaderTimeout => (408, "request header timeout", None),
             // A client that stopped reading its answer is closed mid-answer: never sent.
             Refusal::SendTimeout => (408, "send timeout", None),
@@ -105,7 +111,13 @@ impl Limits {
     }
 
     /// Header size and count (431), requests per second and concurrency per client (429).
-    pub fn admit_request(&self, config: &LimitsConfig, ip: Option<IpAddr>, header_bytes: usize, header_count: usize) -> Result<Option<Admitted>, Refusal> {
+    pub fn admit_request(
+        &self,
+        config: &LimitsConfig,
+        ip: Option<IpAddr>,
+        header_bytes: usize,
+        header_count: usize,
+    ) -> Result<Option<Admitted>, Refusal> {
         if header_bytes > config.max_request_header_bytes || header_count > config.max_request_headers {
             return Err(self.refuse(Refusal::HeadersTooLarge));
         }
@@ -159,7 +171,12 @@ impl Limits {
     }
 
     /// A new WebSocket session, against the global and the route's session limits.
-    pub fn admit_session(&self, config: &LimitsConfig, route: &str, route_max: Option<usize>) -> Result<Admitted, Refusal> {
+    pub fn admit_session(
+        &self,
+        config: &LimitsConfig,
+        route: &str,
+        route_max: Option<usize>,
+    ) -> Result<Admitted, Refusal> {
         let (all, count) = self.sessions.incr("", 1);
         if count > config.max_websocket_sessions as isize {
             return Err(self.refuse(Refusal::WebSocketSessions));
@@ -189,14 +206,14 @@ pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
 
 /// Bytes and number of the request's header fields, as the client sent them.
 pub fn header_size(req: &pingora::http::RequestHeader) -> (usize, usize) {
-    let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>() + crate::admission::target_len(&req.uri);
+    let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>()
+        + crate::admission::target_len(&req.uri);
     (bytes, req.headers.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     fn config() -> LimitsConfig {
         LimitsConfig {
@@ -249,7 +266,8 @@ mod tests {
     #[test]
     fn connection_limits_total_and_per_client() {
         let (c, l) = (config(), Limits::new(Arc::new(Metrics::new())));
-        let (a, b): (Option<IpAddr>, Option<IpAddr>) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
+        let (a, b): (Option<IpAddr>, Option<IpAddr>) =
+            (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
         let a1 = l.admit_connection(&c, a).unwrap();
         let _a2 = l.admit_connection(&c, a).unwrap();
         assert_eq!(l.admit_connection(&c, a).err(), Some(Refusal::ConnectionsPerIp));
@@ -287,7 +305,8 @@ mod tests {
     #[test]
     fn screening_reads_the_counts_and_limits_the_rate() {
         let (c, l) = (config(), Limits::new(Arc::new(Metrics::new())));
-        let (a, b): (Option<IpAddr>, Option<IpAddr>) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
+        let (a, b): (Option<IpAddr>, Option<IpAddr>) =
+            (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
         let _held = [l.admit_connection(&c, a).unwrap(), l.admit_connection(&c, a).unwrap()];
         assert_eq!(l.screen_connection(&c, a).err(), Some(Refusal::ConnectionsPerIp), "2 open: a third is turned away");
         let admitted: Vec<bool> = (0..6).map(|_| l.screen_connection(&c, b).is_ok()).collect();

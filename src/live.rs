@@ -85,10 +85,23 @@ impl ReloadOutcome {
 impl Live {
     /// Builds the first snapshot (blocking: DNS pools resolve here). Background tasks start
     /// with `LiveService`.
-    pub fn new(config: Arc<Config>, config_path: PathBuf, metrics: Arc<Metrics>, readiness: Arc<Readiness>, certificates: Arc<ListenerCertificates>) -> Arc<Live> {
+    pub fn new(
+        config: Arc<Config>,
+        config_path: PathBuf,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        certificates: Arc<ListenerCertificates>,
+    ) -> Arc<Live> {
         let mut entries = HashMap::new();
         let snapshot = build(config, &mut entries, &metrics, &readiness);
-        Arc::new(Live { current: ArcSwap::from_pointee(snapshot), config_path, metrics, readiness, entries: Mutex::new(entries), certificates })
+        Arc::new(Live {
+            current: ArcSwap::from_pointee(snapshot),
+            config_path,
+            metrics,
+            readiness,
+            entries: Mutex::new(entries),
+            certificates,
+        })
     }
 
     /// The snapshot for a new request.
@@ -115,7 +128,9 @@ impl Live {
         if config.listeners != self.snapshot().config.listeners {
             let (certificates, listeners) = (self.certificates.clone(), config.listeners.clone());
             match tokio::task::spawn_blocking(move || certificates.reload(&listeners)).await {
-                Ok(Ok(())) => info!("reload: TLS certificates replaced; new handshakes use them, open connections keep theirs"),
+                Ok(Ok(())) => {
+                    info!("reload: TLS certificates replaced; new handshakes use them, open connections keep theirs")
+                }
                 Ok(Err(e)) => return self.finish(ReloadOutcome::Invalid(format!("TLS certificates: {e}"))),
                 Err(e) => return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}"))),
             }
@@ -175,13 +190,19 @@ impl Live {
 /// Builds a snapshot, reusing each pool's health registry when its name and `CheckSpec` are
 /// unchanged, and dropping the background work (and the health series) of pools that went
 /// away.
-fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics: &Arc<Metrics>, readiness: &Arc<Readiness>) -> Snapshot {
+fn build(
+    config: Arc<Config>,
+    entries: &mut HashMap<String, PoolEntry>,
+    metrics: &Arc<Metrics>,
+    readiness: &Arc<Readiness>,
+) -> Snapshot {
     let mut pools = Vec::with_capacity(config.upstreams.len());
     let mut kept = HashMap::new();
     for spec in &config.upstreams {
         let initial = initial_backends(spec);
         let previous = entries.remove(&spec.name);
-        let series = previous.as_ref().map_or_else(|| BackendSeries::new(&spec.name, metrics), |old| old.series.clone());
+        let series =
+            previous.as_ref().map_or_else(|| BackendSeries::new(&spec.name, metrics), |old| old.series.clone());
         let (registry, health_task) = match previous {
             Some(mut old) if CheckSpec::of(&old.spec) == CheckSpec::of(spec) => {
                 // Same checks: keep the registry (and its health state) and its running checks.
@@ -198,7 +219,10 @@ fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics:
             }
         };
         let pool = Arc::new(Pool::new(spec, registry.clone(), initial, &series));
-        kept.insert(spec.name.clone(), PoolEntry { spec: spec.clone(), registry, series, pool: pool.clone(), health_task, discovery_task: None });
+        kept.insert(
+            spec.name.clone(),
+            PoolEntry { spec: spec.clone(), registry, series, pool: pool.clone(), health_task, discovery_task: None },
+        );
         pools.push(pool);
     }
     for (_, mut gone) in entries.drain() {
@@ -213,7 +237,8 @@ fn build(config: Arc<Config>, entries: &mut HashMap<String, PoolEntry>, metrics:
 fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut what = Vec::new();
     // Certificates may change (they are reloaded); what the sockets are may not.
-    let sockets = |c: &Config| c.listeners.iter().map(|l| (l.address, l.tls.as_ref().map(|t| t.http2))).collect::<Vec<_>>();
+    let sockets =
+        |c: &Config| c.listeners.iter().map(|l| (l.address, l.tls.as_ref().map(|t| t.http2))).collect::<Vec<_>>();
     if sockets(old) != sockets(new) {
         what.push("listeners (addresses, TLS on or off, http2)");
     }
@@ -275,7 +300,10 @@ mod tests {
         let base = parse(BASE);
         assert!(needs_upgrade(&base, &parse(&BASE.replace("127.0.0.1:1", "127.0.0.1:2"))).is_empty());
         assert!(needs_upgrade(&base, &parse(&format!("{BASE}  - {{path_prefix: /x, upstream: a}}\n"))).is_empty());
-        assert_eq!(needs_upgrade(&base, &parse(&BASE.replace("8080", "8081"))), ["listeners (addresses, TLS on or off, http2)"]);
+        assert_eq!(
+            needs_upgrade(&base, &parse(&BASE.replace("8080", "8081"))),
+            ["listeners (addresses, TLS on or off, http2)"]
+        );
         assert_eq!(needs_upgrade(&base, &parse(&format!("server: {{threads: 4}}\n{BASE}"))), ["server"]);
         assert_eq!(needs_upgrade(&base, &parse(&format!("drain: {{window: 5s}}\n{BASE}"))), ["server", "drain"]);
     }

@@ -13,7 +13,10 @@
 use log::{Level, Log, Metadata, Record};
 
 pub fn init() {
-    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error")).build();
+    let inner = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,pingora_load_balancing=error"),
+    )
+    .build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(QuietClientErrors { inner })).is_ok() {
         log::set_max_level(max);
@@ -33,7 +36,9 @@ pub fn is_client_head_error(target: &str, level: Level, message: &str) -> bool {
     match target {
         "pingora_proxy" => {
             message.starts_with("Fail to proxy: Downstream")
-                && (message.contains("while reading request headers") || message.contains("send timeout") || message.starts_with("Fail to proxy: Downstream WriteTimedout"))
+                && (message.contains("while reading request headers")
+                    || message.contains("send timeout")
+                    || message.starts_with("Fail to proxy: Downstream WriteTimedout"))
         }
         "pingora_core::apps" => message.starts_with("H2 handshake error"),
         _ => false,
@@ -51,7 +56,15 @@ impl Log for QuietClientErrors {
             if is_client_head_error(record.target(), record.level(), &message) {
                 let demoted = Metadata::builder().level(Level::Debug).target(record.target()).build();
                 if self.inner.enabled(&demoted) {
-                    self.inner.log(&Record::builder().metadata(demoted).args(format_args!("{message}")).module_path(record.module_path()).file(record.file()).line(record.line()).build());
+                    self.inner.log(
+                        &Record::builder()
+                            .metadata(demoted)
+                            .args(format_args!("{message}"))
+                            .module_path(record.module_path())
+                            .file(record.file())
+                            .line(record.line())
+                            .build(),
+                    );
                 }
                 return;
             }
@@ -72,14 +85,30 @@ mod tests {
     fn only_pingoras_client_head_errors_are_demoted() {
         let line = "Fail to proxy: Downstream ReadError context: while reading request headers cause: request header timeout, downstream session type: h1";
         assert!(is_client_head_error("pingora_proxy", Level::Error, line));
-        assert!(!is_client_head_error("pingora_proxy", Level::Error, "Fail to proxy: Upstream ConnectRefused context: ..."));
+        assert!(!is_client_head_error(
+            "pingora_proxy",
+            Level::Error,
+            "Fail to proxy: Upstream ConnectRefused context: ..."
+        ));
         assert!(!is_client_head_error("wsgate::proxy", Level::Error, line));
         assert!(!is_client_head_error("pingora_proxy", Level::Warn, line));
         let slow_reader = "Fail to proxy: Downstream WriteError context: Peer: addr: 127.0.0.1:1, scheme: HTTP cause:  context: while writing body cause: send timeout: the client accepted no bytes, status: 0";
         assert!(is_client_head_error("pingora_proxy", Level::Error, slow_reader));
-        assert!(is_client_head_error("pingora_proxy", Level::Error, "Fail to proxy: Downstream WriteTimedout context: while writing h2 request body, timeout: 1s"));
-        assert!(!is_client_head_error("pingora_proxy", Level::Error, "Fail to proxy: Downstream WriteError context: while writing body cause: Broken pipe"));
-        assert!(is_client_head_error("pingora_core::apps", Level::Error, "H2 handshake error HandshakeError context: while h2 handshaking with client cause: request header timeout"));
+        assert!(is_client_head_error(
+            "pingora_proxy",
+            Level::Error,
+            "Fail to proxy: Downstream WriteTimedout context: while writing h2 request body, timeout: 1s"
+        ));
+        assert!(!is_client_head_error(
+            "pingora_proxy",
+            Level::Error,
+            "Fail to proxy: Downstream WriteError context: while writing body cause: Broken pipe"
+        ));
+        assert!(is_client_head_error(
+            "pingora_core::apps",
+            Level::Error,
+            "H2 handshake error HandshakeError context: while h2 handshaking with client cause: request header timeout"
+        ));
         assert!(!is_client_head_error("pingora_core::apps", Level::Error, "other"));
     }
 }

@@ -82,7 +82,9 @@ impl UpstreamErrorKind {
             T::ConnectTimedout => UpstreamErrorKind::ConnectTimeout,
             T::ReadTimedout | T::WriteTimedout => UpstreamErrorKind::ReadTimeout,
             T::ConnectionClosed | T::ConnectError => UpstreamErrorKind::Reset,
-            T::TLSHandshakeFailure | T::TLSHandshakeTimedout | T::InvalidCert | T::HandshakeError => UpstreamErrorKind::Tls,
+            T::TLSHandshakeFailure | T::TLSHandshakeTimedout | T::InvalidCert | T::HandshakeError => {
+                UpstreamErrorKind::Tls
+            }
             _ => UpstreamErrorKind::Other,
         }
     }
@@ -187,7 +189,11 @@ impl Metrics {
         ] {
             let _ = registry.register(collector);
         }
-        let build = IntGaugeVec::new(Opts::new("wsgate_build_info", "Always 1; the version label says which wsgate runs."), &["version"]).expect("valid metric definition");
+        let build = IntGaugeVec::new(
+            Opts::new("wsgate_build_info", "Always 1; the version label says which wsgate runs."),
+            &["version"],
+        )
+        .expect("valid metric definition");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let _ = registry.register(Box::new(build));
         m

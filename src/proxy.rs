@@ -2,13 +2,13 @@
 //! makes its decision: `routing` → `websocket` (upgrades) → `upstream` (pool, backend)
 //! → `headers` (what the backend receives) → `responses` / access log.
 
+use crate::access_log::{self, AccessLog, Record};
 use crate::admission;
 use crate::connections;
-use crate::limits::{self, Admitted, Limits, Refusal};
-use crate::access_log::{self, AccessLog, Record};
 use crate::drain::{Drain, InFlight};
-use crate::live::{Live, Snapshot};
 use crate::headers::{self, Forwarding};
+use crate::limits::{self, Admitted, Limits, Refusal};
+use crate::live::{Live, Snapshot};
 use crate::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::responses;
 use crate::upstream::{hash_input, Attempts};
@@ -59,8 +59,22 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, limits: Arc<Limits>, access_log: AccessLog, drain: Arc<Drain>) -> Self {
-        Gateway { live, connector: TransportConnector::new(None), limits, metrics, access_log: Arc::new(access_log), drain, fresh_groups: AtomicU64::new(0) }
+    pub fn new(
+        live: Arc<Live>,
+        metrics: Arc<Metrics>,
+        limits: Arc<Limits>,
+        access_log: AccessLog,
+        drain: Arc<Drain>,
+    ) -> Self {
+        Gateway {
+            live,
+            connector: TransportConnector::new(None),
+            limits,
+            metrics,
+            access_log: Arc::new(access_log),
+            drain,
+            fresh_groups: AtomicU64::new(0),
+        }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
@@ -122,7 +136,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let route = ctx.route.map(|i| &ctx.snapshot.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let route =
+            ctx.route.map(|i| &ctx.snapshot.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let pool = &ctx.snapshot.pools[route.upstream];
         let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
         let Some(addr) = pool.select(&key, &ctx.attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else {
@@ -137,7 +152,13 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(pool.peer(addr)))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         self.upstream_error(ctx, UpstreamErrorKind::of(&e));
         // Nothing reached the backend, so another backend may take the request (bounded).
         let retries = ctx.route.map_or(0, |i| ctx.snapshot.pools[ctx.snapshot.config.routes[i].upstream].spec.retries);
@@ -149,7 +170,12 @@ impl ProxyHttp for Gateway {
         e
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let Some(route) = ctx.route.map(|i| &ctx.snapshot.config.routes[i]) else { return Ok(()) };
         let backend = ctx.attempts.backend.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend, websocket: false };
@@ -161,7 +187,14 @@ impl ProxyHttp for Gateway {
     /// request) fails before anything reached the backend: Pingora then marks the error
     /// retryable, and the request is retried on a new connection, to the same backend if
     /// selection picks it again. Only connect failures exclude a backend (`fail_to_connect`).
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
         // Pingora's default retry policy (idempotent requests on reused connections only).
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
@@ -170,7 +203,11 @@ impl ProxyHttp for Gateway {
             e.retry.decide_reuse(client_reused);
         }
         if client_reused && e.retry() {
-            debug!("pooled connection to {} was closed by the backend ({:?}); retrying on a new connection", peer.address(), e.etype());
+            debug!(
+                "pooled connection to {} was closed by the backend ({:?}); retrying on a new connection",
+                peer.address(),
+                e.etype()
+            );
             ctx.attempts.needs_fresh = true;
         } else if e.esource() == &ErrorSource::Upstream {
             self.upstream_error(ctx, UpstreamErrorKind::of(&e));
@@ -180,7 +217,13 @@ impl ProxyHttp for Gateway {
 
     /// A stale pooled connection is a normal event with keep-alive backends, not worth a
     /// warning per request (it is logged at debug level above).
-    fn suppress_proxy_warn_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error, context: ProxyWarnLogContext) -> bool {
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
         matches!(context, ProxyWarnLogContext::UpstreamRetry) && ctx.attempts.needs_fresh
     }
 
@@ -192,7 +235,12 @@ impl ProxyHttp for Gateway {
 
     /// wsgate serves WebSocket upgrades itself, so a 101 on this path answers a request that
     /// did not ask to switch protocols: relaying it would hand the client a raw tunnel.
-    async fn upstream_response_filter(&self, _session: &mut Session, upstream_response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if upstream_response.status == 101 {
             self.upstream_error(ctx, UpstreamErrorKind::Other);
             return Err(Error::explain(ErrorType::HTTPStatus(502), "backend switched protocols unasked"));
@@ -228,7 +276,8 @@ impl ProxyHttp for Gateway {
         if self.access_log.enabled() {
             self.access_log.write(&access_record(session, ctx, route, upstream, &self.access_log));
         }
-    }}
+    }
+}
 
 impl RequestCtx {
     /// `(route, upstream)` metric labels of this request.
@@ -250,7 +299,13 @@ pub async fn refuse(session: &mut Session, refusal: Refusal) -> Result<bool> {
 }
 
 /// The access-log line of a finished request or WebSocket session.
-fn access_record<'a>(session: &'a Session, ctx: &'a RequestCtx, route: &'a str, upstream: &'a str, log: &AccessLog) -> Record<'a> {
+fn access_record<'a>(
+    session: &'a Session,
+    ctx: &'a RequestCtx,
+    route: &'a str,
+    upstream: &'a str,
+    log: &AccessLog,
+) -> Record<'a> {
     let mut record = Record {
         time: access_log::now(),
         client: ctx.client_ip.map_or_else(String::new, |ip| ip.to_string()),
@@ -287,7 +342,11 @@ fn error_status(e: &Error) -> u16 {
     match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            if e.esource() == &ErrorSource::Downstream { 0 } else { 504 }
+            if e.esource() == &ErrorSource::Downstream {
+                0
+            } else {
+                504
+            }
         }
         _ => match e.esource() {
             ErrorSource::Upstream => 502,

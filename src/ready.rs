@@ -66,7 +66,8 @@ impl BackgroundService for ReadyService {
         if let Some(pid_file) = &self.marker_for {
             let marker = marker_path(pid_file);
             let temp = marker.with_extension("ready.tmp");
-            let written = std::fs::write(&temp, std::process::id().to_string()).and_then(|()| std::fs::rename(&temp, &marker));
+            let written =
+                std::fs::write(&temp, std::process::id().to_string()).and_then(|()| std::fs::rename(&temp, &marker));
             if let Err(e) = written {
                 log::error!("cannot write readiness marker {}: {e}", marker.display());
             }

@@ -196,7 +196,13 @@ mod tests {
             host_header: HostHeader::Preserve,
             set_headers: vec![],
             remove_headers: vec![],
-            websocket: WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20, max_sessions: None },
+            websocket: WebSocketPolicy {
+                enabled: true,
+                idle_timeout: Duration::from_secs(1),
+                allowed_origins: None,
+                max_message_bytes: 1 << 20,
+                max_sessions: None,
+            },
         }
     }
 
@@ -279,7 +285,11 @@ mod tests {
         ];
         for (raw, normal) in cases {
             assert_eq!(normalize_path(raw), normal, "{raw}");
-            assert_eq!(matches!(normalize_path(raw), Cow::Borrowed(_)), raw == normal, "{raw}: allocates only when it changes something");
+            assert_eq!(
+                matches!(normalize_path(raw), Cow::Borrowed(_)),
+                raw == normal,
+                "{raw}: allocates only when it changes something"
+            );
             assert_eq!(normalize_path(normal), normal, "{normal} is normal");
         }
     }
@@ -316,7 +326,9 @@ mod proptests {
     }
 
     fn messy_path() -> impl Strategy<Value = String> {
-        let piece = prop::sample::select(vec!["/", "//", ".", "..", "%2e", "%2E", "%2F", "%2f", "a", "ws", "%77", "%7e", "%41", "%zz", "%"]);
+        let piece = prop::sample::select(vec![
+            "/", "//", ".", "..", "%2e", "%2E", "%2F", "%2f", "a", "ws", "%77", "%7e", "%41", "%zz", "%",
+        ]);
         prop::collection::vec(piece, 0..8).prop_map(|p| format!("/{}", p.concat()))
     }
 

@@ -3,21 +3,21 @@
 
 use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
-use crate::ready::{Readiness, ReadyService};
 use crate::config::Config;
 use crate::connections::{AcceptFilter, GatedApp};
-use crate::limits::Limits;
-use crate::tls::{ListenerCertificates, TlsAcceptors};
 use crate::drain::{Drain, DrainService};
+use crate::limits::Limits;
+use crate::live::{Live, LiveService};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::live::{Live, LiveService};
+use crate::ready::{Readiness, ReadyService};
+use crate::tls::{ListenerCertificates, TlsAcceptors};
 use log::{error, info};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
-use pingora::proxy::HttpProxy;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service as ListeningService;
 use std::path::PathBuf;
@@ -107,7 +107,11 @@ fn http_options(config: &Config) -> HttpServerOptions {
     options
 }
 
-fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, filter: Arc<AcceptFilter>, config: &Config) -> ListeningService<GatedApp<HttpProxy<Gateway>>> {
+fn proxy_service(
+    app: GatedApp<HttpProxy<Gateway>>,
+    filter: Arc<AcceptFilter>,
+    config: &Config,
+) -> ListeningService<GatedApp<HttpProxy<Gateway>>> {
     let mut proxy = ListeningService::new("wsgate proxy".to_string(), app);
     proxy.set_connection_filter(filter);
     for listener in &config.listeners {
@@ -115,7 +119,9 @@ fn proxy_service(app: GatedApp<HttpProxy<Gateway>>, filter: Arc<AcceptFilter>, c
         // Plain TCP to Pingora also for TLS listeners: the connection gate runs the handshake.
         // No L4 read buffer: Pingora's HTTP layer reads into its own buffer anyway, and an
         // idle WebSocket session would otherwise keep 64 KiB of it (bench/RESULTS.md).
-        proxy.add_listener(ListenerConfig::tcp(address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)));
+        proxy.add_listener(
+            ListenerConfig::tcp(address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
+        );
         info!("listening on {address}{}", if listener.tls.is_some() { " (TLS)" } else { "" });
     }
     proxy

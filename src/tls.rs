@@ -39,7 +39,9 @@ pub fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
     let loaded = std::panic::catch_unwind(|| pingora::tls::load_certs_and_key_files(&cert_name, &key_name));
     let (chain, key_der) = match loaded {
         Ok(Ok(Some(pair))) => pair,
-        Ok(Ok(None)) => return Err(("cert", format!("no PEM certificate in {cert_name} or no PEM private key in {key_name}"))),
+        Ok(Ok(None)) => {
+            return Err(("cert", format!("no PEM certificate in {cert_name} or no PEM private key in {key_name}")))
+        }
         Ok(Err(e)) => return Err(("cert", format!("cannot load {cert_name} / {key_name}: {e}"))),
         Err(_) => return Err(("cert", format!("cannot parse {cert_name} / {key_name} as PEM"))),
     };
@@ -133,7 +135,10 @@ impl ListenerCertificates {
     /// Loads every TLS listener's certificates.
     pub fn load(listeners: &[Listener]) -> Result<ListenerCertificates, String> {
         let stores = load_stores(listeners)?;
-        let resolvers = stores.into_iter().map(|(address, store)| (address, Arc::new(SniResolver { store: ArcSwap::from_pointee(store) }))).collect();
+        let resolvers = stores
+            .into_iter()
+            .map(|(address, store)| (address, Arc::new(SniResolver { store: ArcSwap::from_pointee(store) })))
+            .collect();
         Ok(ListenerCertificates { resolvers })
     }
 
@@ -171,9 +176,12 @@ impl TlsAcceptors {
         let mut acceptors = Vec::new();
         for listener in listeners {
             let Some(tls) = &listener.tls else { continue };
-            let resolver = certificates.resolver(&listener.address).ok_or_else(|| format!("listener {}: certificates not loaded", listener.address))?;
+            let resolver = certificates
+                .resolver(&listener.address)
+                .ok_or_else(|| format!("listener {}: certificates not loaded", listener.address))?;
             // The paths are unused: certificates come from the resolver.
-            let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("listener {}: {e}", listener.address))?;
+            let mut settings =
+                TlsSettings::intermediate("", "").map_err(|e| format!("listener {}: {e}", listener.address))?;
             settings.set_cert_resolver(resolver);
             if tls.http2 {
                 settings.enable_h2();
@@ -194,7 +202,9 @@ impl TlsAcceptors {
 /// `[::]` listener sees IPv4 clients at IPv4-mapped IPv6 addresses).
 fn listener_of(listeners: impl Iterator<Item = SocketAddr> + Clone, local: SocketAddr) -> Option<usize> {
     listeners.clone().position(|address| address == local).or_else(|| {
-        listeners.clone().position(|address| address.ip().is_unspecified() && address.port() == local.port() && address.is_ipv4() == local.is_ipv4())
+        listeners.clone().position(|address| {
+            address.ip().is_unspecified() && address.port() == local.port() && address.is_ipv4() == local.is_ipv4()
+        })
     })
 }
 
@@ -202,7 +212,11 @@ fn load_stores(listeners: &[Listener]) -> Result<Vec<(SocketAddr, CertStore)>, S
     let mut stores = Vec::new();
     for listener in listeners {
         let Some(tls) = &listener.tls else { continue };
-        let certs = tls.certificates.iter().map(|CertFiles { cert, key }| load(cert, key).map_err(|(_, e)| e)).collect::<Result<Vec<_>, _>>()?;
+        let certs = tls
+            .certificates
+            .iter()
+            .map(|CertFiles { cert, key }| load(cert, key).map_err(|(_, e)| e))
+            .collect::<Result<Vec<_>, _>>()?;
         let store = CertStore::new(certs).ok_or_else(|| format!("listener {} has no certificate", listener.address))?;
         stores.push((listener.address, store));
     }
@@ -224,7 +238,8 @@ mod tests {
 
     #[test]
     fn connections_are_matched_to_their_listener_by_local_address() {
-        let listeners: Vec<SocketAddr> = ["127.0.0.1:8443", "0.0.0.0:9443", "[::]:7443"].iter().map(|a| a.parse().unwrap()).collect();
+        let listeners: Vec<SocketAddr> =
+            ["127.0.0.1:8443", "0.0.0.0:9443", "[::]:7443"].iter().map(|a| a.parse().unwrap()).collect();
         let of = |local: &str| listener_of(listeners.iter().copied(), local.parse().unwrap());
         assert_eq!(of("127.0.0.1:8443"), Some(0));
         assert_eq!(of("127.0.0.2:8443"), None, "another address on the port");

@@ -98,7 +98,12 @@ pub fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
 impl Pool {
     /// A pool over `initial` backends whose health is kept in `registry`; it reports each
     /// discovery result to `series` (from now on the only pool of its name that does).
-    pub fn new(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>, series: &Arc<BackendSeries>) -> Pool {
+    pub fn new(
+        spec: &Upstream,
+        registry: Arc<HealthRegistry>,
+        initial: BTreeSet<Backend>,
+        series: &Arc<BackendSeries>,
+    ) -> Pool {
         let report = Report { series: series.clone(), generation: series.next_generation() };
         let balancer = match &spec.balance {
             Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
@@ -113,7 +118,8 @@ impl Pool {
         let tls = self.spec.tls.as_ref();
         // Pingora's rustls connector needs a server name even unverified (it refuses an
         // empty one): the address itself is one, and rustls sends no SNI for it.
-        let sni = tls.map_or_else(String::new, |t| if t.sni.is_empty() { addr.ip().to_string() } else { t.sni.clone() });
+        let sni =
+            tls.map_or_else(String::new, |t| if t.sni.is_empty() { addr.ip().to_string() } else { t.sni.clone() });
         let mut peer = HttpPeer::new(addr, tls.is_some(), sni);
         peer.options.connection_timeout = Some(self.spec.connect_timeout);
         peer.options.read_timeout = Some(self.spec.read_timeout);
@@ -146,9 +152,7 @@ impl Pool {
 
     /// A healthy backend for `key`, skipping those `excluded` for this request.
     pub fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
-        let accept = |b: &Backend, healthy: bool| {
-            healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a))
-        };
+        let accept = |b: &Backend, healthy: bool| healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a));
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
             Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
@@ -186,14 +190,21 @@ impl ServiceDiscovery for Primed {
     }
 }
 
-fn balancer<S>(spec: &Upstream, registry: Arc<HealthRegistry>, initial: BTreeSet<Backend>, report: Report) -> LoadBalancer<S>
+fn balancer<S>(
+    spec: &Upstream,
+    registry: Arc<HealthRegistry>,
+    initial: BTreeSet<Backend>,
+    report: Report,
+) -> LoadBalancer<S>
 where
     S: BackendSelection + Send + Sync + 'static,
     S::Iter: BackendIter,
 {
     let next: Box<dyn ServiceDiscovery + Send + Sync> = match &spec.discovery {
         Discovery::Static => Static::new(initial.clone()),
-        Discovery::Dns { names, hosts_file, .. } => Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() }),
+        Discovery::Dns { names, hosts_file, .. } => {
+            Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() })
+        }
     };
     let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next, report });
     let lb = LoadBalancer::<S>::from_backends(Backends::new_with_health_registry(discovery, registry));
@@ -306,7 +317,11 @@ mod tests {
         assert_eq!(h(HashKey::ClientIp), b"10.0.0.9");
         assert_eq!(h(HashKey::Path), b"/room/7");
         let dotted = RequestHeader::build("GET", b"//room/./7", None).unwrap();
-        assert_eq!(hash_input(&Balance::ConsistentHash(HashKey::Path), &dotted, ip), b"/room/7", "hashed on the normalised path");
+        assert_eq!(
+            hash_input(&Balance::ConsistentHash(HashKey::Path), &dotted, ip),
+            b"/room/7",
+            "hashed on the normalised path"
+        );
         assert_eq!(h(HashKey::Header(http::HeaderName::from_static("x-user"))), b"alice");
         assert_eq!(h(HashKey::Cookie("sid".into())), b"abc");
         assert_eq!(h(HashKey::Cookie("missing".into())), b"10.0.0.9");

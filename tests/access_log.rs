@@ -19,7 +19,8 @@ async fn start_closing_backend() -> std::net::SocketAddr {
                 while let Some(Ok(msg)) = ws.next().await {
                     match msg {
                         Message::Text(t) if t.as_str() == "fail" => {
-                            let _ = ws.close(Some(CloseFrame { code: CloseCode::Error, reason: "internal".into() })).await;
+                            let _ =
+                                ws.close(Some(CloseFrame { code: CloseCode::Error, reason: "internal".into() })).await;
                         }
                         Message::Text(_) | Message::Binary(_) => {
                             let Ok(()) = ws.send(msg).await else { return };
@@ -37,7 +38,8 @@ fn lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
         if lines.len() >= want {
             return lines;
         }
@@ -93,7 +95,14 @@ async fn every_request_and_session_gets_one_exact_json_line() {
     assert!(!raw.contains("topsecret") && !raw.contains("token=secret"), "secrets leaked into the log:\n{raw}");
 
     let http = &lines[0];
-    for (k, v) in [("client", "127.0.0.1"), ("method", "GET"), ("host", "site.example"), ("path", "/page"), ("route", "site"), ("upstream", "web")] {
+    for (k, v) in [
+        ("client", "127.0.0.1"),
+        ("method", "GET"),
+        ("host", "site.example"),
+        ("path", "/page"),
+        ("route", "site"),
+        ("upstream", "web"),
+    ] {
         assert_eq!(http[k], v, "{k} in {http}");
     }
     assert_eq!(http["status"], 200);
@@ -102,7 +111,10 @@ async fn every_request_and_session_gets_one_exact_json_line() {
     assert!(http["duration_ms"].as_f64().unwrap() >= 0.0);
     assert!(http["time"].as_str().unwrap().ends_with('Z'));
     assert!(http.get("websocket").is_none());
-    assert_eq!((lines[1]["status"].as_u64(), lines[1]["route"].as_str(), lines[1]["path"].as_str()), (Some(404), Some("none"), Some("/missing")));
+    assert_eq!(
+        (lines[1]["status"].as_u64(), lines[1]["route"].as_str(), lines[1]["path"].as_str()),
+        (Some(404), Some("none"), Some("/missing"))
+    );
 
     // Session lines arrive in the order the sessions ended.
     let sessions = &lines[2..];
@@ -126,7 +138,12 @@ async fn every_request_and_session_gets_one_exact_json_line() {
         let series = format!("wsgate_websocket_closes_total{{code=\"{code}\",initiator=\"{initiator}\",route=\"ws\",upstream=\"chat\"}} 1");
         assert!(text.contains(&series), "missing {series}\n{text}");
     }
-    assert!(text.contains("wsgate_websocket_messages_total{direction=\"client_to_backend\",route=\"ws\",upstream=\"chat\"} 4"), "{text}");
+    assert!(
+        text.contains(
+            "wsgate_websocket_messages_total{direction=\"client_to_backend\",route=\"ws\",upstream=\"chat\"} 4"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +159,6 @@ async fn queries_are_logged_when_asked_and_off_means_off() {
     get(addr, "x", "/search?q=rust").await;
     let lines = lines(&gw.dir.path().join("q.jsonl"), 1);
     assert_eq!(lines[0]["path"], "/search?q=rust");
-
 
     // The default target is stdout; `off` writes nothing anywhere.
     for (setting, expect_line) in [("", true), ("access_log: {path: 'off'}\n", false)] {

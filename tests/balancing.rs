@@ -9,7 +9,8 @@ fn yaml(port: u16, pool: &str) -> String {
 }
 
 async fn backend_of(addr: std::net::SocketAddr, extra: &str) -> (u16, String) {
-    let (status, headers, _) = http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")).await;
+    let (status, headers, _) =
+        http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")).await;
     (status, header(&headers, "x-backend").unwrap_or("-").to_string())
 }
 
@@ -36,7 +37,8 @@ async fn consistent_hash_sticks_by_header_and_by_cookie() {
         ("cookie:sid", Box::new(|u: usize| format!("Cookie: theme=dark; sid=s{u}\r\n"))),
     ] {
         let port = free_port();
-        let pool = format!("    backends: [{}]\n    balance: consistent_hash\n    hash_key: '{key}'\n", list.join(", "));
+        let pool =
+            format!("    backends: [{}]\n    balance: consistent_hash\n    hash_key: '{key}'\n", list.join(", "));
         let _gw = Wsgate::start_and_wait(&yaml(port, &pool), &[port]);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut seen = std::collections::HashSet::new();
@@ -132,8 +134,19 @@ async fn a_stale_pooled_connection_is_retried_on_a_fresh_one() {
         let spacing = idle_ms * 1000 - 2000 + (i % 7) * 500;
         tokio::time::sleep(std::time::Duration::from_micros(spacing)).await;
     }
-    eprintln!("{requests} requests, {} errors, {} backend connections, {:?}", errors.len(), backend.connections(), started.elapsed());
-    assert!(errors.is_empty(), "{} of {requests} failed: {:?}\n{}", errors.len(), &errors[..errors.len().min(5)], gw.log());
+    eprintln!(
+        "{requests} requests, {} errors, {} backend connections, {:?}",
+        errors.len(),
+        backend.connections(),
+        started.elapsed()
+    );
+    assert!(
+        errors.is_empty(),
+        "{} of {requests} failed: {:?}\n{}",
+        errors.len(),
+        &errors[..errors.len().min(5)],
+        gw.log()
+    );
     assert_eq!(backend.hits(), requests as usize, "every request reached the backend once");
     assert!(backend.connections() < requests as usize, "connections were reused, so the race was run");
 }

@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 
 /// One keep-alive request on `s`; the status, or `None` if the connection was closed.
 async fn request(s: &mut TcpStream, path: &str) -> Option<u16> {
-    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n").as_bytes()).await;
+    let _ =
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n").as_bytes()).await;
     read_raw_response(s, RawOpts { linger: Duration::ZERO, ..RawOpts::default() }).await.status
 }
 
@@ -51,7 +52,10 @@ async fn an_ipv4_mapped_client_is_its_ipv4_address_everywhere() {
     let mut second = connect_from("127.0.0.1", addr).await;
     assert_eq!(request(&mut second, "/from-1-again").await, None, "{}", gw.logs());
     let mut rest = Vec::new();
-    assert!(tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut rest)).await.is_ok(), "closed at accept");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut rest)).await.is_ok(),
+        "closed at accept"
+    );
 
     for (path, client) in [("/from-1", "127.0.0.1"), ("/from-2", "127.0.0.2")] {
         let got = web.requests_to(path);

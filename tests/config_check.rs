@@ -32,7 +32,12 @@ fn the_shipped_configs_pass() {
 #[test]
 fn broken_variants_name_the_key_and_line() {
     let cases = [
-        ("      unhealthy_after: 2", "      unhealthy_afterr: 2", "upstreams.chat.health_check.unhealthy_afterr", ":32:"),
+        (
+            "      unhealthy_after: 2",
+            "      unhealthy_afterr: 2",
+            "upstreams.chat.health_check.unhealthy_afterr",
+            ":32:",
+        ),
         ("    upstream: web", "    upstream: webb", "routes[2].upstream", ":51:"),
         ("      interval: 2s", "      interval: 2 s", "upstreams.chat.health_check.interval", ":29:"),
         ("      cert: tls/cert.pem", "      cert: tls/nope.pem", "listeners[1].tls.cert", ":12:"),
@@ -50,14 +55,18 @@ fn broken_variants_name_the_key_and_line() {
 
 #[test]
 fn every_error_is_listed_and_the_exit_code_is_1() {
-    let text = example().replace("    upstream: web", "    upstream: webb").replace("  - address: 127.0.0.1:8443", "  - address: 127.0.0.1:8080");
+    let text = example()
+        .replace("    upstream: web", "    upstream: webb")
+        .replace("  - address: 127.0.0.1:8443", "  - address: 127.0.0.1:8080");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("tls")).unwrap();
     for f in ["cert.pem", "key.pem"] {
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls").join(f), dir.path().join("tls").join(f)).unwrap();
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls").join(f), dir.path().join("tls").join(f))
+            .unwrap();
     }
     std::fs::write(dir.path().join("w.yaml"), text).unwrap();
-    let out = std::process::Command::new(wsgate_bin()).arg("-t").arg("-c").arg(dir.path().join("w.yaml")).output().unwrap();
+    let out =
+        std::process::Command::new(wsgate_bin()).arg("-t").arg("-c").arg(dir.path().join("w.yaml")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("routes[2].upstream") && stderr.contains("listeners[1].address"), "{stderr}");

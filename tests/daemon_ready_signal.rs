@@ -58,7 +58,8 @@ fn helper_process() {
                 }
                 let mut status = 0;
                 libc::waitpid(child, &mut status, 0);
-                let code = if libc::WIFSIGNALED(status) { 100 + libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) };
+                let code =
+                    if libc::WIFSIGNALED(status) { 100 + libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) };
                 libc::_exit(code);
             }
             other => panic!("unknown role {other}"),

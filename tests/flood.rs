@@ -154,10 +154,7 @@ fn spawn_flooder(
         .name("flooder".into())
         .spawn(move || {
             let _ = tid_sender.send(thread_id());
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("flooder runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("flooder runtime");
             let started = Instant::now();
             rt.block_on(async {
                 let mut loops = tokio::task::JoinSet::new();
@@ -296,7 +293,13 @@ struct SessionRun {
 
 /// Session `i` of `of` echoes one text message per ECHO_INTERVAL until `deadline`, and
 /// stops at its first failure.
-async fn echo_session(mut ws: Ws, i: usize, of: usize, tag: &'static str, deadline: tokio::time::Instant) -> SessionRun {
+async fn echo_session(
+    mut ws: Ws,
+    i: usize,
+    of: usize,
+    tag: &'static str,
+    deadline: tokio::time::Instant,
+) -> SessionRun {
     let max_echoes = (PHASE.as_millis() / ECHO_INTERVAL.as_millis()) as usize + 1;
     let mut latencies = Vec::with_capacity(max_echoes);
     // Spread the sessions' sends evenly over one interval rather than in lockstep.
@@ -334,11 +337,8 @@ impl Phase {
 async fn echo_phase(sessions: Vec<Ws>, tag: &'static str) -> Phase {
     let deadline = tokio::time::Instant::now() + PHASE;
     let of = sessions.len();
-    let handles: Vec<_> = sessions
-        .into_iter()
-        .enumerate()
-        .map(|(i, ws)| tokio::spawn(echo_session(ws, i, of, tag, deadline)))
-        .collect();
+    let handles: Vec<_> =
+        sessions.into_iter().enumerate().map(|(i, ws)| tokio::spawn(echo_session(ws, i, of, tag, deadline))).collect();
     let mut out = Phase { sessions: Vec::new(), latencies: Vec::new(), failures: Vec::new() };
     for h in handles {
         let run = h.await.expect("session task");
@@ -487,10 +487,7 @@ fn flood_against_sessions(rate: Option<f64>) {
     let gw = Wsgate::start_and_wait(&yaml, &[port]);
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("ws://127.0.0.1:{port}/echo");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("sessions runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("sessions runtime");
 
     let (proxied, control) = rt.block_on(async {
         tokio::time::timeout(PHASE_TIMEOUT, async {
@@ -657,9 +654,7 @@ fn flood_against_sessions(rate: Option<f64>) {
             for mut ws in sessions.into_iter().chain(control_flooded.sessions) {
                 ws.close(None).await.expect("close");
             }
-            connect_echo_close(url.clone(), FRESH_DURING_FLOOD)
-                .await
-                .expect("a fresh session after the flood");
+            connect_echo_close(url.clone(), FRESH_DURING_FLOOD).await.expect("a fresh session after the flood");
         })
         .await
         .expect("the checks after the flood timed out")

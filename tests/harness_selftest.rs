@@ -51,11 +51,7 @@ async fn http_backend_keep_alive_and_bodies() {
     let b = HttpBackend::start("ka");
     let mut s = TcpStream::connect(b.addr()).await.unwrap();
     // Content-Length body, connection kept alive.
-    let (st, h, body) = request_on(
-        &mut s,
-        "POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
-    )
-    .await;
+    let (st, h, body) = request_on(&mut s, "POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello").await;
     assert_eq!(st, 200);
     assert_eq!(header(&h, "connection"), None);
     assert!(body.starts_with("POST /cl\n"));
@@ -69,11 +65,7 @@ async fn http_backend_keep_alive_and_bodies() {
     assert_eq!(st, 200);
     assert!(body.ends_with("\n\nabcde"), "{body:?}");
     // Third request closes.
-    let (st, h, _) = request_on(
-        &mut s,
-        "GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let (st, h, _) = request_on(&mut s, "GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await;
     assert_eq!(st, 200);
     assert_eq!(header(&h, "connection"), Some("close"));
     let mut rest = Vec::new();
@@ -106,20 +98,12 @@ async fn http_backend_special_paths() {
 #[tokio::test]
 async fn ws_backend_echoes_and_selects_subprotocol() {
     let b = WsBackend::start("ws1");
-    let (mut ws, resp) = ws_connect(
-        &b.url("/chat?room=1"),
-        &[
-            ("Sec-WebSocket-Protocol", "chat.v2, chat.v1"),
-            ("X-Trace", "abc"),
-        ],
-    )
-    .await
-    .expect("connect");
+    let (mut ws, resp) =
+        ws_connect(&b.url("/chat?room=1"), &[("Sec-WebSocket-Protocol", "chat.v2, chat.v1"), ("X-Trace", "abc")])
+            .await
+            .expect("connect");
     assert_eq!(resp.status(), 101);
-    assert_eq!(
-        resp.headers().get("sec-websocket-protocol").unwrap(),
-        "chat.v2"
-    );
+    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "chat.v2");
 
     assert_eq!(ws_echo_text(&mut ws, "hello").await, "hello");
     let bin: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
@@ -131,10 +115,7 @@ async fn ws_backend_echoes_and_selects_subprotocol() {
 
     let hs = b.last_headers();
     assert_eq!(header(&hs, "x-trace"), Some("abc"));
-    assert_eq!(
-        header(&hs, "upgrade").map(|v| v.to_ascii_lowercase()),
-        Some("websocket".into())
-    );
+    assert_eq!(header(&hs, "upgrade").map(|v| v.to_ascii_lowercase()), Some("websocket".into()));
     assert_eq!(b.last_path().as_deref(), Some("/chat?room=1"));
     assert_eq!(b.sessions(), 1);
     assert_eq!(b.messages(), 2);
@@ -218,17 +199,9 @@ async fn stop_refuses_and_closes_open_connections() {
     assert!(refuses(wa), "ws backend port still accepts");
 
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
-        .await
-        .expect("idle conn not closed");
-    assert!(
-        matches!(n, Ok(0) | Err(_)),
-        "idle connection still open: {n:?}"
-    );
-    match tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("ws not closed")
-    {
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await.expect("idle conn not closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "idle connection still open: {n:?}");
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("ws not closed") {
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {}
         other => panic!("ws still open: {other:?}"),
     }
@@ -253,19 +226,15 @@ async fn tls_helpers_trust_self_signed_cert() {
 
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_self_signed_cert(dir.path());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&cert).unwrap().map(|c| c.unwrap()).collect();
     let key = PrivateKeyDer::from_pem_file(&key).unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let acceptor2 = acceptor.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -288,29 +257,16 @@ async fn tls_helpers_trust_self_signed_cert() {
             assert!(n > 0);
             buf.extend_from_slice(&chunk[..n]);
         }
-        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
-            .await
-            .unwrap();
+        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure").await.unwrap();
         tls.shutdown().await.ok();
     });
 
-    let (mut ws, _) = wss_connect(&format!("wss://localhost:{}/x", addr.port()), &[], &cert)
-        .await
-        .expect("wss");
+    let (mut ws, _) = wss_connect(&format!("wss://localhost:{}/x", addr.port()), &[], &cert).await.expect("wss");
     assert_eq!(ws_echo_text(&mut ws, "tls").await, "tls");
     drop(ws);
-    let (st, _, body) = https_request(
-        addr,
-        "127.0.0.1",
-        &cert,
-        "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    )
-    .await;
+    let (st, _, body) = https_request(addr, "127.0.0.1", &cert, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!((st, body.as_str()), (200, "secure"));
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
 
     // A client trusting a different self-signed cert must fail verification.
     let other = tempfile::tempdir().unwrap();
@@ -324,12 +280,6 @@ async fn tls_helpers_trust_self_signed_cert() {
     let Err(err) = tls_connect(a2, "localhost", &other_cert).await else {
         panic!("untrusted cert must be rejected");
     };
-    assert!(
-        err.to_string().to_lowercase().contains("certificate"),
-        "{err}"
-    );
-    tokio::time::timeout(Duration::from_secs(10), bad_server)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    tokio::time::timeout(Duration::from_secs(10), bad_server).await.unwrap().unwrap();
 }

@@ -53,7 +53,8 @@ async fn a_connection_header_naming_a_forwarding_field_is_refused() {
     let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n", web.addr());
     let _gw = Wsgate::start_and_wait(&yaml, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (status, _, _) = http_request(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Forwarded-For\r\n\r\n").await;
+    let (status, _, _) =
+        http_request(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Forwarded-For\r\n\r\n").await;
     assert_eq!(status, 400);
     assert_eq!(web.hits(), 0);
 }
@@ -77,7 +78,11 @@ async fn a_clients_forwarding_headers_are_replaced_or_removed() {
 
     let r = raw_request(addr, format!("GET /no-host HTTP/1.0\r\n{forged}\r\n").as_bytes()).await;
     assert_eq!(r.status, Some(200), "{}\n{}", r.summary(), gw.logs());
-    let r = raw_request(addr, format!("GET /with-host HTTP/1.1\r\nHost: app.example.com\r\n{forged}Connection: close\r\n\r\n").as_bytes()).await;
+    let r = raw_request(
+        addr,
+        format!("GET /with-host HTTP/1.1\r\nHost: app.example.com\r\n{forged}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, Some(200), "{}\n{}", r.summary(), gw.logs());
     let (no_host, with_host) = (web.requests_to("/no-host"), web.requests_to("/with-host"));
     assert_eq!((no_host.len(), with_host.len()), (1, 1), "{:?}", web.paths());
@@ -87,8 +92,13 @@ async fn a_clients_forwarding_headers_are_replaced_or_removed() {
         assert_eq!(got.header("forwarded"), None, "{:?}", got.headers);
     }
 
-    let extra = [("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=10.9.9.9;host=admin.internal"), ("Expect", "100-continue")];
-    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &extra).await.unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
+    let extra = [
+        ("X-Forwarded-Host", "evil.example"),
+        ("Forwarded", "for=10.9.9.9;host=admin.internal"),
+        ("Expect", "100-continue"),
+    ];
+    let (mut ws, _) =
+        ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &extra).await.unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
     assert_eq!(ws_echo_text(&mut ws, "hello").await, "hello");
     let seen = chat.last_headers();
     assert_eq!(header(&seen, "x-forwarded-host"), Some(format!("127.0.0.1:{port}").as_str()), "{seen:?}");

@@ -10,10 +10,10 @@
 mod common;
 use common::*;
 
+use common::backends::read_head;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use common::backends::read_head;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What each misbehaving backend sends after reading a request head, and whether it then
@@ -70,7 +70,8 @@ fn fixture() -> Arc<Fixture> {
             let mut sink = [0u8; 4096];
             while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
         });
-        let mut hostile: Vec<(String, RawBackend)> = HOSTILE.iter().map(|&(n, resp, close)| (n.to_string(), RawBackend::canned(resp, close))).collect();
+        let mut hostile: Vec<(String, RawBackend)> =
+            HOSTILE.iter().map(|&(n, resp, close)| (n.to_string(), RawBackend::canned(resp, close))).collect();
         hostile.push(("never-answers".to_string(), never));
         hostile.push(("endless-interim".to_string(), endless_interim));
         let port = free_port();
@@ -157,7 +158,9 @@ async fn run_cases(cases: &[(&str, Kind, Expect)]) {
                 if contains(&r.raw, b"TUNNEL-DATA") {
                     problems.push(format!("backend bytes reached the client: {:?}", String::from_utf8_lossy(&r.raw)));
                 }
-                if r.status == Some(status) && r.header("content-length").and_then(|v| v.parse::<usize>().ok()) != Some(r.body.len()) {
+                if r.status == Some(status)
+                    && r.header("content-length").and_then(|v| v.parse::<usize>().ok()) != Some(r.body.len())
+                {
                     problems.push(format!("incomplete answer: {:?}", String::from_utf8_lossy(&r.raw)));
                 }
             }
@@ -166,7 +169,8 @@ async fn run_cases(cases: &[(&str, Kind, Expect)]) {
                     problems.push(format!("expected the backend's 200 head, got {}", r.summary()));
                 }
                 if !r.closed {
-                    problems.push(format!("the client connection was left open (not closed within 5 s): {}", r.summary()));
+                    problems
+                        .push(format!("the client connection was left open (not closed within 5 s): {}", r.summary()));
                 }
                 let clen = r.header("content-length").and_then(|v| v.parse::<usize>().ok());
                 let chunked = r.header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
@@ -176,12 +180,19 @@ async fn run_cases(cases: &[(&str, Kind, Expect)]) {
                     (None, false) => true, // close-delimited: the client could not tell
                 };
                 if complete_looking {
-                    problems.push(format!("the truncated body was made to look complete: {:?}", String::from_utf8_lossy(&r.raw)));
+                    problems.push(format!(
+                        "the truncated body was made to look complete: {:?}",
+                        String::from_utf8_lossy(&r.raw)
+                    ));
                 }
             }
             Expect::Complete => {
                 if r.status != Some(200) || r.body != b"0123456789" {
-                    problems.push(format!("expected a complete 200 `0123456789`, got {} {:?}", r.summary(), String::from_utf8_lossy(&r.raw)));
+                    problems.push(format!(
+                        "expected a complete 200 `0123456789`, got {} {:?}",
+                        r.summary(),
+                        String::from_utf8_lossy(&r.raw)
+                    ));
                 }
             }
         }
@@ -191,7 +202,13 @@ async fn run_cases(cases: &[(&str, Kind, Expect)]) {
         }
         assert_unharmed(&fx.gw, fx.addr, &mut healthy, "/after", &label).await;
     }
-    assert!(failures.is_empty(), "{} case(s) answered wrongly:\n{}\n{}", failures.len(), failures.join("\n"), fx.gw.logs());
+    assert!(
+        failures.is_empty(),
+        "{} case(s) answered wrongly:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        fx.gw.logs()
+    );
     // The healthy backends saw only the healthy traffic.
     assert!(fx.rec.paths().iter().all(|p| p == "/after"), "{:?}", fx.rec.paths());
     assert!(fx.echo.lock().unwrap().sessions() >= 1);
@@ -261,11 +278,7 @@ async fn a_backend_that_dies_mid_response_gets_the_client_connection_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_101_to_an_upgrade_wsgate_did_not_forward_gets_502() {
     use Expect::Status;
-    run_cases(&[
-        ("switch-h2c", Kind::GetH2c, Status(502)),
-        ("switch-websocket", Kind::GetH2c, Status(502)),
-    ])
-    .await;
+    run_cases(&[("switch-h2c", Kind::GetH2c, Status(502)), ("switch-websocket", Kind::GetH2c, Status(502))]).await;
 }
 
 /// The same for a plain request that did not ask to upgrade at all: the client must get

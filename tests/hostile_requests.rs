@@ -154,8 +154,15 @@ async fn run_cases(group: &str, cases: Vec<Case>) {
                 let seen: Vec<_> = fx.seen(&token).into_iter().filter(|r| !r.path.contains("/smuggled-")).collect();
                 if seen.len() == 1 {
                     if let Err(e) = std::panic::catch_unwind(|| check(&seen[0])) {
-                        let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
-                        problems.push(format!("backend saw a wrong request: {} — {:?}", msg.unwrap_or_default(), seen[0]));
+                        let msg = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                        problems.push(format!(
+                            "backend saw a wrong request: {} — {:?}",
+                            msg.unwrap_or_default(),
+                            seen[0]
+                        ));
                     }
                 } else {
                     problems.push(format!("expected the backend to receive exactly one request, got {seen:?}"));
@@ -168,11 +175,21 @@ async fn run_cases(group: &str, cases: Vec<Case>) {
         }
         fx.unharmed(&mut healthy, &token).await;
     }
-    assert!(failures.is_empty(), "{} case(s) answered wrongly:\n{}\n{}", failures.len(), failures.join("\n"), fx.gw.logs());
+    assert!(
+        failures.is_empty(),
+        "{} case(s) answered wrongly:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        fx.gw.logs()
+    );
 }
 
 fn no_length_framing_conflict(r: &RecordedRequest) {
-    assert_eq!(r.header("content-length"), None, "Content-Length must be removed when Transfer-Encoding is present (RFC 9112 §6.3)");
+    assert_eq!(
+        r.header("content-length"),
+        None,
+        "Content-Length must be removed when Transfer-Encoding is present (RFC 9112 §6.3)"
+    );
 }
 
 // ---------------------------------------------------------------- malformed requests
@@ -183,20 +200,44 @@ async fn malformed_request_lines_and_header_bytes_get_400() {
     run_cases(
         "malformed",
         vec![
-            case("tls-hello-on-plain-port", 400, n, Fwd::Nothing, &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03{T}\r\n\r\n"[..]),
+            case(
+                "tls-hello-on-plain-port",
+                400,
+                n,
+                Fwd::Nothing,
+                &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03{T}\r\n\r\n"[..],
+            ),
             case("words-no-version", 400, n, Fwd::Nothing, "HELLO {T}\r\n\r\n"),
             case("missing-version", 400, n, Fwd::Nothing, "GET /c/{T}\r\nHost: x\r\n\r\n"),
             case("http-9.9", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/9.9\r\nHost: x\r\n\r\n"),
             case("two-versions", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1 /admin HTTP/1.1\r\nHost: x\r\n\r\n"),
             case("nul-in-method", 400, n, Fwd::Nothing, &b"G\0T /c/{T} HTTP/1.1\r\nHost: x\r\n\r\n"[..]),
             case("quote-and-angle-in-target", 400, n, Fwd::Nothing, "GET /c/{T}\"<x> HTTP/1.1\r\nHost: x\r\n\r\n"),
-            case("nul-in-header-value", 400, n, Fwd::Nothing, &b"GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"[..]),
-            case("space-in-header-name", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n"),
+            case(
+                "nul-in-header-value",
+                400,
+                n,
+                Fwd::Nothing,
+                &b"GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"[..],
+            ),
+            case(
+                "space-in-header-name",
+                400,
+                n,
+                Fwd::Nothing,
+                "GET /c/{T} HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",
+            ),
             case("space-before-colon", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-Test : v\r\n\r\n"),
             case("separator-in-header-name", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX(A): v\r\n\r\n"),
             case("empty-header-name", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n"),
             case("no-colon", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n"),
-            case("ctl-0x01-in-value", 400, n, Fwd::Nothing, &b"GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n"[..]),
+            case(
+                "ctl-0x01-in-value",
+                400,
+                n,
+                Fwd::Nothing,
+                &b"GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n"[..],
+            ),
             case("del-in-value", 400, n, Fwd::Nothing, &b"GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n"[..]),
             case("bare-cr-in-value", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"),
             // RFC 9112 §3.2: more than one Host field line → 400.
@@ -214,9 +255,27 @@ async fn obs_fold_is_rejected_with_400() {
     run_cases(
         "obsfold",
         vec![
-            case("fold-with-space", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: first\r\n second\r\n\r\n"),
-            case("fold-with-tab", 400, n, Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: first\r\n\tsecond\r\n\r\n"),
-            case("fold-of-transfer-encoding", 400, n, Fwd::Nothing, "POST /c/{T} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding:\r\n chunked\r\n\r\nhello"),
+            case(
+                "fold-with-space",
+                400,
+                n,
+                Fwd::Nothing,
+                "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: first\r\n second\r\n\r\n",
+            ),
+            case(
+                "fold-with-tab",
+                400,
+                n,
+                Fwd::Nothing,
+                "GET /c/{T} HTTP/1.1\r\nHost: x\r\nX-A: first\r\n\tsecond\r\n\r\n",
+            ),
+            case(
+                "fold-of-transfer-encoding",
+                400,
+                n,
+                Fwd::Nothing,
+                "POST /c/{T} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding:\r\n chunked\r\n\r\nhello",
+            ),
         ],
     )
     .await;
@@ -228,14 +287,34 @@ async fn obs_fold_is_rejected_with_400() {
 #[ignore = "Pingora limit: a request head over its own buffer is refused with 400 before wsgate sees it; wsgate answers 414 from 8 KiB up to there (see a_long_request_target_gets_414)"]
 async fn an_absurdly_long_request_target_gets_414() {
     let long = "a".repeat(100 * 1024);
-    run_cases("longuri", vec![case("uri-100KiB", 414, Some(true), Fwd::Nothing, format!("GET /c/{{T}}/{long} HTTP/1.1\r\nHost: x\r\n\r\n"))]).await;
+    run_cases(
+        "longuri",
+        vec![case(
+            "uri-100KiB",
+            414,
+            Some(true),
+            Fwd::Nothing,
+            format!("GET /c/{{T}}/{long} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )],
+    )
+    .await;
 }
 
 /// What wsgate itself limits: targets over 8 KiB (and under Pingora's own head limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_request_target_gets_414() {
     let long = "a".repeat(20 * 1024);
-    run_cases("uri20k", vec![case("uri-20KiB", 414, Some(true), Fwd::Nothing, format!("GET /c/{{T}}/{long} HTTP/1.1\r\nHost: x\r\n\r\n"))]).await;
+    run_cases(
+        "uri20k",
+        vec![case(
+            "uri-20KiB",
+            414,
+            Some(true),
+            Fwd::Nothing,
+            format!("GET /c/{{T}}/{long} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )],
+    )
+    .await;
 }
 
 /// RFC 9112 §3.2: an invalid request-line gets 400 (or a 301 to the encoded target); a
@@ -261,7 +340,11 @@ async fn invalid_bytes_in_the_request_target_get_400_not_autocorrection() {
 /// HTTP/1.1 request message that lacks a Host header field".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http11_request_without_host_gets_400() {
-    run_cases("nohost", vec![case("http11-no-host", 400, Some(true), Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nConnection: close\r\n\r\n")]).await;
+    run_cases(
+        "nohost",
+        vec![case("http11-no-host", 400, Some(true), Fwd::Nothing, "GET /c/{T} HTTP/1.1\r\nConnection: close\r\n\r\n")],
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------- request smuggling
@@ -320,7 +403,13 @@ async fn request_smuggling_attempts_are_refused_or_framed_by_transfer_encoding_a
 async fn a_transfer_coding_wsgate_cannot_pass_on_gets_501() {
     run_cases(
         "tecoding",
-        vec![case("te-gzip-chunked", 501, Some(true), Fwd::Nothing, "POST /c/{T} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n{SM}")],
+        vec![case(
+            "te-gzip-chunked",
+            501,
+            Some(true),
+            Fwd::Nothing,
+            "POST /c/{T} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n{SM}",
+        )],
     )
     .await;
 }
@@ -390,10 +479,21 @@ async fn a_request_pipelined_after_an_upgrade_is_never_served() {
     assert_eq!(r.status_lines(), 1, "exactly one response: {:?}", String::from_utf8_lossy(&r.raw));
     assert!(r.closed, "the session is failed: {:?}", String::from_utf8_lossy(&r.raw));
     let head_end = r.raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a 101 head") + 4;
-    assert_eq!(&r.raw[head_end..head_end + 4], &[0x88, 0x10, 0x03, 0xEA], "Close 1002 (\"protocol error\") follows the 101");
+    assert_eq!(
+        &r.raw[head_end..head_end + 4],
+        &[0x88, 0x10, 0x03, 0xEA],
+        "Close 1002 (\"protocol error\") follows the 101"
+    );
     drop(s);
-    assert!(fx.seen("/smuggled-").iter().all(|r| !r.path.contains(token)), "the HTTP backend got the pipelined request");
-    assert_eq!(fx.chat.lock().unwrap().health_hits(), plain_before, "the WebSocket backend got the pipelined bytes as an HTTP request");
+    assert!(
+        fx.seen("/smuggled-").iter().all(|r| !r.path.contains(token)),
+        "the HTTP backend got the pipelined request"
+    );
+    assert_eq!(
+        fx.chat.lock().unwrap().health_hits(),
+        plain_before,
+        "the WebSocket backend got the pipelined bytes as an HTTP request"
+    );
     println!("{token:48} -> 101, then Close 1002: the pipelined bytes are no frame");
     fx.unharmed(&mut healthy, token).await;
 
@@ -429,7 +529,9 @@ async fn a_client_that_half_closes_after_its_request_still_gets_the_response() {
         ("half-close-http10", "GET /c/{T} HTTP/1.0\r\nHost: x\r\n\r\n"),
     ] {
         let token = format!("halfclose-{name}");
-        let r = raw_exchange(fx.addr, &expand(req.as_bytes(), &token), RawOpts { half_close: true, ..Default::default() }).await;
+        let r =
+            raw_exchange(fx.addr, &expand(req.as_bytes(), &token), RawOpts { half_close: true, ..Default::default() })
+                .await;
         println!("{token:48} -> {}", r.summary());
         if r.status != Some(200) || !r.body.ends_with(token.as_bytes()) {
             failures.push(format!("[{token}] expected 200 with the backend's body, got {}", r.summary()));

@@ -23,13 +23,20 @@ async fn limits_refuse_with_the_right_status_and_count_each_cause() {
         chat.addr()
     );
     let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     // 431: too many header fields, and too many bytes of them.
     let many: String = (0..25).map(|i| format!("X-H{i}: v\r\n")).collect();
-    assert_eq!(http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n")).await.0, 431);
+    assert_eq!(
+        http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n")).await.0,
+        431
+    );
     let big = "v".repeat(5000);
-    assert_eq!(http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")).await.0, 431);
+    assert_eq!(
+        http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")).await.0,
+        431
+    );
 
     // 503 per route: one session allowed on /ws.
     let (mut first, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[]).await.unwrap();
@@ -92,7 +99,8 @@ async fn connections_are_limited_in_all_and_per_client_address() {
         web.addr()
     );
     let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
     let short = std::time::Duration::from_millis(300);
 
     // Three idle connections from 127.0.0.1 are held open; the fourth is closed at once.
@@ -105,7 +113,11 @@ async fn connections_are_limited_in_all_and_per_client_address() {
     let mut fourth = connect_from("127.0.0.1", addr).await;
     let _ = fourth.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let (bytes, closed) = read_until_closed(&mut fourth, std::time::Duration::from_secs(5)).await;
-    assert!(closed && bytes.is_empty(), "over the per-address limit: closed unanswered, got {:?}", String::from_utf8_lossy(&bytes));
+    assert!(
+        closed && bytes.is_empty(),
+        "over the per-address limit: closed unanswered, got {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
 
     // Another address still gets in, up to the total of 5.
     let mut other = connect_from("127.0.0.2", addr).await;
@@ -161,7 +173,8 @@ async fn a_head_trickling_in_past_the_header_timeout_gets_408() {
         chat.addr()
     );
     let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     // A byte every 100 ms: each read is quick, the head as a whole is not.
     let started = std::time::Instant::now();
@@ -184,7 +197,10 @@ async fn a_head_trickling_in_past_the_header_timeout_gets_408() {
     assert!(closed, "closed after the 408");
     assert!(sent < head.len(), "cut off before the head was complete ({sent} of {} bytes)", head.len());
     let elapsed = started.elapsed();
-    assert!(elapsed >= std::time::Duration::from_millis(900) && elapsed < std::time::Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        elapsed >= std::time::Duration::from_millis(900) && elapsed < std::time::Duration::from_secs(3),
+        "{elapsed:?}"
+    );
 
     // A silent connection gets the same after the timeout.
     let mut silent = connect_from("127.0.0.1", addr).await;
@@ -208,7 +224,10 @@ async fn a_head_trickling_in_past_the_header_timeout_gets_408() {
     assert_eq!(refusals(&text, "header_timeout"), 2.0, "{text}");
     let log = gw.log();
     assert_eq!(log.matches("limit `header_timeout` reached").count(), 1);
-    assert!(!log.contains("while reading request headers"), "Pingora's per-connection error line is kept at debug level:\n{log}");
+    assert!(
+        !log.contains("while reading request headers"),
+        "Pingora's per-connection error line is kept at debug level:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +242,8 @@ async fn new_connections_per_second_are_limited_per_client_address() {
         web.addr()
     );
     let _gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     // 12 connections at once from one address: about 5 are served, the rest closed unanswered.
     let mut served = 0;
@@ -270,7 +290,8 @@ async fn tls_handshakes_count_against_the_connection_limits_and_the_header_timeo
     let gw = Wsgate::start_in(dir, &yaml);
     gw.wait_port(port);
     gw.wait_port(mport);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     // Three connections from one address (not the one wait_port's probes came from): two
     // silent, one sending the start of a ClientHello record and no more. Whichever of them
@@ -295,20 +316,27 @@ async fn tls_handshakes_count_against_the_connection_limits_and_the_header_timeo
     closes.sort();
     assert!(closes[0] < Duration::from_millis(700), "one connection over the limit is closed at once: {closes:?}");
     for after in &closes[1..] {
-        assert!(*after >= Duration::from_millis(900) && *after < Duration::from_secs(3), "closed after the header timeout: {closes:?}");
+        assert!(
+            *after >= Duration::from_millis(900) && *after < Duration::from_secs(3),
+            "closed after the header timeout: {closes:?}"
+        );
     }
 
     // The places are free again; the same budget covers handshake and head: a client that
     // finishes its handshake but sends no request gets a 408 over TLS.
     let tcp = connect_from("127.0.0.3", addr).await;
     let connector = tokio_rustls::TlsConnector::from(tls_client_config(&cert));
-    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("handshake after the places were freed");
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("handshake after the places were freed");
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "not closed within 5 s");
     assert!(answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"), "{:?}", String::from_utf8_lossy(&answer));
 
-    let (status, _, _) = https_request(addr, "localhost", &cert, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    let (status, _, _) =
+        https_request(addr, "localhost", &cert, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status, 200);
     let (_, _, text) = get(maddr, "x", "/metrics").await;
     assert_eq!(refusals(&text, "connections_per_ip"), 1.0, "{text}");
@@ -336,7 +364,8 @@ async fn idle_keep_alive_connections_are_closed_after_the_keepalive_timeout() {
         let mut conn = connect_from("127.0.0.1", addr).await;
         // Two requests on the connection: it is kept alive between them.
         for _ in 0..2 {
-            let (status, headers, _) = request_on(&mut conn, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n")).await;
+            let (status, headers, _) =
+                request_on(&mut conn, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n")).await;
             assert_eq!(status, 200, "{name}");
             assert_ne!(header(&headers, "connection"), Some("close"), "{name}");
         }
@@ -371,7 +400,8 @@ async fn later_heads_on_a_keep_alive_connection_are_held_to_the_header_timeout()
     assert_eq!(status, 200);
     // Idle for longer than the header timeout, on purpose, then a prompt request: served.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, _, _) = request_on(&mut conn, "POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await;
+    let (status, _, _) =
+        request_on(&mut conn, "POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await;
     assert_eq!(status, 200, "idle time before a head does not count against it");
 
     // The third head trickles in a byte per 100 ms: cut off with a 408 about 1 s after its

@@ -43,7 +43,8 @@ async fn a_reload_changes_pools_and_routes_without_dropping_a_session() {
     let (a, b, c) = (WsBackend::start("a"), WsBackend::start("b"), WsBackend::start("c"));
     let (port, mport) = (free_port(), free_port());
     let gw = Wsgate::start_and_wait(&yaml(port, mport, &[a.addr(), b.addr()], ""), &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     let mut sessions = Vec::new();
     for i in 0..100 {
@@ -54,7 +55,11 @@ async fn a_reload_changes_pools_and_routes_without_dropping_a_session() {
     assert_eq!(backend_of(addr, "/new").await.0, 404, "no /new route yet");
 
     // Add c, remove b, add a route.
-    std::fs::write(&gw.config_path, yaml(port, mport, &[a.addr(), c.addr()], "  - {name: new, path_prefix: /new, upstream: chat}\n")).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        yaml(port, mport, &[a.addr(), c.addr()], "  - {name: new, path_prefix: /new, upstream: chat}\n"),
+    )
+    .unwrap();
     let signalled = Instant::now();
     gw.signal("HUP");
     let mut took = Duration::ZERO;
@@ -94,12 +99,16 @@ async fn broken_or_socket_level_reloads_change_nothing() {
     let (port, mport) = (free_port(), free_port());
     let good = yaml(port, mport, &[a.addr()], "");
     let gw = Wsgate::start_and_wait(&good, &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
     let before = (backend_of(addr, "/ws").await, backend_of(addr, "/other").await);
     assert_eq!(before, ((200, "a".into()), (404, "-".into())));
 
     // A semantic error and a parse error: each is reported with its key, nothing changes.
-    let broken = [(good.replace("upstream: chat}", "upstream: chatt}"), "routes[0].upstream"), (good.replace("interval: 200ms", "interval: 2 seconds"), "upstreams.chat.health_check.interval")];
+    let broken = [
+        (good.replace("upstream: chat}", "upstream: chatt}"), "routes[0].upstream"),
+        (good.replace("interval: 200ms", "interval: 2 seconds"), "upstreams.chat.health_check.interval"),
+    ];
     for (n, (text, key)) in broken.iter().enumerate() {
         std::fs::write(&gw.config_path, text).unwrap();
         gw.signal("HUP");
@@ -109,7 +118,8 @@ async fn broken_or_socket_level_reloads_change_nothing() {
     }
 
     let other_port = free_port();
-    std::fs::write(&gw.config_path, good.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{other_port}"))).unwrap();
+    std::fs::write(&gw.config_path, good.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{other_port}")))
+        .unwrap();
     gw.signal("HUP");
     wait_reloads(maddr, "needs_upgrade", 1.0).await;
     assert!(gw.wait_log_contains("need new sockets", Duration::from_secs(5)));
@@ -133,7 +143,8 @@ async fn health_state_survives_a_reload() {
         )
     };
     let gw = Wsgate::start_and_wait(&cfg("/"), &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
     // Wait for the first round to mark `dead` down (then no request fails: retries is 0).
     let deadline = Instant::now() + Duration::from_secs(5);
     while get(maddr, "x", "/ready").await.0 != 200 {
@@ -147,7 +158,11 @@ async fn health_state_survives_a_reload() {
     gw.signal("HUP");
     wait_reloads(maddr, "ok", 1.0).await;
     for _ in 0..20 {
-        assert_eq!(backend_of(addr, "/x").await, (200, "a".into()), "the dead backend came back into rotation on reload");
+        assert_eq!(
+            backend_of(addr, "/x").await,
+            (200, "a".into()),
+            "the dead backend came back into rotation on reload"
+        );
     }
 }
 
@@ -167,7 +182,8 @@ async fn a_reload_that_turns_tls_on_rebuilds_the_health_checks() {
         )
     };
     let gw = Wsgate::start_and_wait(&cfg(plain.addr(), ""), &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
     assert_eq!(backend_of(addr, "/").await, (200, "plain".into()));
 
     std::fs::write(&gw.config_path, cfg(tls.addr, "tls: {sni: localhost, verify: false}, ")).unwrap();

@@ -29,15 +29,23 @@ async fn metrics_count_http_and_websocket_traffic() {
     assert_eq!(get(addr, "unknown.example", "/").await.0, 404);
     assert_eq!(get(addr, "site.example", "/gone").await.0, 502);
 
-    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://ok.example")]).await.unwrap();
+    let (mut ws, _) =
+        ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://ok.example")]).await.unwrap();
     for i in 0..3 {
         assert_eq!(ws_echo_text(&mut ws, &format!("m{i}")).await, format!("m{i}"));
     }
-    let text = wait_for(maddr, "wsgate_websocket_sessions_active", &[("route", "chat"), ("upstream", "chat")], Some(1.0)).await;
+    let text =
+        wait_for(maddr, "wsgate_websocket_sessions_active", &[("route", "chat"), ("upstream", "chat")], Some(1.0))
+            .await;
     // Live counters: visible while the session is still open.
-    assert_eq!(sample(&text, "wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]), Some(3.0));
+    assert_eq!(
+        sample(&text, "wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]),
+        Some(3.0)
+    );
     ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
-    while let Some(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut ws)).await.unwrap() {}
+    while let Some(Ok(_)) =
+        tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut ws)).await.unwrap()
+    {}
     // A second session that just drops its TCP connection: closed by nobody.
     let (ws2, _) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://ok.example")]).await.unwrap();
     drop(ws2);
@@ -45,22 +53,53 @@ async fn metrics_count_http_and_websocket_traffic() {
     let refused = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[("Origin", "https://evil.example")]).await;
     assert!(refused.is_err());
 
-    let text = wait_for(maddr, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "none"), ("code", "none")], Some(1.0)).await;
+    let text = wait_for(
+        maddr,
+        "wsgate_websocket_closes_total",
+        &[("route", "chat"), ("initiator", "none"), ("code", "none")],
+        Some(1.0),
+    )
+    .await;
     let v = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
-    assert_eq!(v("wsgate_http_requests_total", &[("route", "site"), ("upstream", "web"), ("status", "200")]), Some(3.0));
-    assert_eq!(v("wsgate_http_requests_total", &[("route", "none"), ("upstream", "none"), ("status", "404")]), Some(1.0));
-    assert_eq!(v("wsgate_http_requests_total", &[("route", "gone"), ("upstream", "gone"), ("status", "502")]), Some(1.0));
+    assert_eq!(
+        v("wsgate_http_requests_total", &[("route", "site"), ("upstream", "web"), ("status", "200")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        v("wsgate_http_requests_total", &[("route", "none"), ("upstream", "none"), ("status", "404")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("wsgate_http_requests_total", &[("route", "gone"), ("upstream", "gone"), ("status", "502")]),
+        Some(1.0)
+    );
     assert_eq!(v("wsgate_http_request_duration_seconds_count", &[("route", "site"), ("upstream", "web")]), Some(3.0));
     assert_eq!(v("wsgate_websocket_upgrades_total", &[("route", "chat"), ("result", "accepted")]), Some(2.0));
     assert_eq!(v("wsgate_websocket_upgrades_total", &[("route", "chat"), ("result", "origin_denied")]), Some(1.0));
     assert_eq!(v("wsgate_websocket_sessions_active", &[("route", "chat")]), Some(0.0));
     assert_eq!(v("wsgate_websocket_session_duration_seconds_count", &[("route", "chat")]), Some(2.0));
-    assert_eq!(v("wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]), Some(3.0));
-    assert_eq!(v("wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "backend_to_client")]), Some(3.0));
-    assert!(v("wsgate_websocket_bytes_total", &[("route", "chat"), ("direction", "client_to_backend")]).unwrap() > 20.0);
-    assert!(v("wsgate_websocket_bytes_total", &[("route", "chat"), ("direction", "backend_to_client")]).unwrap() > 10.0);
-    assert_eq!(v("wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "client"), ("code", "1000")]), Some(1.0));
-    assert_eq!(v("wsgate_upstream_backend_healthy", &[("upstream", "web"), ("backend", &web.addr().to_string())]), Some(1.0));
+    assert_eq!(
+        v("wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        v("wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "backend_to_client")]),
+        Some(3.0)
+    );
+    assert!(
+        v("wsgate_websocket_bytes_total", &[("route", "chat"), ("direction", "client_to_backend")]).unwrap() > 20.0
+    );
+    assert!(
+        v("wsgate_websocket_bytes_total", &[("route", "chat"), ("direction", "backend_to_client")]).unwrap() > 10.0
+    );
+    assert_eq!(
+        v("wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "client"), ("code", "1000")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("wsgate_upstream_backend_healthy", &[("upstream", "web"), ("backend", &web.addr().to_string())]),
+        Some(1.0)
+    );
     assert_eq!(v("wsgate_upstream_errors_total", &[("upstream", "gone"), ("kind", "connect_refused")]), Some(1.0));
     assert_eq!(v("wsgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
     assert!(v("process_resident_memory_bytes", &[]).unwrap() > 0.0);
@@ -89,7 +128,8 @@ async fn a_backend_leaving_rotation_shows_in_the_health_gauge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_series_follow_dns_discovered_backends_and_removed_pools() {
     let port_b = free_port();
-    let backends: Vec<WsBackend> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|ip| WsBackend::start_at(ip, ip, port_b)).collect();
+    let backends: Vec<WsBackend> =
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|ip| WsBackend::start_at(ip, ip, port_b)).collect();
     let addr_of = |i: usize| backends[i].addr().to_string();
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
@@ -117,7 +157,11 @@ async fn health_series_follow_dns_discovered_backends_and_removed_pools() {
 
     // A reload that removes the pool (the route now uses another one).
     let web = HttpBackend::start("web");
-    std::fs::write(&gw.config_path, cfg(&format!("  web: {{backends: ['{}']}}\n", web.addr())).replace("upstream: app", "upstream: web")).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        cfg(&format!("  web: {{backends: ['{}']}}\n", web.addr())).replace("upstream: app", "upstream: web"),
+    )
+    .unwrap();
     gw.signal("HUP");
     let text = wait_for(maddr, healthy, &[("upstream", "app")], None).await;
     assert_eq!(sample(&text, healthy, &[("upstream", "web")]), Some(1.0), "{text}");
@@ -151,7 +195,9 @@ async fn ready_waits_for_the_first_health_check_round_and_nothing_else_is_served
     assert!(started.elapsed() >= Duration::from_millis(900), "ready before the first check finished");
     assert_eq!(get(maddr, "localhost", "/").await.0, 404);
     assert_eq!(get(maddr, "localhost", "/metricsx").await.0, 404);
-    let (status, _, _) = http_request(maddr, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    let (status, _, _) =
+        http_request(maddr, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
     assert_eq!(status, 405);
     drop(silent);
 }

@@ -15,10 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFr
 /// `name` on PATH, else in /usr/bin (where Debian's package puts it); None if absent.
 fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 /// The tool, or prints the one allowed skip message and returns None.
@@ -141,7 +138,8 @@ async fn promtool_accepts_the_scraped_metrics() {
             .filter(|(n, k)| n.starts_with("wsgate_") && !has_samples(&text, n, k))
             .map(|(n, _)| n)
             .collect();
-        let absent: Vec<&str> = EXPECTED_FAMILIES.iter().copied().filter(|e| !fams.iter().any(|(n, _)| n == e)).collect();
+        let absent: Vec<&str> =
+            EXPECTED_FAMILIES.iter().copied().filter(|e| !fams.iter().any(|(n, _)| n == e)).collect();
         if empty.is_empty() && absent.is_empty() {
             break text;
         }
@@ -179,10 +177,7 @@ async fn promtool_accepts_the_scraped_metrics() {
         text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
     );
     let status = status.expect("promtool check metrics did not exit within 30 s");
-    assert!(
-        status.success(),
-        "promtool check metrics failed ({status}):\n{output}\n--- scraped /metrics ---\n{text}"
-    );
+    assert!(status.success(), "promtool check metrics failed ({status}):\n{output}\n--- scraped /metrics ---\n{text}");
     drop(gw);
 }
 

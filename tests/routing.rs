@@ -5,7 +5,8 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_to_the_most_specific_route() {
-    let (chat, api, wild, web) = (HttpBackend::start("chat"), HttpBackend::start("api"), HttpBackend::start("wild"), HttpBackend::start("web"));
+    let (chat, api, wild, web) =
+        (HttpBackend::start("chat"), HttpBackend::start("api"), HttpBackend::start("wild"), HttpBackend::start("web"));
     let port = free_port();
     let yaml = format!(
         "listeners:\n  - address: 127.0.0.1:{port}\n\
@@ -81,7 +82,8 @@ async fn other_spellings_of_a_path_take_its_route() {
         assert_eq!(header(&headers, "x-backend"), Some("ws"), "{path} must take the /ws route");
         assert_eq!(body.lines().next(), Some(format!("GET {path}").as_str()), "the backend gets the path as sent");
         // The /ws route's Origin allowlist holds whatever the spelling.
-        let upgrade = ws_upgrade_request(path, "x.test").replace("\r\n\r\n", "\r\nOrigin: https://evil.example\r\n\r\n");
+        let upgrade =
+            ws_upgrade_request(path, "x.test").replace("\r\n\r\n", "\r\nOrigin: https://evil.example\r\n\r\n");
         let r = raw_request(addr, upgrade.as_bytes()).await;
         assert_eq!(r.status, Some(403), "{path}: {}", r.summary());
     }

@@ -29,21 +29,29 @@ async fn an_http1_client_that_stops_reading_is_closed_and_the_backend_connection
     let backend = BulkBackend::start(BODY);
     let (port, mport) = (free_port(), free_port());
     let gw = Wsgate::start_and_wait(&config(port, mport, backend.addr(), ""), &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     let mut stalled = connect_from("127.0.0.1", addr).await;
     stalled.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert!(backend.wait_open(1, Duration::from_secs(5)).await, "the request never reached the backend\n{}", gw.logs());
     let asked = Instant::now();
     // Not a byte read: wsgate fills the socket buffers, then nothing moves.
-    assert!(backend.wait_open(0, Duration::from_secs(10)).await, "the backend connection is still held after {:?}", asked.elapsed());
+    assert!(
+        backend.wait_open(0, Duration::from_secs(10)).await,
+        "the backend connection is still held after {:?}",
+        asked.elapsed()
+    );
     let released = asked.elapsed();
     let (got, closed) = read_until_closed(&mut stalled, Duration::from_secs(5)).await;
     assert!(closed, "the client connection is still open after {:?}", asked.elapsed());
     assert!(got.starts_with(b"HTTP/1.1 200"), "the answer had begun");
     assert!(got.len() < BODY, "closed before the end of the body ({} bytes)", got.len());
     assert!(released >= Duration::from_millis(900) && released < Duration::from_secs(6), "released after {released:?}");
-    eprintln!("HTTP/1.1 slow reader: backend connection released {released:?} after the request; the client got {} bytes", got.len());
+    eprintln!(
+        "HTTP/1.1 slow reader: backend connection released {released:?} after the request; the client got {} bytes",
+        got.len()
+    );
     assert_eq!(send_timeouts(maddr).await, 1.0);
 
     // A client reading 64 KiB every 10 ms never goes a second without progress: it is
@@ -58,7 +66,8 @@ async fn an_http1_client_that_stops_reading_is_closed_and_the_backend_connection
         if started.elapsed() > Duration::from_secs(3) {
             break;
         }
-        let n = tokio::time::timeout(Duration::from_secs(2), slow.read(&mut buf)).await.expect("no byte for 2 s").unwrap();
+        let n =
+            tokio::time::timeout(Duration::from_secs(2), slow.read(&mut buf)).await.expect("no byte for 2 s").unwrap();
         assert!(n > 0, "closed after {total} bytes and {:?} of steady reading", started.elapsed());
         total += n;
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -93,7 +102,11 @@ async fn an_http2_stream_whose_client_stops_reading_is_reset_and_the_backend_con
     let answered = Instant::now();
     // The body is never read, so its flow-control window is never given back.
     let _unread = response.into_body();
-    assert!(backend.wait_open(0, Duration::from_secs(10)).await, "the backend connection is still held after {:?}", answered.elapsed());
+    assert!(
+        backend.wait_open(0, Duration::from_secs(10)).await,
+        "the backend connection is still held after {:?}",
+        answered.elapsed()
+    );
     let released = answered.elapsed();
     assert!(released >= Duration::from_millis(900) && released < Duration::from_secs(6), "released after {released:?}");
     eprintln!("HTTP/2 slow reader: backend connection released {released:?} after the answer began");
@@ -108,7 +121,8 @@ async fn a_websocket_client_that_stops_reading_is_dropped_and_the_backend_gets_1
     let backend = WsRecorder::start(ws_frame(0x2, &vec![1; BODY / 2], false));
     let (port, mport) = (free_port(), free_port());
     let gw = Wsgate::start_and_wait(&config(port, mport, backend.addr(), ""), &[port, mport]);
-    let (addr, maddr): (SocketAddr, SocketAddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
+    let (addr, maddr): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     let mut stalled = ws_upgraded(addr, "/ws/stalled", b"").await;
     let upgraded = Instant::now();

@@ -38,7 +38,11 @@ fn systemd_analyze_verify_accepts_the_unit() {
     assert!(!text.contains("wsgate.service"), "warnings about the unit:\n{text}");
 
     // And the check can fail: a misspelt key is reported.
-    std::fs::write(&unit_path, unit().replace("/usr/local/bin/wsgate", wsgate_bin()).replace("KillSignal=", "KilSignal=")).unwrap();
+    std::fs::write(
+        &unit_path,
+        unit().replace("/usr/local/bin/wsgate", wsgate_bin()).replace("KillSignal=", "KilSignal="),
+    )
+    .unwrap();
     let out = Command::new("systemd-analyze").arg("verify").arg(&unit_path).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("KilSignal"));
 }
@@ -48,7 +52,10 @@ fn the_unit_and_its_config_agree() {
     let unit = unit();
     let config = std::fs::read_to_string(repo("systemd/wsgate.yaml")).unwrap();
     assert_eq!(directives(&unit, "PIDFile"), ["/run/wsgate/wsgate.pid"]);
-    assert!(config.contains("pid_file: /run/wsgate/wsgate.pid") && config.contains("upgrade_sock: /run/wsgate/upgrade.sock"));
+    assert!(
+        config.contains("pid_file: /run/wsgate/wsgate.pid")
+            && config.contains("upgrade_sock: /run/wsgate/upgrade.sock")
+    );
     assert_eq!(directives(&unit, "RuntimeDirectory"), ["wsgate"]);
     let reload = directives(&unit, "ExecReload");
     assert_eq!(reload.len(), 4);
@@ -57,10 +64,22 @@ fn the_unit_and_its_config_agree() {
     assert_eq!(reload[2], "/bin/kill -QUIT $MAINPID");
     assert!(reload[3].contains("--wait-ready"));
     // Stop must outlast the drain window plus Pingora's shutdown timeout.
-    let window: u64 = config.lines().find_map(|l| l.trim().strip_prefix("window: ")).and_then(|w| w.split_whitespace().next()?.strip_suffix('s')?.parse().ok()).unwrap();
+    let window: u64 = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("window: "))
+        .and_then(|w| w.split_whitespace().next()?.strip_suffix('s')?.parse().ok())
+        .unwrap();
     let stop: u64 = directives(&unit, "TimeoutStopSec")[0].trim_end_matches('s').parse().unwrap();
     assert!(stop >= window + 15, "TimeoutStopSec={stop}s, drain window {window}s");
-    for hardening in ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "User=wsgate", "LimitNOFILE=1048576", "CapabilityBoundingSet="] {
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "User=wsgate",
+        "LimitNOFILE=1048576",
+        "CapabilityBoundingSet=",
+    ] {
         assert!(unit.lines().any(|l| l == hardening), "missing {hardening}");
     }
     let out = Command::new(wsgate_bin()).arg("-t").arg("-c").arg(repo("systemd/wsgate.yaml")).output().unwrap();
@@ -77,7 +96,8 @@ fn pid_of(pid_file: &Path) -> u32 {
 }
 
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists() && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
 
 /// Stops a daemon we started (its pid is in our own pid file) when the test ends.

@@ -21,12 +21,16 @@ async fn https_and_wss_work_through_a_tls_listener() {
     gw.wait_port(port);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
 
-    let (status, headers, _) = https_request(addr, "localhost", &cert, "GET /page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    let (status, headers, _) =
+        https_request(addr, "localhost", &cert, "GET /page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await;
     assert_eq!(status, 200, "{}", gw.log());
     assert_eq!(header(&headers, "x-backend"), Some("web"));
     assert_eq!(web.last_request().unwrap().header("x-forwarded-proto"), Some("https"));
 
-    let (mut ws, resp) = wss_connect(&format!("wss://localhost:{port}/ws"), &[], &cert).await.unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let (mut ws, resp) = wss_connect(&format!("wss://localhost:{port}/ws"), &[], &cert)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
     assert_eq!(resp.status(), 101);
     assert_eq!(ws_echo_text(&mut ws, "over tls").await, "over tls");
     let big = "x".repeat(300_000);
@@ -58,7 +62,8 @@ async fn tls_listeners_offer_http2_for_plain_http() {
 /// The certificate wsgate presented in a handshake with `server_name` (a DNS name, or an
 /// IP address: then the client sends no SNI), verified against `trust`.
 async fn served_cert(addr: std::net::SocketAddr, server_name: &str, trust: &std::path::Path) -> Vec<u8> {
-    let tls = tls_connect(addr, server_name, trust).await.unwrap_or_else(|e| panic!("TLS handshake as {server_name}: {e}"));
+    let tls =
+        tls_connect(addr, server_name, trust).await.unwrap_or_else(|e| panic!("TLS handshake as {server_name}: {e}"));
     tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
 }
 
@@ -160,7 +165,11 @@ async fn http2_connections_are_held_to_the_header_and_keepalive_timeouts() {
     gw.wait_port(port);
     gw.wait_port(mport);
 
-    let cases = [("no preface", Vec::new()), ("preface only", PREFACE.to_vec()), ("HEADERS without END_HEADERS", [PREFACE, SETTINGS, HEADERS_OPEN].concat())];
+    let cases = [
+        ("no preface", Vec::new()),
+        ("preface only", PREFACE.to_vec()),
+        ("HEADERS without END_HEADERS", [PREFACE, SETTINGS, HEADERS_OPEN].concat()),
+    ];
     for (case, sent) in cases {
         let started = Instant::now();
         let mut tls = h2_tls_connect(port, &cert).await;
@@ -168,14 +177,25 @@ async fn http2_connections_are_held_to_the_header_and_keepalive_timeouts() {
         let (got, closed) = read_until_closed(&mut tls, Duration::from_secs(6)).await;
         let after = started.elapsed();
         assert!(closed, "{case}: still open after {after:?}");
-        assert!(after >= Duration::from_millis(1900) && after < Duration::from_secs(4), "{case}: closed after {after:?}");
-        assert!(h2_frame_types(&got).contains(&0x7), "{case}: GOAWAY before the close; frames {:?}", h2_frame_types(&got));
+        assert!(
+            after >= Duration::from_millis(1900) && after < Duration::from_secs(4),
+            "{case}: closed after {after:?}"
+        );
+        assert!(
+            h2_frame_types(&got).contains(&0x7),
+            "{case}: GOAWAY before the close; frames {:?}",
+            h2_frame_types(&got)
+        );
         eprintln!("HTTP/2 {case}: closed {after:?} after connecting");
     }
     assert_eq!(web.hits(), 0, "the unfinished request never reached the backend");
     let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
     assert_eq!(sample(&scrape(maddr).await, "wsgate_refusals_total", &[("cause", "header_timeout")]), Some(3.0));
-    assert!(!gw.log().contains("H2 handshake error"), "Pingora's line per client without a preface is kept at debug level:\n{}", gw.log());
+    assert!(
+        !gw.log().contains("H2 handshake error"),
+        "Pingora's line per client without a preface is kept at debug level:\n{}",
+        gw.log()
+    );
 
     // Complete requests are served, also after a pause shorter than keepalive_timeout; the
     // connection, idle afterwards, is closed.

@@ -137,8 +137,15 @@ async fn websocket_sessions_drain_with_going_away_across_an_upgrade() {
     for e in &ends {
         per_second[((e.at - first).as_secs() as usize).min(7)] += 1;
     }
-    eprintln!("closes from {:?} to {:?} after SIGQUIT, spread {spread:?}, per second {per_second:?}", first - signal_at, last - signal_at);
-    assert!(spread >= Duration::from_millis(WINDOW_SECS * 1000 / 2), "closes must be spread over the window: {spread:?}");
+    eprintln!(
+        "closes from {:?} to {:?} after SIGQUIT, spread {spread:?}, per second {per_second:?}",
+        first - signal_at,
+        last - signal_at
+    );
+    assert!(
+        spread >= Duration::from_millis(WINDOW_SECS * 1000 / 2),
+        "closes must be spread over the window: {spread:?}"
+    );
     assert!(per_second.iter().all(|&n| n < 60), "not all in one second: {per_second:?}");
     let linger = old_exit.saturating_duration_since(last);
     eprintln!("old process exited {linger:?} after the last session closed");
@@ -191,7 +198,8 @@ async fn one_request(stream: &mut TcpStream) -> std::io::Result<(u16, bool)> {
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     while buf.len() < head_end + length {
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await?;
@@ -259,8 +267,15 @@ async fn http_load_survives_three_upgrades_and_a_broken_config_changes_nothing()
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(LoadStats { ok: AtomicUsize::new(0), failed: AtomicUsize::new(0), refused: AtomicUsize::new(0), retried: AtomicUsize::new(0), failures: Default::default() });
-    let workers: Vec<_> = (0..8).map(|i| tokio::spawn(load_worker(addr, stop.clone(), stats.clone(), i % 2 == 0))).collect();
+    let stats = Arc::new(LoadStats {
+        ok: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        refused: AtomicUsize::new(0),
+        retried: AtomicUsize::new(0),
+        failures: Default::default(),
+    });
+    let workers: Vec<_> =
+        (0..8).map(|i| tokio::spawn(load_worker(addr, stop.clone(), stats.clone(), i % 2 == 0))).collect();
 
     for round in 0..3 {
         let before = stats.ok.load(Ordering::SeqCst);
@@ -274,7 +289,11 @@ async fn http_load_survives_three_upgrades_and_a_broken_config_changes_nothing()
     // An upgrade onto a broken config: the new process refuses to start, says why, and the
     // running one keeps serving untouched.
     let broken = dir.path().join("broken.yaml");
-    std::fs::write(&broken, std::fs::read_to_string(&config_path).unwrap().replace("upstream: web", "upstream: nowhere")).unwrap();
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&config_path).unwrap().replace("upstream: web", "upstream: nowhere"),
+    )
+    .unwrap();
     let failed_upgrade = Wsgate::start_with(&broken, &["-u"]);
     let status = failed_upgrade.wait_exit(Duration::from_secs(10)).expect("a broken config exits at once");
     assert_eq!(status.code(), Some(1));
@@ -288,7 +307,12 @@ async fn http_load_survives_three_upgrades_and_a_broken_config_changes_nothing()
     for w in workers {
         w.await.unwrap();
     }
-    let (ok, failed, refused, retried) = (stats.ok.load(Ordering::SeqCst), stats.failed.load(Ordering::SeqCst), stats.refused.load(Ordering::SeqCst), stats.retried.load(Ordering::SeqCst));
+    let (ok, failed, refused, retried) = (
+        stats.ok.load(Ordering::SeqCst),
+        stats.failed.load(Ordering::SeqCst),
+        stats.refused.load(Ordering::SeqCst),
+        stats.retried.load(Ordering::SeqCst),
+    );
     eprintln!("across 3 upgrades: {ok} ok, {failed} failed, {refused} refused, {retried} retried on a new connection");
     assert_eq!((failed, refused), (0, 0), "first failures: {:?}", stats.failures.lock().unwrap());
     assert!(ok > 500, "{ok}");

@@ -35,7 +35,8 @@ fn an_empty_sni_with_verification_on_is_a_config_error() {
     assert!(!ok);
     assert!(out.contains("upstreams.a.tls.sni") && out.contains("verify: false"), "{out}");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(dir.path().join("bad.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        .unwrap();
     let (ok, out) = check_config_in(dir.path(), "w.yaml", &yaml.replace("tls: {}", "tls: {sni: x, ca_file: bad.pem}"));
     assert!(!ok);
     assert!(out.contains("upstreams.a.tls.ca_file"), "{out}");

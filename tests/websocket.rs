@@ -68,7 +68,10 @@ async fn subprotocol_and_extensions_are_negotiated_end_to_end() {
     let s = setup("");
     let (mut ws, resp) = ws_connect(
         &s.url("/ws"),
-        &[("Sec-WebSocket-Protocol", "chat.v2, chat.v1"), ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")],
+        &[
+            ("Sec-WebSocket-Protocol", "chat.v2, chat.v1"),
+            ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ],
     )
     .await
     .unwrap();
@@ -110,7 +113,11 @@ async fn a_silent_session_outlives_the_usual_60_second_trap() {
 }
 
 async fn raw_handshake(addr: std::net::SocketAddr, method: &str, extra: &str) -> (u16, Headers, String) {
-    http_request(addr, &format!("{method} /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n")).await
+    http_request(
+        addr,
+        &format!("{method} /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n"),
+    )
+    .await
 }
 
 const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
@@ -119,16 +126,23 @@ const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 async fn bad_handshakes_are_refused_before_the_backend() {
     let s = setup("    websocket: {allowed_origins: ['https://chat.example.com']}\n");
     let origin = "Origin: https://chat.example.com\r\n";
-    let (status, headers, _) = raw_handshake(s.addr(), "GET", &format!("{KEY}Sec-WebSocket-Version: 8\r\n{origin}")).await;
+    let (status, headers, _) =
+        raw_handshake(s.addr(), "GET", &format!("{KEY}Sec-WebSocket-Version: 8\r\n{origin}")).await;
     assert_eq!(status, 426);
     assert_eq!(header(&headers, "sec-websocket-version"), Some("13"));
-    let (status, _, _) = raw_handshake(s.addr(), "GET", &format!("Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n{origin}")).await;
+    let (status, _, _) =
+        raw_handshake(s.addr(), "GET", &format!("Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n{origin}"))
+            .await;
     assert_eq!(status, 400);
     let (status, _, _) = raw_handshake(s.addr(), "GET", &format!("Sec-WebSocket-Version: 13\r\n{origin}")).await;
     assert_eq!(status, 400);
-    let (status, _, _) = raw_handshake(s.addr(), "POST", &format!("{KEY}Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n{origin}")).await;
+    let (status, _, _) =
+        raw_handshake(s.addr(), "POST", &format!("{KEY}Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n{origin}"))
+            .await;
     assert_eq!(status, 400);
-    let (status, _, _) = raw_handshake(s.addr(), "GET", &format!("{KEY}Sec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n")).await;
+    let (status, _, _) =
+        raw_handshake(s.addr(), "GET", &format!("{KEY}Sec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n"))
+            .await;
     assert_eq!(status, 403, "cross-site WebSocket hijacking must be refused");
     let (status, _, _) = raw_handshake(s.addr(), "GET", &format!("{KEY}Sec-WebSocket-Version: 13\r\n")).await;
     assert_eq!(status, 403, "no Origin is refused when allowed_origins is set");
@@ -193,7 +207,8 @@ async fn h2c_upgrades_are_not_forwarded() {
 /// The client's `Expect` is not forwarded on an upgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_answers_before_the_101_are_skipped() {
-    const INTERIM: &[&[u8]] = &[b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"];
+    const INTERIM: &[&[u8]] =
+        &[b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"];
     let (backend, seen) = RawBackend::ws_echo_after(INTERIM);
     let port = free_port();
     let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr);

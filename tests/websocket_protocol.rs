@@ -28,7 +28,11 @@ fn gate(backend: SocketAddr, extra: &str) -> Gate {
          routes:\n  - {{name: chat, path_prefix: /ws, upstream: chat, websocket: {{max_message_bytes: {MAX_MESSAGE}}}}}\n"
     );
     let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
-    Gate { gw, addr: format!("127.0.0.1:{port}").parse().unwrap(), metrics: format!("127.0.0.1:{mport}").parse().unwrap() }
+    Gate {
+        gw,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        metrics: format!("127.0.0.1:{mport}").parse().unwrap(),
+    }
 }
 
 /// A masked frame with an arbitrary first byte and payload length field (as declared).
@@ -91,12 +95,26 @@ async fn each_client_frame_that_breaks_rfc6455_fails_the_session_with_1002() {
         drop(s);
         let got = backend.ended_session(&path).await;
         assert!(got.bytes.starts_with(&good), "{case}: the frame before the bad one passes");
-        assert_eq!(got.frame_count(), 2 + valid, "{case}: the valid frames, then wsgate's Close, nothing else: {:?}", got.events());
+        assert_eq!(
+            got.frame_count(),
+            2 + valid,
+            "{case}: the valid frames, then wsgate's Close, nothing else: {:?}",
+            got.events()
+        );
         assert_eq!(got.close_codes(), [Some(1001)], "{case}");
     }
     let n = cases.len() as f64;
-    let text = wait_for(g.metrics, "wsgate_websocket_protocol_errors_total", &[("route", "chat"), ("direction", "client_to_backend")], Some(n)).await;
-    assert_eq!(sample(&text, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "proxy"), ("code", "1002")]), Some(n));
+    let text = wait_for(
+        g.metrics,
+        "wsgate_websocket_protocol_errors_total",
+        &[("route", "chat"), ("direction", "client_to_backend")],
+        Some(n),
+    )
+    .await;
+    assert_eq!(
+        sample(&text, "wsgate_websocket_closes_total", &[("route", "chat"), ("initiator", "proxy"), ("code", "1002")]),
+        Some(n)
+    );
     drop(g.gw);
 }
 
@@ -111,7 +129,13 @@ async fn a_backend_whose_greeting_is_masked_gets_1002_and_the_client_1001() {
     assert!(at_eof(&mut s).await);
     let got = backend.ended_session("/ws/masked-greeting").await;
     assert_eq!(got.close_codes(), [Some(1002)]);
-    wait_for(g.metrics, "wsgate_websocket_protocol_errors_total", &[("route", "chat"), ("direction", "backend_to_client")], Some(1.0)).await;
+    wait_for(
+        g.metrics,
+        "wsgate_websocket_protocol_errors_total",
+        &[("route", "chat"), ("direction", "backend_to_client")],
+        Some(1.0),
+    )
+    .await;
 }
 
 /// Frames a client sends in the same write as its upgrade request are its first frames:
@@ -132,7 +156,10 @@ async fn frames_sent_behind_the_handshake_reach_the_backend_first() {
     assert!(got.bytes.starts_with(&early), "the early frames arrive first and whole");
     assert_eq!(got.close_codes(), [Some(1000)]);
     let text = scrape(g.metrics).await;
-    assert_eq!(sample(&text, "wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]), Some(2.0));
+    assert_eq!(
+        sample(&text, "wsgate_websocket_messages_total", &[("route", "chat"), ("direction", "client_to_backend")]),
+        Some(2.0)
+    );
     assert_eq!(sample(&text, "wsgate_websocket_protocol_errors_total", &[]), None, "{text}");
 }
 

@@ -56,10 +56,12 @@ async fn thousands_of_sequential_and_concurrent_sessions_never_fail() {
 
     let concurrent = env_or("WSGATE_STRESS_CONCURRENT", 200);
     let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrent).map(|i| {
-        let url = url.clone();
-        tokio::spawn(async move { connect_echo_close(&url, i).await })
-    }).collect();
+    let tasks: Vec<_> = (0..concurrent)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move { connect_echo_close(&url, i).await })
+        })
+        .collect();
     let mut failures = Vec::new();
     for t in tasks {
         if let Err(e) = t.await.unwrap() {
@@ -123,7 +125,11 @@ async fn sessions_give_their_buffers_back_after_a_large_message() {
     let backend = WsBackend::start("chat");
     let port = free_port();
     let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr());
-    let gw = Wsgate::start_in_env(tempfile::tempdir().unwrap(), &yaml, &[("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")]);
+    let gw = Wsgate::start_in_env(
+        tempfile::tempdir().unwrap(),
+        &yaml,
+        &[("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")],
+    );
     gw.wait_port(port);
     let url = format!("ws://127.0.0.1:{port}/");
     // One session first, so what every process grows by on its first session is not counted.
@@ -155,7 +161,15 @@ async fn sessions_give_their_buffers_back_after_a_large_message() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("{SESSIONS} idle sessions: +{fresh} KiB fresh, +{used} KiB after one {MESSAGE}-byte message each way ({:.2}x)", used as f64 / fresh.max(1) as f64);
-    assert!(used * 10 <= fresh * 11, "RSS per idle session after a large message {} KiB > 1.1 x fresh {} KiB", used / SESSIONS as u64, fresh / SESSIONS as u64);
+    println!(
+        "{SESSIONS} idle sessions: +{fresh} KiB fresh, +{used} KiB after one {MESSAGE}-byte message each way ({:.2}x)",
+        used as f64 / fresh.max(1) as f64
+    );
+    assert!(
+        used * 10 <= fresh * 11,
+        "RSS per idle session after a large message {} KiB > 1.1 x fresh {} KiB",
+        used / SESSIONS as u64,
+        fresh / SESSIONS as u64
+    );
     drop(gw);
 }

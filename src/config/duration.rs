@@ -10,17 +10,13 @@ pub struct ConfigDuration(pub Duration);
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let hint = "expected a number with a unit, e.g. 250ms, 5s, 2m, 1h, 1d";
     if digits.is_empty() {
         return Err(format!("invalid duration `{text}`: {hint}"));
     }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("invalid duration `{text}`: number too large"))?;
     let millis_per_unit: u64 = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -44,9 +40,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
             serde_yaml::Value::Number(n) => n.to_string(),
             _ => return Err(serde::de::Error::custom("expected a duration string such as `5s`")),
         };
-        parse_duration(&text)
-            .map(ConfigDuration)
-            .map_err(serde::de::Error::custom)
+        parse_duration(&text).map(ConfigDuration).map_err(serde::de::Error::custom)
     }
 }
 

@@ -93,27 +93,18 @@ pub fn locate(text: &str, path: &KeyPath) -> Option<(usize, usize)> {
         match segment {
             Segment::Key(key) => {
                 let level = scope.iter().map(|l| l.indent).min().unwrap_or(first.indent);
-                let Some(pos) = scope
-                    .iter()
-                    .position(|l| l.indent == level && key_of(l.text) == Some(key.as_str()))
+                let Some(pos) = scope.iter().position(|l| l.indent == level && key_of(l.text) == Some(key.as_str()))
                 else {
                     break;
                 };
-                let end = scope[pos + 1..]
-                    .iter()
-                    .position(|l| l.indent <= level)
-                    .map_or(scope.len(), |e| pos + 1 + e);
+                let end = scope[pos + 1..].iter().position(|l| l.indent <= level).map_or(scope.len(), |e| pos + 1 + e);
                 found = Some(scope[pos]);
                 scope = &scope[pos + 1..end];
             }
             Segment::Index(n) => {
                 let Some(level) = scope.iter().filter_map(|l| l.dash).min() else { break };
-                let starts: Vec<usize> = scope
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| l.dash == Some(level))
-                    .map(|(i, _)| i)
-                    .collect();
+                let starts: Vec<usize> =
+                    scope.iter().enumerate().filter(|(_, l)| l.dash == Some(level)).map(|(i, _)| i).collect();
                 let Some(&start) = starts.get(*n) else { break };
                 let end = starts.get(n + 1).copied().unwrap_or(scope.len());
                 found = Some(scope[start]);

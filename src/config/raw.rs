@@ -163,12 +163,10 @@ impl<'de> Deserialize<'de> for RawBackend {
         use serde::de::Error;
         match serde_yaml::Value::deserialize(deserializer)? {
             serde_yaml::Value::String(address) => Ok(RawBackend::Address(address)),
-            value @ serde_yaml::Value::Mapping(_) => serde_yaml::from_value(value)
-                .map(RawBackend::Weighted)
-                .map_err(D::Error::custom),
-            _ => Err(D::Error::custom(
-                "a backend is `host:port` or `{address: host:port, weight: N}`",
-            )),
+            value @ serde_yaml::Value::Mapping(_) => {
+                serde_yaml::from_value(value).map(RawBackend::Weighted).map_err(D::Error::custom)
+            }
+            _ => Err(D::Error::custom("a backend is `host:port` or `{address: host:port, weight: N}`")),
         }
     }
 }

@@ -115,7 +115,11 @@ fn a_missing_cert_is_a_config_error() {
 #[test]
 fn a_broken_cert_is_a_config_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        dir.path().join("cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     std::fs::copy(conf_dir().join("tls/key.pem"), dir.path().join("key.pem")).unwrap();
     let text = "listeners:\n  - address: 127.0.0.1:8443\n    tls: {cert: cert.pem, key: key.pem}\nupstreams:\n  a: {backends: [127.0.0.1:1]}\nroutes:\n  - upstream: a\n";
     let e = parse(text, "t.yaml", dir.path()).unwrap_err().0;
@@ -142,7 +146,14 @@ routes:
     host: 'bad host'
 ";
     let keys: Vec<String> = errors(text).into_iter().map(|e| e.key).collect();
-    for expected in ["listeners[1].address", "upstreams.empty.backends", "upstreams.bad.hash_key", "routes[0].upstream", "routes[0].path_prefix", "routes[1].host"] {
+    for expected in [
+        "listeners[1].address",
+        "upstreams.empty.backends",
+        "upstreams.bad.hash_key",
+        "routes[0].upstream",
+        "routes[0].path_prefix",
+        "routes[1].host",
+    ] {
         assert!(keys.contains(&expected.to_string()), "missing {expected} in {keys:?}");
     }
 }
@@ -165,12 +176,36 @@ fn server_settings_pass_through_and_unknown_ones_are_refused() {
 fn route_and_pool_values_are_checked() {
     let cases = [
         ("    backends: [127.0.0.1:3001]", "    backends: [not-an-address]", "upstreams.app.backends[0]"),
-        ("    backends: [127.0.0.1:3001]", "    backends: [127.0.0.1:3001, 127.0.0.1:3001]", "upstreams.app.backends[1]"),
-        ("    backends: [127.0.0.1:3001]", "    backends: [{address: 127.0.0.1:3001, weight: 0}]", "upstreams.app.backends[0].weight"),
-        ("    backends: [127.0.0.1:3001]", "    backends: [127.0.0.1:3001]\n    balance: consistent_hash\n    hash_key: 'header:'", "upstreams.app.hash_key"),
-        ("    backends: [127.0.0.1:3001]", "    backends: [127.0.0.1:3001]\n    balance: fastest", "upstreams.app.balance"),
-        ("  - upstream: app", "  - upstream: app\n    request_headers: {set: {Connection: close}}", "routes[0].request_headers.set.Connection"),
-        ("  - upstream: app", "  - upstream: app\n    websocket: {idle_timeout: 0s}", "routes[0].websocket.idle_timeout"),
+        (
+            "    backends: [127.0.0.1:3001]",
+            "    backends: [127.0.0.1:3001, 127.0.0.1:3001]",
+            "upstreams.app.backends[1]",
+        ),
+        (
+            "    backends: [127.0.0.1:3001]",
+            "    backends: [{address: 127.0.0.1:3001, weight: 0}]",
+            "upstreams.app.backends[0].weight",
+        ),
+        (
+            "    backends: [127.0.0.1:3001]",
+            "    backends: [127.0.0.1:3001]\n    balance: consistent_hash\n    hash_key: 'header:'",
+            "upstreams.app.hash_key",
+        ),
+        (
+            "    backends: [127.0.0.1:3001]",
+            "    backends: [127.0.0.1:3001]\n    balance: fastest",
+            "upstreams.app.balance",
+        ),
+        (
+            "  - upstream: app",
+            "  - upstream: app\n    request_headers: {set: {Connection: close}}",
+            "routes[0].request_headers.set.Connection",
+        ),
+        (
+            "  - upstream: app",
+            "  - upstream: app\n    websocket: {idle_timeout: 0s}",
+            "routes[0].websocket.idle_timeout",
+        ),
         ("  - upstream: app", "  - upstream: app\n  - upstream: app", "routes[1]"),
     ];
     for (from, to, key) in cases {
@@ -194,23 +229,36 @@ fn the_drain_window_and_pingoras_grace_period_agree() {
 
 #[test]
 fn wildcard_hosts_and_prefixes_are_normalized() {
-    let text = MINIMAL.replace("  - upstream: app", "  - upstream: app\n    host: '*.Example.com'\n    path_prefix: /api/");
+    let text =
+        MINIMAL.replace("  - upstream: app", "  - upstream: app\n    host: '*.Example.com'\n    path_prefix: /api/");
     let c = parse_str(&text).unwrap();
     assert_eq!(c.routes[0].host, Some(HostPattern::WildcardSuffix(".example.com".into())));
     assert_eq!(c.routes[0].path_prefix, "/api");
     // Prefixes are compared with normalised request paths, so they are normalised alike.
     for (written, normal) in [("/%77s/", "/ws"), ("//a/./b/../ws", "/a/ws"), ("/a%2fb", "/a%2Fb")] {
-        let c = parse_str(&MINIMAL.replace("  - upstream: app", &format!("  - upstream: app\n    path_prefix: '{written}'"))).unwrap();
+        let c = parse_str(
+            &MINIMAL.replace("  - upstream: app", &format!("  - upstream: app\n    path_prefix: '{written}'")),
+        )
+        .unwrap();
         assert_eq!(c.routes[0].path_prefix, normal, "{written}");
     }
 }
 
 #[test]
 fn tls_listeners_take_several_certificates_and_name_the_bad_one() {
-    let tls = |body: &str| format!("listeners:\n  - address: 127.0.0.1:8443\n    tls: {body}\nupstreams:\n  a: {{backends: [127.0.0.1:1]}}\nroutes:\n  - upstream: a\n");
-    let ok = parse(&tls("{cert: tls/cert.pem, key: tls/key.pem, certificates: [{cert: tls/cert.pem, key: tls/key.pem}]}"), "t.yaml", &conf_dir()).unwrap();
+    let tls = |body: &str| {
+        format!("listeners:\n  - address: 127.0.0.1:8443\n    tls: {body}\nupstreams:\n  a: {{backends: [127.0.0.1:1]}}\nroutes:\n  - upstream: a\n")
+    };
+    let ok = parse(
+        &tls("{cert: tls/cert.pem, key: tls/key.pem, certificates: [{cert: tls/cert.pem, key: tls/key.pem}]}"),
+        "t.yaml",
+        &conf_dir(),
+    )
+    .unwrap();
     assert_eq!(ok.listeners[0].tls.as_ref().unwrap().certificates.len(), 2);
-    let only_list = parse(&tls("{certificates: [{cert: tls/cert.pem, key: tls/key.pem}], http2: false}"), "t.yaml", &conf_dir()).unwrap();
+    let only_list =
+        parse(&tls("{certificates: [{cert: tls/cert.pem, key: tls/key.pem}], http2: false}"), "t.yaml", &conf_dir())
+            .unwrap();
     assert!(!only_list.listeners[0].tls.as_ref().unwrap().http2);
 
     let e = parse(&tls("{cert: tls/cert.pem}"), "t.yaml", &conf_dir()).unwrap_err().0;
@@ -228,7 +276,8 @@ fn limits_timeouts_and_ipv6_prefix_are_checked() {
     assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.send_timeout, Duration::from_secs(60));
-    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m, ipv6_prefix: 120, send_timeout: 1500ms}}\n")).unwrap();
+    let c = parse_str(&format!("{MINIMAL}limits: {{keepalive_timeout: 2m, ipv6_prefix: 120, send_timeout: 1500ms}}\n"))
+        .unwrap();
     assert_eq!(c.limits.keepalive_timeout, Duration::from_secs(120));
     assert_eq!(c.limits.send_timeout, Duration::from_millis(1500));
     assert_eq!(c.limits.ipv6_prefix, 120);
@@ -244,6 +293,9 @@ fn limits_timeouts_and_ipv6_prefix_are_checked() {
         ("ipv6_prefix: 129", "limits.ipv6_prefix"),
     ] {
         let errs = errors(&format!("{MINIMAL}limits: {{{value}}}\n"));
-        assert!(errs.iter().any(|e| e.key == key && e.line.is_some()), "expected an error at {key} with its line, got {errs:?}");
+        assert!(
+            errs.iter().any(|e| e.key == key && e.line.is_some()),
+            "expected an error at {key} with its line, got {errs:?}"
+        );
     }
 }

@@ -33,8 +33,17 @@ const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 /// Headers whose meaning belongs to the connection or to wsgate's own policy: a route may
 /// not `set` them (use `host_header` for Host).
 const RESERVED_HEADERS: &[&str] = &[
-    "host", "connection", "upgrade", "keep-alive", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "content-length", "sec-websocket-key", "sec-websocket-accept",
+    "host",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "sec-websocket-key",
+    "sec-websocket-accept",
     "sec-websocket-version",
 ];
 
@@ -78,7 +87,12 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
         max_concurrent_per_ip: limit(|l| l.max_concurrent_per_ip, "max_concurrent_per_ip", 10_000, &mut problems),
         requests_per_second_per_ip: raw_limits.and_then(|l| l.requests_per_second_per_ip).filter(|r| *r > 0),
         max_websocket_sessions: limit(|l| l.max_websocket_sessions, "max_websocket_sessions", 100_000, &mut problems),
-        max_request_header_bytes: limit(|l| l.max_request_header_bytes, "max_request_header_bytes", 32 * 1024, &mut problems),
+        max_request_header_bytes: limit(
+            |l| l.max_request_header_bytes,
+            "max_request_header_bytes",
+            32 * 1024,
+            &mut problems,
+        ),
         max_request_headers: limit(|l| l.max_request_headers, "max_request_headers", 100, &mut problems),
         max_connections: limit(|l| l.max_connections, "max_connections", 10_000, &mut problems),
         max_connections_per_ip: limit(|l| l.max_connections_per_ip, "max_connections_per_ip", 1_024, &mut problems),
@@ -90,7 +104,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
             None => DEFAULT_IPV6_PREFIX,
             Some(bits @ 1..=128) => bits as u8,
             Some(bits) => {
-                problems.push((root.key("limits").key("ipv6_prefix"), format!("{bits} is not a prefix length from 1 to 128")));
+                problems.push((
+                    root.key("limits").key("ipv6_prefix"),
+                    format!("{bits} is not a prefix length from 1 to 128"),
+                ));
                 DEFAULT_IPV6_PREFIX
             }
         },
@@ -303,7 +320,13 @@ fn dns_name(text: &str, weight: usize) -> Result<DnsName, String> {
     Ok(DnsName { host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port, weight })
 }
 
-fn upstream(name: &str, raw: &raw::RawUpstream, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Option<Upstream> {
+fn upstream(
+    name: &str,
+    raw: &raw::RawUpstream,
+    base_dir: &Path,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> Option<Upstream> {
     let before = problems.len();
     let backends_path = path.key("backends");
     if raw.backends.is_empty() {
@@ -364,13 +387,14 @@ fn upstream(name: &str, raw: &raw::RawUpstream, base_dir: &Path, path: &KeyPath,
     };
 
     let health_check = health_check(raw.health_check.as_ref(), &path.key("health_check"), problems);
-    let positive = |d: Option<super::duration::ConfigDuration>, key: &str, default: Duration, problems: &mut Problems| {
-        let d = d.map_or(default, |d| d.0);
-        if d.is_zero() {
-            problems.push((path.key(key), "must be greater than 0".into()));
-        }
-        d
-    };
+    let positive =
+        |d: Option<super::duration::ConfigDuration>, key: &str, default: Duration, problems: &mut Problems| {
+            let d = d.map_or(default, |d| d.0);
+            if d.is_zero() {
+                problems.push((path.key(key), "must be greater than 0".into()));
+            }
+            d
+        };
     let connect_timeout = positive(raw.connect_timeout, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, problems);
     let read_timeout = positive(raw.read_timeout, "read_timeout", DEFAULT_READ_TIMEOUT, problems);
     let discovery = match raw.discovery {
@@ -405,7 +429,12 @@ fn upstream(name: &str, raw: &raw::RawUpstream, base_dir: &Path, path: &KeyPath,
     })
 }
 
-fn upstream_tls(raw: &raw::RawUpstreamTls, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Option<UpstreamTls> {
+fn upstream_tls(
+    raw: &raw::RawUpstreamTls,
+    base_dir: &Path,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> Option<UpstreamTls> {
     let sni = raw.sni.clone().unwrap_or_default();
     let verify = raw.verify.unwrap_or(true);
     if verify && sni.is_empty() {
@@ -437,11 +466,14 @@ fn upstream_tls(raw: &raw::RawUpstreamTls, base_dir: &Path, path: &KeyPath, prob
 /// parser panics on anything else).
 fn read_ca_file(file: &Path) -> Result<Vec<Vec<u8>>, String> {
     use rustls_pki_types::pem::PemObject;
-    let iter = rustls_pki_types::CertificateDer::pem_file_iter(file).map_err(|e| format!("cannot read {}: {e:?}", file.display()))?;
+    let iter = rustls_pki_types::CertificateDer::pem_file_iter(file)
+        .map_err(|e| format!("cannot read {}: {e:?}", file.display()))?;
     let mut ders = Vec::new();
     for cert in iter {
         let der = cert.map_err(|e| format!("{}: not a PEM certificate: {e:?}", file.display()))?.to_vec();
-        let parsed = std::panic::catch_unwind(|| pingora::utils::tls::WrappedX509::new(der.clone(), pingora::utils::tls::parse_x509));
+        let parsed = std::panic::catch_unwind(|| {
+            pingora::utils::tls::WrappedX509::new(der.clone(), pingora::utils::tls::parse_x509)
+        });
         if parsed.is_err() {
             return Err(format!("{}: a certificate is not valid X.509", file.display()));
         }
@@ -526,7 +558,10 @@ fn routes(
         let upstream = upstream_index.get(&r.upstream).copied();
         if !raw_upstreams.contains_key(&r.upstream) {
             let known: Vec<&str> = raw_upstreams.keys().map(String::as_str).collect();
-            problems.push((item.key("upstream"), format!("unknown upstream `{}`; defined: {}", r.upstream, known.join(", "))));
+            problems.push((
+                item.key("upstream"),
+                format!("unknown upstream `{}`; defined: {}", r.upstream, known.join(", ")),
+            ));
         }
         let host = r.host.as_deref().and_then(|h| match host_pattern(h) {
             Ok(p) => Some(p),
@@ -578,9 +613,9 @@ fn routes(
         if idle_timeout.is_zero() {
             problems.push((item.key("websocket").key("idle_timeout"), "must be greater than 0".into()));
         }
-        let allowed_origins = ws.and_then(|w| w.allowed_origins.as_ref()).map(|origins| {
-            origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect::<Vec<_>>()
-        });
+        let allowed_origins = ws
+            .and_then(|w| w.allowed_origins.as_ref())
+            .map(|origins| origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect::<Vec<_>>());
         if allowed_origins.as_ref().is_some_and(|o| o.iter().any(String::is_empty)) {
             problems.push((item.key("websocket").key("allowed_origins"), "an origin cannot be empty".into()));
         }

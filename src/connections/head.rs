@@ -21,7 +21,11 @@ impl HeadDeadline {
     /// arrive, which costs no timer per request. A client that stops sending altogether is
     /// `keepalive_timeout`'s (Pingora's timeout on each read while it waits for a request).
     pub(super) fn later(header_timeout: Duration) -> HeadDeadline {
-        HeadDeadline { due: Due::At(tokio::time::Instant::now() + header_timeout), end: HeadParser::Http1(HeadEnd::default()), _pending: None }
+        HeadDeadline {
+            due: Due::At(tokio::time::Instant::now() + header_timeout),
+            end: HeadParser::Http1(HeadEnd::default()),
+            _pending: None,
+        }
     }
 
     /// The connection speaks HTTP/2 (negotiated by ALPN): its first request is complete at
@@ -169,7 +173,8 @@ impl H2FirstRequest {
                     self.header_len = 0;
                     let [l0, l1, l2, kind, flags, ..] = self.frame_header;
                     self.payload_left = u32::from_be_bytes([0, l0, l1, l2]);
-                    self.ends_block = matches!(kind, Self::HEADERS | Self::CONTINUATION) && flags & Self::END_HEADERS != 0;
+                    self.ends_block =
+                        matches!(kind, Self::HEADERS | Self::CONTINUATION) && flags & Self::END_HEADERS != 0;
                     if self.payload_left == 0 && self.ends_block {
                         return true;
                     }

@@ -35,13 +35,13 @@ use crate::drain::Drain;
 use crate::limits::{Limits, Refusal};
 use crate::live::Live;
 use crate::tls::TlsAcceptors;
-use head::HeadDeadline;
-use pingora::listeners::tls::Acceptor;
-use log::debug;
 use async_trait::async_trait;
+use head::HeadDeadline;
+use log::debug;
 use pingora::apps::ServerApp;
-use pingora::protocols::http::ServerSession;
+use pingora::listeners::tls::Acceptor;
 use pingora::listeners::ConnectionFilter;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::future::Future;
@@ -125,7 +125,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
         };
         let http2 = stream.selected_alpn_proto() == Some(ALPN::H2);
         let send_timeout = (!http2).then_some(config.send_timeout);
-        let mut gated = GatedStream::new(stream, Some(head), send_timeout, Some(unanswered), admitted, self.limits.clone());
+        let mut gated =
+            GatedStream::new(stream, Some(head), send_timeout, Some(unanswered), admitted, self.limits.clone());
         if http2 {
             gated.expect_http2();
         }
@@ -188,4 +189,3 @@ fn tls_handshake<'a>(
         }
     })
 }
-

@@ -54,7 +54,6 @@ impl std::fmt::Debug for GatedStream {
     }
 }
 
-
 impl AsyncRead for GatedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -103,8 +102,24 @@ impl GatedStream {
 
     /// `send_timeout`: `None` where something else bounds the writes (below a TLS layer,
     /// on an HTTP/2 connection).
-    pub(super) fn new(inner: Stream, head: Option<HeadDeadline>, send_timeout: Option<Duration>, unanswered: Option<InFlight>, admitted: Option<Admitted>, limits: Arc<Limits>) -> GatedStream {
-        GatedStream { inner, head, next_head_ms: AtomicU64::new(0), limits, send: SendClock::new(send_timeout), mid_write: false, unanswered, _admitted: admitted }
+    pub(super) fn new(
+        inner: Stream,
+        head: Option<HeadDeadline>,
+        send_timeout: Option<Duration>,
+        unanswered: Option<InFlight>,
+        admitted: Option<Admitted>,
+        limits: Arc<Limits>,
+    ) -> GatedStream {
+        GatedStream {
+            inner,
+            head,
+            next_head_ms: AtomicU64::new(0),
+            limits,
+            send: SendClock::new(send_timeout),
+            mid_write: false,
+            unanswered,
+            _admitted: admitted,
+        }
     }
 
     /// A keep-alive connection's request is done: its next request head, from its first
@@ -144,7 +159,10 @@ impl GatedStream {
     fn bounded<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if self.send.expired(cx, polled.is_pending()) {
             self.limits.refuse(Refusal::SendTimeout);
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout: the client accepted no bytes")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "send timeout: the client accepted no bytes",
+            )));
         }
         polled
     }
@@ -165,7 +183,11 @@ impl AsyncWrite for GatedStream {
         this.bounded(cx, written)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.note_written(&written, bufs.iter().map(|b| b.len()).sum());
@@ -258,4 +280,3 @@ impl Peek for GatedStream {
         self.inner.try_peek(buf).await
     }
 }
-

@@ -76,7 +76,12 @@ pub(super) async fn open_backend(
     Err(status)
 }
 
-async fn exchange(addr: SocketAddr, mut stream: Stream, req: &RequestHeader, timeout: Duration) -> std::result::Result<BackendHandshake, u16> {
+async fn exchange(
+    addr: SocketAddr,
+    mut stream: Stream,
+    req: &RequestHeader,
+    timeout: Duration,
+) -> std::result::Result<BackendHandshake, u16> {
     let mut wire = Vec::with_capacity(1024);
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
     wire.extend_from_slice(format!("{} {} HTTP/1.1\r\n", req.method, target).as_bytes());
@@ -125,7 +130,10 @@ struct Interim {
 /// complete interim (1xx other than 101) heads before it: RFC 9110 §15.2 lets a server send
 /// any number of them before its final answer, which for an upgrade is the 101 or a refusal.
 /// `Err(502)` for a head that is not HTTP or for more than MAX_INTERIM_HEADS interim ones.
-fn final_response_head(buffer: &mut BytesMut, interim: &mut Interim) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
+fn final_response_head(
+    buffer: &mut BytesMut,
+    interim: &mut Interim,
+) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
     loop {
         let Some((response, head_len)) = parse_response_head(buffer)? else { return Ok(None) };
         if !response.status.is_informational() || response.status == 101 {
@@ -160,7 +168,11 @@ fn parse_response_head(buf: &[u8]) -> std::result::Result<Option<(ResponseHeader
 
 /// The backend refused the upgrade (401, 404, ...): the client gets that answer, with the
 /// body if it is small and delimited by Content-Length.
-pub(super) async fn relay_refusal(session: &mut Session, backend: &mut BackendHandshake, timeout: Duration) -> Result<()> {
+pub(super) async fn relay_refusal(
+    session: &mut Session,
+    backend: &mut BackendHandshake,
+    timeout: Duration,
+) -> Result<()> {
     let mut resp = backend.response.clone();
     let length = resp
         .headers
@@ -212,7 +224,8 @@ mod tests {
 
     #[test]
     fn interim_heads_before_the_final_one_are_dropped_and_bounded() {
-        let interim: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+        let interim: &[u8] =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
         let last = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi";
         let full = [interim, &last[..]].concat();
         // However the answer arrives in pieces, the result is the 101 and what follows it.
@@ -229,7 +242,8 @@ mod tests {
             assert_eq!((seen.heads, seen.bytes), (2, interim.len()), "cut at {cut}");
         }
         // A refusal after an interim head is the final answer too.
-        let mut buffer = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]);
+        let mut buffer =
+            BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]);
         assert_eq!(final_response_head(&mut buffer, &mut Interim::default()).unwrap().unwrap().0.status, 403);
         let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS + 1);
         assert_eq!(final_response_head(&mut BytesMut::from(&endless[..]), &mut Interim::default()).unwrap_err(), 502);

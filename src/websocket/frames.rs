@@ -183,7 +183,10 @@ impl FrameReader {
                         // §5.2: extended length and masking key decide nothing but the MSB rule.
                         if self.hlen == 2 && self.hdr[1] & 0x7F == 127 && chunk[i] & 0x80 != 0 {
                             self.state = State::Passthrough;
-                            on_event(i + 1, FrameEvent::Malformed("64-bit payload length with the most significant bit set"));
+                            on_event(
+                                i + 1,
+                                FrameEvent::Malformed("64-bit payload length with the most significant bit set"),
+                            );
                             return;
                         }
                         let take = (self.need - self.hlen).min(chunk.len() - i);
@@ -277,8 +280,12 @@ impl FrameReader {
             // §5.4: a fragmented message is Text/Binary, then Continuations up to FIN, with
             // only control frames between them.
             match opcode {
-                OpCode::Continuation if self.message.is_none() => return Err("continuation frame without a message in progress"),
-                OpCode::Text | OpCode::Binary if self.message.is_some() => return Err("new data frame inside a fragmented message"),
+                OpCode::Continuation if self.message.is_none() => {
+                    return Err("continuation frame without a message in progress")
+                }
+                OpCode::Text | OpCode::Binary if self.message.is_some() => {
+                    return Err("new data frame inside a fragmented message")
+                }
                 _ => {}
             }
             let allowed = match opcode {
@@ -487,7 +494,8 @@ mod tests {
                 }
                 _ => len,
             };
-            self.events.push((header_end, Header { opcode: op, fin, masked: mask.is_some(), payload_len: len, message_len }));
+            self.events
+                .push((header_end, Header { opcode: op, fin, masked: mask.is_some(), payload_len: len, message_len }));
             match op {
                 Close => {
                     let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
@@ -592,7 +600,11 @@ mod tests {
             let mut k = 0;
             for (base, chunk) in [(0, &s.bytes[..cut]), (cut, &s.bytes[cut..])] {
                 r.feed(chunk, |off, ev| {
-                    assert!(k < s.events.len() && (base + off, &ev) == (s.events[k].0, &s.events[k].1), "cut {cut}, event {k}: {ev:?} at {}", base + off);
+                    assert!(
+                        k < s.events.len() && (base + off, &ev) == (s.events[k].0, &s.events[k].1),
+                        "cut {cut}, event {k}: {ev:?} at {}",
+                        base + off
+                    );
                     k += 1;
                 });
             }
@@ -665,7 +677,10 @@ mod tests {
         s.close(Some(1000), "", None);
         s.frame(true, Continuation, &[4; 5], None);
         let events: Vec<_> = run([&s.bytes[..]]).into_iter().map(|(_, e)| e).collect();
-        let lens: Vec<_> = events.iter().filter_map(|e| if let Header { message_len, .. } = e { Some(*message_len) } else { None }).collect();
+        let lens: Vec<_> = events
+            .iter()
+            .filter_map(|e| if let Header { message_len, .. } = e { Some(*message_len) } else { None })
+            .collect();
         assert_eq!(lens, [10, 50, 30, 2, 35]);
         assert_eq!(events.last(), Some(&Message { opcode: Binary, bytes: 35 }));
     }
@@ -680,11 +695,21 @@ mod tests {
         for op in [0x8, 0x9, 0xA] {
             cases.push((vec![], vec![op, 0x00], "fragmented control frame", 1));
             cases.push((vec![], vec![0x80 | op, 126, 0, 126], "control frame payload over 125 bytes", 2));
-            cases.push((vec![], vec![0x80 | op, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 126], "control frame payload over 125 bytes", 2));
+            cases.push((
+                vec![],
+                vec![0x80 | op, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 126],
+                "control frame payload over 125 bytes",
+                2,
+            ));
         }
         cases.push((vec![], vec![0x80, 0x00], "continuation frame without a message in progress", 1));
         // A finished message does not leave one in progress.
-        cases.push((encode(true, 0x1, b"done", None), vec![0x00, 0x00], "continuation frame without a message in progress", 1));
+        cases.push((
+            encode(true, 0x1, b"done", None),
+            vec![0x00, 0x00],
+            "continuation frame without a message in progress",
+            1,
+        ));
         let open = encode(false, 0x1, b"part", Some([9, 8, 7, 6]));
         cases.push((open.clone(), vec![0x81, 0x00], "new data frame inside a fragmented message", 1));
         cases.push((open, vec![0x02, 0x00], "new data frame inside a fragmented message", 1));
@@ -734,17 +759,35 @@ mod tests {
         let (client, server) = Rules::session(Extensions::None);
         assert_eq!(first_malformed(client, &encode(true, 0x1, b"hi", key)), None);
         assert_eq!(first_malformed(server, &encode(true, 0x1, b"hi", None)), None);
-        assert_eq!(first_malformed(client, &encode(true, 0x1, b"hi", None)), Some((2, Malformed("unmasked frame from the client"))));
-        assert_eq!(first_malformed(server, &encode(true, 0x2, b"hi", key)), Some((2, Malformed("masked frame from the server"))));
+        assert_eq!(
+            first_malformed(client, &encode(true, 0x1, b"hi", None)),
+            Some((2, Malformed("unmasked frame from the client")))
+        );
+        assert_eq!(
+            first_malformed(server, &encode(true, 0x2, b"hi", key)),
+            Some((2, Malformed("masked frame from the server")))
+        );
         let rsv = |bits: u8, frame: Vec<u8>| [&[frame[0] | bits][..], &frame[1..]].concat();
         let rsv_error = Some((1, Malformed("RSV bits that no negotiated extension allows")));
         assert_eq!(first_malformed(client, &rsv(0x40, encode(true, 0x1, b"z", key))), rsv_error);
 
         let (client, server) = Rules::session(Extensions::Deflate);
-        assert_eq!(first_malformed(client, &rsv(0x40, encode(true, 0x1, b"z", key))), None, "RSV1 marks a compressed message");
+        assert_eq!(
+            first_malformed(client, &rsv(0x40, encode(true, 0x1, b"z", key))),
+            None,
+            "RSV1 marks a compressed message"
+        );
         assert_eq!(first_malformed(server, &rsv(0x40, encode(false, 0x2, b"z", None))), None);
-        assert_eq!(first_malformed(client, &rsv(0x20, encode(true, 0x1, b"z", key))), rsv_error, "RSV2 is not deflate's");
-        assert_eq!(first_malformed(client, &rsv(0x40, encode(true, 0x9, b"", key))), rsv_error, "never on control frames");
+        assert_eq!(
+            first_malformed(client, &rsv(0x20, encode(true, 0x1, b"z", key))),
+            rsv_error,
+            "RSV2 is not deflate's"
+        );
+        assert_eq!(
+            first_malformed(client, &rsv(0x40, encode(true, 0x9, b"", key))),
+            rsv_error,
+            "never on control frames"
+        );
         let continued = [encode(false, 0x1, b"a", None), rsv(0x40, encode(true, 0x0, b"b", None))].concat();
         assert_eq!(first_malformed(server, &continued).map(|(off, _)| off), Some(4), "never on continuations");
 
@@ -789,7 +832,16 @@ mod tests {
         r2.feed(&encode(false, 0x2, &[0; 3], None), |_, _| {});
         r2.feed(&huge(0x00), |_, ev| events.push(ev));
         r2.feed(&huge(0x00), |_, ev| events.push(ev)); // still inside the first's payload: nothing
-        assert_eq!(events, [Header { opcode: Continuation, fin: false, masked: false, payload_len: u64::MAX >> 1, message_len: 3 + (u64::MAX >> 1) }]);
+        assert_eq!(
+            events,
+            [Header {
+                opcode: Continuation,
+                fin: false,
+                masked: false,
+                payload_len: u64::MAX >> 1,
+                message_len: 3 + (u64::MAX >> 1)
+            }]
+        );
     }
 
     #[test]
@@ -802,7 +854,8 @@ mod tests {
                 let len = (wire[1] & 0x7F) as usize;
                 assert_eq!(wire.len(), header + len);
                 assert!(len <= 125 && wire[0] == 0x88 && (wire[1] & 0x80 != 0) == mask.is_some());
-                let body: Vec<u8> = wire[header..].iter().enumerate().map(|(i, b)| b ^ mask.map_or(0, |k| k[i % 4])).collect();
+                let body: Vec<u8> =
+                    wire[header..].iter().enumerate().map(|(i, b)| b ^ mask.map_or(0, |k| k[i % 4])).collect();
                 let text = std::str::from_utf8(&body[2..]).expect("reason cut at a char boundary");
                 assert!(reason.starts_with(text));
                 if reason.len() <= 123 {
@@ -811,7 +864,13 @@ mod tests {
                     assert_eq!(text.len(), 122);
                 }
                 let events = run(wire.chunks(1));
-                let expected_header = Header { opcode: Close, fin: true, masked: mask.is_some(), payload_len: len as u64, message_len: len as u64 };
+                let expected_header = Header {
+                    opcode: Close,
+                    fin: true,
+                    masked: mask.is_some(),
+                    payload_len: len as u64,
+                    message_len: len as u64,
+                };
                 assert_eq!(events, [(header, expected_header), (wire.len(), Close { code: Some(code) })]);
             }
         }

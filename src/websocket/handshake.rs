@@ -1,8 +1,8 @@
 //! The WebSocket opening handshake (RFC 6455 §4): is a request an upgrade, is it a valid
 //! one, and is the backend's answer a valid acceptance of it. Pure functions.
 
-use crate::config::model::WebSocketPolicy;
 use super::frames::Extensions;
+use crate::config::model::WebSocketPolicy;
 use crate::headers::connection_tokens;
 use base64::Engine;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -75,9 +75,8 @@ pub fn validate(req: &RequestHeader, policy: &WebSocketPolicy) -> Result<(), Ref
         return Err(Refusal::BadRequest("a WebSocket handshake must use HTTP/1.1"));
     }
     let key = req.headers.get("sec-websocket-key").map(|v| v.as_bytes());
-    let key_ok = key
-        .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
-        .is_some_and(|k| k.len() == 16);
+    let key_ok =
+        key.and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok()).is_some_and(|k| k.len() == 16);
     if !key_ok || req.headers.get_all("sec-websocket-key").iter().count() != 1 {
         return Err(Refusal::BadRequest("missing or malformed Sec-WebSocket-Key"));
     }
@@ -146,7 +145,13 @@ mod tests {
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
     fn policy() -> WebSocketPolicy {
-        WebSocketPolicy { enabled: true, idle_timeout: Duration::from_secs(1), allowed_origins: None, max_message_bytes: 1 << 20, max_sessions: None }
+        WebSocketPolicy {
+            enabled: true,
+            idle_timeout: Duration::from_secs(1),
+            allowed_origins: None,
+            max_message_bytes: 1 << 20,
+            max_sessions: None,
+        }
     }
 
     fn req(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
@@ -158,7 +163,12 @@ mod tests {
     }
 
     fn ws(extra: &[(&str, &str)]) -> RequestHeader {
-        let mut h = vec![("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Version", "13")];
+        let mut h = vec![
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", KEY),
+            ("Sec-WebSocket-Version", "13"),
+        ];
         h.extend_from_slice(extra);
         req("GET", &h)
     }
@@ -171,9 +181,18 @@ mod tests {
     #[test]
     fn classifies_upgrades() {
         assert_eq!(upgrade_kind(&ws(&[])), Upgrade::WebSocket);
-        assert_eq!(upgrade_kind(&req("GET", &[("Upgrade", "WebSocket"), ("Connection", "keep-alive, upgrade")])), Upgrade::WebSocket);
-        assert_eq!(upgrade_kind(&req("GET", &[("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings")])), Upgrade::Other);
-        assert_eq!(upgrade_kind(&req("GET", &[("Upgrade", "websocket, h2c"), ("Connection", "Upgrade")])), Upgrade::Other);
+        assert_eq!(
+            upgrade_kind(&req("GET", &[("Upgrade", "WebSocket"), ("Connection", "keep-alive, upgrade")])),
+            Upgrade::WebSocket
+        );
+        assert_eq!(
+            upgrade_kind(&req("GET", &[("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings")])),
+            Upgrade::Other
+        );
+        assert_eq!(
+            upgrade_kind(&req("GET", &[("Upgrade", "websocket, h2c"), ("Connection", "Upgrade")])),
+            Upgrade::Other
+        );
         assert_eq!(upgrade_kind(&req("GET", &[("Upgrade", "websocket")])), Upgrade::None);
         assert_eq!(upgrade_kind(&req("GET", &[])), Upgrade::None);
     }
@@ -181,7 +200,12 @@ mod tests {
     #[test]
     fn validates_handshakes() {
         assert_eq!(validate(&ws(&[]), &policy()), Ok(()));
-        assert_eq!(validate(&req("POST", &[("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Version", "13")]), &policy()).unwrap_err().status(), 400);
+        assert_eq!(
+            validate(&req("POST", &[("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Version", "13")]), &policy())
+                .unwrap_err()
+                .status(),
+            400
+        );
         let bad_key = req("GET", &[("Sec-WebSocket-Key", "short"), ("Sec-WebSocket-Version", "13")]);
         assert_eq!(validate(&bad_key, &policy()).unwrap_err().status(), 400);
         let no_key = req("GET", &[("Sec-WebSocket-Version", "13")]);

@@ -7,22 +7,24 @@
 //! cannot replace it. So `request_filter` takes WebSocket upgrades over: everything before
 //! (accept, TLS, HTTP parsing, routing) is Pingora's and shared with plain HTTP.
 
+mod backend;
 pub mod frames;
 pub mod handshake;
-mod backend;
 mod pump;
 pub mod tunnel;
 
-use crate::config::model::Route;
-use crate::headers::{self, Forwarding};
 use crate::access_log::{self, AccessLog, Record, WsRecord};
+use crate::config::model::Route;
 use crate::drain::InFlight;
+use crate::headers::{self, Forwarding};
 use crate::limits::{Admitted, Limits, Refusal as LimitRefusal};
-use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult};
 use crate::live::Snapshot;
+use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult};
 use crate::proxy::{Gateway, RequestCtx};
 use crate::responses;
 use backend::{open_backend, relay_refusal, BackendHandshake};
+use frames::Rules;
+use futures_util::FutureExt;
 use handshake::Refusal;
 use log::{debug, warn};
 use pingora::http::ResponseHeader;
@@ -32,8 +34,6 @@ use pingora::Result;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use frames::Rules;
-use futures_util::FutureExt;
 use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelEnd, TunnelStats};
 
 /// What happened to one WebSocket upgrade request, for logging.
@@ -71,7 +71,13 @@ impl WsOutcome {
 }
 
 /// Serves a WebSocket upgrade request on `route` end to end. Always answers the client.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, snapshot: &Snapshot, route: &Route) -> Result<bool> {
+pub async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
+    route: &Route,
+) -> Result<bool> {
     let outcome = ctx.websocket.insert(WsOutcome {
         method: session.req_header().method.to_string(),
         host: headers::request_host(session.req_header()).unwrap_or_default().to_string(),
@@ -82,7 +88,9 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
     session.set_keepalive(None);
 
     let (route_label, upstream_label) = (route.name.as_str(), snapshot.pools[route.upstream].spec.name.as_str());
-    let count = |result: UpgradeResult| gw.metrics.ws_upgrades.with_label_values(&[route_label, upstream_label, result.label()]).inc();
+    let count = |result: UpgradeResult| {
+        gw.metrics.ws_upgrades.with_label_values(&[route_label, upstream_label, result.label()]).inc()
+    };
 
     if let Err(refusal) = handshake::validate(session.req_header(), &route.websocket) {
         let extra: &[(&str, &str)] = match refusal {
@@ -107,7 +115,12 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, sn
         }
     }
     let pool = &snapshot.pools[route.upstream];
-    let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend: SocketAddr::from(([0, 0, 0, 0], 0)), websocket: true };
+    let fwd = Forwarding {
+        client_ip: ctx.client_ip,
+        tls: ctx.tls,
+        backend: SocketAddr::from(([0, 0, 0, 0], 0)),
+        websocket: true,
+    };
     let opened = open_backend(gw, pool, route, session.req_header(), fwd, &mut ctx.attempts).await;
     let outcome = ctx.websocket.as_mut().expect("set above");
     let mut backend = match opened {
@@ -213,7 +226,15 @@ struct OpenSession {
 
 impl OpenSession {
     async fn run(mut self) {
-        let stats = tunnel::run(self.client, self.backend, self.idle_timeout, &self.upstream_dir, &self.downstream_dir, self.drain_at).await;
+        let stats = tunnel::run(
+            self.client,
+            self.backend,
+            self.idle_timeout,
+            &self.upstream_dir,
+            &self.downstream_dir,
+            self.drain_at,
+        )
+        .await;
         drop(self.meter);
         let (route, upstream) = (self.route.as_str(), self.upstream.as_str());
         let (initiator, code) = match stats.first_close {

@@ -85,7 +85,13 @@ struct Pump<'a> {
 /// Copies `reader` to `writer` until end of stream (then half-closes `writer`) or, once
 /// wsgate has closed this direction, until the sender's answering Close. `early` holds
 /// bytes of this direction read with the handshake: they go first, through the same path.
-pub(super) async fn run<R, W>(mut reader: R, mut writer: W, early: Vec<u8>, direction: &Direction, shared: &Shared) -> io::Result<()>
+pub(super) async fn run<R, W>(
+    mut reader: R,
+    mut writer: W,
+    early: Vec<u8>,
+    direction: &Direction,
+    shared: &Shared,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -107,7 +113,9 @@ where
     tokio::pin!(close_requested);
     let mut close_seen = false;
     loop {
-        if let (State::Open, Some(request), Some(0)) = (pump.state, shared.close_request(), pump.frames.bytes_to_boundary()) {
+        if let (State::Open, Some(request), Some(0)) =
+            (pump.state, shared.close_request(), pump.frames.bytes_to_boundary())
+        {
             pump.send_own_close(&mut writer, request).await?;
         }
         // The sender stopped reading and is being dropped: no answer will come from it.
@@ -169,7 +177,10 @@ impl Pump<'_> {
         let end = self.held + n;
         // Where the frame in flight ends: inside a payload, after its rest; in a header, the
         // frame starts at 0 (its first bytes are the held ones).
-        let first_boundary = self.frames.bytes_to_boundary().map_or(0, |r| self.held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
+        let first_boundary = self
+            .frames
+            .bytes_to_boundary()
+            .map_or(0, |r| self.held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
         let requested = self.shared.close_request().filter(|_| self.state == State::Open && first_boundary <= end);
         let scan = self.scan(end, requested.map(|_| first_boundary));
         let (forwarded, done) = match self.state {
@@ -197,7 +208,10 @@ impl Pump<'_> {
         let (held, max_message) = (self.held, self.direction.max_message);
         let mut scan = Scan::default();
         let mut limit = drain_cut.unwrap_or(usize::MAX);
-        let mut next_start = self.frames.bytes_to_boundary().map_or(0, |r| held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
+        let mut next_start = self
+            .frames
+            .bytes_to_boundary()
+            .map_or(0, |r| held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
         let mut frame_start = 0;
         self.frames.feed(&self.buf[held..end], |offset, event| {
             let at = held + offset;
@@ -251,7 +265,12 @@ impl Pump<'_> {
 
     /// Carries out `action` for a chunk read while `Open`: how much was forwarded, and
     /// whether this direction is done.
-    async fn act<W: AsyncWrite + Unpin>(&mut self, action: Action, scan: &Scan, writer: &mut W) -> io::Result<(usize, bool)> {
+    async fn act<W: AsyncWrite + Unpin>(
+        &mut self,
+        action: Action,
+        scan: &Scan,
+        writer: &mut W,
+    ) -> io::Result<(usize, bool)> {
         let forward = match action {
             Action::Forward(at) | Action::Own(at, _) | Action::Fail(at, _) | Action::Relay(at, _) => at,
         };
@@ -275,10 +294,14 @@ impl Pump<'_> {
                 }
             }
             Action::Fail(_, why) => {
-                log::info!("{:?} broke the WebSocket protocol ({why}); failing the session with 1002", self.direction.sender);
+                log::info!(
+                    "{:?} broke the WebSocket protocol ({why}); failing the session with 1002",
+                    self.direction.sender
+                );
                 self.shared.flow(self.direction.sender).malformed.store(true, Ordering::Relaxed);
                 self.shared.request_close(CloseRequest::protocol_error(self.direction.sender));
-                let request = self.shared.close_request().unwrap_or(CloseRequest::protocol_error(self.direction.sender));
+                let request =
+                    self.shared.close_request().unwrap_or(CloseRequest::protocol_error(self.direction.sender));
                 self.send_own_close(writer, request).await?;
                 self.state = State::Failed;
             }

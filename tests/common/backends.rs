@@ -42,10 +42,7 @@ impl RecordedRequest {
 }
 
 pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 #[derive(Default)]
@@ -114,12 +111,7 @@ impl Server {
             conns.shutdown().await; // abort and wait: every open connection is closed
             let _ = done_tx.send(());
         });
-        Server {
-            addr,
-            rt: Some(rt),
-            shutdown: Some(shutdown_tx),
-            done: Some(done_rx),
-        }
+        Server { addr, rt: Some(rt), shutdown: Some(shutdown_tx), done: Some(done_rx) }
     }
 
     fn stop(&mut self) {
@@ -178,12 +170,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             headers: req
                 .headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                 .collect(),
             len,
         })),
@@ -194,10 +181,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
 
 /// Reads until `buf` holds a complete request head (not consumed from `buf`).
 /// `Ok(None)` on a clean EOF between requests.
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(
-    s: &mut S,
-    buf: &mut Vec<u8>,
-) -> io::Result<Option<Head>> {
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> io::Result<Option<Head>> {
     loop {
         if !buf.is_empty() {
             if let Some(h) = parse_head(buf)? {
@@ -209,20 +193,12 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
         }
         buf.reserve(4096);
         if s.read_buf(buf).await? == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(io::ErrorKind::UnexpectedEof.into())
-            };
+            return if buf.is_empty() { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
         }
     }
 }
 
-async fn take_exact<S: AsyncRead + Unpin>(
-    s: &mut S,
-    buf: &mut Vec<u8>,
-    n: usize,
-) -> io::Result<Vec<u8>> {
+async fn take_exact<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, n: usize) -> io::Result<Vec<u8>> {
     while buf.len() < n {
         buf.reserve(n - buf.len());
         if s.read_buf(buf).await? == 0 {
@@ -254,9 +230,8 @@ pub(crate) async fn read_body<S: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
     headers: &[(String, String)],
 ) -> io::Result<Vec<u8>> {
-    let chunked = header_value(headers, "transfer-encoding")
-        .map(|v| v.to_ascii_lowercase().contains("chunked"))
-        .unwrap_or(false);
+    let chunked =
+        header_value(headers, "transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false);
     if chunked {
         let mut body = Vec::new();
         loop {
@@ -275,10 +250,8 @@ pub(crate) async fn read_body<S: AsyncRead + Unpin>(
     }
     match header_value(headers, "content-length") {
         Some(v) => {
-            let n: usize = v
-                .trim()
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
+            let n: usize =
+                v.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
             take_exact(s, buf, n).await
         }
         None => Ok(Vec::new()),
@@ -286,9 +259,7 @@ pub(crate) async fn read_body<S: AsyncRead + Unpin>(
 }
 
 fn keep_alive(h: &Head) -> bool {
-    let conn = header_value(&h.headers, "connection")
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let conn = header_value(&h.headers, "connection").unwrap_or("").to_ascii_lowercase();
     if conn.split(',').any(|t| t.trim() == "close") {
         return false;
     }
@@ -307,10 +278,7 @@ fn response_bytes(status: u16, name: &str, body: &[u8], keep: bool, head_only: b
     let mut out = format!("HTTP/1.1 {status} {reason}\r\nX-Backend: {name}\r\n");
     let bodyless = status == 204 || status == 304;
     if !bodyless {
-        out.push_str(&format!(
-            "Content-Type: text/plain\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        out.push_str(&format!("Content-Type: text/plain\r\nContent-Length: {}\r\n", body.len()));
     }
     if !keep {
         out.push_str("Connection: close\r\n");
@@ -358,11 +326,7 @@ impl HttpBackend {
         let shared = Arc::new(Shared::default());
         let (n, sh) = (name.to_string(), shared.clone());
         let server = Server::start(port, move |stream| http_conn(stream, n.clone(), sh.clone(), idle));
-        HttpBackend {
-            name: name.to_string(),
-            server,
-            shared,
-        }
+        HttpBackend { name: name.to_string(), server, shared }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -408,9 +372,7 @@ async fn http_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, idle: Op
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(_) => {
-                let _ = s
-                    .write_all(&response_bytes(400, &name, b"bad request\n", false, false))
-                    .await;
+                let _ = s.write_all(&response_bytes(400, &name, b"bad request\n", false, false)).await;
                 return;
             }
         };
@@ -421,9 +383,7 @@ async fn http_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, idle: Op
         let body = match read_body(&mut s, &mut buf, &head.headers).await {
             Ok(b) => b,
             Err(_) => {
-                let _ = s
-                    .write_all(&response_bytes(400, &name, b"bad body\n", false, false))
-                    .await;
+                let _ = s.write_all(&response_bytes(400, &name, b"bad body\n", false, false)).await;
                 return;
             }
         };
@@ -443,16 +403,10 @@ async fn http_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, idle: Op
                 text.extend_from_slice(&body);
             }
             let mut status = 200;
-            if let Some(ms) = route
-                .strip_prefix("/slow/")
-                .and_then(|m| m.parse::<u64>().ok())
-            {
+            if let Some(ms) = route.strip_prefix("/slow/").and_then(|m| m.parse::<u64>().ok()) {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            if let Some(code) = route
-                .strip_prefix("/status/")
-                .and_then(|c| c.parse::<u16>().ok())
-            {
+            if let Some(code) = route.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()) {
                 if (200..600).contains(&code) {
                     status = code;
                 }
@@ -511,14 +465,8 @@ impl WsBackend {
     fn start_inner_at(name: &str, ip: &str, port: u16, raw: bool) -> WsBackend {
         let shared = Arc::new(Shared::default());
         let (n, sh) = (name.to_string(), shared.clone());
-        let server = Server::start_at(ip, port, move |stream| {
-            ws_conn(stream, n.clone(), sh.clone(), raw)
-        });
-        WsBackend {
-            name: name.to_string(),
-            server,
-            shared,
-        }
+        let server = Server::start_at(ip, port, move |stream| ws_conn(stream, n.clone(), sh.clone(), raw));
+        WsBackend { name: name.to_string(), server, shared }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -554,22 +502,11 @@ impl WsBackend {
     }
 
     pub fn last_headers(&self) -> Vec<(String, String)> {
-        self.shared
-            .last
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|r| r.headers.clone())
-            .unwrap_or_default()
+        self.shared.last.lock().unwrap().as_ref().map(|r| r.headers.clone()).unwrap_or_default()
     }
     /// Handshake request target of the latest WebSocket connection.
     pub fn last_path(&self) -> Option<String> {
-        self.shared
-            .last
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|r| r.path.clone())
+        self.shared.last.lock().unwrap().as_ref().map(|r| r.path.clone())
     }
     pub fn stop(&mut self) {
         self.server.stop();
@@ -577,8 +514,7 @@ impl WsBackend {
 }
 
 fn is_upgrade(h: &Head) -> bool {
-    header_value(&h.headers, "upgrade")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
+    header_value(&h.headers, "upgrade").is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
 }
 
 async fn ws_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, _raw: bool) {
@@ -590,11 +526,7 @@ async fn ws_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, _raw: bool
         };
         if is_upgrade(&head) {
             // Replay everything read so far (head + anything after it) to tungstenite.
-            let stream = Prefixed {
-                prefix: buf,
-                pos: 0,
-                inner: s,
-            };
+            let stream = Prefixed { prefix: buf, pos: 0, inner: s };
             ws_session(stream, shared).await;
             return;
         }
@@ -618,12 +550,7 @@ async fn ws_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: Arc<Sh
         let headers = req
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         *sh.last.lock().unwrap() = Some(RecordedRequest {
             method: req.method().to_string(),
@@ -631,13 +558,8 @@ async fn ws_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: Arc<Sh
             headers,
             body: Vec::new(),
         });
-        let offered = req
-            .headers()
-            .get(SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok());
-        if let Some(first) =
-            offered.and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()))
-        {
+        let offered = req.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
+        if let Some(first) = offered.and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty())) {
             if let Ok(v) = HeaderValue::from_str(first) {
                 resp.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
             }
@@ -676,11 +598,7 @@ pub struct Prefixed<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.pos < self.prefix.len() {
             let n = (self.prefix.len() - self.pos).min(out.remaining());
             let start = self.pos;
@@ -693,11 +611,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, b)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

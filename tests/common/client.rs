@@ -34,40 +34,24 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 /// Content-Length / chunked / 101 / 204 / 304), otherwise reads until EOF.
 /// Interim 100 responses are skipped. Panics after 10 s.
 pub async fn http_request(addr: SocketAddr, raw: &str) -> (u16, Headers, String) {
-    let stream = TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     request_on(stream, raw).await
 }
 
 /// `GET path` with `Host: host` and `Connection: close`.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, Headers, String) {
-    http_request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-    )
-    .await
+    http_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await
 }
 
 /// Like `http_request`, over TLS trusting only `ca_cert`; `server_name` is the SNI /
 /// verified name (`localhost` or `127.0.0.1`).
-pub async fn https_request(
-    addr: SocketAddr,
-    server_name: &str,
-    ca_cert: &Path,
-    raw: &str,
-) -> (u16, Headers, String) {
-    let stream = tls_connect(addr, server_name, ca_cert)
-        .await
-        .unwrap_or_else(|e| panic!("tls connect {addr}: {e}"));
+pub async fn https_request(addr: SocketAddr, server_name: &str, ca_cert: &Path, raw: &str) -> (u16, Headers, String) {
+    let stream = tls_connect(addr, server_name, ca_cert).await.unwrap_or_else(|e| panic!("tls connect {addr}: {e}"));
     request_on(stream, raw).await
 }
 
 /// Sends `raw` on an existing stream and reads one response (see `http_request`).
-pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    raw: &str,
-) -> (u16, Headers, String) {
+pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, raw: &str) -> (u16, Headers, String) {
     let fut = async move {
         stream.write_all(raw.as_bytes()).await?;
         stream.flush().await?;
@@ -94,12 +78,7 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
                     resp.code.unwrap_or(0),
                     resp.headers
                         .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
+                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                         .collect::<Headers>(),
                 )),
                 Ok(httparse::Status::Partial) => None,
@@ -115,10 +94,7 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
             if eof {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "EOF before complete response head: {:?}",
-                        String::from_utf8_lossy(&buf)
-                    ),
+                    format!("EOF before complete response head: {:?}", String::from_utf8_lossy(&buf)),
                 ));
             }
             buf.reserve(4096);
@@ -133,8 +109,7 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
         if status == 101 || status == 204 || status == 304 {
             return Ok((status, headers, String::new()));
         }
-        let chunked = header(&headers, "transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         let clen = header(&headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
         loop {
             if chunked {
@@ -143,21 +118,14 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u16,
                 }
             } else if let Some(n) = clen {
                 if buf.len() >= n {
-                    return Ok((
-                        status,
-                        headers,
-                        String::from_utf8_lossy(&buf[..n]).into_owned(),
-                    ));
+                    return Ok((status, headers, String::from_utf8_lossy(&buf[..n]).into_owned()));
                 }
             }
             if eof {
                 if chunked || clen.is_some() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "EOF in body (status {status}): {:?}",
-                            String::from_utf8_lossy(&buf)
-                        ),
+                        format!("EOF in body (status {status}): {:?}", String::from_utf8_lossy(&buf)),
                     ));
                 }
                 return Ok((status, headers, String::from_utf8_lossy(&buf).into_owned()));
@@ -203,8 +171,7 @@ fn build_request(
 ) -> Result<tungstenite::handshake::client::Request, tungstenite::Error> {
     let mut req = url.into_client_request()?;
     for (k, v) in extra_headers {
-        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(tungstenite::http::Error::from)?;
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).map_err(tungstenite::http::Error::from)?;
         let value = HeaderValue::from_str(v).map_err(tungstenite::http::Error::from)?;
         req.headers_mut().append(name, value);
     }
@@ -212,23 +179,15 @@ fn build_request(
 }
 
 fn timed_out() -> tungstenite::Error {
-    tungstenite::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "websocket connect timed out",
-    ))
+    tungstenite::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "websocket connect timed out"))
 }
 
 /// Connects to a `ws://` URL with extra handshake headers (appended, so
 /// `Sec-WebSocket-Protocol` etc. can be offered). Bounded by 10 s. A non-101 answer
 /// is `Err(tungstenite::Error::Http(response))`.
-pub async fn ws_connect(
-    url: &str,
-    extra_headers: &[(&str, &str)],
-) -> Result<(Ws, WsResponse), tungstenite::Error> {
+pub async fn ws_connect(url: &str, extra_headers: &[(&str, &str)]) -> Result<(Ws, WsResponse), tungstenite::Error> {
     let req = build_request(url, extra_headers)?;
-    tokio::time::timeout(CLIENT_TIMEOUT, tokio_tungstenite::connect_async(req))
-        .await
-        .map_err(|_| timed_out())?
+    tokio::time::timeout(CLIENT_TIMEOUT, tokio_tungstenite::connect_async(req)).await.map_err(|_| timed_out())?
 }
 
 /// Connects to a `wss://` URL, trusting only `ca_cert`. `localhost` is dialed as
@@ -239,44 +198,25 @@ pub async fn wss_connect(
     ca_cert: &Path,
 ) -> Result<(Wss, WsResponse), tungstenite::Error> {
     let req = build_request(url, extra_headers)?;
-    let host = req
-        .uri()
-        .host()
-        .unwrap_or("127.0.0.1")
-        .trim_matches(|c| c == '[' || c == ']')
-        .to_string();
+    let host = req.uri().host().unwrap_or("127.0.0.1").trim_matches(|c| c == '[' || c == ']').to_string();
     let port = req.uri().port_u16().unwrap_or(443);
-    let ip = if host == "localhost" {
-        "127.0.0.1".to_string()
-    } else {
-        host.clone()
-    };
-    let addr: SocketAddr = format!("{ip}:{port}").parse().map_err(|_| {
-        tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(
-            url.to_string(),
-        ))
-    })?;
+    let ip = if host == "localhost" { "127.0.0.1".to_string() } else { host.clone() };
+    let addr: SocketAddr = format!("{ip}:{port}")
+        .parse()
+        .map_err(|_| tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(url.to_string())))?;
     let fut = async {
-        let tls = tls_connect(addr, &host, ca_cert)
-            .await
-            .map_err(tungstenite::Error::Io)?;
+        let tls = tls_connect(addr, &host, ca_cert).await.map_err(tungstenite::Error::Io)?;
         tokio_tungstenite::client_async(req, tls).await
     };
-    tokio::time::timeout(CLIENT_TIMEOUT, fut)
-        .await
-        .map_err(|_| timed_out())?
+    tokio::time::timeout(CLIENT_TIMEOUT, fut).await.map_err(|_| timed_out())?
 }
 
 /// rustls client config (ring provider, as Pingora uses) trusting only the certs in `ca_cert`.
 pub fn tls_client_config(ca_cert: &Path) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_cert)
-        .unwrap_or_else(|e| panic!("read {}: {e:?}", ca_cert.display()))
-    {
-        roots
-            .add(cert.expect("parse cert PEM"))
-            .expect("add root cert");
+    for cert in CertificateDer::pem_file_iter(ca_cert).unwrap_or_else(|e| panic!("read {}: {e:?}", ca_cert.display())) {
+        roots.add(cert.expect("parse cert PEM")).expect("add root cert");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -315,9 +255,7 @@ where
             }
         }
     };
-    tokio::time::timeout(CLIENT_TIMEOUT, fut)
-        .await
-        .expect("websocket receive timed out after 10s")
+    tokio::time::timeout(CLIENT_TIMEOUT, fut).await.expect("websocket receive timed out after 10s")
 }
 
 /// Sends a text message and returns the next text reply (panics otherwise).
@@ -347,16 +285,7 @@ pub fn write_cert(dir: &Path, stem: &str, common_name: &str, san: &str) -> (Path
     let cert = dir.join(format!("{stem}cert.pem"));
     let key = dir.join(format!("{stem}key.pem"));
     let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-        ])
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
         .arg(format!("/CN={common_name}"))
         .arg("-addext")
         .arg(format!("subjectAltName={san}"))

@@ -21,7 +21,8 @@ impl HttpsBackend {
     pub async fn start(cert: &std::path::Path, key: &std::path::Path) -> HttpsBackend {
         use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
         use tokio_rustls::rustls;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
         let key = PrivateKeyDer::from_pem_file(key).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -44,7 +45,11 @@ impl HttpsBackend {
                     if head.path == "/healthz" {
                         hits.fetch_add(1, Ordering::SeqCst);
                     }
-                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nX-Backend: tls\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nX-Backend: tls\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
                     let _ = tls.shutdown().await;
                 });
             }
@@ -60,12 +65,18 @@ impl HttpsBackend {
 
 /// A TLS connection to wsgate on 127.0.0.1:`port` that negotiated HTTP/2 by ALPN (as
 /// `localhost`, trusting `cert`); nothing sent on it yet.
-pub async fn h2_tls_connect(port: u16, cert: &std::path::Path) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+pub async fn h2_tls_connect(
+    port: u16,
+    cert: &std::path::Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use tokio_rustls::rustls::pki_types::ServerName;
     let mut config = (*super::client::tls_client_config(cert)).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is offered");
     tls
 }

@@ -31,7 +31,11 @@ pub async fn wait_for(addr: std::net::SocketAddr, name: &str, labels: &[(&str, &
         if sample(&text, name, labels) == want {
             return text;
         }
-        assert!(Instant::now() < deadline, "{name}{labels:?} never became {want:?}; last value {:?}\n{text}", sample(&text, name, labels));
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} never became {want:?}; last value {:?}\n{text}",
+            sample(&text, name, labels)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -13,17 +13,17 @@
 pub mod backends;
 pub mod client;
 pub mod https;
-pub mod proxy;
 pub mod metrics;
 pub mod peers;
+pub mod proxy;
 pub mod raw;
 pub mod recorder;
 
 pub use backends::*;
 pub use client::*;
 pub use https::*;
-pub use proxy::*;
 pub use metrics::*;
 pub use peers::*;
+pub use proxy::*;
 pub use raw::*;
 pub use recorder::*;

@@ -35,7 +35,9 @@ impl BulkBackend {
                 open.fetch_add(1, Ordering::SeqCst);
                 served.fetch_add(1, Ordering::SeqCst);
                 let chunk = vec![b'x'; 64 * 1024];
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+                );
                 let mut ok = conn.write_all(head.as_bytes()).await.is_ok();
                 let mut left = size;
                 while ok && left > 0 {

@@ -13,11 +13,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A free loopback TCP port (bound on 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
 }
 
 pub fn wsgate_bin() -> &'static str {
@@ -66,16 +62,8 @@ impl Wsgate {
             .stderr(fs::File::create(&stderr_path).expect("stderr log"))
             .envs(env.iter().copied());
         rust_log(&mut cmd);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
-        Wsgate {
-            child: Mutex::new(child),
-            dir,
-            config_path,
-            stdout_path,
-            stderr_path,
-        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
+        Wsgate { child: Mutex::new(child), dir, config_path, stdout_path, stderr_path }
     }
 
     /// Starts wsgate on an existing `config` file with `extra` arguments first (e.g. `-u`
@@ -142,10 +130,7 @@ impl Wsgate {
     /// Sends a signal (e.g. "TERM", "HUP", "QUIT") to our child via `kill -s`.
     pub fn signal(&self, sig: &str) {
         let pid = self.pid();
-        let st = Command::new("kill")
-            .args(["-s", sig, &pid.to_string()])
-            .status()
-            .expect("run kill");
+        let st = Command::new("kill").args(["-s", sig, &pid.to_string()]).status().expect("run kill");
         assert!(st.success(), "kill -s {sig} {pid} failed");
     }
 
@@ -157,10 +142,7 @@ impl Wsgate {
         let max = READY_TIMEOUT.as_millis() / POLL.as_millis() + 2;
         for _ in 0..max {
             if let Some(st) = self.try_wait() {
-                panic!(
-                    "wsgate exited ({st}) before port {port} was ready\n{}",
-                    self.logs()
-                );
+                panic!("wsgate exited ({st}) before port {port} was ready\n{}", self.logs());
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return;
@@ -170,10 +152,7 @@ impl Wsgate {
             }
             std::thread::sleep(POLL);
         }
-        panic!(
-            "wsgate did not open port {port} within {READY_TIMEOUT:?}\n{}",
-            self.logs()
-        );
+        panic!("wsgate did not open port {port} within {READY_TIMEOUT:?}\n{}", self.logs());
     }
 
     /// Polls the stderr log until it contains `needle` (up to `timeout`). Returns whether it did.
@@ -203,11 +182,7 @@ impl Wsgate {
 
     /// Both logs, labelled, for panic messages.
     pub fn logs(&self) -> String {
-        format!(
-            "--- wsgate stderr ---\n{}\n--- wsgate stdout ---\n{}",
-            self.log(),
-            self.stdout()
-        )
+        format!("--- wsgate stderr ---\n{}\n--- wsgate stdout ---\n{}", self.log(), self.stdout())
     }
 
     /// Kills our child (by its PID) and reaps it. Idempotent.
@@ -248,9 +223,7 @@ pub fn check_config_in(dir: &Path, file_name: &str, yaml: &str) -> (bool, String
         .stdout(fs::File::create(&out_path).expect("stdout file"))
         .stderr(fs::File::create(&err_path).expect("stderr file"));
     rust_log(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", wsgate_bin()));
     let deadline = Instant::now() + READY_TIMEOUT;
     let max = READY_TIMEOUT.as_millis() / POLL.as_millis() + 2;
     let mut status = None;

@@ -56,7 +56,11 @@ impl RawResponse {
             None if self.closed => format!(
                 "closed without a response{}{}",
                 if self.reset { " (reset)" } else { "" },
-                if self.raw.is_empty() { String::new() } else { format!(", got {:?}", String::from_utf8_lossy(&self.raw)) }
+                if self.raw.is_empty() {
+                    String::new()
+                } else {
+                    format!(", got {:?}", String::from_utf8_lossy(&self.raw))
+                }
             ),
             None => "no response, connection left open".to_string(),
         }
@@ -147,14 +151,16 @@ fn parse_into(out: &mut RawResponse, complete_at: &mut Option<Instant>) {
     let Ok(httparse::Status::Complete(head_len)) = resp.parse(&out.raw) else { return };
     let status = resp.code.unwrap_or(0);
     out.status = Some(status);
-    out.status_line = String::from_utf8_lossy(&out.raw[..out.raw.windows(2).position(|w| w == b"\r\n").unwrap_or(0)]).into_owned();
+    out.status_line =
+        String::from_utf8_lossy(&out.raw[..out.raw.windows(2).position(|w| w == b"\r\n").unwrap_or(0)]).into_owned();
     out.headers = resp
         .headers
         .iter()
         .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
         .collect();
     let rest = &out.raw[head_len..];
-    let chunked = header_value(&out.headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked =
+        header_value(&out.headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let clen = header_value(&out.headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
     let done = if (100..200).contains(&status) || status == 204 || status == 304 {
         out.body.clear();
@@ -405,7 +411,8 @@ async fn record_conn(mut s: TcpStream, requests: Arc<Mutex<Vec<RecordedRequest>>
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(_) => {
-                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                let _ =
+                    s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
                 return;
             }
         };
@@ -413,13 +420,19 @@ async fn record_conn(mut s: TcpStream, requests: Arc<Mutex<Vec<RecordedRequest>>
         let body = match read_body(&mut tee, &mut buf, &head.headers).await {
             Ok(b) => b,
             Err(_) => {
-                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                let _ =
+                    s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
                 return;
             }
         };
         let close = header_value(&head.headers, "connection").is_some_and(|v| v.to_ascii_lowercase().contains("close"));
         let text = format!("ok {}", head.path);
-        requests.lock().unwrap().push(RecordedRequest { method: head.method, path: head.path, headers: head.headers, body });
+        requests.lock().unwrap().push(RecordedRequest {
+            method: head.method,
+            path: head.path,
+            headers: head.headers,
+            body,
+        });
         let resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{text}",
             text.len(),
@@ -477,7 +490,13 @@ impl<T> Default for SharedFixture<T> {
 
 /// After a hostile case: wsgate is still running, nothing panicked, the WebSocket session
 /// `healthy` (opened before the case) still echoes, and a new HTTP request to `path` gets 200.
-pub async fn assert_unharmed(gw: &super::proxy::Wsgate, addr: SocketAddr, healthy: &mut super::client::Ws, path: &str, case: &str) {
+pub async fn assert_unharmed(
+    gw: &super::proxy::Wsgate,
+    addr: SocketAddr,
+    healthy: &mut super::client::Ws,
+    path: &str,
+    case: &str,
+) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     assert!(gw.is_running(), "[{case}] wsgate exited\n{}", gw.logs());
@@ -499,7 +518,9 @@ pub async fn assert_unharmed(gw: &super::proxy::Wsgate, addr: SocketAddr, health
         Ok(Err(e)) => panic!("[{case}] healthy WebSocket session broke: {e}\n{}", gw.logs()),
         Err(_) => panic!("[{case}] healthy WebSocket session did not echo within 5 s\n{}", gw.logs()),
     }
-    let r = raw_request(addr, format!("GET {path} HTTP/1.1\r\nHost: healthy.test\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    let r =
+        raw_request(addr, format!("GET {path} HTTP/1.1\r\nHost: healthy.test\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
     assert_eq!(r.status, Some(200), "[{case}] HTTP request after the case: {}\n{}", r.summary(), gw.logs());
 }
 

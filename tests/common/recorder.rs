@@ -49,7 +49,10 @@ impl Recorded {
     }
     /// The codes of the Close frames received, in order.
     pub fn close_codes(&self) -> Vec<Option<u16>> {
-        self.events().into_iter().filter_map(|e| if let FrameEvent::Close { code } = e { Some(code) } else { None }).collect()
+        self.events()
+            .into_iter()
+            .filter_map(|e| if let FrameEvent::Close { code } = e { Some(code) } else { None })
+            .collect()
     }
     pub fn frame_count(&self) -> usize {
         self.events().iter().filter(|e| matches!(e, FrameEvent::Header { .. })).count()
@@ -74,7 +77,11 @@ impl WsRecorder {
                 let Ok(Some(head)) = read_head(&mut s, &mut buf).await else { return };
                 let key = head.headers.iter().find(|(n, _)| n == "sec-websocket-key").map(|(_, v)| v.clone());
                 let Some(key) = key else { return }; // a health check
-                let record = Arc::new(Mutex::new(Recorded { path: head.path.clone(), bytes: buf[head.len..].to_vec(), ended: false }));
+                let record = Arc::new(Mutex::new(Recorded {
+                    path: head.path.clone(),
+                    bytes: buf[head.len..].to_vec(),
+                    ended: false,
+                }));
                 all.lock().unwrap().push(record.clone());
                 let mut answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", ws_accept(&key)).into_bytes();
                 answer.extend_from_slice(&greeting);
@@ -119,10 +126,13 @@ impl WsRecorder {
     pub async fn ended_session(&self, path: &str) -> Recorded {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let found = self.sessions.lock().unwrap().iter().map(|r| r.lock().unwrap().clone()).find(|r| r.path == path);
+            let found =
+                self.sessions.lock().unwrap().iter().map(|r| r.lock().unwrap().clone()).find(|r| r.path == path);
             match found {
                 Some(r) if r.ended => return r,
-                other => assert!(Instant::now() < deadline, "session {path} not ended by wsgate within 15 s: {other:?}"),
+                other => {
+                    assert!(Instant::now() < deadline, "session {path} not ended by wsgate within 15 s: {other:?}")
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -133,7 +143,8 @@ impl WsRecorder {
     pub async fn closed_session(&self, path: &str) -> Recorded {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let found = self.sessions.lock().unwrap().iter().map(|r| r.lock().unwrap().clone()).find(|r| r.path == path);
+            let found =
+                self.sessions.lock().unwrap().iter().map(|r| r.lock().unwrap().clone()).find(|r| r.path == path);
             match found {
                 Some(r) if !r.close_codes().is_empty() => return r,
                 other => assert!(Instant::now() < deadline, "session {path} got no Close within 15 s: {other:?}"),

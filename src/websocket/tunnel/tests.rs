@@ -6,14 +6,25 @@ fn direction(sender: Initiator) -> Direction {
     let counter = || IntCounter::new("test", "test").unwrap();
     let (client, backend) = Rules::session(super::super::frames::Extensions::None);
     let rules = if sender == Initiator::Client { client } else { backend };
-    Direction { sender, meters: Meters { bytes: counter(), messages: counter() }, max_message: None, rules, send_timeout: Duration::from_secs(5) }
+    Direction {
+        sender,
+        meters: Meters { bytes: counter(), messages: counter() },
+        max_message: None,
+        rules,
+        send_timeout: Duration::from_secs(5),
+    }
 }
 
 fn endpoint(stream: tokio::io::DuplexStream, early: &[u8]) -> Endpoint {
     Endpoint { stream: Box::new(stream), early: early.to_vec() }
 }
 
-async fn tunnel(client: tokio::io::DuplexStream, backend: tokio::io::DuplexStream, prefix: &'static [u8], idle: Duration) -> TunnelStats {
+async fn tunnel(
+    client: tokio::io::DuplexStream,
+    backend: tokio::io::DuplexStream,
+    prefix: &'static [u8],
+    idle: Duration,
+) -> TunnelStats {
     let (up, down) = (direction(Initiator::Client), direction(Initiator::Backend));
     run(endpoint(client, b""), endpoint(backend, prefix), idle, &up, &down, std::future::pending()).await
 }
@@ -49,7 +60,10 @@ async fn read_until_close(peer: &mut tokio::io::DuplexStream) -> (Vec<FrameEvent
     let (mut reader, mut events, mut bytes) = (FrameReader::new(), Vec::new(), Vec::new());
     while !events.iter().any(|e| matches!(e, FrameEvent::Close { .. })) {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut chunk)).await.expect("a Close in time").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut chunk))
+            .await
+            .expect("a Close in time")
+            .unwrap();
         if n == 0 {
             break;
         }
@@ -84,7 +98,11 @@ async fn copies_both_ways_and_sends_the_early_bytes_first() {
     drop(backend_peer);
     let stats = tunnel.await.unwrap();
     assert_eq!((stats.client_to_backend_bytes, stats.backend_to_client_bytes), (ping.len() as u64, hello.len() as u64));
-    assert_eq!((stats.client_to_backend_messages, stats.backend_to_client_messages), (1, 1), "early bytes are frames too");
+    assert_eq!(
+        (stats.client_to_backend_messages, stats.backend_to_client_messages),
+        (1, 1),
+        "early bytes are frames too"
+    );
 }
 
 /// Early bytes that end inside a frame: the reader goes on from where they stopped.
@@ -163,14 +181,19 @@ async fn a_client_that_breaks_framing_gets_1002_and_the_backend_1001() {
         client_peer.write_all(&[good.clone(), bad, behind].concat()).await.unwrap();
         let (events, bytes) = read_until_close(&mut backend_peer).await;
         assert!(bytes.starts_with(&good), "{case}: the frame before passes");
-        assert_eq!(events.iter().filter(|e| matches!(e, FrameEvent::Header { .. })).count(), 2, "{case}: the good frame, then our Close: {events:?}");
+        assert_eq!(
+            events.iter().filter(|e| matches!(e, FrameEvent::Header { .. })).count(),
+            2,
+            "{case}: the good frame, then our Close: {events:?}"
+        );
         assert!(events.contains(&FrameEvent::Close { code: Some(1001) }), "{case}: {events:?}");
         let (to_client, _) = read_until_close(&mut client_peer).await;
         assert_eq!(to_client.last(), Some(&FrameEvent::Close { code: Some(1002) }), "{case}");
         assert!(at_eof(&mut client_peer).await, "{case}: the offender's connection is closed after its 1002");
         backend_peer.write_all(&close_frame(1001, "", None)).await.unwrap();
         drop(client_peer);
-        let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once the backend answered").unwrap();
+        let stats =
+            tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once the backend answered").unwrap();
         assert_eq!(stats.protocol_error, Some(Initiator::Client), "{case}");
         assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1002))), "{case}");
         assert_eq!(stats.client_to_backend_messages, 1, "{case}");
@@ -184,7 +207,19 @@ async fn a_backend_that_masks_its_frames_gets_1002_and_the_client_1001() {
     let task = tokio::spawn(tunnel(client, backend, b"", Duration::from_secs(30)));
     backend_peer.write_all(&client_text(b"masked")).await.unwrap();
     let (to_client, _) = read_until_close(&mut client_peer).await;
-    assert_eq!(to_client, [FrameEvent::Header { opcode: crate::websocket::frames::OpCode::Close, fin: true, masked: false, payload_len: 12, message_len: 12 }, FrameEvent::Close { code: Some(1001) }]);
+    assert_eq!(
+        to_client,
+        [
+            FrameEvent::Header {
+                opcode: crate::websocket::frames::OpCode::Close,
+                fin: true,
+                masked: false,
+                payload_len: 12,
+                message_len: 12
+            },
+            FrameEvent::Close { code: Some(1001) }
+        ]
+    );
     let (to_backend, _) = read_until_close(&mut backend_peer).await;
     assert_eq!(to_backend.last(), Some(&FrameEvent::Close { code: Some(1002) }));
     client_peer.write_all(&close_frame(1001, "", Some([1, 1, 1, 1]))).await.unwrap();
@@ -228,7 +263,10 @@ async fn an_oversized_message_never_reaches_the_backend_and_both_sides_get_1009(
     let (backend, mut backend_peer) = duplex(1 << 16);
     let up = Direction { max_message: Some(100), ..direction(Initiator::Client) };
     let down = direction(Initiator::Backend);
-    let task = tokio::spawn(async move { run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(5), &up, &down, std::future::pending()).await });
+    let task = tokio::spawn(async move {
+        run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(5), &up, &down, std::future::pending())
+            .await
+    });
     // A 50-byte text message passes; a 200-byte binary one (masked, 16-bit length) does
     // not, and its header arrives cut in two reads.
     let small = [&[0x81u8, 0x80 | 50, 0, 0, 0, 0][..], &[b'a'; 50][..]].concat();
@@ -251,8 +289,15 @@ async fn an_oversized_message_never_reaches_the_backend_and_both_sides_get_1009(
     }
     assert!(to_backend.starts_with(&small), "the small message passes whole");
     // (Not a byte search: the masked Close may contain any byte.)
-    assert!(!events.iter().any(|e| matches!(e, FrameEvent::Header { payload_len: 200, .. })), "nothing of the oversized message reaches the backend: {events:?}");
-    assert_eq!(events.iter().filter(|e| matches!(e, FrameEvent::Header { .. })).count(), 2, "the small message, then our Close: {events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, FrameEvent::Header { payload_len: 200, .. })),
+        "nothing of the oversized message reaches the backend: {events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| matches!(e, FrameEvent::Header { .. })).count(),
+        2,
+        "the small message, then our Close: {events:?}"
+    );
     assert!(events.contains(&FrameEvent::Close { code: Some(1009) }), "{events:?}");
     let mut to_client = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), client_peer.read(&mut to_client)).await.unwrap().unwrap();
@@ -273,11 +318,17 @@ async fn a_peer_that_accepts_nothing_for_send_timeout_is_dropped_and_the_other_g
     let timeout = Duration::from_millis(200);
     let up = Direction { send_timeout: timeout, ..direction(Initiator::Client) };
     let down = Direction { send_timeout: timeout, ..direction(Initiator::Backend) };
-    let task = tokio::spawn(async move { run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(30), &up, &down, std::future::pending()).await });
+    let task = tokio::spawn(async move {
+        run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(30), &up, &down, std::future::pending())
+            .await
+    });
     backend_peer.write_all(&server_frame(0x2, &[0; 60_000])).await.unwrap();
     let (to_backend, _) = read_until_close(&mut backend_peer).await;
     assert_eq!(to_backend.last(), Some(&FrameEvent::Close { code: Some(1001) }));
-    let stats = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends without waiting for the stalled client").unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("ends without waiting for the stalled client")
+        .unwrap();
     assert_eq!(stats.end, TunnelEnd::SendTimeout(Initiator::Client));
     assert_eq!(stats.first_close, Some((Initiator::Proxy, Some(1001))));
     drop(client_peer);
