@@ -102,14 +102,18 @@ fn needs_normalizing(path: &[u8]) -> bool {
             match escape_at(path, i) {
                 Some(b) if is_unreserved(b) => return true,
                 Some(_) if path[i + 1..i + 3].iter().any(u8::is_ascii_lowercase) => return true,
-                _ => {}
+                Some(_) => {}
+                // A `%` that starts no escape.
+                None => return true,
             }
         }
     }
     false
 }
 
-/// Decodes escapes of unreserved characters and upper-cases the others' hex digits.
+/// Decodes escapes of unreserved characters and upper-cases the others' hex digits. A `%`
+/// that starts no escape becomes `%25`, so that decoding next to it cannot make a new
+/// escape out of it (`/%a%41` would otherwise give `/%aA`, which normalises again).
 fn decode_unreserved(path: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
@@ -119,6 +123,11 @@ fn decode_unreserved(path: &[u8]) -> Vec<u8> {
             (b'%', Some(_)) => {
                 out.push(b'%');
                 out.extend(path[i + 1..i + 3].iter().map(u8::to_ascii_uppercase));
+            }
+            (b'%', None) => {
+                out.extend_from_slice(b"%25");
+                i += 1;
+                continue;
             }
             (b, _) => {
                 out.push(b);
@@ -275,7 +284,8 @@ mod tests {
             ("/x/%2F../ws", "/x/%2F../ws"),
             ("/a%2F..%2Fws", "/a%2F..%2Fws"),
             ("/%20", "/%20"),
-            ("/%zz/%4", "/%zz/%4"),
+            ("/%zz/%4", "/%25zz/%254"),
+            ("/%a%41", "/%25aA"),
             ("/.well-known/x", "/.well-known/x"),
             ("/...", "/..."),
             ("/caf\u{e9}/../ws", "/ws"),
