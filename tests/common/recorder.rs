@@ -124,30 +124,23 @@ impl WsRecorder {
 
     /// The session whose handshake asked for `path`, once wsgate has closed it (bounded: 15 s).
     pub async fn ended_session(&self, path: &str) -> Recorded {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let found =
-                self.sessions.lock().unwrap().iter().map(|r| r.lock().unwrap().clone()).find(|r| r.path == path);
-            match found {
-                Some(r) if r.ended => return r,
-                other => {
-                    assert!(Instant::now() < deadline, "session {path} not ended by wsgate within 15 s: {other:?}")
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.session_once(path, "ended by wsgate", |r| r.ended).await
     }
 
     /// The session for `path` as it stands now, once it has received at least one Close
     /// (bounded: 15 s).
     pub async fn closed_session(&self, path: &str) -> Recorded {
+        self.session_once(path, "given a Close", |r| !r.close_codes().is_empty()).await
+    }
+
+    async fn session_once(&self, path: &str, what: &str, done: impl Fn(&Recorded) -> bool) -> Recorded {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let found =
                 self.sessions.lock().unwrap().iter().map(|r| r.lock().unwrap().clone()).find(|r| r.path == path);
             match found {
-                Some(r) if !r.close_codes().is_empty() => return r,
-                other => assert!(Instant::now() < deadline, "session {path} got no Close within 15 s: {other:?}"),
+                Some(r) if done(&r) => return r,
+                other => assert!(Instant::now() < deadline, "session {path} not {what} within 15 s: {other:?}"),
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
