@@ -15,43 +15,43 @@ enum Sink {
     File(Mutex<LineWriter<File>>),
 }
 
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     sink: Sink,
-    pub include_query: bool,
+    pub(crate) include_query: bool,
 }
 
 /// One access-log line. Field names are part of the product (documented in docs/observability.md).
 #[derive(Debug, Default, Serialize)]
-pub struct Record<'a> {
-    pub time: String,
-    pub client: String,
-    pub method: &'a str,
-    pub host: &'a str,
-    pub path: &'a str,
-    pub status: u16,
-    pub route: &'a str,
-    pub upstream: &'a str,
-    pub backend: String,
-    pub duration_ms: f64,
+pub(crate) struct Record<'a> {
+    pub(crate) time: String,
+    pub(crate) client: String,
+    pub(crate) method: &'a str,
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) status: u16,
+    pub(crate) route: &'a str,
+    pub(crate) upstream: &'a str,
+    pub(crate) backend: String,
+    pub(crate) duration_ms: f64,
     /// Request body bytes (HTTP) or bytes client → backend (WebSocket).
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Response body bytes (HTTP) or bytes backend → client (WebSocket).
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub websocket: Option<WsRecord>,
+    pub(crate) websocket: Option<WsRecord>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct WsRecord {
-    pub messages_in: u64,
-    pub messages_out: u64,
+pub(crate) struct WsRecord {
+    pub(crate) messages_in: u64,
+    pub(crate) messages_out: u64,
     /// `client`, `backend`, or `none` when the TCP connection ended without a Close frame.
-    pub close_initiator: &'static str,
-    pub close_code: Option<u16>,
+    pub(crate) close_initiator: &'static str,
+    pub(crate) close_code: Option<u16>,
 }
 
 impl AccessLog {
-    pub fn open(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
+    pub(crate) fn open(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
         let sink = match &config.target {
             AccessLogTarget::Off => Sink::Off,
             AccessLogTarget::Stdout => Sink::Stdout,
@@ -63,19 +63,19 @@ impl AccessLog {
         Ok(AccessLog { sink, include_query: config.include_query })
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !matches!(self.sink, Sink::Off)
     }
 
     /// The path as logged: without the query unless configured otherwise.
-    pub fn path<'a>(&self, uri: &'a http::Uri) -> &'a str {
+    pub(crate) fn path<'a>(&self, uri: &'a http::Uri) -> &'a str {
         match (self.include_query, uri.path_and_query()) {
             (true, Some(pq)) => pq.as_str(),
             _ => uri.path(),
         }
     }
 
-    pub fn write(&self, record: &Record) {
+    pub(crate) fn write(&self, record: &Record) {
         let Ok(mut line) = serde_json::to_vec(record) else { return };
         line.push(b'\n');
         // A full disk or closed stdout must not take the proxy down: drop the line.
@@ -87,7 +87,7 @@ impl AccessLog {
     }
 }
 
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now().round(jiff::Unit::Millisecond).map(|t| t.to_string()).unwrap_or_default()
 }
 

@@ -11,8 +11,8 @@ use pingora::server::ShutdownWatch;
 use pingora_prometheus::prometheus::{self, Encoder, TextEncoder};
 use std::sync::Arc;
 
-pub struct AdminApp {
-    pub readiness: Arc<Readiness>,
+pub(crate) struct AdminApp {
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 impl AdminApp {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-pub struct AllocatorService;
+pub(crate) struct AllocatorService;
 
 #[async_trait]
 impl BackgroundService for AllocatorService {

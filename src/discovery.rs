@@ -15,14 +15,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-pub struct DnsDiscovery {
-    pub names: Vec<DnsName>,
-    pub hosts_file: Option<PathBuf>,
+pub(crate) struct DnsDiscovery {
+    pub(crate) names: Vec<DnsName>,
+    pub(crate) hosts_file: Option<PathBuf>,
 }
 
 impl DnsDiscovery {
     /// Every address of every name, blocking (run it off the async threads).
-    pub fn resolve_blocking(&self) -> Result<BTreeSet<Backend>, String> {
+    pub(crate) fn resolve_blocking(&self) -> Result<BTreeSet<Backend>, String> {
         let hosts = match &self.hosts_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?),
             None => None,
@@ -75,7 +75,7 @@ impl ServiceDiscovery for DnsDiscovery {
 }
 
 /// Addresses of `host` in a hosts-format text (`IP name [aliases...]`, `#` comments).
-pub fn hosts_lookup(text: &str, host: &str) -> Vec<IpAddr> {
+pub(crate) fn hosts_lookup(text: &str, host: &str) -> Vec<IpAddr> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or_default())
         .filter_map(|l| {

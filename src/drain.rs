@@ -20,7 +20,7 @@ use tokio::sync::watch;
 /// How often the drain service looks whether the last request or session has ended.
 const EXIT_POLL: Duration = Duration::from_millis(50);
 
-pub struct Drain {
+pub(crate) struct Drain {
     window: Duration,
     started: watch::Sender<Option<Instant>>,
     /// Requests being served, WebSocket sessions included, and connections not answered yet
@@ -29,7 +29,7 @@ pub struct Drain {
 }
 
 /// Counts one request or session as in flight for as long as it lives.
-pub struct InFlight(Arc<Drain>);
+pub(crate) struct InFlight(Arc<Drain>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -38,26 +38,26 @@ impl Drop for InFlight {
 }
 
 impl Drain {
-    pub fn new(window: Duration) -> Arc<Drain> {
+    pub(crate) fn new(window: Duration) -> Arc<Drain> {
         Arc::new(Drain { window, started: watch::channel(None).0, active: AtomicUsize::new(0) })
     }
 
-    pub fn in_flight(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn in_flight(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
 
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.started.send_if_modified(|started| started.is_none() && started.replace(Instant::now()).is_none());
     }
 
     /// Resolves when a session should close because of a drain: at a point spread
     /// uniformly over the window after the drain began (never, if no drain begins).
-    pub fn session_deadline(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn session_deadline(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut started = self.started.subscribe();
         let offset = self.window.mul_f64(fastrand::f64());
         async move {
@@ -73,8 +73,8 @@ impl Drain {
 
 /// Starts the drain on Pingora's shutdown signal and ends the process once nothing is in
 /// flight (Pingora's own `grace_period_seconds` timer remains the upper bound).
-pub struct DrainService {
-    pub drain: Arc<Drain>,
+pub(crate) struct DrainService {
+    pub(crate) drain: Arc<Drain>,
 }
 
 #[async_trait]

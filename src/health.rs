@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// A registry for `spec`'s health checks; `first_round` are the backends readiness waits for.
-pub fn registry(
+pub(crate) fn registry(
     spec: &Upstream,
     first_round: impl IntoIterator<Item = SocketAddr>,
     series: &Arc<BackendSeries>,
@@ -41,7 +41,7 @@ pub fn registry(
 }
 
 /// The service that runs `registry`'s checks every `spec.health_check.interval`.
-pub fn service(spec: &Upstream, registry: Arc<HealthRegistry>) -> HealthCheckService {
+pub(crate) fn service(spec: &Upstream, registry: Arc<HealthRegistry>) -> HealthCheckService {
     let mut service = HealthCheckService::new(registry);
     service.health_check_frequency = Some(spec.health_check.interval);
     service.parallel_health_check = true;
@@ -52,7 +52,7 @@ pub fn service(spec: &Upstream, registry: Arc<HealthRegistry>) -> HealthCheckSer
 /// now. It belongs to the pool's name and outlives reloads; every pool built under that
 /// name reports each discovery result here (static backends once, DNS ones at every
 /// resolution), so a backend that leaves loses its series and scrapes stay bounded.
-pub struct BackendSeries {
+pub(crate) struct BackendSeries {
     pool: String,
     gauge: IntGaugeVec,
     state: Mutex<Members>,
@@ -66,7 +66,7 @@ struct Members {
 }
 
 impl BackendSeries {
-    pub fn new(pool: &str, metrics: &Metrics) -> Arc<BackendSeries> {
+    pub(crate) fn new(pool: &str, metrics: &Metrics) -> Arc<BackendSeries> {
         Arc::new(BackendSeries {
             pool: pool.to_string(),
             gauge: metrics.backend_healthy.clone(),
@@ -79,7 +79,7 @@ impl BackendSeries {
     }
 
     /// A newly built pool takes over reporting; its generation goes with its reports.
-    pub fn next_generation(&self) -> u64 {
+    pub(crate) fn next_generation(&self) -> u64 {
         let mut members = self.members();
         members.generation += 1;
         members.generation
@@ -87,7 +87,7 @@ impl BackendSeries {
 
     /// The backends the pool of `generation` has now: series of those that left go, new
     /// ones start at 1 (Pingora puts a new backend in rotation until a check says otherwise).
-    pub fn discovered(&self, generation: u64, backends: impl IntoIterator<Item = SocketAddr>) {
+    pub(crate) fn discovered(&self, generation: u64, backends: impl IntoIterator<Item = SocketAddr>) {
         let mut members = self.members();
         if generation != members.generation {
             return;
@@ -104,7 +104,7 @@ impl BackendSeries {
 
     /// Records a backend's health, only while it is in the pool: a check that was under way
     /// when its backend left must not bring the series back.
-    pub fn set_healthy(&self, backend: SocketAddr, healthy: bool) {
+    pub(crate) fn set_healthy(&self, backend: SocketAddr, healthy: bool) {
         let members = self.members();
         if members.backends.contains(&backend) {
             self.gauge.with_label_values(&[&self.pool, &backend.to_string()]).set(healthy as i64);
@@ -112,7 +112,7 @@ impl BackendSeries {
     }
 
     /// The pool is gone: all its series go, and nothing reported later brings one back.
-    pub fn remove_all(&self) {
+    pub(crate) fn remove_all(&self) {
         let mut members = self.members();
         for gone in members.backends.drain() {
             let _ = self.gauge.remove_label_values(&[&self.pool, &gone.to_string()]);
@@ -121,7 +121,7 @@ impl BackendSeries {
     }
 }
 
-pub struct ObservedCheck {
+pub(crate) struct ObservedCheck {
     inner: Box<dyn HealthCheck + Send + Sync>,
     pool: String,
     series: Arc<BackendSeries>,
@@ -131,7 +131,7 @@ pub struct ObservedCheck {
 }
 
 impl ObservedCheck {
-    pub fn new(
+    pub(crate) fn new(
         inner: Box<dyn HealthCheck + Send + Sync>,
         pool: &str,
         backends: impl IntoIterator<Item = SocketAddr>,

@@ -1,27 +1,27 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over [`server::run`]; the library exists so
-//! fuzz targets (`fuzz/`) can drive the parsers directly.
+//! fuzz targets (`fuzz/`) can drive the parsers directly. Only what those need is `pub`.
 
-pub mod access_log;
-pub mod admin;
+pub(crate) mod access_log;
+pub(crate) mod admin;
 pub mod admission;
-pub mod allocator;
+pub(crate) mod allocator;
 pub mod config;
 pub mod connections;
-pub mod discovery;
-pub mod drain;
+pub(crate) mod discovery;
+pub(crate) mod drain;
 pub mod headers;
-pub mod health;
-pub mod limits;
-pub mod live;
+pub(crate) mod health;
+pub(crate) mod limits;
+pub(crate) mod live;
 pub mod logging;
-pub mod metrics;
-pub mod proxy;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
 pub mod ready;
-pub mod responses;
-pub mod routing;
+pub(crate) mod responses;
+pub(crate) mod routing;
 pub mod server;
-pub mod tls;
-pub mod upstream;
+pub(crate) mod tls;
+pub(crate) mod upstream;
 pub mod websocket;

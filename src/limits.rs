@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     RatePerIp,
     ConcurrencyPerIp,
     WebSocketSessions,
@@ -31,7 +31,7 @@ impl Refusal {
     /// indexed by `self as usize`.
     const COUNT: usize = Refusal::SendTimeout as usize + 1;
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Refusal::RatePerIp => "rate_per_ip",
             Refusal::ConcurrencyPerIp => "concurrency_per_ip",
@@ -47,7 +47,7 @@ impl Refusal {
     }
 
     /// Status and extra header of the answer.
-    pub fn answer(self) -> (u16, &'static str, Option<(&'static str, &'static str)>) {
+    pub(crate) fn answer(self) -> (u16, &'static str, Option<(&'static str, &'static str)>) {
         match self {
             Refusal::RatePerIp => (429, "too many requests from this address", Some(("Retry-After", "1"))),
             Refusal::ConcurrencyPerIp => {
@@ -70,7 +70,7 @@ impl Refusal {
 
 /// The counters; the thresholds come from the request's config snapshot, so a reload
 /// changes them without resetting what is counted.
-pub struct Limits {
+pub(crate) struct Limits {
     metrics: Arc<Metrics>,
     per_ip: Inflight,
     rate: Rate,
@@ -85,10 +85,10 @@ pub struct Limits {
 
 /// Held for as long as the admitted request or session lives.
 #[derive(Debug)]
-pub struct Admitted(#[allow(dead_code)] Vec<Guard>);
+pub(crate) struct Admitted(#[allow(dead_code)] Vec<Guard>);
 
 impl Limits {
-    pub fn new(metrics: Arc<Metrics>) -> Limits {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Limits {
         Limits {
             metrics,
             per_ip: Inflight::new(),
@@ -102,7 +102,7 @@ impl Limits {
     }
 
     /// Counts (and logs, once) a refusal decided elsewhere, e.g. a header timeout.
-    pub fn refuse(&self, why: Refusal) -> Refusal {
+    pub(crate) fn refuse(&self, why: Refusal) -> Refusal {
         self.metrics.refusals.with_label_values(&[why.label()]).inc();
         if !self.logged[why as usize].swap(true, Ordering::Relaxed) {
             log::warn!("refusing requests: limit `{}` reached; further refusals are counted in wsgate_refusals_total, not logged", why.label());
@@ -111,7 +111,7 @@ impl Limits {
     }
 
     /// Header size and count (431), requests per second and concurrency per client (429).
-    pub fn admit_request(
+    pub(crate) fn admit_request(
         &self,
         config: &LimitsConfig,
         ip: Option<IpAddr>,
@@ -137,7 +137,7 @@ impl Limits {
     /// First look at a connection, in the accept loop before any task exists for it: a
     /// flood of connections is turned away at the cost of an accept and a close. Reads the
     /// counts `admit_connection` keeps (which decides exactly, later) and counts the rate.
-    pub fn screen_connection(&self, config: &LimitsConfig, ip: Option<IpAddr>) -> Result<(), Refusal> {
+    pub(crate) fn screen_connection(&self, config: &LimitsConfig, ip: Option<IpAddr>) -> Result<(), Refusal> {
         if self.all_connections.incr("", 0).1 >= config.max_connections as isize {
             return Err(self.refuse(Refusal::Connections));
         }
@@ -154,7 +154,7 @@ impl Limits {
     }
 
     /// A new downstream connection, against the total and the per-client connection limits.
-    pub fn admit_connection(&self, config: &LimitsConfig, ip: Option<IpAddr>) -> Result<Admitted, Refusal> {
+    pub(crate) fn admit_connection(&self, config: &LimitsConfig, ip: Option<IpAddr>) -> Result<Admitted, Refusal> {
         let (all, count) = self.all_connections.incr("", 1);
         if count > config.max_connections as isize {
             return Err(self.refuse(Refusal::Connections));
@@ -171,7 +171,7 @@ impl Limits {
     }
 
     /// A new WebSocket session, against the global and the route's session limits.
-    pub fn admit_session(
+    pub(crate) fn admit_session(
         &self,
         config: &LimitsConfig,
         route: &str,
@@ -194,7 +194,7 @@ impl Limits {
 /// addresses would give it 2^64 allowances). `ip` must already be canonical (an IPv4-mapped
 /// address as IPv4, as the proxy and the connection gate take it), or every IPv4 client of
 /// a dual-stack listener would fall into one network (`::/64`).
-pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
@@ -205,7 +205,7 @@ pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
 }
 
 /// Bytes and number of the request's header fields, as the client sent them.
-pub fn header_size(req: &pingora::http::RequestHeader) -> (usize, usize) {
+pub(crate) fn header_size(req: &pingora::http::RequestHeader) -> (usize, usize) {
     let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>()
         + crate::admission::target_len(&req.uri);
     (bytes, req.headers.len())

@@ -29,11 +29,11 @@ use std::sync::{Arc, Mutex};
 use tokio::task::AbortHandle;
 
 /// Everything a request reads, replaced as a whole by a reload.
-pub struct Snapshot {
-    pub config: Arc<Config>,
-    pub router: Router,
+pub(crate) struct Snapshot {
+    pub(crate) config: Arc<Config>,
+    pub(crate) router: Router,
     /// Indexed like `config.upstreams`.
-    pub pools: Vec<Arc<Pool>>,
+    pub(crate) pools: Vec<Arc<Pool>>,
 }
 
 /// Background work of one pool: its health registry's checks and, for DNS pools, the
@@ -56,7 +56,7 @@ impl PoolEntry {
     }
 }
 
-pub struct Live {
+pub(crate) struct Live {
     current: ArcSwap<Snapshot>,
     config_path: PathBuf,
     metrics: Arc<Metrics>,
@@ -66,7 +66,7 @@ pub struct Live {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum ReloadOutcome {
+pub(crate) enum ReloadOutcome {
     Applied,
     Invalid(String),
     NeedsUpgrade(Vec<&'static str>),
@@ -85,7 +85,7 @@ impl ReloadOutcome {
 impl Live {
     /// Builds the first snapshot (blocking: DNS pools resolve here). Background tasks start
     /// with `LiveService`.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<Config>,
         config_path: PathBuf,
         metrics: Arc<Metrics>,
@@ -105,13 +105,13 @@ impl Live {
     }
 
     /// The snapshot for a new request.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// Re-reads the config file and applies it if it is valid and needs no new sockets.
     /// Nothing changes otherwise.
-    pub async fn reload(self: &Arc<Self>, shutdown: &ShutdownWatch) -> ReloadOutcome {
+    pub(crate) async fn reload(self: &Arc<Self>, shutdown: &ShutdownWatch) -> ReloadOutcome {
         let path = self.config_path.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
         let config = match loaded {
@@ -258,8 +258,8 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// Starts the pools' background work and reloads on SIGHUP.
-pub struct LiveService {
-    pub live: Arc<Live>,
+pub(crate) struct LiveService {
+    pub(crate) live: Arc<Live>,
 }
 
 #[async_trait]

@@ -29,7 +29,7 @@ struct QuietClientErrors {
 
 /// Is this Pingora's per-connection line about a client's broken or timed-out request head,
 /// or a client that stopped reading its answer?
-pub fn is_client_head_error(target: &str, level: Level, message: &str) -> bool {
+pub(crate) fn is_client_head_error(target: &str, level: Level, message: &str) -> bool {
     if level != Level::Error {
         return false;
     }

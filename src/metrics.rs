@@ -10,27 +10,27 @@ use pingora_prometheus::prometheus::{
 };
 
 /// Label value for requests that matched no route.
-pub const NO_ROUTE: &str = "none";
+pub(crate) const NO_ROUTE: &str = "none";
 
-pub struct Metrics {
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
-    pub ws_upgrades: IntCounterVec,
-    pub ws_active: IntGaugeVec,
-    pub ws_duration: HistogramVec,
-    pub ws_messages: IntCounterVec,
-    pub ws_bytes: IntCounterVec,
-    pub ws_closes: IntCounterVec,
-    pub ws_protocol_errors: IntCounterVec,
-    pub backend_healthy: IntGaugeVec,
-    pub upstream_errors: IntCounterVec,
-    pub config_reloads: IntCounterVec,
-    pub refusals: IntCounterVec,
+pub(crate) struct Metrics {
+    pub(crate) http_requests: IntCounterVec,
+    pub(crate) http_duration: HistogramVec,
+    pub(crate) ws_upgrades: IntCounterVec,
+    pub(crate) ws_active: IntGaugeVec,
+    pub(crate) ws_duration: HistogramVec,
+    pub(crate) ws_messages: IntCounterVec,
+    pub(crate) ws_bytes: IntCounterVec,
+    pub(crate) ws_closes: IntCounterVec,
+    pub(crate) ws_protocol_errors: IntCounterVec,
+    pub(crate) backend_healthy: IntGaugeVec,
+    pub(crate) upstream_errors: IntCounterVec,
+    pub(crate) config_reloads: IntCounterVec,
+    pub(crate) refusals: IntCounterVec,
 }
 
 /// Outcome label of `wsgate_websocket_upgrades_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpgradeResult {
+pub(crate) enum UpgradeResult {
     Accepted,
     BadHandshake,
     OriginDenied,
@@ -40,7 +40,7 @@ pub enum UpgradeResult {
 }
 
 impl UpgradeResult {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             UpgradeResult::Accepted => "accepted",
             UpgradeResult::BadHandshake => "bad_handshake",
@@ -54,7 +54,7 @@ impl UpgradeResult {
 
 /// `kind` label of `wsgate_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
+pub(crate) enum UpstreamErrorKind {
     ConnectRefused,
     ConnectTimeout,
     ReadTimeout,
@@ -64,7 +64,7 @@ pub enum UpstreamErrorKind {
 }
 
 impl UpstreamErrorKind {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             UpstreamErrorKind::ConnectRefused => "connect_refused",
             UpstreamErrorKind::ConnectTimeout => "connect_timeout",
@@ -75,7 +75,7 @@ impl UpstreamErrorKind {
         }
     }
 
-    pub fn of(e: &pingora::Error) -> Self {
+    pub(crate) fn of(e: &pingora::Error) -> Self {
         use pingora::ErrorType as T;
         match e.etype() {
             T::ConnectRefused => UpstreamErrorKind::ConnectRefused,
@@ -92,7 +92,7 @@ impl UpstreamErrorKind {
 
 /// The `code` label of a close: standard codes as themselves, others by class, so a client
 /// cannot create a label per arbitrary number.
-pub fn close_code_label(code: Option<u16>) -> std::borrow::Cow<'static, str> {
+pub(crate) fn close_code_label(code: Option<u16>) -> std::borrow::Cow<'static, str> {
     match code {
         None => "none".into(),
         Some(c @ (1000..=1003 | 1007..=1011 | 1012..=1014)) => c.to_string().into(),
@@ -103,7 +103,7 @@ pub fn close_code_label(code: Option<u16>) -> std::borrow::Cow<'static, str> {
 }
 
 /// A status code as a label without allocating for the common ones.
-pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+pub(crate) fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
     match status {
         0 => "0".into(),
         200 => "200".into(),
@@ -140,7 +140,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates the metrics and registers them in the default registry. Registering twice
     /// (tests build several gateways in one process) keeps the first registration.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let m = Metrics {
             http_requests: counter("wsgate_http_requests_total", "HTTP requests answered, by route, upstream and status.", &["route", "upstream", "status"]),
             http_duration: histogram(
@@ -199,23 +199,23 @@ impl Metrics {
         m
     }
 
-    pub fn upstream_error(&self, upstream: &str, backend: &str, kind: UpstreamErrorKind) {
+    pub(crate) fn upstream_error(&self, upstream: &str, backend: &str, kind: UpstreamErrorKind) {
         self.upstream_errors.with_label_values(&[upstream, backend, kind.label()]).inc();
     }
 }
 
 /// Counters of one WebSocket session, resolved once when it opens so the tunnel's hot
 /// path is a few atomic adds.
-pub struct SessionMeter {
-    pub bytes_to_backend: IntCounter,
-    pub bytes_to_client: IntCounter,
-    pub messages_to_backend: IntCounter,
-    pub messages_to_client: IntCounter,
+pub(crate) struct SessionMeter {
+    pub(crate) bytes_to_backend: IntCounter,
+    pub(crate) bytes_to_client: IntCounter,
+    pub(crate) messages_to_backend: IntCounter,
+    pub(crate) messages_to_client: IntCounter,
     active: IntGauge,
 }
 
 impl SessionMeter {
-    pub fn open(m: &Metrics, route: &str, upstream: &str) -> SessionMeter {
+    pub(crate) fn open(m: &Metrics, route: &str, upstream: &str) -> SessionMeter {
         let active = m.ws_active.with_label_values(&[route, upstream]);
         active.inc();
         SessionMeter {

@@ -25,41 +25,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// Routes and pools, replaced as a whole by reloads.
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<Live>,
     /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
-    pub connector: TransportConnector,
-    pub metrics: Arc<Metrics>,
-    pub access_log: Arc<AccessLog>,
-    pub drain: Arc<Drain>,
-    pub limits: Arc<Limits>,
+    pub(crate) connector: TransportConnector,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) access_log: Arc<AccessLog>,
+    pub(crate) drain: Arc<Drain>,
+    pub(crate) limits: Arc<Limits>,
     /// Source of peer group keys no other request uses (see `Pool::fresh_peer`).
     fresh_groups: AtomicU64,
 }
 
 /// Per-request state.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     /// The routes and pools this request uses from start to end, whatever reloads happen.
-    pub snapshot: Arc<Snapshot>,
-    pub started: Instant,
-    pub route: Option<usize>,
-    pub client_ip: Option<IpAddr>,
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) started: Instant,
+    pub(crate) route: Option<usize>,
+    pub(crate) client_ip: Option<IpAddr>,
     /// The client connected over TLS.
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// The backend this request went to, and those a failed connect excludes.
-    pub attempts: Attempts,
+    pub(crate) attempts: Attempts,
     /// Set when `request_filter` served a WebSocket upgrade itself.
-    pub websocket: Option<WsOutcome>,
+    pub(crate) websocket: Option<WsOutcome>,
     /// Keeps a draining process alive until this request or session is done (a WebSocket
     /// session takes it along when its tunnel goes on in its own task).
-    pub in_flight: Option<InFlight>,
+    pub(crate) in_flight: Option<InFlight>,
     /// This request's (and session's) place under the limits, released when it ends.
-    pub admitted: Vec<Admitted>,
+    pub(crate) admitted: Vec<Admitted>,
 }
 
 impl Gateway {
-    pub fn new(
+    pub(crate) fn new(
         live: Arc<Live>,
         metrics: Arc<Metrics>,
         limits: Arc<Limits>,
@@ -281,7 +281,7 @@ impl ProxyHttp for Gateway {
 
 impl RequestCtx {
     /// `(route, upstream)` metric labels of this request.
-    pub fn labels(&self) -> (&str, &str) {
+    pub(crate) fn labels(&self) -> (&str, &str) {
         match self.route.map(|i| &self.snapshot.config.routes[i]) {
             Some(route) => (route.name.as_str(), self.snapshot.pools[route.upstream].spec.name.as_str()),
             None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
@@ -290,7 +290,7 @@ impl RequestCtx {
 }
 
 /// Answers a request refused by a limit.
-pub async fn refuse(session: &mut Session, refusal: Refusal) -> Result<bool> {
+pub(crate) async fn refuse(session: &mut Session, refusal: Refusal) -> Result<bool> {
     let (status, reason, extra) = refusal.answer();
     session.set_keepalive(None);
     let extra: Vec<(&str, &str)> = extra.into_iter().collect();

@@ -21,25 +21,25 @@ use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(20);
 
-pub struct Readiness {
+pub(crate) struct Readiness {
     pools_pending: AtomicUsize,
 }
 
 impl Readiness {
-    pub fn new(pools: usize) -> Arc<Readiness> {
+    pub(crate) fn new(pools: usize) -> Arc<Readiness> {
         Arc::new(Readiness { pools_pending: AtomicUsize::new(pools) })
     }
     /// Called once per pool, after its first full round of checks.
-    pub fn pool_checked(&self) {
+    pub(crate) fn pool_checked(&self) {
         let _ = self.pools_pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.pools_pending.load(Ordering::Acquire) == 0
     }
 }
 
 /// The marker file of a pid file: `/run/wsgate/wsgate.pid` → `/run/wsgate/wsgate.pid.ready`.
-pub fn marker_path(pid_file: &Path) -> PathBuf {
+pub(crate) fn marker_path(pid_file: &Path) -> PathBuf {
     let mut name = pid_file.as_os_str().to_owned();
     name.push(".ready");
     PathBuf::from(name)
@@ -47,10 +47,10 @@ pub fn marker_path(pid_file: &Path) -> PathBuf {
 
 /// Tells Pingora this service is ready once the pools are, and, for a daemon, writes the
 /// marker. Started with the other services, i.e. after the listeners exist.
-pub struct ReadyService {
-    pub readiness: Arc<Readiness>,
+pub(crate) struct ReadyService {
+    pub(crate) readiness: Arc<Readiness>,
     /// `Some(pid file)` when running as a daemon.
-    pub marker_for: Option<PathBuf>,
+    pub(crate) marker_for: Option<PathBuf>,
 }
 
 #[async_trait]

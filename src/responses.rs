@@ -6,7 +6,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 /// Writes a complete `status` response with a one-line text body.
-pub async fn text(session: &mut Session, status: u16, message: &str, extra: &[(&str, &str)]) -> Result<()> {
+pub(crate) async fn text(session: &mut Session, status: u16, message: &str, extra: &[(&str, &str)]) -> Result<()> {
     let body = Bytes::from(format!("{message}\n"));
     let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
@@ -20,7 +20,7 @@ pub async fn text(session: &mut Session, status: u16, message: &str, extra: &[(&
 }
 
 /// The text body for an error status wsgate produces itself.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         400 => "bad request",
         403 => "forbidden",

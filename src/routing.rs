@@ -12,7 +12,7 @@
 use crate::config::model::{HostPattern, Route};
 use std::borrow::Cow;
 
-pub struct Router {
+pub(crate) struct Router {
     /// Route indices, most specific first, so the first match is the answer.
     order: Vec<usize>,
     routes: Vec<(Option<HostPattern>, String)>,
@@ -27,7 +27,7 @@ fn host_rank(host: &Option<HostPattern>) -> usize {
 }
 
 impl Router {
-    pub fn new(routes: &[Route]) -> Self {
+    pub(crate) fn new(routes: &[Route]) -> Self {
         let routes: Vec<_> = routes.iter().map(|r| (r.host.clone(), r.path_prefix.clone())).collect();
         let mut order: Vec<usize> = (0..routes.len()).collect();
         // Stable sort: equally specific routes keep their file order.
@@ -37,7 +37,7 @@ impl Router {
 
     /// `host` is the request's Host (any port is ignored); `path` excludes the query and is
     /// matched in normal form.
-    pub fn select(&self, host: Option<&str>, path: &str) -> Option<usize> {
+    pub(crate) fn select(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(normalize_host);
         let path = normalize_path(path);
         let path = path.as_ref();
@@ -64,7 +64,7 @@ fn normalize_host(host: &str) -> String {
 /// stops at the root), plus runs of `/` merged into one (as nginx's `merge_slashes`). Escapes
 /// of other characters stay encoded: `%2F` is data, not a separator. Borrowed, without
 /// allocating, when the path is already normal, as nearly every path is.
-pub fn normalize_path(path: &str) -> Cow<'_, str> {
+pub(crate) fn normalize_path(path: &str) -> Cow<'_, str> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') || !needs_normalizing(bytes) {
         return Cow::Borrowed(path);

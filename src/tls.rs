@@ -17,18 +17,18 @@ use std::sync::Arc;
 
 /// A certificate (with its chain and key) and the DNS names it is for.
 #[derive(Debug, Clone)]
-pub struct LoadedCert {
-    pub key: Arc<CertifiedKey>,
+pub(crate) struct LoadedCert {
+    pub(crate) key: Arc<CertifiedKey>,
     /// Lower-case subject alternative DNS names (or the common name if it has none);
     /// wildcards stay as `*.example.com`.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
 }
 
 /// Which file a loading problem is about (`cert` or `key`), and what it is.
-pub type LoadError = (&'static str, String);
+pub(crate) type LoadError = (&'static str, String);
 
 /// Loads a PEM certificate chain and its private key, and checks that they belong together.
-pub fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
+pub(crate) fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
     for (which, file) in [("cert", cert), ("key", key)] {
         if let Err(e) = std::fs::metadata(file) {
             return Err((which, format!("cannot read {}: {e}", file.display())));
@@ -80,7 +80,7 @@ fn dns_names(der: &[u8]) -> Vec<String> {
 /// One listener's certificates: looked up by exact name, then by wildcard (`*.example.com`
 /// covers `a.example.com`, not `example.com` nor `a.b.example.com`), else the first one.
 #[derive(Debug)]
-pub struct CertStore {
+pub(crate) struct CertStore {
     default: Arc<CertifiedKey>,
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -89,7 +89,7 @@ pub struct CertStore {
 impl CertStore {
     /// The first certificate is the default; a name claimed by two certificates goes to
     /// the first that claims it.
-    pub fn new(certs: Vec<LoadedCert>) -> Option<CertStore> {
+    pub(crate) fn new(certs: Vec<LoadedCert>) -> Option<CertStore> {
         let default = certs.first()?.key.clone();
         let (mut exact, mut wildcard) = (HashMap::new(), HashMap::new());
         for cert in &certs {
@@ -103,7 +103,7 @@ impl CertStore {
         Some(CertStore { default, exact, wildcard })
     }
 
-    pub fn lookup(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
+    pub(crate) fn lookup(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
         let Some(name) = server_name else { return &self.default };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(key) = self.exact.get(&name) {
@@ -115,7 +115,7 @@ impl CertStore {
 
 /// What rustls asks during each handshake.
 #[derive(Debug)]
-pub struct SniResolver {
+pub(crate) struct SniResolver {
     store: ArcSwap<CertStore>,
 }
 
@@ -127,13 +127,13 @@ impl ResolvesServerCert for SniResolver {
 
 /// The resolvers of all TLS listeners, by listener address.
 #[derive(Debug, Default)]
-pub struct ListenerCertificates {
+pub(crate) struct ListenerCertificates {
     resolvers: HashMap<SocketAddr, Arc<SniResolver>>,
 }
 
 impl ListenerCertificates {
     /// Loads every TLS listener's certificates.
-    pub fn load(listeners: &[Listener]) -> Result<ListenerCertificates, String> {
+    pub(crate) fn load(listeners: &[Listener]) -> Result<ListenerCertificates, String> {
         let stores = load_stores(listeners)?;
         let resolvers = stores
             .into_iter()
@@ -142,13 +142,13 @@ impl ListenerCertificates {
         Ok(ListenerCertificates { resolvers })
     }
 
-    pub fn resolver(&self, address: &SocketAddr) -> Option<Arc<SniResolver>> {
+    pub(crate) fn resolver(&self, address: &SocketAddr) -> Option<Arc<SniResolver>> {
         self.resolvers.get(address).cloned()
     }
 
     /// Loads the certificates of `listeners` (the same addresses as at start) and, only if
     /// all of them load, puts them in place for new handshakes.
-    pub fn reload(&self, listeners: &[Listener]) -> Result<(), String> {
+    pub(crate) fn reload(&self, listeners: &[Listener]) -> Result<(), String> {
         let stores = load_stores(listeners)?;
         for (address, store) in stores {
             match self.resolvers.get(&address) {
@@ -164,7 +164,7 @@ impl ListenerCertificates {
 /// Pingora would run a TLS handshake before anything of wsgate's sees the connection,
 /// uncounted by the connection limits and for up to 60 s, so the connection gate runs it
 /// instead, counted and within the header timeout (`connections.rs`).
-pub struct TlsAcceptors {
+pub(crate) struct TlsAcceptors {
     listeners: Vec<(SocketAddr, Acceptor)>,
 }
 
@@ -172,7 +172,7 @@ impl TlsAcceptors {
     /// One acceptor per TLS listener: TLS 1.2 and 1.3 only (Pingora's rustls acceptor),
     /// rustls's modern cipher suites, certificates chosen by SNI from `certificates`, and
     /// HTTP/2 offered by ALPN where the listener allows it.
-    pub fn build(listeners: &[Listener], certificates: &ListenerCertificates) -> Result<TlsAcceptors, String> {
+    pub(crate) fn build(listeners: &[Listener], certificates: &ListenerCertificates) -> Result<TlsAcceptors, String> {
         let mut acceptors = Vec::new();
         for listener in listeners {
             let Some(tls) = &listener.tls else { continue };
@@ -192,7 +192,7 @@ impl TlsAcceptors {
     }
 
     /// The acceptor for a connection accepted at `local`, if it came in on a TLS listener.
-    pub fn for_local_address(&self, local: SocketAddr) -> Option<&Acceptor> {
+    pub(crate) fn for_local_address(&self, local: SocketAddr) -> Option<&Acceptor> {
         listener_of(self.listeners.iter().map(|(address, _)| *address), local).map(|i| &self.listeners[i].1)
     }
 }

@@ -26,20 +26,20 @@ const MAX_SELECT_ITERATIONS: usize = 256;
 /// skip: a request retried on a new connection to the same backend has gone to one backend
 /// and excluded none.
 #[derive(Debug, Default)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     /// The backend chosen last: the one that served (or failed) the request.
-    pub backend: Option<SocketAddr>,
+    pub(crate) backend: Option<SocketAddr>,
     /// Backends whose connect failed for this request; selection skips them.
-    pub excluded: Vec<SocketAddr>,
+    pub(crate) excluded: Vec<SocketAddr>,
     /// The last attempt failed on a pooled connection the backend had already closed, so
     /// the next one must not take another pooled connection (it may be just as stale).
-    pub needs_fresh: bool,
+    pub(crate) needs_fresh: bool,
 }
 
 impl Attempts {
     /// Records a failed connect to the chosen backend; whether the request may go on to
     /// another one within the pool's `retries`.
-    pub fn exclude_backend(&mut self, retries: usize) -> bool {
+    pub(crate) fn exclude_backend(&mut self, retries: usize) -> bool {
         if let Some(b) = self.backend {
             self.excluded.push(b);
         }
@@ -55,8 +55,8 @@ enum Balancer {
     Hash(LoadBalancer<Consistent>),
 }
 
-pub struct Pool {
-    pub spec: Upstream,
+pub(crate) struct Pool {
+    pub(crate) spec: Upstream,
     balancer: Balancer,
     /// `tls.ca_file`'s certificates, in the form Pingora's connector takes, built once.
     ca: Option<Arc<CaType>>,
@@ -78,7 +78,7 @@ fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls, ca: &Option<Arc<CaTyp
 
 /// The backends a pool starts with: the configured addresses, or for a DNS pool the names
 /// resolved now (blocking: called at start-up and off the async threads on reload).
-pub fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
+pub(crate) fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
     match &spec.discovery {
         Discovery::Static => spec
             .backends
@@ -98,7 +98,7 @@ pub fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
 impl Pool {
     /// A pool over `initial` backends whose health is kept in `registry`; it reports each
     /// discovery result to `series` (from now on the only pool of its name that does).
-    pub fn new(
+    pub(crate) fn new(
         spec: &Upstream,
         registry: Arc<HealthRegistry>,
         initial: BTreeSet<Backend>,
@@ -114,7 +114,7 @@ impl Pool {
     }
 
     /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
-    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+    pub(crate) fn peer(&self, addr: SocketAddr) -> HttpPeer {
         let tls = self.spec.tls.as_ref();
         // Pingora's rustls connector needs a server name even unverified (it refuses an
         // empty one): the address itself is one, and rustls sends no SNI for it.
@@ -134,7 +134,7 @@ impl Pool {
     /// no other request uses (`unique_group`, never 0) finds none. The zero idle timeout
     /// closes that connection after its request instead of leaving it in the pool under a key
     /// nobody asks for again.
-    pub fn fresh_peer(&self, addr: SocketAddr, unique_group: u64) -> HttpPeer {
+    pub(crate) fn fresh_peer(&self, addr: SocketAddr, unique_group: u64) -> HttpPeer {
         let mut peer = self.peer(addr);
         peer.group_key = unique_group;
         peer.options.idle_timeout = Some(std::time::Duration::ZERO);
@@ -142,7 +142,7 @@ impl Pool {
     }
 
     /// Re-runs discovery (DNS pools) and rebuilds the selector.
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let _ = match &self.balancer {
             Balancer::RoundRobin(lb) => lb.update().await,
             Balancer::Random(lb) => lb.update().await,
@@ -151,7 +151,7 @@ impl Pool {
     }
 
     /// A healthy backend for `key`, skipping those `excluded` for this request.
-    pub fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
+    pub(crate) fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
         let accept = |b: &Backend, healthy: bool| healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a));
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
@@ -217,20 +217,20 @@ where
 /// only this, so a reload may keep a pool's running checks (and their health state) exactly
 /// when this stays equal, whatever field is added to it later.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckSpec {
-    pub check: HealthCheck,
+pub(crate) struct CheckSpec {
+    pub(crate) check: HealthCheck,
     /// The check connects like requests do: over TLS, with the same name, verification and CAs.
-    pub tls: Option<UpstreamTls>,
+    pub(crate) tls: Option<UpstreamTls>,
 }
 
 impl CheckSpec {
-    pub fn of(pool: &Upstream) -> CheckSpec {
+    pub(crate) fn of(pool: &Upstream) -> CheckSpec {
         CheckSpec { check: pool.health_check.clone(), tls: pool.tls.clone() }
     }
 }
 
 /// The Pingora health check `spec` asks for (over TLS if the pool uses TLS).
-pub fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+pub(crate) fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
     let (tls, ca) = (spec.tls.as_ref(), ca_of(spec.tls.as_ref()));
     let spec = &spec.check;
     match spec.kind {
@@ -274,7 +274,7 @@ pub fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::Heal
 
 /// The bytes a consistent-hash pool hashes for this request. A missing header or cookie
 /// falls back to the client address, so such clients still stick to one backend.
-pub fn hash_input(balance: &Balance, req: &RequestHeader, client_ip: Option<IpAddr>) -> Vec<u8> {
+pub(crate) fn hash_input(balance: &Balance, req: &RequestHeader, client_ip: Option<IpAddr>) -> Vec<u8> {
     let client = || client_ip.map(|ip| ip.to_string().into_bytes()).unwrap_or_default();
     let Balance::ConsistentHash(key) = balance else { return Vec::new() };
     match key {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 /// A `Duration` that deserializes from a string such as `250ms` or `1h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
+pub(crate) struct ConfigDuration(pub Duration);
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);

@@ -8,25 +8,25 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
+pub(crate) enum Segment {
     Key(String),
     Index(usize),
 }
 
 /// A path to a value in the document, e.g. `routes[1].upstream`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPath(pub Vec<Segment>);
+pub(crate) struct KeyPath(pub Vec<Segment>);
 
 impl KeyPath {
-    pub fn root() -> Self {
+    pub(crate) fn root() -> Self {
         KeyPath(Vec::new())
     }
-    pub fn key(&self, key: &str) -> Self {
+    pub(crate) fn key(&self, key: &str) -> Self {
         let mut segments = self.0.clone();
         segments.push(Segment::Key(key.to_string()));
         KeyPath(segments)
     }
-    pub fn index(&self, index: usize) -> Self {
+    pub(crate) fn index(&self, index: usize) -> Self {
         let mut segments = self.0.clone();
         segments.push(Segment::Index(index));
         KeyPath(segments)
@@ -84,7 +84,7 @@ fn key_of(text: &str) -> Option<&str> {
 }
 
 /// Returns the 1-based (line, column) of `path` in `text`, or of its nearest enclosing key.
-pub fn locate(text: &str, path: &KeyPath) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, path: &KeyPath) -> Option<(usize, usize)> {
     let lines = meaningful_lines(text);
     let mut scope: &[Line] = &lines;
     let mut found: Option<Line> = None;

@@ -12,7 +12,7 @@ mod validate;
 use locate::KeyPath;
 pub use model::Config;
 #[cfg(test)]
-pub use validate::host_pattern as validate_host_pattern;
+pub(crate) use validate::host_pattern as validate_host_pattern;
 
 use std::fmt;
 use std::path::Path;

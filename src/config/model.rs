@@ -14,8 +14,7 @@ pub use super::raw::HealthCheckKind;
 pub struct Config {
     pub server: ServerConf,
     pub listeners: Vec<Listener>,
-    /// Validated now; served by the metrics endpoint (observability issue).
-    #[allow(dead_code)]
+    /// The metrics listener's address, if any.
     pub metrics: Option<SocketAddr>,
     pub access_log: AccessLogConfig,
     pub limits: LimitsConfig,

@@ -8,142 +8,142 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Pingora's own `ServerConf`, checked key by key in `validate.rs`.
     #[serde(default)]
-    pub server: Option<serde_yaml::Mapping>,
-    pub listeners: Vec<RawListener>,
+    pub(crate) server: Option<serde_yaml::Mapping>,
+    pub(crate) listeners: Vec<RawListener>,
     #[serde(default)]
-    pub metrics: Option<RawMetrics>,
+    pub(crate) metrics: Option<RawMetrics>,
     #[serde(default)]
-    pub access_log: Option<RawAccessLog>,
+    pub(crate) access_log: Option<RawAccessLog>,
     #[serde(default)]
-    pub drain: Option<RawDrain>,
+    pub(crate) drain: Option<RawDrain>,
     #[serde(default)]
-    pub limits: Option<RawLimits>,
-    pub upstreams: BTreeMap<String, RawUpstream>,
-    pub routes: Vec<RawRoute>,
+    pub(crate) limits: Option<RawLimits>,
+    pub(crate) upstreams: BTreeMap<String, RawUpstream>,
+    pub(crate) routes: Vec<RawRoute>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawListener {
-    pub address: String,
+pub(crate) struct RawListener {
+    pub(crate) address: String,
     #[serde(default)]
-    pub tls: Option<RawTls>,
+    pub(crate) tls: Option<RawTls>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(crate) struct RawTls {
     #[serde(default)]
-    pub cert: Option<String>,
+    pub(crate) cert: Option<String>,
     #[serde(default)]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     #[serde(default)]
-    pub certificates: Option<Vec<RawCertPair>>,
+    pub(crate) certificates: Option<Vec<RawCertPair>>,
     #[serde(default)]
-    pub http2: Option<bool>,
+    pub(crate) http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCertPair {
-    pub cert: String,
-    pub key: String,
+pub(crate) struct RawCertPair {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
-    pub address: String,
+pub(crate) struct RawMetrics {
+    pub(crate) address: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLimits {
+pub(crate) struct RawLimits {
     #[serde(default)]
-    pub max_concurrent_per_ip: Option<usize>,
+    pub(crate) max_concurrent_per_ip: Option<usize>,
     #[serde(default)]
-    pub requests_per_second_per_ip: Option<usize>,
+    pub(crate) requests_per_second_per_ip: Option<usize>,
     #[serde(default)]
-    pub max_websocket_sessions: Option<usize>,
+    pub(crate) max_websocket_sessions: Option<usize>,
     #[serde(default)]
-    pub max_request_header_bytes: Option<usize>,
+    pub(crate) max_request_header_bytes: Option<usize>,
     #[serde(default)]
-    pub max_request_headers: Option<usize>,
+    pub(crate) max_request_headers: Option<usize>,
     #[serde(default)]
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     #[serde(default)]
-    pub max_connections_per_ip: Option<usize>,
+    pub(crate) max_connections_per_ip: Option<usize>,
     #[serde(default)]
-    pub header_timeout: Option<ConfigDuration>,
+    pub(crate) header_timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub keepalive_timeout: Option<ConfigDuration>,
+    pub(crate) keepalive_timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub send_timeout: Option<ConfigDuration>,
+    pub(crate) send_timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub connections_per_second_per_ip: Option<usize>,
+    pub(crate) connections_per_second_per_ip: Option<usize>,
     #[serde(default)]
-    pub ipv6_prefix: Option<usize>,
+    pub(crate) ipv6_prefix: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDrain {
+pub(crate) struct RawDrain {
     #[serde(default)]
-    pub window: Option<ConfigDuration>,
+    pub(crate) window: Option<ConfigDuration>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAccessLog {
+pub(crate) struct RawAccessLog {
     #[serde(default)]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     #[serde(default)]
-    pub include_query: bool,
+    pub(crate) include_query: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    pub backends: Vec<RawBackend>,
+pub(crate) struct RawUpstream {
+    pub(crate) backends: Vec<RawBackend>,
     #[serde(default)]
-    pub balance: Balance,
+    pub(crate) balance: Balance,
     #[serde(default)]
-    pub hash_key: Option<String>,
+    pub(crate) hash_key: Option<String>,
     #[serde(default)]
-    pub connect_timeout: Option<ConfigDuration>,
+    pub(crate) connect_timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub read_timeout: Option<ConfigDuration>,
+    pub(crate) read_timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub retries: Option<usize>,
+    pub(crate) retries: Option<usize>,
     #[serde(default)]
-    pub health_check: Option<RawHealthCheck>,
+    pub(crate) health_check: Option<RawHealthCheck>,
     #[serde(default)]
-    pub discovery: DiscoveryKind,
+    pub(crate) discovery: DiscoveryKind,
     #[serde(default)]
-    pub resolve_every: Option<ConfigDuration>,
+    pub(crate) resolve_every: Option<ConfigDuration>,
     #[serde(default)]
-    pub hosts_file: Option<String>,
+    pub(crate) hosts_file: Option<String>,
     #[serde(default)]
-    pub tls: Option<RawUpstreamTls>,
+    pub(crate) tls: Option<RawUpstreamTls>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpstreamTls {
+pub(crate) struct RawUpstreamTls {
     #[serde(default)]
-    pub sni: Option<String>,
+    pub(crate) sni: Option<String>,
     #[serde(default)]
-    pub verify: Option<bool>,
+    pub(crate) verify: Option<bool>,
     #[serde(default)]
-    pub ca_file: Option<String>,
+    pub(crate) ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DiscoveryKind {
+pub(crate) enum DiscoveryKind {
     #[default]
     Static,
     Dns,
@@ -151,7 +151,7 @@ pub enum DiscoveryKind {
 
 /// `- 127.0.0.1:3001` or `- {address: 127.0.0.1:3002, weight: 2}`.
 #[derive(Debug)]
-pub enum RawBackend {
+pub(crate) enum RawBackend {
     Address(String),
     Weighted(RawWeightedBackend),
 }
@@ -173,10 +173,10 @@ impl<'de> Deserialize<'de> for RawBackend {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawWeightedBackend {
-    pub address: String,
+pub(crate) struct RawWeightedBackend {
+    pub(crate) address: String,
     #[serde(default = "default_weight")]
-    pub weight: usize,
+    pub(crate) weight: usize,
 }
 
 fn default_weight() -> usize {
@@ -185,7 +185,7 @@ fn default_weight() -> usize {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Balance {
+pub(crate) enum Balance {
     #[default]
     RoundRobin,
     Random,
@@ -202,59 +202,59 @@ pub enum HealthCheckKind {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHealthCheck {
+pub(crate) struct RawHealthCheck {
     #[serde(default)]
-    pub kind: HealthCheckKind,
+    pub(crate) kind: HealthCheckKind,
     #[serde(default)]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     #[serde(default)]
-    pub interval: Option<ConfigDuration>,
+    pub(crate) interval: Option<ConfigDuration>,
     #[serde(default)]
-    pub timeout: Option<ConfigDuration>,
+    pub(crate) timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub healthy_after: Option<usize>,
+    pub(crate) healthy_after: Option<usize>,
     #[serde(default)]
-    pub unhealthy_after: Option<usize>,
+    pub(crate) unhealthy_after: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(crate) struct RawRoute {
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     #[serde(default)]
-    pub path_prefix: Option<String>,
-    pub upstream: String,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) upstream: String,
     #[serde(default)]
-    pub host_header: Option<String>,
+    pub(crate) host_header: Option<String>,
     #[serde(default)]
-    pub request_headers: Option<RawRequestHeaders>,
+    pub(crate) request_headers: Option<RawRequestHeaders>,
     #[serde(default)]
-    pub websocket: Option<RawWebSocket>,
+    pub(crate) websocket: Option<RawWebSocket>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRequestHeaders {
+pub(crate) struct RawRequestHeaders {
     #[serde(default)]
-    pub set: BTreeMap<String, String>,
+    pub(crate) set: BTreeMap<String, String>,
     #[serde(default)]
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawWebSocket {
+pub(crate) struct RawWebSocket {
     #[serde(default)]
-    pub enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     #[serde(default)]
-    pub idle_timeout: Option<ConfigDuration>,
+    pub(crate) idle_timeout: Option<ConfigDuration>,
     #[serde(default)]
-    pub allowed_origins: Option<Vec<String>>,
+    pub(crate) allowed_origins: Option<Vec<String>>,
     #[serde(default)]
-    pub max_message_bytes: Option<u64>,
+    pub(crate) max_message_bytes: Option<u64>,
     #[serde(default)]
-    pub max_sessions: Option<usize>,
+    pub(crate) max_sessions: Option<usize>,
 }

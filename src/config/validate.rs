@@ -11,7 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub type Problems = Vec<(KeyPath, String)>;
+pub(crate) type Problems = Vec<(KeyPath, String)>;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,7 +47,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "sec-websocket-version",
 ];
 
-pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
+pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
     let mut problems = Problems::new();
     let root = KeyPath::root();
 
@@ -485,7 +485,7 @@ fn read_ca_file(file: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(ders)
 }
 
-pub fn hash_key(text: &str) -> Result<HashKey, String> {
+pub(crate) fn hash_key(text: &str) -> Result<HashKey, String> {
     match text {
         "client_ip" => return Ok(HashKey::ClientIp),
         "path" => return Ok(HashKey::Path),
@@ -652,7 +652,7 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
     Ok(parsed)
 }
 
-pub fn host_pattern(text: &str) -> Result<HostPattern, String> {
+pub(crate) fn host_pattern(text: &str) -> Result<HostPattern, String> {
     let host = text.trim().to_ascii_lowercase();
     let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if let Some(suffix) = host.strip_prefix("*.") {
@@ -665,7 +665,7 @@ pub fn host_pattern(text: &str) -> Result<HostPattern, String> {
     Err(format!("`{text}` is not a host name or `*.domain` wildcard (ports are not part of a route's host)"))
 }
 
-pub fn path_prefix(text: &str) -> Result<String, String> {
+pub(crate) fn path_prefix(text: &str) -> Result<String, String> {
     if !text.starts_with('/') {
         return Err(format!("`{text}` must start with `/`"));
     }

@@ -28,7 +28,7 @@ mod send;
 mod stream;
 
 pub use head::{H2FirstRequest, HeadEnd};
-pub use stream::GatedStream;
+pub(crate) use stream::GatedStream;
 
 use crate::config::model::LimitsConfig;
 use crate::drain::Drain;
@@ -61,9 +61,9 @@ use std::time::Duration;
 /// connection per event-loop turn. With one worker that halved the sessions' p99 echo
 /// latency under bench/run.sh's flood (0.9-1.3 ms against 1.5-3.3 ms with a yield per 16
 /// connections, at the same CPU per connection; bench/RESULTS.md, 2026-11-26).
-pub struct AcceptFilter {
-    pub limits: Arc<Limits>,
-    pub live: Arc<Live>,
+pub(crate) struct AcceptFilter {
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) live: Arc<Live>,
 }
 
 impl std::fmt::Debug for AcceptFilter {
@@ -83,7 +83,7 @@ impl ConnectionFilter for AcceptFilter {
 }
 
 /// Wraps the proxy application (`HttpProxy`) so every connection passes the gate first.
-pub struct GatedApp<A> {
+pub(crate) struct GatedApp<A> {
     inner: Arc<A>,
     limits: Arc<Limits>,
     live: Arc<Live>,
@@ -98,7 +98,13 @@ pub struct GatedApp<A> {
 const FIRST_HEAD_GRACE: Duration = Duration::from_secs(1);
 
 impl<A> GatedApp<A> {
-    pub fn new(inner: A, limits: Arc<Limits>, live: Arc<Live>, drain: Arc<Drain>, tls: TlsAcceptors) -> GatedApp<A> {
+    pub(crate) fn new(
+        inner: A,
+        limits: Arc<Limits>,
+        live: Arc<Live>,
+        drain: Arc<Drain>,
+        tls: TlsAcceptors,
+    ) -> GatedApp<A> {
         GatedApp { inner: Arc::new(inner), limits, live, drain, first_heads: Default::default(), tls }
     }
 }
@@ -151,7 +157,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
 /// bound that by `keepalive_timeout`, and give the next head `header_timeout` from its
 /// first byte, but only once the request body is all in: bytes of it still on their way
 /// are not the next head.
-pub fn before_next_request(session: &mut ServerSession, limits: &LimitsConfig) {
+pub(crate) fn before_next_request(session: &mut ServerSession, limits: &LimitsConfig) {
     if session.get_keepalive().is_none() {
         return; // the connection closes after this request
     }

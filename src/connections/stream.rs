@@ -28,7 +28,7 @@ const HEADER_TIMEOUT_GOAWAY: &[u8] = &[0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 
 /// A downstream stream holding its place under the connection limits, with the deadline
 /// of the first request's head while that is still being read.
-pub struct GatedStream {
+pub(crate) struct GatedStream {
     inner: Stream,
     head: Option<HeadDeadline>,
     /// Set (to the header timeout, in ms) when a keep-alive connection's request is done:
@@ -168,7 +168,7 @@ impl GatedStream {
     }
 
     /// A WebSocket tunnel has taken `stream` over and bounds its writes itself.
-    pub fn leave_send_timeout_to_the_tunnel(stream: &Stream) {
+    pub(crate) fn leave_send_timeout_to_the_tunnel(stream: &Stream) {
         if let Some(gated) = stream.as_any().downcast_ref::<GatedStream>() {
             gated.send.set(None);
         }

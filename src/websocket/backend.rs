@@ -28,12 +28,12 @@ const MAX_INTERIM_HEADS: usize = 8;
 
 /// A backend connection that has answered the handshake.
 pub(super) struct BackendHandshake {
-    pub addr: SocketAddr,
-    pub stream: Stream,
-    pub response: ResponseHeader,
+    pub(crate) addr: SocketAddr,
+    pub(crate) stream: Stream,
+    pub(crate) response: ResponseHeader,
     /// Bytes read so far: the response head (`head_len` bytes), then anything after it.
-    pub buffer: BytesMut,
-    pub head_len: usize,
+    pub(crate) buffer: BytesMut,
+    pub(crate) head_len: usize,
 }
 
 /// Picks a healthy backend (retrying failed connects on others, bounded by the pool's

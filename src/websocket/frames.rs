@@ -6,7 +6,6 @@
 //! the session's negotiated extensions allow (§5.2; RFC 7692 §6 for permessage-deflate's
 //! RSV1), but not UTF-8 (that needs the payload, which it skips).
 
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpCode {
     Continuation,
@@ -37,7 +36,6 @@ impl OpCode {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameEvent {
     /// A frame header has been fully read. `payload_len` is the frame's payload length.
@@ -103,7 +101,6 @@ pub enum Extensions {
     Unknown,
 }
 
-#[allow(dead_code)]
 #[derive(Debug)]
 pub struct FrameReader {
     rules: Rules,
@@ -134,7 +131,6 @@ impl Default for FrameReader {
     }
 }
 
-#[allow(dead_code)]
 impl FrameReader {
     /// A reader that checks §5's framing only (`Rules::ANY`).
     pub fn new() -> Self {
@@ -379,7 +375,6 @@ impl FrameReader {
 /// Encodes a Close frame (§5.5.1) with `code` and `reason`, the reason cut at a char
 /// boundary so the payload fits a control frame's 125 bytes. `mask`: `Some(key)` for
 /// client-to-server frames (§5.3 requires them masked), `None` for server-to-client.
-#[allow(dead_code)]
 pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut end = reason.len().min(125 - 2);
     while !reason.is_char_boundary(end) {

@@ -11,7 +11,7 @@ mod backend;
 pub mod frames;
 pub mod handshake;
 mod pump;
-pub mod tunnel;
+pub(crate) mod tunnel;
 
 use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::config::model::Route;
@@ -38,21 +38,21 @@ use tunnel::{Direction, Endpoint, Initiator, Meters, TunnelEnd, TunnelStats};
 
 /// What happened to one WebSocket upgrade request, for logging.
 #[derive(Debug, Default, Clone)]
-pub struct WsOutcome {
+pub(crate) struct WsOutcome {
     /// The session went on in its own task, which logs it when it ends.
-    pub detached: bool,
+    pub(crate) detached: bool,
     /// The request as the access log shows it (the session itself is gone by then).
-    pub method: String,
-    pub host: String,
-    pub path: String,
-    pub status: u16,
-    pub backend: Option<SocketAddr>,
-    pub tunnel: Option<TunnelStats>,
+    pub(crate) method: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) status: u16,
+    pub(crate) backend: Option<SocketAddr>,
+    pub(crate) tunnel: Option<TunnelStats>,
 }
 
 impl WsOutcome {
     /// Completes an access-log `record` (client, route, timing filled in) with this outcome.
-    pub fn record<'a>(&'a self, mut record: Record<'a>) -> Record<'a> {
+    pub(crate) fn record<'a>(&'a self, mut record: Record<'a>) -> Record<'a> {
         let t = self.tunnel.as_ref();
         record.method = &self.method;
         record.host = &self.host;
@@ -71,7 +71,7 @@ impl WsOutcome {
 }
 
 /// Serves a WebSocket upgrade request on `route` end to end. Always answers the client.
-pub async fn serve(
+pub(crate) async fn serve(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,

@@ -35,7 +35,7 @@ pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelEnd {
+pub(crate) enum TunnelEnd {
     /// Both directions reached end of stream.
     Closed,
     /// No byte moved either way for the idle timeout.
@@ -48,7 +48,7 @@ pub enum TunnelEnd {
 
 /// Who sent a session's first Close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Initiator {
+pub(crate) enum Initiator {
     Client,
     Backend,
     /// wsgate itself (draining, an oversized message, a protocol error).
@@ -56,7 +56,7 @@ pub enum Initiator {
 }
 
 impl Initiator {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Initiator::Client => "client",
             Initiator::Backend => "backend",
@@ -65,7 +65,7 @@ impl Initiator {
     }
 
     /// The `direction` label of what this peer sends.
-    pub fn direction_label(self) -> &'static str {
+    pub(crate) fn direction_label(self) -> &'static str {
         match self {
             Initiator::Backend => "backend_to_client",
             _ => "client_to_backend",
@@ -74,51 +74,51 @@ impl Initiator {
 }
 
 #[derive(Debug, Clone)]
-pub struct TunnelStats {
-    pub client_to_backend_bytes: u64,
-    pub backend_to_client_bytes: u64,
-    pub client_to_backend_messages: u64,
-    pub backend_to_client_messages: u64,
+pub(crate) struct TunnelStats {
+    pub(crate) client_to_backend_bytes: u64,
+    pub(crate) backend_to_client_bytes: u64,
+    pub(crate) client_to_backend_messages: u64,
+    pub(crate) backend_to_client_messages: u64,
     /// The first Close frame seen in either direction: its sender and code.
-    pub first_close: Option<(Initiator, Option<u16>)>,
+    pub(crate) first_close: Option<(Initiator, Option<u16>)>,
     /// The peer that broke RFC 6455 framing, if one did (the session was failed with 1002).
-    pub protocol_error: Option<Initiator>,
-    pub duration: Duration,
-    pub end: TunnelEnd,
+    pub(crate) protocol_error: Option<Initiator>,
+    pub(crate) duration: Duration,
+    pub(crate) end: TunnelEnd,
 }
 
 /// Live counters a pump adds to as bytes pass (Prometheus counters, or detached ones).
-pub struct Meters {
-    pub bytes: IntCounter,
-    pub messages: IntCounter,
+pub(crate) struct Meters {
+    pub(crate) bytes: IntCounter,
+    pub(crate) messages: IntCounter,
 }
 
 /// One direction of the tunnel: who sends on it, its counters, its rules.
-pub struct Direction {
-    pub sender: Initiator,
-    pub meters: Meters,
+pub(crate) struct Direction {
+    pub(crate) sender: Initiator,
+    pub(crate) meters: Meters,
     /// Messages larger than this are refused: the tunnel closes with 1009.
-    pub max_message: Option<u64>,
+    pub(crate) max_message: Option<u64>,
     /// What the sender's frame headers may hold (masking, negotiated RSV bits).
-    pub rules: Rules,
+    pub(crate) rules: Rules,
     /// The receiving peer must accept bytes at least this often while wsgate holds some
     /// for it (`limits.send_timeout`).
-    pub send_timeout: Duration,
+    pub(crate) send_timeout: Duration,
 }
 
 /// One side of a session: its stream and the bytes already read from it with the handshake
 /// (they are this direction's first bytes).
-pub struct Endpoint {
-    pub stream: Stream,
-    pub early: Vec<u8>,
+pub(crate) struct Endpoint {
+    pub(crate) stream: Stream,
+    pub(crate) early: Vec<u8>,
 }
 
 /// Running totals of one direction, readable however the tunnel ends.
 #[derive(Debug, Default)]
 pub(super) struct Flow {
-    pub bytes: AtomicU64,
-    pub messages: AtomicU64,
-    pub malformed: AtomicBool,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) messages: AtomicU64,
+    pub(crate) malformed: AtomicBool,
 }
 
 /// wsgate closes the session: the code each peer gets.
@@ -131,14 +131,14 @@ pub(super) struct CloseRequest {
 }
 
 impl CloseRequest {
-    pub fn going_away() -> Self {
+    pub(crate) fn going_away() -> Self {
         CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY, abandoned: None }
     }
-    pub fn too_big() -> Self {
+    pub(crate) fn too_big() -> Self {
         CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG, abandoned: None }
     }
     /// §7.1.7: the offender gets 1002; the other peer is told the session is going away.
-    pub fn protocol_error(offender: Initiator) -> Self {
+    pub(crate) fn protocol_error(offender: Initiator) -> Self {
         match offender {
             Initiator::Backend => CloseRequest { to_client: GOING_AWAY, to_backend: PROTOCOL_ERROR, abandoned: None },
             _ => CloseRequest { to_client: PROTOCOL_ERROR, to_backend: GOING_AWAY, abandoned: None },
@@ -146,14 +146,14 @@ impl CloseRequest {
     }
     /// `peer` accepted nothing for `send_timeout`: the other peer is told the session is
     /// going away.
-    pub fn stalled(peer: Initiator) -> Self {
+    pub(crate) fn stalled(peer: Initiator) -> Self {
         CloseRequest { abandoned: Some(peer), ..Self::going_away() }
     }
-    pub fn abandons(self, peer: Initiator) -> bool {
+    pub(crate) fn abandons(self, peer: Initiator) -> bool {
         self.abandoned == Some(peer)
     }
     /// The code for the peer that `sender`'s pump writes to.
-    pub fn code_to_peer_of(self, sender: Initiator) -> u16 {
+    pub(crate) fn code_to_peer_of(self, sender: Initiator) -> u16 {
         match sender {
             Initiator::Backend => self.to_client,
             _ => self.to_backend,
@@ -192,19 +192,19 @@ impl Shared {
             close_request: watch::channel(None).0,
         }
     }
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn last(&self) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
-    pub fn flow(&self, sender: Initiator) -> &Flow {
+    pub(crate) fn flow(&self, sender: Initiator) -> &Flow {
         match sender {
             Initiator::Backend => &self.downstream,
             _ => &self.upstream,
         }
     }
-    pub fn note_close(&self, sender: Initiator, code: Option<u16>) {
+    pub(crate) fn note_close(&self, sender: Initiator, code: Option<u16>) {
         let _ = self.first_close.set((sender, code));
         match sender {
             Initiator::Client => self.client_sent_close.store(true, Ordering::Relaxed),
@@ -212,14 +212,14 @@ impl Shared {
             Initiator::Proxy => {}
         }
     }
-    pub fn close_request(&self) -> Option<CloseRequest> {
+    pub(crate) fn close_request(&self) -> Option<CloseRequest> {
         *self.close_request.borrow()
     }
-    pub fn close_request_watch(&self) -> watch::Receiver<Option<CloseRequest>> {
+    pub(crate) fn close_request_watch(&self) -> watch::Receiver<Option<CloseRequest>> {
         self.close_request.subscribe()
     }
     /// Asks both pumps to close the session; the first request wins. True if this was it.
-    pub fn request_close(&self, request: CloseRequest) -> bool {
+    pub(crate) fn request_close(&self, request: CloseRequest) -> bool {
         let first = self.close_request.send_if_modified(|current| {
             if current.is_some() {
                 return false;
@@ -263,7 +263,7 @@ fn failed(result: std::io::Result<()>, peer: Initiator, side: &str, shared: &Sha
 
 /// Runs the tunnel until both sides are done, an error, or `idle_timeout` of silence.
 /// `drain_at` resolves when this session must close because the process is draining.
-pub async fn run(
+pub(crate) async fn run(
     client: Endpoint,
     backend: Endpoint,
     idle_timeout: Duration,
