@@ -241,7 +241,6 @@ impl OpenSession {
             Some((who, code)) => (who.label(), close_code_label(code)),
             None => ("none", close_code_label(None)),
         };
-        self.metrics.ws_closes.with_label_values(&[route, upstream, initiator, &code]).inc();
         self.metrics.ws_duration.with_label_values(&[route, upstream]).observe(stats.duration.as_secs_f64());
         if let Some(offender) = stats.protocol_error {
             self.metrics.ws_protocol_errors.with_label_values(&[route, upstream, offender.direction_label()]).inc();
@@ -249,6 +248,8 @@ impl OpenSession {
         if let TunnelEnd::SendTimeout(_) = stats.end {
             self.limits.refuse(LimitRefusal::SendTimeout);
         }
+        // Last: a scrape that sees this session's close sees everything else it counted.
+        self.metrics.ws_closes.with_label_values(&[route, upstream, initiator, &code]).inc();
         debug!("websocket tunnel ended: {stats:?}");
         self.outcome.tunnel = Some(stats);
         if self.access_log.enabled() {
