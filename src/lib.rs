@@ -7,6 +7,7 @@ pub(crate) mod access_log;
 pub(crate) mod admin;
 pub mod admission;
 pub(crate) mod allocator;
+pub(crate) mod certificates;
 pub mod config;
 pub mod connections;
 pub(crate) mod discovery;

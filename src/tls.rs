@@ -5,77 +5,15 @@
 //! every handshake; the resolver reads a `CertStore` that a reload swaps atomically.
 //! Handshakes already done keep the certificate they got, so open sessions continue.
 
+use crate::certificates::{load, LoadedCert};
 use crate::config::model::{CertFiles, Listener};
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError};
+use pingora::tls::{ClientHello, ResolvesServerCert};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-
-/// A certificate (with its chain and key) and the DNS names it is for.
-#[derive(Debug, Clone)]
-pub(crate) struct LoadedCert {
-    pub(crate) key: Arc<CertifiedKey>,
-    /// Lower-case subject alternative DNS names (or the common name if it has none);
-    /// wildcards stay as `*.example.com`.
-    pub(crate) names: Vec<String>,
-}
-
-/// Which file a loading problem is about (`cert` or `key`), and what it is.
-pub(crate) type LoadError = (&'static str, String);
-
-/// Loads a PEM certificate chain and its private key, and checks that they belong together.
-pub(crate) fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
-    for (which, file) in [("cert", cert), ("key", key)] {
-        if let Err(e) = std::fs::metadata(file) {
-            return Err((which, format!("cannot read {}: {e}", file.display())));
-        }
-    }
-    let (cert_name, key_name) = (cert.display().to_string(), key.display().to_string());
-    // Pingora's PEM loader panics on some malformed input: a config mistake must not.
-    let loaded = std::panic::catch_unwind(|| pingora::tls::load_certs_and_key_files(&cert_name, &key_name));
-    let (chain, key_der) = match loaded {
-        Ok(Ok(Some(pair))) => pair,
-        Ok(Ok(None)) => {
-            return Err(("cert", format!("no PEM certificate in {cert_name} or no PEM private key in {key_name}")))
-        }
-        Ok(Err(e)) => return Err(("cert", format!("cannot load {cert_name} / {key_name}: {e}"))),
-        Err(_) => return Err(("cert", format!("cannot parse {cert_name} / {key_name} as PEM"))),
-    };
-    let names = chain.first().map(|leaf| dns_names(leaf.as_ref())).unwrap_or_default();
-    pingora::tls::install_default_crypto_provider();
-    let provider = CryptoProvider::get_default().ok_or(("key", "no TLS crypto provider".to_string()))?;
-    let key = CertifiedKey::from_der(chain, key_der, provider).map_err(|e| match e {
-        RusTlsError::InvalidCertificate(_) => ("cert", format!("cannot use the certificate in {cert_name}: {e}")),
-        _ => ("key", format!("certificate and key do not form a usable pair: {e}")),
-    })?;
-    Ok(LoadedCert { key: Arc::new(key), names })
-}
-
-/// The DNS names of a DER certificate: its subject alternative names, else its common name.
-fn dns_names(der: &[u8]) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
-    let mut names: Vec<String> = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    if names.is_empty() {
-        names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase));
-    }
-    names
-}
 
 /// One listener's certificates: looked up by exact name, then by wildcard (`*.example.com`
 /// covers `a.example.com`, not `example.com` nor `a.b.example.com`), else the first one.
@@ -226,6 +164,7 @@ fn load_stores(listeners: &[Listener]) -> Result<Vec<(SocketAddr, CertStore)>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn loaded(names: &[&str]) -> LoadedCert {
         let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls");
@@ -248,16 +187,6 @@ mod tests {
         assert_eq!(of("[::1]:7443"), Some(2));
         assert_eq!(of("[::ffff:127.0.0.1]:7443"), Some(2), "IPv4 client of a dual-stack listener");
         assert_eq!(of("127.0.0.1:80"), None);
-    }
-
-    #[test]
-    fn the_demo_certificate_names_localhost() {
-        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls");
-        assert!(load(&conf.join("cert.pem"), &conf.join("key.pem")).unwrap().names.contains(&"localhost".to_string()));
-        let missing = load(&conf.join("missing.pem"), &conf.join("key.pem")).unwrap_err();
-        assert_eq!(missing.0, "cert");
-        let swapped = load(&conf.join("key.pem"), &conf.join("cert.pem")).unwrap_err();
-        assert_eq!(swapped.0, "cert", "{swapped:?}");
     }
 
     #[test]

@@ -289,7 +289,7 @@ fn listener_tls(raw: &raw::RawTls, base_dir: &Path, path: &KeyPath, problems: &m
     let mut certificates = Vec::new();
     for (at, cert, key) in pairs {
         let files = CertFiles { cert: resolve_path(base_dir, cert), key: resolve_path(base_dir, key) };
-        match crate::tls::load(&files.cert, &files.key) {
+        match crate::certificates::load(&files.cert, &files.key) {
             Ok(_) => certificates.push(files),
             Err((which, message)) => problems.push((at.key(which), message)),
         }
