@@ -31,7 +31,15 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     opt.test = false;
     // Pingora takes its `ServerConf` by value; the config keeps its own copy so a reload can
     // tell whether `server:` changed (`ServerConf` is not `Clone`: copy it through serde).
-    let server_conf = serde_yaml::to_value(&config.server).and_then(serde_yaml::from_value).unwrap_or_default();
+    let server_conf = match serde_yaml::to_value(&config.server).and_then(serde_yaml::from_value) {
+        Ok(conf) => conf,
+        Err(e) => {
+            // Never a silent default: running on settings other than the file's is worse
+            // than not starting.
+            error!("server: cannot hand the settings to Pingora: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     // Bootstrap (taking over the listening sockets in an upgrade) runs as a service, after
     // a daemon has forked: that is what lets `wsgate -u -d` return to systemd before the
