@@ -376,10 +376,29 @@ fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
     }
 }
 
-/// Writes all of `bytes`. A peer that accepts none of them for `send_timeout` is stalled:
-/// `ErrorKind::TimedOut`. The usual write completes at once and costs no timer.
+/// What a write to a peer that accepted no bytes for `send_timeout` fails with (told apart
+/// from an OS error of kind `TimedOut`, such as a TCP retransmission timeout).
+#[derive(Debug)]
+pub(super) struct Stalled;
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the peer accepted no bytes for send_timeout")
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+impl Stalled {
+    pub(super) fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Stalled>())
+    }
+}
+
+/// Writes all of `bytes`; a peer that accepts none of them for `send_timeout` fails it with
+/// `Stalled`. The usual write completes at once and costs no timer.
 async fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, mut bytes: &[u8], send_timeout: Duration) -> io::Result<()> {
-    let stalled = || io::Error::new(io::ErrorKind::TimedOut, "the peer accepted no bytes for send_timeout");
+    let stalled = || io::Error::new(io::ErrorKind::TimedOut, Stalled);
     while !bytes.is_empty() {
         let n = match writer.write(bytes).now_or_never() {
             Some(written) => written?,

@@ -252,7 +252,7 @@ impl Shared {
 fn failed(result: std::io::Result<()>, peer: Initiator, side: &str, shared: &Shared) -> Option<TunnelEnd> {
     match result {
         Ok(()) => None,
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+        Err(e) if pump::Stalled::is(&e) => {
             log::debug!("{peer:?} accepted no bytes for send_timeout; ending the session");
             shared.request_close(CloseRequest::stalled(peer));
             None
