@@ -173,26 +173,15 @@ fn insert(req: &mut RequestHeader, name: impl pingora::http::IntoCaseHeaderName,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::WebSocketPolicy;
     use http::{HeaderName, HeaderValue};
-    use std::time::Duration;
 
     fn route(host_header: HostHeader) -> Route {
         Route {
             name: "r".into(),
-            host: None,
-            path_prefix: "/".into(),
-            upstream: 0,
             host_header,
             set_headers: vec![(HeaderName::from_static("x-served-by"), HeaderValue::from_static("wsgate"))],
             remove_headers: vec![HeaderName::from_static("x-debug")],
-            websocket: WebSocketPolicy {
-                enabled: true,
-                idle_timeout: Duration::from_secs(1),
-                allowed_origins: None,
-                max_message_bytes: 1 << 20,
-                max_sessions: None,
-            },
+            ..Route::for_tests("/")
         }
     }
 

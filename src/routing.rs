@@ -193,26 +193,9 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{HostHeader, WebSocketPolicy};
-    use std::time::Duration;
 
     pub(super) fn route(host: Option<&str>, prefix: &str) -> Route {
-        Route {
-            name: String::new(),
-            host: host.map(|h| crate::config::validate_host_pattern(h).unwrap()),
-            path_prefix: prefix.to_string(),
-            upstream: 0,
-            host_header: HostHeader::Preserve,
-            set_headers: vec![],
-            remove_headers: vec![],
-            websocket: WebSocketPolicy {
-                enabled: true,
-                idle_timeout: Duration::from_secs(1),
-                allowed_origins: None,
-                max_message_bytes: 1 << 20,
-                max_sessions: None,
-            },
-        }
+        Route { host: host.map(|h| crate::config::validate_host_pattern(h).unwrap()), ..Route::for_tests(prefix) }
     }
 
     fn router() -> Router {

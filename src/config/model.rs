@@ -203,3 +203,35 @@ pub struct WebSocketPolicy {
     /// WebSocket sessions open at once on this route; `None`: only the global limit.
     pub max_sessions: Option<usize>,
 }
+
+/// Unit-test fixtures: what the pure modules' tests build routes from.
+#[cfg(test)]
+impl WebSocketPolicy {
+    /// Enabled, 1 s idle timeout, any origin, 1 MiB messages, no session cap.
+    pub(crate) fn for_tests() -> Self {
+        WebSocketPolicy {
+            enabled: true,
+            idle_timeout: Duration::from_secs(1),
+            allowed_origins: None,
+            max_message_bytes: 1 << 20,
+            max_sessions: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Route {
+    /// A route on `prefix` to pool 0 that changes nothing in the request.
+    pub(crate) fn for_tests(prefix: &str) -> Self {
+        Route {
+            name: String::new(),
+            host: None,
+            path_prefix: prefix.to_string(),
+            upstream: 0,
+            host_header: HostHeader::Preserve,
+            set_headers: vec![],
+            remove_headers: vec![],
+            websocket: WebSocketPolicy::for_tests(),
+        }
+    }
+}

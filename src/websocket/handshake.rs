@@ -140,18 +140,11 @@ pub fn negotiated_extensions(resp: &ResponseHeader) -> Extensions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
     fn policy() -> WebSocketPolicy {
-        WebSocketPolicy {
-            enabled: true,
-            idle_timeout: Duration::from_secs(1),
-            allowed_origins: None,
-            max_message_bytes: 1 << 20,
-            max_sessions: None,
-        }
+        WebSocketPolicy::for_tests()
     }
 
     fn req(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
