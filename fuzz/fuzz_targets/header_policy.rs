@@ -236,7 +236,7 @@ fuzz_target!(|data: &[u8]| {
         let n = name.as_str();
         let named = HOP_BY_HOP.contains(&n)
             || nominated.iter().any(|t| t == n)
-            || ["host", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host"].contains(&n)
+            || ["host", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "forwarded"].contains(&n)
             || route.remove_headers.iter().any(|h: &HeaderName| h == name)
             || set_by_route(n);
         if !named {
