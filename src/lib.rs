@@ -1,28 +1,17 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 //!
-//! The binary (`src/main.rs`) is a thin CLI over [`server::run`]; the library exists so
-//! fuzz targets (`fuzz/`) can drive the parsers directly. Only what those need is `pub`.
+//! The binary (`src/main.rs`) is a thin CLI over [`lifecycle::server::run`]; the library
+//! exists so fuzz targets (`fuzz/`) can drive the parsers directly. Only what those need is
+//! `pub`. Folders follow a request: `listener` (accept, TLS, the gated stream) → `proxy`
+//! (Pingora hooks, admission, routing, header policy, answers) → `upstream` (pools, health,
+//! discovery) → `websocket` (upgrade, tunnel, frames); around them `lifecycle` (start,
+//! reload, drain, readiness), `telemetry` (metrics, access log, admin, logging) and
+//! `config` (YAML to one validated model).
 
-pub(crate) mod access_log;
-pub(crate) mod admin;
-pub mod admission;
-pub(crate) mod allocator;
-pub(crate) mod certificates;
 pub mod config;
-pub mod connections;
-pub(crate) mod discovery;
-pub(crate) mod drain;
-pub mod headers;
-pub(crate) mod health;
-pub(crate) mod limits;
-pub(crate) mod live;
-pub mod logging;
-pub(crate) mod metrics;
-pub(crate) mod proxy;
-pub mod ready;
-pub(crate) mod responses;
-pub(crate) mod routing;
-pub mod server;
-pub(crate) mod tls;
+pub mod lifecycle;
+pub mod listener;
+pub mod proxy;
+pub mod telemetry;
 pub(crate) mod upstream;
 pub mod websocket;

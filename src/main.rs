@@ -1,6 +1,8 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
-use wsgate::{config, logging, ready, server};
+use wsgate::config;
+use wsgate::lifecycle::{ready, server};
+use wsgate::telemetry::logging;
 
 use clap::Parser;
 use pingora::server::configuration::Opt;

@@ -1,7 +1,7 @@
 //! The client's address: an IPv4 client reaching a dual-stack (IPv6) listener arrives as an
 //! IPv4-mapped address (`::ffff:a.b.c.d`) and is that IPv4 client everywhere: in
 //! `X-Forwarded-For` and `X-Real-IP`, in the access log and under the per-address limits.
-//! (Keying IPv6 clients on their /64 is unit-tested in `src/limits.rs`: loopback has one
+//! (Keying IPv6 clients on their /64 is unit-tested in `src/listener/limits.rs`: loopback has one
 //! IPv6 address.)
 mod common;
 use common::*;

@@ -30,7 +30,7 @@ fn helper(role: &str) -> (ExitStatus, Duration) {
 #[test]
 fn helper_process() {
     let Ok(role) = std::env::var(ROLE) else { return };
-    wsgate::ready::release_parent_on_ready_signal();
+    wsgate::lifecycle::ready::release_parent_on_ready_signal();
     // SAFETY: after fork the child only makes async-signal-safe calls (getppid, kill, raise,
     // _exit); the parent only sleeps, waits and exits.
     unsafe {

@@ -79,7 +79,7 @@ fn has_samples(text: &str, name: &str, kind: &str) -> bool {
     })
 }
 
-/// wsgate's families (src/metrics.rs); the scrape must declare at least these, each with samples.
+/// wsgate's families (src/telemetry/metrics.rs); the scrape must declare at least these, each with samples.
 const EXPECTED_FAMILIES: &[&str] = &[
     "wsgate_http_requests_total",
     "wsgate_http_request_duration_seconds",

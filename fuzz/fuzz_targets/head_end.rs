@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsgate::connections::{H2FirstRequest, HeadEnd};
+use wsgate::listener::{H2FirstRequest, HeadEnd};
 
 fuzz_target!(|data: &[u8]| {
     let Some((split, input)) = data.split_first_chunk::<2>() else { return };

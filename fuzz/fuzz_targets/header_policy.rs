@@ -25,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::OnceLock;
 use wsgate::config::model::{HostHeader, Route};
-use wsgate::headers::{self, Forwarding};
+use wsgate::proxy::headers::{self, Forwarding};
 use wsgate::websocket::handshake::{self, Upgrade};
 
 const CONFIG: &str = "\
@@ -149,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let Some(original) = request_head(head) else { return };
 
-    if let Err((status, reason)) = wsgate::admission::check(&original) {
+    if let Err((status, reason)) = wsgate::proxy::admission::check(&original) {
         assert!([400, 414, 501].contains(&status) && !reason.is_empty(), "{status} {reason}");
     }
     let kind = handshake::upgrade_kind(&original);

@@ -289,7 +289,7 @@ fn listener_tls(raw: &raw::RawTls, base_dir: &Path, path: &KeyPath, problems: &m
     let mut certificates = Vec::new();
     for (at, cert, key) in pairs {
         let files = CertFiles { cert: resolve_path(base_dir, cert), key: resolve_path(base_dir, key) };
-        match crate::certificates::load(&files.cert, &files.key) {
+        match crate::listener::certificates::load(&files.cert, &files.key) {
             Ok(_) => certificates.push(files),
             Err((which, message)) => problems.push((at.key(which), message)),
         }
@@ -673,7 +673,7 @@ pub(crate) fn path_prefix(text: &str) -> Result<String, String> {
         return Err(format!("`{text}` must be a plain path (no query, fragment or spaces)"));
     }
     // Requests are routed on their normalised path, so the prefix is compared in that form too.
-    let normal = crate::routing::normalize_path(text);
+    let normal = crate::proxy::routing::normalize_path(text);
     let trimmed = normal.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }

@@ -3,10 +3,10 @@
 //! read its final answer; relay a refusal to the client.
 
 use crate::config::model::Route;
-use crate::headers::{self, Forwarding};
-use crate::metrics::UpstreamErrorKind;
+use crate::proxy::answer as responses;
+use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::Gateway;
-use crate::responses;
+use crate::telemetry::metrics::UpstreamErrorKind;
 use crate::upstream::{hash_input, Attempts, Pool};
 use bytes::{Buf, BytesMut};
 use log::warn;

@@ -3,7 +3,7 @@
 
 use super::frames::Extensions;
 use crate::config::model::WebSocketPolicy;
-use crate::headers::connection_tokens;
+use crate::proxy::headers::connection_tokens;
 use base64::Engine;
 use pingora::http::{RequestHeader, ResponseHeader};
 use sha1::{Digest, Sha1};

@@ -13,15 +13,15 @@ pub mod handshake;
 mod pump;
 pub(crate) mod tunnel;
 
-use crate::access_log::{self, AccessLog, Record, WsRecord};
 use crate::config::model::Route;
-use crate::drain::InFlight;
-use crate::headers::{self, Forwarding};
-use crate::limits::{Admitted, Limits, Refusal as LimitRefusal};
-use crate::live::Snapshot;
-use crate::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult};
+use crate::lifecycle::drain::InFlight;
+use crate::lifecycle::reload::Snapshot;
+use crate::listener::limits::{Admitted, Limits, Refusal as LimitRefusal};
+use crate::proxy::answer as responses;
+use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{Gateway, RequestCtx};
-use crate::responses;
+use crate::telemetry::access_log::{self, AccessLog, Record, WsRecord};
+use crate::telemetry::metrics::{close_code_label, Metrics, SessionMeter, UpgradeResult};
 use backend::{open_backend, relay_refusal, BackendHandshake};
 use frames::Rules;
 use futures_util::FutureExt;
@@ -297,7 +297,7 @@ async fn switch_client(session: &mut Session, response: &ResponseHeader) -> Opti
             let stream = h1.into_inner();
             // The tunnel bounds its writes by send_timeout itself (and ends the session
             // cleanly for the other peer); the connection gate's clock would cut it first.
-            crate::connections::GatedStream::leave_send_timeout_to_the_tunnel(&stream);
+            crate::listener::GatedStream::leave_send_timeout_to_the_tunnel(&stream);
             Some(Endpoint { stream, early })
         }
         other => {

@@ -3,8 +3,8 @@
 
 use super::head::HeadDeadline;
 use super::send::SendClock;
-use crate::drain::InFlight;
-use crate::limits::{Admitted, Limits, Refusal};
+use crate::lifecycle::drain::InFlight;
+use crate::listener::limits::{Admitted, Limits, Refusal};
 use async_trait::async_trait;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};

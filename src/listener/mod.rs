@@ -15,7 +15,7 @@
 //!   HTTP/2 connection the first request is complete at the end of its first header block
 //!   (preface, SETTINGS and a HEADERS frame without END_HEADERS are not): then the client
 //!   gets a GOAWAY. (An idle HTTP/2 connection is closed by Pingora's h2 idle timeout, set
-//!   to `keepalive_timeout` in `server.rs`.)
+//!   to `keepalive_timeout` in `lifecycle/server.rs`.)
 //! - It closes an HTTP/1 connection whose client accepts no byte for `limits.send_timeout`
 //!   (`send.rs`).
 //!
@@ -23,18 +23,21 @@
 //! the limits is released exactly when the stream is dropped, also when a WebSocket
 //! session has taken the stream out of Pingora's HTTP session.
 
+pub(crate) mod certificates;
 mod head;
+pub(crate) mod limits;
 mod send;
 mod stream;
+pub(crate) mod tls;
 
 pub use head::{H2FirstRequest, HeadEnd};
 pub(crate) use stream::GatedStream;
 
 use crate::config::model::LimitsConfig;
-use crate::drain::Drain;
-use crate::limits::{Limits, Refusal};
-use crate::live::Live;
-use crate::tls::TlsAcceptors;
+use crate::lifecycle::drain::Drain;
+use crate::lifecycle::reload::Live;
+use crate::listener::limits::{Limits, Refusal};
+use crate::listener::tls::TlsAcceptors;
 use async_trait::async_trait;
 use head::HeadDeadline;
 use log::debug;

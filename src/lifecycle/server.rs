@@ -1,17 +1,17 @@
 //! Assembles the Pingora server from the validated config: listeners, the proxy service
 //! and one health-check background service per pool.
 
-use crate::access_log::AccessLog;
-use crate::admin::AdminApp;
 use crate::config::Config;
-use crate::connections::{AcceptFilter, GatedApp};
-use crate::drain::{Drain, DrainService};
-use crate::limits::Limits;
-use crate::live::{Live, LiveService};
-use crate::metrics::Metrics;
+use crate::lifecycle::drain::{Drain, DrainService};
+use crate::lifecycle::ready::{Readiness, ReadyService};
+use crate::lifecycle::reload::{Live, LiveService};
+use crate::listener::limits::Limits;
+use crate::listener::tls::{ListenerCertificates, TlsAcceptors};
+use crate::listener::{AcceptFilter, GatedApp};
 use crate::proxy::Gateway;
-use crate::ready::{Readiness, ReadyService};
-use crate::tls::{ListenerCertificates, TlsAcceptors};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::admin::AdminApp;
+use crate::telemetry::metrics::Metrics;
 use log::{error, info};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
@@ -66,7 +66,7 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone(), certificates.clone());
     server.add_service(background_service("wsgate live config", LiveService { live: live.clone() }));
 
-    server.add_service(background_service("wsgate allocator", crate::allocator::AllocatorService));
+    server.add_service(background_service("wsgate allocator", crate::lifecycle::allocator::AllocatorService));
 
     let drain = Drain::new(config.drain_window);
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
@@ -101,7 +101,7 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     ready.add_dependencies(&listening);
 
     if server.configuration.daemon && server.configuration.daemon_wait_for_ready {
-        crate::ready::release_parent_on_ready_signal();
+        crate::lifecycle::ready::release_parent_on_ready_signal();
     }
     server.run_forever()
 }

@@ -11,11 +11,11 @@
 //! `access_log`, `drain`) is refused by a reload and reported as needing an upgrade.
 
 use crate::config::{self, model::Discovery, Config};
-use crate::health::{self, BackendSeries};
-use crate::metrics::Metrics;
-use crate::ready::Readiness;
-use crate::routing::Router;
-use crate::tls::ListenerCertificates;
+use crate::lifecycle::ready::Readiness;
+use crate::listener::tls::ListenerCertificates;
+use crate::proxy::routing::Router;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::health::{self, BackendSeries};
 use crate::upstream::{initial_backends, CheckSpec, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;

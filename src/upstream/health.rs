@@ -9,8 +9,8 @@
 //! (`BackendSeries`): DNS discovery and reloads remove those of backends that left.
 
 use crate::config::model::Upstream;
-use crate::metrics::Metrics;
-use crate::ready::Readiness;
+use crate::lifecycle::ready::Readiness;
+use crate::telemetry::metrics::Metrics;
 use crate::upstream;
 use async_trait::async_trait;
 use log::{info, warn};

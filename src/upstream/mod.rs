@@ -1,10 +1,13 @@
 //! Upstream pools: one Pingora `LoadBalancer` per configured pool. Its health lives in a
 //! `HealthRegistry` (see `health.rs`) that outlives the pool across config reloads, so a
-//! backend that stays in the config keeps its health state; `live.rs` swaps pools.
+//! backend that stays in the config keeps its health state; `lifecycle/reload.rs` swaps pools.
+
+pub(crate) mod discovery;
+pub(crate) mod health;
 
 use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream, UpstreamTls};
-use crate::discovery::DnsDiscovery;
-use crate::health::BackendSeries;
+use crate::upstream::discovery::DnsDiscovery;
+use crate::upstream::health::BackendSeries;
 use futures_util::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
@@ -280,7 +283,7 @@ pub(crate) fn hash_input(balance: &Balance, req: &RequestHeader, client_ip: Opti
     match key {
         HashKey::ClientIp => client(),
         // The path routing saw, so `//room/7` and `/room/7` stick to the same backend.
-        HashKey::Path => crate::routing::normalize_path(req.uri.path()).as_bytes().to_vec(),
+        HashKey::Path => crate::proxy::routing::normalize_path(req.uri.path()).as_bytes().to_vec(),
         HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()).unwrap_or_else(client),
         HashKey::Cookie(name) => cookie(req, name).map(|v| v.as_bytes().to_vec()).unwrap_or_else(client),
     }

@@ -1,7 +1,7 @@
 //! The metrics listener (`metrics.address`): `GET /metrics` in the Prometheus text format
 //! and `GET /ready` for load balancers in front of wsgate. Nothing else is served there.
 
-use crate::ready::Readiness;
+use crate::lifecycle::ready::Readiness;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpServerApp, ReusedHttpStream};

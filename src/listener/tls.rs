@@ -5,8 +5,8 @@
 //! every handshake; the resolver reads a `CertStore` that a reload swaps atomically.
 //! Handshakes already done keep the certificate they got, so open sessions continue.
 
-use crate::certificates::{load, LoadedCert};
 use crate::config::model::{CertFiles, Listener};
+use crate::listener::certificates::{load, LoadedCert};
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::tls::sign::CertifiedKey;
@@ -101,7 +101,7 @@ impl ListenerCertificates {
 /// The handshake side of the TLS listeners. To Pingora every wsgate listener is plain TCP:
 /// Pingora would run a TLS handshake before anything of wsgate's sees the connection,
 /// uncounted by the connection limits and for up to 60 s, so the connection gate runs it
-/// instead, counted and within the header timeout (`connections.rs`).
+/// instead, counted and within the header timeout (`listener/mod.rs`).
 pub(crate) struct TlsAcceptors {
     listeners: Vec<(SocketAddr, Acceptor)>,
 }

@@ -2,18 +2,21 @@
 //! makes its decision: `routing` → `websocket` (upgrades) → `upstream` (pool, backend)
 //! → `headers` (what the backend receives) → `responses` / access log.
 
-use crate::access_log::{self, AccessLog, Record};
-use crate::admission;
-use crate::connections;
-use crate::drain::{Drain, InFlight};
-use crate::headers::{self, Forwarding};
-use crate::limits::{self, Admitted, Limits, Refusal};
-use crate::live::{Live, Snapshot};
-use crate::metrics::{self, Metrics, UpstreamErrorKind};
-use crate::responses;
+pub mod admission;
+pub(crate) mod answer;
+pub mod headers;
+pub(crate) mod routing;
+
+use crate::lifecycle::drain::{Drain, InFlight};
+use crate::lifecycle::reload::{Live, Snapshot};
+use crate::listener;
+use crate::listener::limits::{self, Admitted, Limits, Refusal};
+use crate::telemetry::access_log::{self, AccessLog, Record};
+use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::upstream::{hash_input, Attempts};
 use crate::websocket::{self, handshake, WsOutcome};
 use async_trait::async_trait;
+use headers::Forwarding;
 use log::{debug, warn};
 use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -114,7 +117,7 @@ impl ProxyHttp for Gateway {
         }
         if let Err((status, reason)) = admission::check(session.req_header()) {
             session.set_keepalive(None);
-            responses::text(session, status, reason, &[]).await?;
+            answer::text(session, status, reason, &[]).await?;
             return Ok(true);
         }
         let (header_bytes, header_count) = limits::header_size(session.req_header());
@@ -124,7 +127,7 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let Some(index) = ctx.snapshot.router.select(headers::request_host(req), req.uri.path()) else {
-            responses::text(session, 404, responses::reason(404), &[]).await?;
+            answer::text(session, 404, answer::reason(404), &[]).await?;
             return Ok(true);
         };
         ctx.route = Some(index);
@@ -143,7 +146,7 @@ impl ProxyHttp for Gateway {
         let Some(addr) = pool.select(&key, &ctx.attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else {
             // Nothing healthy at all is 503; every healthy backend failed to connect is 502.
             let status = if ctx.attempts.excluded.is_empty() { 503 } else { 502 };
-            return Err(Error::explain(ErrorType::HTTPStatus(status), responses::reason(status)));
+            return Err(Error::explain(ErrorType::HTTPStatus(status), answer::reason(status)));
         };
         ctx.attempts.backend = Some(addr);
         if std::mem::take(&mut ctx.attempts.needs_fresh) {
@@ -256,7 +259,7 @@ impl ProxyHttp for Gateway {
         if status > 0 && session.response_written().is_none() {
             // This connection is closed after the answer: say so in it.
             session.set_keepalive(None);
-            let _ = responses::text(session, status, responses::reason(status), &[]).await;
+            let _ = answer::text(session, status, answer::reason(status), &[]).await;
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }
@@ -265,7 +268,7 @@ impl ProxyHttp for Gateway {
         if ctx.websocket.as_ref().is_some_and(|ws| ws.detached) {
             return; // the session's own task logs it when it ends
         }
-        connections::before_next_request(&mut session.downstream_session, &ctx.snapshot.config.limits);
+        listener::before_next_request(&mut session.downstream_session, &ctx.snapshot.config.limits);
         let (route, upstream) = ctx.labels();
         let elapsed = ctx.started.elapsed();
         if ctx.websocket.is_none() {
@@ -294,7 +297,7 @@ pub(crate) async fn refuse(session: &mut Session, refusal: Refusal) -> Result<bo
     let (status, reason, extra) = refusal.answer();
     session.set_keepalive(None);
     let extra: Vec<(&str, &str)> = extra.into_iter().collect();
-    responses::text(session, status, reason, &extra).await?;
+    answer::text(session, status, reason, &extra).await?;
     Ok(true)
 }
 

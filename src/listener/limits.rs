@@ -4,7 +4,7 @@
 //! the first time per cause only, so a flood cannot flood the log too.
 
 use crate::config::model::LimitsConfig;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use pingora_limits::inflight::{Guard, Inflight};
 use pingora_limits::rate::Rate;
 use std::net::{IpAddr, Ipv6Addr};
@@ -207,7 +207,7 @@ pub(crate) fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
 /// Bytes and number of the request's header fields, as the client sent them.
 pub(crate) fn header_size(req: &pingora::http::RequestHeader) -> (usize, usize) {
     let bytes = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>()
-        + crate::admission::target_len(&req.uri);
+        + crate::proxy::admission::target_len(&req.uri);
     (bytes, req.headers.len())
 }
 
