@@ -149,8 +149,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let Some(original) = request_head(head) else { return };
 
-    if let Err((status, reason)) = wsgate::proxy::admission::check(&original) {
-        assert!([400, 414, 501].contains(&status) && !reason.is_empty(), "{status} {reason}");
+    if let Err(violation) = wsgate::proxy::admission::check(&original) {
+        assert!([400, 414, 501].contains(&violation.status()) && !violation.reason().is_empty(), "{violation:?}");
     }
     let kind = handshake::upgrade_kind(&original);
     let validated = handshake::validate(&original, &route.websocket);
@@ -160,11 +160,11 @@ fuzz_target!(|data: &[u8]| {
     if validated.is_ok() {
         assert!(original.method == http::Method::GET && original.version == Version::HTTP_11 && route.websocket.enabled);
     }
-    // As src/proxy.rs and src/websocket/mod.rs decide it.
+    // As src/proxy/mod.rs and src/websocket/mod.rs decide it.
     let websocket = kind == Upgrade::WebSocket && validated.is_ok();
     let fwd = Forwarding { client_ip, tls, backend: fx.backend, websocket };
 
-    let nominated = headers::connection_tokens(&original);
+    let nominated = handshake::connection_tokens(&original);
     let set_by_route = |name: &str| route.set_headers.iter().any(|(n, _)| n.as_str() == name);
     let mut req = original.clone();
     if let Err(e) = headers::apply(&mut req, route, &fwd) {

@@ -4,6 +4,7 @@
 //! the first time per cause only, so a flood cannot flood the log too.
 
 use crate::config::model::LimitsConfig;
+use crate::lifecycle::drain::InFlight;
 use crate::telemetry::metrics::Metrics;
 use pingora_limits::inflight::{Guard, Inflight};
 use pingora_limits::rate::Rate;
@@ -45,27 +46,6 @@ impl Refusal {
             Refusal::SendTimeout => "send_timeout",
         }
     }
-
-    /// Status and extra header of the answer.
-    pub(crate) fn answer(self) -> (u16, &'static str, Option<(&'static str, &'static str)>) {
-        match self {
-            Refusal::RatePerIp => (429, "too many requests from this address", Some(("Retry-After", "1"))),
-            Refusal::ConcurrencyPerIp => {
-                (429, "too many concurrent requests from this address", Some(("Retry-After", "1")))
-            }
-            Refusal::WebSocketSessions | Refusal::RouteWebSocketSessions => {
-                (503, "too many WebSocket sessions", Some(("Retry-After", "5")))
-            }
-            Refusal::HeadersTooLarge => (431, "request header fields too large", None),
-            // Connections over a limit are closed at accept, before there is a request to answer.
-            Refusal::Connections | Refusal::ConnectionsPerIp | Refusal::ConnectionRatePerIp => {
-                (503, "too many connections", None)
-            }
-            Refusal::HeaderTimeout => (408, "request header timeout", None),
-            // A client that stopped reading its answer is closed mid-answer: never sent.
-            Refusal::SendTimeout => (408, "send timeout", None),
-        }
-    }
 }
 
 /// The counters; the thresholds come from the request's config snapshot, so a reload
@@ -86,6 +66,22 @@ pub(crate) struct Limits {
 /// Held for as long as the admitted request or session lives.
 #[derive(Debug)]
 pub(crate) struct Admitted(#[allow(dead_code)] Vec<Guard>);
+
+/// What keeps a request (and the WebSocket session it may become) counted: its places under
+/// the limits and in the drain's in-flight count. An open session takes it along to its own
+/// task; everything is released when it is dropped.
+#[derive(Default)]
+pub(crate) struct Held {
+    /// A guard: held, never read.
+    _in_flight: Option<InFlight>,
+    pub(crate) admitted: Vec<Admitted>,
+}
+
+impl Held {
+    pub(crate) fn new(in_flight: InFlight) -> Held {
+        Held { _in_flight: Some(in_flight), admitted: Vec::new() }
+    }
+}
 
 impl Limits {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Limits {

@@ -13,20 +13,49 @@ pub fn target_len(uri: &http::Uri) -> usize {
     scheme + authority + uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
-/// `Err((status, reason))` for a request that must not be proxied.
-pub fn check(req: &RequestHeader) -> Result<(), (u16, &'static str)> {
+/// Why a request must not be proxied (it is answered with `status()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// 414: longer than `MAX_TARGET_BYTES`.
+    TargetTooLong,
+    /// 400: HTTP/1.1 without Host.
+    MissingHost,
+    /// 501: a transfer coding other than `chunked`.
+    UnsupportedTransferCoding,
+}
+
+impl Violation {
+    pub fn status(self) -> u16 {
+        match self {
+            Violation::TargetTooLong => 414,
+            Violation::MissingHost => 400,
+            Violation::UnsupportedTransferCoding => 501,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Violation::TargetTooLong => "request target too long",
+            Violation::MissingHost => "missing Host header",
+            Violation::UnsupportedTransferCoding => "unsupported transfer coding",
+        }
+    }
+}
+
+/// The first rule `req` breaks, if any.
+pub fn check(req: &RequestHeader) -> Result<(), Violation> {
     if target_len(&req.uri) > MAX_TARGET_BYTES {
-        return Err((414, "request target too long"));
+        return Err(Violation::TargetTooLong);
     }
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
     if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
-        return Err((400, "missing Host header"));
+        return Err(Violation::MissingHost);
     }
     // RFC 9112 §6.1: a transfer coding we do not understand is 501; forwarding
     // `gzip, chunked` with the gzip silently dropped would hand the backend bytes it cannot read.
     for te in req.headers.get_all(http::header::TRANSFER_ENCODING) {
         if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
-            return Err((501, "unsupported transfer coding"));
+            return Err(Violation::UnsupportedTransferCoding);
         }
     }
     Ok(())
@@ -57,10 +86,10 @@ mod tests {
     fn refuses_what_rfc_9112_refuses() {
         let host = [("Host", "a")];
         assert_eq!(check(&req("/", http::Version::HTTP_11, &host)), Ok(()));
-        assert_eq!(check(&req("/", http::Version::HTTP_11, &[])).unwrap_err().0, 400);
+        assert_eq!(check(&req("/", http::Version::HTTP_11, &[])).unwrap_err().status(), 400);
         assert_eq!(check(&req("/", http::Version::HTTP_10, &[])), Ok(()));
         let long = format!("/{}", "a".repeat(MAX_TARGET_BYTES));
-        assert_eq!(check(&req(&long, http::Version::HTTP_11, &host)).unwrap_err().0, 414);
+        assert_eq!(check(&req(&long, http::Version::HTTP_11, &host)).unwrap_err().status(), 414);
         assert_eq!(
             check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "Chunked")])),
             Ok(())
@@ -68,7 +97,7 @@ mod tests {
         assert_eq!(
             check(&req("/", http::Version::HTTP_11, &[("Host", "a"), ("Transfer-Encoding", "gzip, chunked")]))
                 .unwrap_err()
-                .0,
+                .status(),
             501
         );
     }

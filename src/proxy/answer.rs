@@ -1,26 +1,64 @@
-//! The short text answers wsgate gives on its own (404, 502, 503, 504, handshake refusals).
+//! wsgate's own answers. Every refusal and failure that reaches a client (a request against
+//! RFC 9112, a limit, no route, a WebSocket handshake wsgate refuses, no healthy or no
+//! reachable backend) converts into one `Answer`, and `Answer::send` is the one place that
+//! writes it.
 
+use crate::listener::limits::Refusal as Limit;
+use crate::proxy::admission::Violation;
+use crate::upstream::Failure;
+use crate::websocket::handshake::Refusal as Handshake;
+use crate::websocket::Refused;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
+use std::borrow::Cow;
 
-/// Writes a complete `status` response with a one-line text body.
-pub(crate) async fn text(session: &mut Session, status: u16, message: &str, extra: &[(&str, &str)]) -> Result<()> {
-    let body = Bytes::from(format!("{message}\n"));
-    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
-    resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
-    resp.insert_header("Content-Length", body.len().to_string())?;
-    resp.insert_header("Cache-Control", "no-store")?;
-    for (name, value) in extra {
-        resp.insert_header(name.to_string(), *value)?;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+/// A short text answer: status, a one-line reason as its body, extra header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) reason: Cow<'static, str>,
+    pub(crate) headers: &'static [(&'static str, &'static str)],
+    /// The connection ends after this answer (said in it with `Connection: close`).
+    pub(crate) close: bool,
 }
 
-/// The text body for an error status wsgate produces itself.
-pub(crate) fn reason(status: u16) -> &'static str {
+impl Answer {
+    /// `status` with its standard reason, closing the connection.
+    pub(crate) fn status(status: u16) -> Answer {
+        Answer { status, reason: reason(status).into(), headers: &[], close: true }
+    }
+
+    /// No route for the request: a normal answer on a connection that stays open.
+    pub(crate) fn no_route() -> Answer {
+        Answer { close: false, ..Answer::status(404) }
+    }
+
+    fn new(status: u16, reason: &'static str, headers: &'static [(&'static str, &'static str)]) -> Answer {
+        Answer { status, reason: reason.into(), headers, close: true }
+    }
+
+    /// Writes the answer as the complete response to `session`'s request.
+    pub(crate) async fn send(&self, session: &mut Session) -> Result<()> {
+        if self.close {
+            session.set_keepalive(None);
+        }
+        let body = Bytes::from(format!("{}\n", self.reason));
+        let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
+        resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
+        resp.insert_header("Content-Length", body.len().to_string())?;
+        resp.insert_header("Cache-Control", "no-store")?;
+        for (name, value) in self.headers {
+            resp.insert_header(*name, *value)?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+}
+
+/// The text body for a status wsgate answers with itself.
+fn reason(status: u16) -> &'static str {
     match status {
         400 => "bad request",
         403 => "forbidden",
@@ -30,5 +68,86 @@ pub(crate) fn reason(status: u16) -> &'static str {
         503 => "service unavailable: no healthy backend",
         504 => "gateway timeout: the backend did not answer in time",
         _ => "error",
+    }
+}
+
+const RETRY_SOON: &[(&str, &str)] = &[("Retry-After", "1")];
+const RETRY_LATER: &[(&str, &str)] = &[("Retry-After", "5")];
+const VERSION_13: &[(&str, &str)] = &[("Sec-WebSocket-Version", "13")];
+
+impl From<Violation> for Answer {
+    fn from(v: Violation) -> Answer {
+        Answer::new(v.status(), v.reason(), &[])
+    }
+}
+
+impl From<Limit> for Answer {
+    fn from(limit: Limit) -> Answer {
+        match limit {
+            Limit::RatePerIp => Answer::new(429, "too many requests from this address", RETRY_SOON),
+            Limit::ConcurrencyPerIp => Answer::new(429, "too many concurrent requests from this address", RETRY_SOON),
+            Limit::WebSocketSessions | Limit::RouteWebSocketSessions => {
+                Answer::new(503, "too many WebSocket sessions", RETRY_LATER)
+            }
+            Limit::HeadersTooLarge => Answer::new(431, "request header fields too large", &[]),
+            // Connections over a limit are closed at accept, before there is a request to answer.
+            Limit::Connections | Limit::ConnectionsPerIp | Limit::ConnectionRatePerIp => {
+                Answer::new(503, "too many connections", &[])
+            }
+            Limit::HeaderTimeout => Answer::new(408, "request header timeout", &[]),
+            // A client that stopped reading its answer is closed mid-answer: never sent.
+            Limit::SendTimeout => Answer::new(408, "send timeout", &[]),
+        }
+    }
+}
+
+impl From<Handshake> for Answer {
+    fn from(refusal: Handshake) -> Answer {
+        match refusal {
+            Handshake::UnsupportedVersion => Answer::new(426, refusal.message(), VERSION_13),
+            _ => Answer::new(refusal.status(), refusal.message(), &[]),
+        }
+    }
+}
+
+impl From<Failure> for Answer {
+    fn from(failure: Failure) -> Answer {
+        match failure {
+            Failure::InvalidHandshake => {
+                Answer::new(502, "bad gateway: the backend's WebSocket handshake was invalid", &[])
+            }
+            Failure::CutShort => Answer::new(502, "bad gateway: the backend's answer was cut short", &[]),
+            _ => Answer::status(failure.status()),
+        }
+    }
+}
+
+impl From<Refused> for Answer {
+    fn from(refused: Refused) -> Answer {
+        match refused {
+            Refused::Handshake(r) => r.into(),
+            Refused::Limit(r) => r.into(),
+            Refused::Upstream(f) => f.into(),
+            Refused::Policy(why) => Answer { reason: format!("bad request: {why}").into(), ..Answer::status(400) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cause_keeps_its_status_and_headers() {
+        assert_eq!(Answer::from(Limit::RatePerIp).headers, RETRY_SOON);
+        assert_eq!(Answer::from(Limit::HeadersTooLarge).status, 431);
+        assert_eq!(Answer::from(Limit::WebSocketSessions).status, 503);
+        assert_eq!(Answer::from(Handshake::UnsupportedVersion).headers, VERSION_13);
+        assert_eq!(Answer::from(Handshake::OriginDenied).status, 403);
+        assert_eq!(Answer::from(Failure::NoneHealthy).status, 503);
+        assert_eq!(Answer::from(Failure::ConnectTimeout).status, 504);
+        assert_eq!(Answer::from(Violation::TargetTooLong).status, 414);
+        assert!(Answer::from(Refused::Policy("x".into())).reason.contains('x'));
+        assert!(!Answer::no_route().close && Answer::status(502).close);
     }
 }

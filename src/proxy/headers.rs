@@ -9,6 +9,7 @@
 //! request writer, gets identical treatment.
 
 use crate::config::model::{HostHeader, Route};
+use crate::websocket::handshake::connection_tokens;
 use http::{header, HeaderName};
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
@@ -149,18 +150,6 @@ fn finish(
 /// The Host the client asked for: the `Host` header, or the authority of an absolute URI.
 pub fn request_host(req: &RequestHeader) -> Option<&str> {
     req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// Lower-cased tokens of every `Connection` header.
-pub fn connection_tokens(req: &RequestHeader) -> Vec<String> {
-    req.headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect()
 }
 
 fn insert(req: &mut RequestHeader, name: impl pingora::http::IntoCaseHeaderName, value: &str) {

@@ -1,24 +1,25 @@
 //! The `ProxyHttp` implementation. Each hook is a thin dispatcher into the module that
-//! makes its decision: `routing` → `websocket` (upgrades) → `upstream` (pool, backend)
-//! → `headers` (what the backend receives) → `responses` / access log.
+//! makes its decision: `admission` and the limits → `routing` → `websocket` (upgrades, a
+//! component the gateway owns) → `upstream` (pool, backend, retries) → `headers` (what the
+//! backend receives) → `answer` (wsgate's own answers) / the access log.
 
 pub mod admission;
 pub(crate) mod answer;
 pub mod headers;
 pub(crate) mod routing;
 
-use crate::lifecycle::drain::{Drain, InFlight};
+use crate::lifecycle::drain::Drain;
 use crate::lifecycle::reload::{Live, Snapshot};
 use crate::listener;
-use crate::listener::limits::{self, Admitted, Limits, Refusal};
-use crate::telemetry::access_log::{self, AccessLog, Record};
+use crate::listener::limits::{self, Held, Limits, Refusal};
+use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine};
 use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
-use crate::upstream::{hash_input, Attempts};
-use crate::websocket::{self, handshake, WsOutcome};
+use crate::upstream::{hash_input, Attempts, Failure};
+use crate::websocket::{handshake, Refused, Upgrade, Upgraded, Upgrader};
+use answer::Answer;
 use async_trait::async_trait;
 use headers::Forwarding;
 use log::{debug, warn};
-use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
@@ -30,13 +31,13 @@ use std::time::Instant;
 
 pub(crate) struct Gateway {
     /// Routes and pools, replaced as a whole by reloads.
-    pub(crate) live: Arc<Live>,
-    /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
-    pub(crate) connector: TransportConnector,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) access_log: Arc<AccessLog>,
-    pub(crate) drain: Arc<Drain>,
-    pub(crate) limits: Arc<Limits>,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    access_log: Arc<AccessLog>,
+    drain: Arc<Drain>,
+    limits: Arc<Limits>,
+    /// Serves WebSocket upgrades, once admitted and routed.
+    websocket: Upgrader,
     /// Source of peer group keys no other request uses (see `Pool::fresh_peer`).
     fresh_groups: AtomicU64,
 }
@@ -44,21 +45,28 @@ pub(crate) struct Gateway {
 /// Per-request state.
 pub(crate) struct RequestCtx {
     /// The routes and pools this request uses from start to end, whatever reloads happen.
-    pub(crate) snapshot: Arc<Snapshot>,
-    pub(crate) started: Instant,
-    pub(crate) route: Option<usize>,
-    pub(crate) client_ip: Option<IpAddr>,
+    snapshot: Arc<Snapshot>,
+    started: Instant,
+    route: Option<usize>,
+    client_ip: Option<IpAddr>,
     /// The client connected over TLS.
-    pub(crate) tls: bool,
+    tls: bool,
     /// The backend this request went to, and those a failed connect excludes.
-    pub(crate) attempts: Attempts,
-    /// Set when `request_filter` served a WebSocket upgrade itself.
-    pub(crate) websocket: Option<WsOutcome>,
-    /// Keeps a draining process alive until this request or session is done (a WebSocket
-    /// session takes it along when its tunnel goes on in its own task).
-    pub(crate) in_flight: Option<InFlight>,
-    /// This request's (and session's) place under the limits, released when it ends.
-    pub(crate) admitted: Vec<Admitted>,
+    attempts: Attempts,
+    /// Set when the request asked for a WebSocket upgrade: what became of it.
+    upgrade: Option<UpgradeEnd>,
+    /// Keeps a draining process alive and the request counted under the limits until it is
+    /// done (a WebSocket session takes it along to its own task).
+    held: Held,
+}
+
+/// What became of a WebSocket upgrade request, as `logging` needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpgradeEnd {
+    /// The session went on in its own task, which logs it when it ends.
+    SessionOpen,
+    /// The client got an answer (wsgate's refusal or the backend's), or left.
+    Answered,
 }
 
 impl Gateway {
@@ -69,21 +77,57 @@ impl Gateway {
         access_log: AccessLog,
         drain: Arc<Drain>,
     ) -> Self {
-        Gateway {
-            live,
-            connector: TransportConnector::new(None),
-            limits,
-            metrics,
-            access_log: Arc::new(access_log),
-            drain,
-            fresh_groups: AtomicU64::new(0),
-        }
+        let access_log = Arc::new(access_log);
+        let websocket = Upgrader::new(metrics.clone(), limits.clone(), drain.clone(), access_log.clone());
+        Gateway { live, limits, metrics, access_log, drain, websocket, fresh_groups: AtomicU64::new(0) }
     }
 
     fn upstream_error(&self, ctx: &RequestCtx, kind: UpstreamErrorKind) {
         let (_, upstream) = ctx.labels();
         let backend = ctx.attempts.backend.map_or_else(|| "-".to_string(), |b| b.to_string());
         self.metrics.upstream_error(upstream, &backend, kind);
+    }
+
+    /// Admission (RFC 9112, then the limits) and routing: the route's index, or the answer.
+    fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> std::result::Result<usize, Answer> {
+        admission::check(req)?;
+        let (header_bytes, header_count) = limits::header_size(req);
+        let admitted =
+            self.limits.admit_request(&ctx.snapshot.config.limits, ctx.client_ip, header_bytes, header_count)?;
+        ctx.held.admitted.extend(admitted);
+        ctx.snapshot.router.select(headers::request_host(req), req.uri.path()).ok_or_else(Answer::no_route)
+    }
+
+    /// Hands an admitted, routed WebSocket upgrade to the upgrader; answers what it refuses.
+    async fn upgrade(&self, session: &mut Session, ctx: &mut RequestCtx, index: usize) -> Result<bool> {
+        let snapshot = ctx.snapshot.clone();
+        let route = &snapshot.config.routes[index];
+        let (client_ip, tls) = (ctx.client_ip, ctx.tls);
+        let original = session.req_header().clone();
+        let backend_request = move |backend: SocketAddr| {
+            let mut req = original.clone();
+            let fwd = Forwarding { client_ip, tls, backend, websocket: true };
+            headers::apply(&mut req, route, &fwd).map_err(|e| Refused::Policy(e.0))?;
+            Ok(req)
+        };
+        let req = session.req_header();
+        let up = Upgrade {
+            request: RequestLine::new(req, headers::request_host(req), &self.access_log),
+            route,
+            pool: &snapshot.pools[route.upstream],
+            limits: &snapshot.config.limits,
+            client_ip,
+            started: ctx.started,
+            backend_request: &backend_request,
+            attempts: &mut ctx.attempts,
+            held: &mut ctx.held,
+        };
+        let upgraded = self.websocket.upgrade(session, up).await;
+        ctx.upgrade = Some(if upgraded == Ok(Upgraded::Open) { UpgradeEnd::SessionOpen } else { UpgradeEnd::Answered });
+        if let Err(refused) = upgraded {
+            Answer::from(refused).send(session).await?;
+        }
+        Ok(true)
     }
 }
 
@@ -99,9 +143,8 @@ impl ProxyHttp for Gateway {
             client_ip: None,
             tls: false,
             attempts: Attempts::default(),
-            websocket: None,
-            in_flight: Some(self.drain.in_flight()),
-            admitted: Vec::new(),
+            upgrade: None,
+            held: Held::new(self.drain.in_flight()),
         }
     }
 
@@ -115,25 +158,13 @@ impl ProxyHttp for Gateway {
         if session.is_http2() {
             session.set_write_timeout(Some(ctx.snapshot.config.limits.send_timeout));
         }
-        if let Err((status, reason)) = admission::check(session.req_header()) {
-            session.set_keepalive(None);
-            answer::text(session, status, reason, &[]).await?;
-            return Ok(true);
-        }
-        let (header_bytes, header_count) = limits::header_size(session.req_header());
-        match self.limits.admit_request(&ctx.snapshot.config.limits, ctx.client_ip, header_bytes, header_count) {
-            Ok(admitted) => ctx.admitted.extend(admitted),
-            Err(refusal) => return refuse(session, refusal).await,
-        }
-        let req = session.req_header();
-        let Some(index) = ctx.snapshot.router.select(headers::request_host(req), req.uri.path()) else {
-            answer::text(session, 404, answer::reason(404), &[]).await?;
-            return Ok(true);
+        let index = match self.admit(session.req_header(), ctx) {
+            Ok(index) => index,
+            Err(answer) => return answer.send(session).await.map(|()| true),
         };
         ctx.route = Some(index);
         if handshake::upgrade_kind(session.req_header()) == handshake::Upgrade::WebSocket {
-            let snapshot = ctx.snapshot.clone();
-            return websocket::serve(self, session, ctx, &snapshot, &snapshot.config.routes[index]).await;
+            return self.upgrade(session, ctx, index).await;
         }
         Ok(false)
     }
@@ -143,12 +174,7 @@ impl ProxyHttp for Gateway {
             ctx.route.map(|i| &ctx.snapshot.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let pool = &ctx.snapshot.pools[route.upstream];
         let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
-        let Some(addr) = pool.select(&key, &ctx.attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else {
-            // Nothing healthy at all is 503; every healthy backend failed to connect is 502.
-            let status = if ctx.attempts.excluded.is_empty() { 503 } else { 502 };
-            return Err(Error::explain(ErrorType::HTTPStatus(status), answer::reason(status)));
-        };
-        ctx.attempts.backend = Some(addr);
+        let addr = pool.pick(&key, &mut ctx.attempts).map_err(|f| Error::new(ErrorType::HTTPStatus(f.status())))?;
         if std::mem::take(&mut ctx.attempts.needs_fresh) {
             return Ok(Box::new(pool.fresh_peer(addr, self.fresh_groups.fetch_add(1, Ordering::Relaxed) + 1)));
         }
@@ -163,9 +189,8 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.upstream_error(ctx, UpstreamErrorKind::of(&e));
-        // Nothing reached the backend, so another backend may take the request (bounded).
         let retries = ctx.route.map_or(0, |i| ctx.snapshot.pools[ctx.snapshot.config.routes[i].upstream].spec.retries);
-        let retry = ctx.attempts.exclude_backend(retries);
+        let retry = ctx.attempts.connect_failed(Failure::of_connect(&e), retries);
         if retry {
             warn!("connect to {} failed ({:?}); retrying on another backend", peer.address(), e.etype());
         }
@@ -256,35 +281,52 @@ impl ProxyHttp for Gateway {
             self.limits.refuse(Refusal::SendTimeout); // an HTTP/2 stream's (see request_filter)
         }
         let status = error_status(e);
-        if status > 0 && session.response_written().is_none() {
-            // This connection is closed after the answer: say so in it.
-            session.set_keepalive(None);
-            let _ = answer::text(session, status, answer::reason(status), &[]).await;
+        if let Some(status) = status.filter(|_| session.response_written().is_none()) {
+            let _ = Answer::status(status).send(session).await;
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
+        // Pingora's convention: 0 when the client got no answer.
+        FailToProxy { error_code: status.unwrap_or(0), can_reuse_downstream: false }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.websocket.as_ref().is_some_and(|ws| ws.detached) {
+        if ctx.upgrade == Some(UpgradeEnd::SessionOpen) {
             return; // the session's own task logs it when it ends
         }
         listener::before_next_request(&mut session.downstream_session, &ctx.snapshot.config.limits);
         let (route, upstream) = ctx.labels();
-        let elapsed = ctx.started.elapsed();
-        if ctx.websocket.is_none() {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if ctx.upgrade.is_none() {
             self.metrics.http_requests.with_label_values(&[route, upstream, &metrics::status_label(status)]).inc();
-            self.metrics.http_duration.with_label_values(&[route, upstream]).observe(elapsed.as_secs_f64());
+            self.metrics
+                .http_duration
+                .with_label_values(&[route, upstream])
+                .observe(ctx.started.elapsed().as_secs_f64());
         }
         if self.access_log.enabled() {
-            self.access_log.write(&access_record(session, ctx, route, upstream, &self.access_log));
+            let req = session.req_header();
+            let exchange = Exchange {
+                client: ctx.client_ip,
+                method: req.method.as_str(),
+                host: headers::request_host(req).unwrap_or_default(),
+                path: self.access_log.path(&req.uri),
+                route,
+                upstream,
+                backend: ctx.attempts.backend,
+                started: ctx.started,
+            };
+            // An upgrade that did not open moved no body bytes (its answer is wsgate's own).
+            let bytes = match ctx.upgrade {
+                None => (session.body_bytes_read() as u64, session.body_bytes_sent() as u64),
+                Some(_) => (0, 0),
+            };
+            self.access_log.write(&exchange.record(status, bytes, None));
         }
     }
 }
 
 impl RequestCtx {
     /// `(route, upstream)` metric labels of this request.
-    pub(crate) fn labels(&self) -> (&str, &str) {
+    fn labels(&self) -> (&str, &str) {
         match self.route.map(|i| &self.snapshot.config.routes[i]) {
             Some(route) => (route.name.as_str(), self.snapshot.pools[route.upstream].spec.name.as_str()),
             None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
@@ -292,72 +334,20 @@ impl RequestCtx {
     }
 }
 
-/// Answers a request refused by a limit.
-pub(crate) async fn refuse(session: &mut Session, refusal: Refusal) -> Result<bool> {
-    let (status, reason, extra) = refusal.answer();
-    session.set_keepalive(None);
-    let extra: Vec<(&str, &str)> = extra.into_iter().collect();
-    answer::text(session, status, reason, &extra).await?;
-    Ok(true)
-}
-
-/// The access-log line of a finished request or WebSocket session.
-fn access_record<'a>(
-    session: &'a Session,
-    ctx: &'a RequestCtx,
-    route: &'a str,
-    upstream: &'a str,
-    log: &AccessLog,
-) -> Record<'a> {
-    let mut record = Record {
-        time: access_log::now(),
-        client: ctx.client_ip.map_or_else(String::new, |ip| ip.to_string()),
-        method: "",
-        host: "",
-        path: "",
-        status: 0,
-        route,
-        upstream,
-        backend: ctx.attempts.backend.map_or_else(String::new, |b| b.to_string()),
-        duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
-        bytes_in: 0,
-        bytes_out: 0,
-        websocket: None,
-    };
-    // For WebSocket sessions Pingora's session is a placeholder by now: use what we kept.
-    if let Some(ws) = &ctx.websocket {
-        return ws.record(record);
-    } else {
-        let req = session.req_header();
-        record.method = req.method.as_str();
-        record.host = headers::request_host(req).unwrap_or_default();
-        record.path = log.path(&req.uri);
-        record.status = session.response_written().map_or(0, |r| r.status.as_u16());
-        record.bytes_in = session.body_bytes_read() as u64;
-        record.bytes_out = session.body_bytes_sent() as u64;
-    }
-    record
-}
-
-/// The status a failed request is answered with: 502 when the backend fails, 503 when no
-/// backend is healthy (raised as `HTTPStatus(503)`), 504 when it is too slow.
-fn error_status(e: &Error) -> u16 {
+/// The status a failed request is answered with, if it can still be answered: 502 when the
+/// backend fails, 503 when no backend is healthy (raised as `HTTPStatus(503)`), 504 when it
+/// is too slow; none when the client itself went away or stalled.
+fn error_status(e: &Error) -> Option<u16> {
+    let downstream = e.esource() == &ErrorSource::Downstream;
     match e.etype() {
-        ErrorType::HTTPStatus(code) => *code,
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            if e.esource() == &ErrorSource::Downstream {
-                0
-            } else {
-                504
-            }
-        }
+        ErrorType::HTTPStatus(code) => Some(*code),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout if downstream => None,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(504),
+        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed if downstream => None,
         _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                _ => 400,
-            },
-            ErrorSource::Internal | ErrorSource::Unset => 500,
+            ErrorSource::Upstream => Some(502),
+            ErrorSource::Downstream => Some(400),
+            ErrorSource::Internal | ErrorSource::Unset => Some(500),
         },
     }
 }

@@ -7,7 +7,9 @@ use crate::config::model::{AccessLogConfig, AccessLogTarget};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::time::Instant;
 
 enum Sink {
     Off,
@@ -21,7 +23,7 @@ pub(crate) struct AccessLog {
 }
 
 /// One access-log line. Field names are part of the product (documented in docs/observability.md).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct Record<'a> {
     pub(crate) time: String,
     pub(crate) client: String,
@@ -87,7 +89,60 @@ impl AccessLog {
     }
 }
 
-pub(crate) fn now() -> String {
+/// A request's first line and host as the access log shows them, owned: what a WebSocket
+/// session keeps for its line, written when Pingora's request is long gone.
+pub(crate) struct RequestLine {
+    pub(crate) method: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
+}
+
+impl RequestLine {
+    pub(crate) fn new(req: &pingora::http::RequestHeader, host: Option<&str>, log: &AccessLog) -> RequestLine {
+        RequestLine {
+            method: req.method.to_string(),
+            host: host.unwrap_or_default().to_string(),
+            path: log.path(&req.uri).to_string(),
+        }
+    }
+}
+
+/// What every line says about a request, whatever became of it: the one place a line is
+/// built, for plain HTTP (`logging`) and WebSocket sessions (when their tunnel ends).
+pub(crate) struct Exchange<'a> {
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) method: &'a str,
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) upstream: &'a str,
+    pub(crate) backend: Option<SocketAddr>,
+    pub(crate) started: Instant,
+}
+
+impl<'a> Exchange<'a> {
+    /// The line for this exchange, ended with `status` after `bytes_in`/`bytes_out` of body
+    /// (or tunnel) bytes.
+    pub(crate) fn record(&self, status: u16, bytes: (u64, u64), websocket: Option<WsRecord>) -> Record<'a> {
+        Record {
+            time: now(),
+            client: self.client.map_or_else(String::new, |ip| ip.to_string()),
+            method: self.method,
+            host: self.host,
+            path: self.path,
+            status,
+            route: self.route,
+            upstream: self.upstream,
+            backend: self.backend.map_or_else(String::new, |b| b.to_string()),
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+            websocket,
+        }
+    }
+}
+
+fn now() -> String {
     jiff::Timestamp::now().round(jiff::Unit::Millisecond).map(|t| t.to_string()).unwrap_or_default()
 }
 

@@ -1,6 +1,6 @@
 //! Health checking of a pool: a Pingora `HealthRegistry` with an observed check, run by
 //! Pingora's `HealthCheckService`. The registry belongs to the pool's name and what its
-//! check is built from (`upstream::CheckSpec`), not to one `LoadBalancer`, so it survives
+//! check is built from (`CheckSpec`), not to one `LoadBalancer`, so it survives
 //! reloads that change the backends.
 //!
 //! The observed check adds the backend-health gauge, one concise log line per change
@@ -9,12 +9,15 @@
 //! (`BackendSeries`): DNS discovery and reloads remove those of backends that left.
 
 use crate::config::model::Upstream;
+use crate::config::model::{HealthCheck as CheckConfig, HealthCheckKind, UpstreamTls};
 use crate::lifecycle::ready::Readiness;
 use crate::telemetry::metrics::Metrics;
-use crate::upstream;
+use crate::upstream::pool::{apply_tls, ca_of};
 use async_trait::async_trait;
 use log::{info, warn};
+use pingora::http::RequestHeader;
 use pingora::lb::health_check::HealthCheck;
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::{Backend, HealthCheckService, HealthRegistry};
 use pingora_prometheus::prometheus::IntGaugeVec;
 use std::collections::HashSet;
@@ -30,7 +33,7 @@ pub(crate) fn registry(
 ) -> Arc<HealthRegistry> {
     let registry = HealthRegistry::new();
     let check = ObservedCheck::new(
-        upstream::health_check(&upstream::CheckSpec::of(spec)),
+        health_check(&CheckSpec::of(spec)),
         &spec.name,
         first_round,
         series.clone(),
@@ -222,5 +225,63 @@ mod tests {
         series.remove_all();
         series.discovered(new, [a, b]);
         assert_eq!(count(), 0);
+    }
+}
+/// Everything a pool's health check is built from, and nothing else: `health_check` takes
+/// only this, so a reload may keep a pool's running checks (and their health state) exactly
+/// when this stays equal, whatever field is added to it later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckSpec {
+    pub(crate) check: CheckConfig,
+    /// The check connects like requests do: over TLS, with the same name, verification and CAs.
+    pub(crate) tls: Option<UpstreamTls>,
+}
+
+impl CheckSpec {
+    pub(crate) fn of(pool: &Upstream) -> CheckSpec {
+        CheckSpec { check: pool.health_check.clone(), tls: pool.tls.clone() }
+    }
+}
+
+/// The Pingora health check `spec` asks for (over TLS if the pool uses TLS).
+pub(crate) fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+    let (tls, ca) = (spec.tls.as_ref(), ca_of(spec.tls.as_ref()));
+    let spec = &spec.check;
+    match spec.kind {
+        HealthCheckKind::Tcp => {
+            let mut hc = match tls {
+                // One template serves every backend: without an SNI, a placeholder name
+                // (only possible with `verify: false`, so it is never checked).
+                Some(t) => TcpHealthCheck::new_tls(if t.sni.is_empty() { "localhost" } else { &t.sni }),
+                None => TcpHealthCheck::new(),
+            };
+            if let Some(t) = tls {
+                apply_tls(&mut hc.peer_template.options, t, &ca);
+            }
+            hc.consecutive_success = spec.healthy_after;
+            hc.consecutive_failure = spec.unhealthy_after;
+            hc.peer_template.options.connection_timeout = Some(spec.timeout);
+            hc.peer_template.options.total_connection_timeout = Some(spec.timeout);
+            hc
+        }
+        HealthCheckKind::Http => {
+            let host = tls.map_or("localhost", |t| if t.sni.is_empty() { "localhost" } else { t.sni.as_str() });
+            let mut hc = HttpHealthCheck::new(host, tls.is_some());
+            if let Some(t) = tls {
+                hc.peer_template.sni = host.to_string();
+                apply_tls(&mut hc.peer_template.options, t, &ca);
+            }
+            hc.consecutive_success = spec.healthy_after;
+            hc.consecutive_failure = spec.unhealthy_after;
+            hc.peer_template.options.connection_timeout = Some(spec.timeout);
+            hc.peer_template.options.total_connection_timeout = Some(spec.timeout);
+            hc.peer_template.options.read_timeout = Some(spec.timeout);
+            if let Ok(mut req) = RequestHeader::build("GET", spec.path.as_bytes(), None) {
+                let _ = req.insert_header("Host", host);
+                let _ = req.insert_header("User-Agent", "wsgate-health-check");
+                hc.req = req;
+            }
+            Box::new(hc)
+        }
     }
 }

@@ -1,28 +1,21 @@
-//! Upstream pools: one Pingora `LoadBalancer` per configured pool. Its health lives in a
-//! `HealthRegistry` (see `health.rs`) that outlives the pool across config reloads, so a
-//! backend that stays in the config keeps its health state; `lifecycle/reload.rs` swaps pools.
+//! Upstream pools: one Pingora `LoadBalancer` per configured pool (`pool.rs`), whose health
+//! lives in a `HealthRegistry` (`health.rs`) that outlives the pool across config reloads,
+//! so a backend that stays in the config keeps its health state; `lifecycle/reload.rs`
+//! swaps pools. Discovery of DNS pools is in `discovery.rs`.
+//!
+//! This module holds the one pool choice and retry rule both request paths use: plain
+//! HTTP (`upstream_peer`, `fail_to_connect`) and the WebSocket handshake.
 
 pub(crate) mod discovery;
 pub(crate) mod health;
+mod pool;
 
-use crate::config::model::{Balance, Discovery, HashKey, HealthCheck, HealthCheckKind, Upstream, UpstreamTls};
-use crate::upstream::discovery::DnsDiscovery;
-use crate::upstream::health::BackendSeries;
-use futures_util::FutureExt;
+pub(crate) use health::CheckSpec;
+pub(crate) use pool::{initial_backends, Pool};
+
+use crate::config::model::{Balance, HashKey};
 use pingora::http::RequestHeader;
-use pingora::lb::discovery::{ServiceDiscovery, Static};
-use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
-use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
-use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
-use pingora::protocols::tls::CaType;
-use pingora::upstreams::peer::{HttpPeer, PeerOptions};
-use pingora::utils::tls::{parse_x509, WrappedX509};
-use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-
-/// How far the selector may walk to find a healthy backend not excluded for this request.
-const MAX_SELECT_ITERATIONS: usize = 256;
 
 /// One request's way through a pool. Which backend it went to (for the access log, the
 /// metrics and the forwarding headers) is kept apart from which backends selection must
@@ -37,241 +30,71 @@ pub(crate) struct Attempts {
     /// The last attempt failed on a pooled connection the backend had already closed, so
     /// the next one must not take another pooled connection (it may be just as stale).
     pub(crate) needs_fresh: bool,
+    /// How the last excluded backend failed: the answer once no backend is left.
+    last_failure: Option<Failure>,
 }
 
 impl Attempts {
-    /// Records a failed connect to the chosen backend; whether the request may go on to
-    /// another one within the pool's `retries`.
-    pub(crate) fn exclude_backend(&mut self, retries: usize) -> bool {
+    /// The one retry rule: records that connecting to the chosen backend failed (nothing
+    /// reached it, so another backend may take the request); whether the request may go on
+    /// to another one within the pool's `retries`.
+    pub(crate) fn connect_failed(&mut self, failure: Failure, retries: usize) -> bool {
         if let Some(b) = self.backend {
             self.excluded.push(b);
         }
+        self.last_failure = Some(failure);
         self.excluded.len() <= retries
     }
 }
 
-/// The balancing algorithm is fixed per pool when it is built, so the request path does not
-/// branch on configuration, only on this enum.
-enum Balancer {
-    RoundRobin(LoadBalancer<RoundRobin>),
-    Random(LoadBalancer<Random>),
-    Hash(LoadBalancer<Consistent>),
+/// Why a request got no answer from a backend. Each is answered with `status()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No healthy backend in the pool (503).
+    NoneHealthy,
+    /// Every backend tried refused or reset the connection (502).
+    ConnectFailed,
+    /// The last backend tried did not accept the connection in time (504).
+    ConnectTimeout,
+    /// The backend did not answer in time (504).
+    Timeout,
+    /// The backend's answer was not HTTP, or it closed before answering (502).
+    BadAnswer,
+    /// The backend answered 101 without a valid WebSocket acceptance (502).
+    InvalidHandshake,
+    /// The backend's answer ended before its announced length (502).
+    CutShort,
 }
 
-pub(crate) struct Pool {
-    pub(crate) spec: Upstream,
-    balancer: Balancer,
-    /// `tls.ca_file`'s certificates, in the form Pingora's connector takes, built once.
-    ca: Option<Arc<CaType>>,
-}
+impl Failure {
+    /// How a failed connect is answered once no backend is left to try.
+    pub(crate) fn of_connect(e: &pingora::Error) -> Failure {
+        if matches!(e.etype(), pingora::ErrorType::ConnectTimedout) {
+            Failure::ConnectTimeout
+        } else {
+            Failure::ConnectFailed
+        }
+    }
 
-fn ca_of(tls: Option<&UpstreamTls>) -> Option<Arc<CaType>> {
-    let ders = tls?.ca_der.as_ref()?;
-    // Parsed successfully at config validation, so parse_x509 cannot panic here.
-    let certs: Vec<WrappedX509> = ders.iter().map(|der| WrappedX509::new(der.clone(), parse_x509)).collect();
-    Some(Arc::from(certs.into_boxed_slice()))
-}
-
-/// Applies a pool's `tls` settings to a peer's options.
-fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls, ca: &Option<Arc<CaType>>) {
-    options.verify_cert = tls.verify;
-    options.verify_hostname = tls.verify;
-    options.ca = ca.clone();
-}
-
-/// The backends a pool starts with: the configured addresses, or for a DNS pool the names
-/// resolved now (blocking: called at start-up and off the async threads on reload).
-pub(crate) fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
-    match &spec.discovery {
-        Discovery::Static => spec
-            .backends
-            .iter()
-            .filter_map(|b| Backend::new_with_weight(&b.address.to_string(), b.weight).ok())
-            .collect(),
-        Discovery::Dns { names, hosts_file, .. } => {
-            let dns = DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() };
-            dns.resolve_blocking().unwrap_or_else(|e| {
-                log::warn!("pool {}: {e}; it stays empty until the names resolve", spec.name);
-                BTreeSet::new()
-            })
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Failure::NoneHealthy => 503,
+            Failure::ConnectTimeout | Failure::Timeout => 504,
+            Failure::ConnectFailed | Failure::BadAnswer | Failure::InvalidHandshake | Failure::CutShort => 502,
         }
     }
 }
 
 impl Pool {
-    /// A pool over `initial` backends whose health is kept in `registry`; it reports each
-    /// discovery result to `series` (from now on the only pool of its name that does).
-    pub(crate) fn new(
-        spec: &Upstream,
-        registry: Arc<HealthRegistry>,
-        initial: BTreeSet<Backend>,
-        series: &Arc<BackendSeries>,
-    ) -> Pool {
-        let report = Report { series: series.clone(), generation: series.next_generation() };
-        let balancer = match &spec.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
-            Balance::Random => Balancer::Random(balancer(spec, registry, initial, report)),
-            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial, report)),
+    /// The one pool choice: a healthy backend for `key` that this request has not excluded,
+    /// recorded as the request's backend. With none left, the failure to answer: nothing
+    /// healthy at all is 503, every healthy backend failed to connect is the last failure.
+    pub(crate) fn pick(&self, key: &[u8], attempts: &mut Attempts) -> Result<SocketAddr, Failure> {
+        let Some(addr) = self.select(key, &attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else {
+            return Err(attempts.last_failure.unwrap_or(Failure::NoneHealthy));
         };
-        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()) }
-    }
-
-    /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
-    pub(crate) fn peer(&self, addr: SocketAddr) -> HttpPeer {
-        let tls = self.spec.tls.as_ref();
-        // Pingora's rustls connector needs a server name even unverified (it refuses an
-        // empty one): the address itself is one, and rustls sends no SNI for it.
-        let sni =
-            tls.map_or_else(String::new, |t| if t.sni.is_empty() { addr.ip().to_string() } else { t.sni.clone() });
-        let mut peer = HttpPeer::new(addr, tls.is_some(), sni);
-        peer.options.connection_timeout = Some(self.spec.connect_timeout);
-        peer.options.read_timeout = Some(self.spec.read_timeout);
-        if let Some(tls) = tls {
-            apply_tls(&mut peer.options, tls, &self.ca);
-        }
-        peer
-    }
-
-    /// Like `peer`, but Pingora opens a new connection for it instead of taking a pooled one:
-    /// pooled connections are found by the peer's hash, which includes `group_key`, so a key
-    /// no other request uses (`unique_group`, never 0) finds none. The zero idle timeout
-    /// closes that connection after its request instead of leaving it in the pool under a key
-    /// nobody asks for again.
-    pub(crate) fn fresh_peer(&self, addr: SocketAddr, unique_group: u64) -> HttpPeer {
-        let mut peer = self.peer(addr);
-        peer.group_key = unique_group;
-        peer.options.idle_timeout = Some(std::time::Duration::ZERO);
-        peer
-    }
-
-    /// Re-runs discovery (DNS pools) and rebuilds the selector.
-    pub(crate) async fn refresh(&self) {
-        let _ = match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.update().await,
-            Balancer::Random(lb) => lb.update().await,
-            Balancer::Hash(lb) => lb.update().await,
-        };
-    }
-
-    /// A healthy backend for `key`, skipping those `excluded` for this request.
-    pub(crate) fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
-        let accept = |b: &Backend, healthy: bool| healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a));
-        match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
-            Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
-            Balancer::Hash(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
-        }
-    }
-}
-
-/// Where a pool reports the backends each discovery gives it.
-struct Report {
-    series: Arc<BackendSeries>,
-    generation: u64,
-}
-
-/// A discovery that answers its first call with the backends resolved when the pool was
-/// built (so the pool is usable at once, without a runtime), and asks `next` afterwards.
-/// Every answer it gives goes through it, so it reports each one.
-struct Primed {
-    first: Mutex<Option<BTreeSet<Backend>>>,
-    next: Box<dyn ServiceDiscovery + Send + Sync>,
-    report: Report,
-}
-
-#[async_trait::async_trait]
-impl ServiceDiscovery for Primed {
-    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
-        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let found = match first {
-            Some(backends) => (backends, HashMap::new()),
-            None => self.next.discover().await?,
-        };
-        let addrs = found.0.iter().filter_map(|b| b.addr.as_inet().copied());
-        self.report.series.discovered(self.report.generation, addrs);
-        Ok(found)
-    }
-}
-
-fn balancer<S>(
-    spec: &Upstream,
-    registry: Arc<HealthRegistry>,
-    initial: BTreeSet<Backend>,
-    report: Report,
-) -> LoadBalancer<S>
-where
-    S: BackendSelection + Send + Sync + 'static,
-    S::Iter: BackendIter,
-{
-    let next: Box<dyn ServiceDiscovery + Send + Sync> = match &spec.discovery {
-        Discovery::Static => Static::new(initial.clone()),
-        Discovery::Dns { names, hosts_file, .. } => {
-            Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() })
-        }
-    };
-    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next, report });
-    let lb = LoadBalancer::<S>::from_backends(Backends::new_with_health_registry(discovery, registry));
-    // The primed discovery answers at once: fill the selector now so the first request finds it.
-    let _ = lb.update().now_or_never();
-    lb
-}
-
-/// Everything a pool's health check is built from, and nothing else: `health_check` takes
-/// only this, so a reload may keep a pool's running checks (and their health state) exactly
-/// when this stays equal, whatever field is added to it later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CheckSpec {
-    pub(crate) check: HealthCheck,
-    /// The check connects like requests do: over TLS, with the same name, verification and CAs.
-    pub(crate) tls: Option<UpstreamTls>,
-}
-
-impl CheckSpec {
-    pub(crate) fn of(pool: &Upstream) -> CheckSpec {
-        CheckSpec { check: pool.health_check.clone(), tls: pool.tls.clone() }
-    }
-}
-
-/// The Pingora health check `spec` asks for (over TLS if the pool uses TLS).
-pub(crate) fn health_check(spec: &CheckSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
-    let (tls, ca) = (spec.tls.as_ref(), ca_of(spec.tls.as_ref()));
-    let spec = &spec.check;
-    match spec.kind {
-        HealthCheckKind::Tcp => {
-            let mut hc = match tls {
-                // One template serves every backend: without an SNI, a placeholder name
-                // (only possible with `verify: false`, so it is never checked).
-                Some(t) => TcpHealthCheck::new_tls(if t.sni.is_empty() { "localhost" } else { &t.sni }),
-                None => TcpHealthCheck::new(),
-            };
-            if let Some(t) = tls {
-                apply_tls(&mut hc.peer_template.options, t, &ca);
-            }
-            hc.consecutive_success = spec.healthy_after;
-            hc.consecutive_failure = spec.unhealthy_after;
-            hc.peer_template.options.connection_timeout = Some(spec.timeout);
-            hc.peer_template.options.total_connection_timeout = Some(spec.timeout);
-            hc
-        }
-        HealthCheckKind::Http => {
-            let host = tls.map_or("localhost", |t| if t.sni.is_empty() { "localhost" } else { t.sni.as_str() });
-            let mut hc = HttpHealthCheck::new(host, tls.is_some());
-            if let Some(t) = tls {
-                hc.peer_template.sni = host.to_string();
-                apply_tls(&mut hc.peer_template.options, t, &ca);
-            }
-            hc.consecutive_success = spec.healthy_after;
-            hc.consecutive_failure = spec.unhealthy_after;
-            hc.peer_template.options.connection_timeout = Some(spec.timeout);
-            hc.peer_template.options.total_connection_timeout = Some(spec.timeout);
-            hc.peer_template.options.read_timeout = Some(spec.timeout);
-            if let Ok(mut req) = RequestHeader::build("GET", spec.path.as_bytes(), None) {
-                let _ = req.insert_header("Host", host);
-                let _ = req.insert_header("User-Agent", "wsgate-health-check");
-                hc.req = req;
-            }
-            Box::new(hc)
-        }
+        attempts.backend = Some(addr);
+        Ok(addr)
     }
 }
 

@@ -1,19 +1,17 @@
-//! The backend side of a WebSocket handshake: pick a backend from the route's pool
-//! (retrying failed connects, as plain HTTP does), send it the policy-rewritten request and
-//! read its final answer; relay a refusal to the client.
+//! The backend side of a WebSocket handshake: pick a backend from the route's pool with
+//! the upstream's one pool choice and retry rule, send it the request the proxy's header
+//! policy built and read its final answer; relay a refusal to the client.
 
-use crate::config::model::Route;
-use crate::proxy::answer as responses;
-use crate::proxy::headers::{self, Forwarding};
-use crate::proxy::Gateway;
-use crate::telemetry::metrics::UpstreamErrorKind;
-use crate::upstream::{hash_input, Attempts, Pool};
+use super::tunnel::Endpoint;
+use super::{Refused, Upgrade, Upgraded};
+use crate::telemetry::metrics::{Metrics, UpstreamErrorKind};
+use crate::upstream::{hash_input, Failure};
 use bytes::{Buf, BytesMut};
-use log::warn;
+use log::{debug, warn};
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use pingora::{ErrorType, Result};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,44 +34,50 @@ pub(super) struct BackendHandshake {
     pub(crate) head_len: usize,
 }
 
+impl BackendHandshake {
+    /// The backend side of the tunnel. What the backend sent right behind its 101 (usually
+    /// nothing; else its first frames) is copied, so the handshake buffer is not kept for
+    /// the whole session.
+    pub(super) fn into_endpoint(mut self) -> Endpoint {
+        let early = self.buffer.split_off(self.head_len).to_vec();
+        Endpoint { stream: self.stream, early }
+    }
+}
+
 /// Picks a healthy backend (retrying failed connects on others, bounded by the pool's
-/// `retries`), sends the policy-rewritten handshake and reads the response head.
-/// Errors are the status to answer the client with.
-pub(super) async fn open_backend(
-    gw: &Gateway,
-    pool: &Pool,
-    route: &Route,
+/// `retries`), sends it the handshake and reads its answer's head.
+pub(super) async fn open(
+    connector: &TransportConnector,
+    metrics: &Metrics,
+    up: &mut Upgrade<'_>,
     client_req: &RequestHeader,
-    mut fwd: Forwarding,
-    attempts: &mut Attempts,
-) -> std::result::Result<BackendHandshake, u16> {
-    let key = hash_input(&pool.spec.balance, client_req, fwd.client_ip);
-    let mut status = 503;
-    for _ in 0..=pool.spec.retries {
-        let Some(addr) = pool.select(&key, &attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else { break };
-        attempts.backend = Some(addr);
-        let stream = match gw.connector.new_stream(&pool.peer(addr)).await {
+) -> Result<BackendHandshake, Refused> {
+    let pool = up.pool;
+    let key = hash_input(&pool.spec.balance, client_req, up.client_ip);
+    let error = |addr: SocketAddr, kind| metrics.upstream_error(&pool.spec.name, &addr.to_string(), kind);
+    loop {
+        let addr = pool.pick(&key, up.attempts).map_err(Refused::Upstream)?;
+        let stream = match connector.new_stream(&pool.peer(addr)).await {
             Ok(s) => s,
             Err(e) => {
-                gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), UpstreamErrorKind::of(&e));
+                error(addr, UpstreamErrorKind::of(&e));
                 warn!("websocket connect to {addr} ({}) failed: {e}", pool.spec.name);
-                status = if matches!(e.etype(), ErrorType::ConnectTimedout) { 504 } else { 502 };
-                attempts.exclude_backend(pool.spec.retries);
+                let failure = Failure::of_connect(&e);
+                if !up.attempts.connect_failed(failure, pool.spec.retries) {
+                    return Err(Refused::Upstream(failure));
+                }
                 continue;
             }
         };
         // Once connected, no retry: the backend may already have acted on the request.
-        fwd.backend = addr;
-        let mut req = client_req.clone();
-        headers::apply(&mut req, route, &fwd).map_err(|_| 400u16)?;
-        let exchanged = exchange(addr, stream, &req, pool.spec.read_timeout).await;
-        if let Err(status) = exchanged {
-            let kind = if status == 504 { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other };
-            gw.metrics.upstream_error(&pool.spec.name, &addr.to_string(), kind);
-        }
-        return exchanged;
+        let req = (up.backend_request)(addr)?;
+        return exchange(addr, stream, &req, pool.spec.read_timeout).await.map_err(|failure| {
+            let kind =
+                if failure == Failure::Timeout { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other };
+            error(addr, kind);
+            Refused::Upstream(failure)
+        });
     }
-    Err(status)
 }
 
 async fn exchange(
@@ -81,7 +85,7 @@ async fn exchange(
     mut stream: Stream,
     req: &RequestHeader,
     timeout: Duration,
-) -> std::result::Result<BackendHandshake, u16> {
+) -> Result<BackendHandshake, Failure> {
     let mut wire = Vec::with_capacity(1024);
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
     wire.extend_from_slice(format!("{} {} HTTP/1.1\r\n", req.method, target).as_bytes());
@@ -89,31 +93,31 @@ async fn exchange(
     wire.extend_from_slice(b"\r\n");
 
     let io = async {
-        stream.write_all(&wire).await.map_err(|_| 502u16)?;
-        stream.flush().await.map_err(|_| 502u16)?;
+        stream.write_all(&wire).await.map_err(|_| Failure::BadAnswer)?;
+        stream.flush().await.map_err(|_| Failure::BadAnswer)?;
         let mut buffer = BytesMut::with_capacity(4096);
         let mut interim = Interim::default();
         loop {
-            if stream.read_buf(&mut buffer).await.map_err(|_| 502u16)? == 0 {
-                return Err(502);
+            if stream.read_buf(&mut buffer).await.map_err(|_| Failure::BadAnswer)? == 0 {
+                return Err(Failure::BadAnswer);
             }
             if let Some((response, head_len)) = final_response_head(&mut buffer, &mut interim)? {
                 return Ok((response, buffer, head_len));
             }
             // Interim heads count too: the bound is on everything before the final head.
             if interim.bytes + buffer.len() > MAX_RESPONSE_HEAD {
-                return Err(502);
+                return Err(Failure::BadAnswer);
             }
         }
     };
     match tokio::time::timeout(timeout, io).await {
         Err(_) => {
             warn!("websocket handshake with {addr} timed out after {timeout:?}");
-            Err(504)
+            Err(Failure::Timeout)
         }
-        Ok(Err(status)) => {
+        Ok(Err(failure)) => {
             warn!("websocket handshake with {addr} failed: connection closed or invalid response");
-            Err(status)
+            Err(failure)
         }
         Ok(Ok((response, buffer, head_len))) => Ok(BackendHandshake { addr, stream, response, buffer, head_len }),
     }
@@ -129,11 +133,11 @@ struct Interim {
 /// The final response head at the start of `buffer`, once complete, after dropping the
 /// complete interim (1xx other than 101) heads before it: RFC 9110 §15.2 lets a server send
 /// any number of them before its final answer, which for an upgrade is the 101 or a refusal.
-/// `Err(502)` for a head that is not HTTP or for more than MAX_INTERIM_HEADS interim ones.
+/// `Err(BadAnswer)` for a head that is not HTTP or for more than MAX_INTERIM_HEADS interim ones.
 fn final_response_head(
     buffer: &mut BytesMut,
     interim: &mut Interim,
-) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
+) -> Result<Option<(ResponseHeader, usize)>, Failure> {
     loop {
         let Some((response, head_len)) = parse_response_head(buffer)? else { return Ok(None) };
         if !response.status.is_informational() || response.status == 101 {
@@ -141,25 +145,26 @@ fn final_response_head(
         }
         interim.heads += 1;
         if interim.heads > MAX_INTERIM_HEADS {
-            return Err(502);
+            return Err(Failure::BadAnswer);
         }
         interim.bytes += head_len;
         buffer.advance(head_len);
     }
 }
 
-/// `Ok(None)` while the head is incomplete; `Err(502)` if it is not HTTP.
-fn parse_response_head(buf: &[u8]) -> std::result::Result<Option<(ResponseHeader, usize)>, u16> {
+/// `Ok(None)` while the head is incomplete; `Err(BadAnswer)` if it is not HTTP.
+fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHeader, usize)>, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Response::new(&mut headers);
     match parsed.parse(buf) {
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(502),
+        Err(_) => Err(Failure::BadAnswer),
         Ok(httparse::Status::Complete(len)) => {
-            let code = parsed.code.ok_or(502u16)?;
-            let mut response = ResponseHeader::build(code, Some(parsed.headers.len())).map_err(|_| 502u16)?;
+            let code = parsed.code.ok_or(Failure::BadAnswer)?;
+            let mut response =
+                ResponseHeader::build(code, Some(parsed.headers.len())).map_err(|_| Failure::BadAnswer)?;
             for h in parsed.headers.iter() {
-                response.append_header(h.name.to_string(), h.value).map_err(|_| 502u16)?;
+                response.append_header(h.name.to_string(), h.value).map_err(|_| Failure::BadAnswer)?;
             }
             Ok(Some((response, len)))
         }
@@ -172,7 +177,7 @@ pub(super) async fn relay_refusal(
     session: &mut Session,
     backend: &mut BackendHandshake,
     timeout: Duration,
-) -> Result<()> {
+) -> Result<Upgraded, Refused> {
     let mut resp = backend.response.clone();
     let length = resp
         .headers
@@ -194,15 +199,22 @@ pub(super) async fn relay_refusal(
     }
     if length.is_some_and(|n| body.len() < n) {
         // A short body relayed with a corrected length would look complete: refuse it.
-        return responses::text(session, 502, "bad gateway: the backend's answer was cut short", &[]).await;
+        return Err(Refused::Upstream(Failure::CutShort));
     }
     body.truncate(length.unwrap_or(0));
     for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"] {
         resp.remove_header(name);
     }
-    resp.insert_header("Content-Length", body.len().to_string())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body.freeze()), true).await
+    let written = async {
+        resp.insert_header("Content-Length", body.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body.freeze()), true).await
+    };
+    if let Err(e) = written.await {
+        debug!("relaying the backend's refusal failed: {e}");
+        return Ok(Upgraded::ClientGone);
+    }
+    Ok(Upgraded::Relayed)
 }
 
 #[cfg(test)]
@@ -219,7 +231,7 @@ mod tests {
         let (resp, len) = parse_response_head(full).unwrap().unwrap();
         assert_eq!(resp.status, 101);
         assert_eq!(&full[len..], b"\x81\x02hi");
-        assert_eq!(parse_response_head(b"garbage\r\n\r\n").unwrap_err(), 502);
+        assert_eq!(parse_response_head(b"garbage\r\n\r\n").unwrap_err(), Failure::BadAnswer);
     }
 
     #[test]
@@ -246,7 +258,10 @@ mod tests {
             BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]);
         assert_eq!(final_response_head(&mut buffer, &mut Interim::default()).unwrap().unwrap().0.status, 403);
         let endless = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS + 1);
-        assert_eq!(final_response_head(&mut BytesMut::from(&endless[..]), &mut Interim::default()).unwrap_err(), 502);
+        assert_eq!(
+            final_response_head(&mut BytesMut::from(&endless[..]), &mut Interim::default()).unwrap_err(),
+            Failure::BadAnswer
+        );
         let just_enough = [b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM_HEADS), last.to_vec()].concat();
         assert!(final_response_head(&mut BytesMut::from(&just_enough[..]), &mut Interim::default()).unwrap().is_some());
     }

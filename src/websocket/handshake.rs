@@ -3,7 +3,6 @@
 
 use super::frames::Extensions;
 use crate::config::model::WebSocketPolicy;
-use crate::proxy::headers::connection_tokens;
 use base64::Engine;
 use pingora::http::{RequestHeader, ResponseHeader};
 use sha1::{Digest, Sha1};
@@ -33,7 +32,7 @@ pub fn upgrade_kind(req: &RequestHeader) -> Upgrade {
 }
 
 /// Why a WebSocket handshake is refused before anything reaches a backend.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// 400: not GET, not HTTP/1.1, or a malformed `Sec-WebSocket-Key`.
     BadRequest(&'static str),
@@ -61,6 +60,18 @@ impl Refusal {
             Refusal::Disabled => "WebSocket is disabled on this route",
         }
     }
+}
+
+/// Lower-cased tokens of every `Connection` header.
+pub fn connection_tokens(req: &RequestHeader) -> Vec<String> {
+    req.headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Checks a WebSocket upgrade request against RFC 6455 §4.2.1 and the route's policy.

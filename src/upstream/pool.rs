@@ -1,0 +1,185 @@
+//! A pool: its Pingora `LoadBalancer` (the algorithm fixed when it is built), how to reach
+//! its backends (timeouts, TLS) and the discovery that feeds it.
+
+use crate::config::model::{Balance, Discovery, Upstream, UpstreamTls};
+use crate::upstream::discovery::DnsDiscovery;
+use crate::upstream::health::BackendSeries;
+use futures_util::FutureExt;
+use pingora::lb::discovery::{ServiceDiscovery, Static};
+use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
+use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
+use pingora::protocols::tls::CaType;
+use pingora::upstreams::peer::{HttpPeer, PeerOptions};
+use pingora::utils::tls::{parse_x509, WrappedX509};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// How far the selector may walk to find a healthy backend not excluded for this request.
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+/// The balancing algorithm is fixed per pool when it is built, so the request path does not
+/// branch on configuration, only on this enum.
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Random(LoadBalancer<Random>),
+    Hash(LoadBalancer<Consistent>),
+}
+
+pub(crate) struct Pool {
+    pub(crate) spec: Upstream,
+    balancer: Balancer,
+    /// `tls.ca_file`'s certificates, in the form Pingora's connector takes, built once.
+    ca: Option<Arc<CaType>>,
+}
+
+pub(super) fn ca_of(tls: Option<&UpstreamTls>) -> Option<Arc<CaType>> {
+    let ders = tls?.ca_der.as_ref()?;
+    // Parsed successfully at config validation, so parse_x509 cannot panic here.
+    let certs: Vec<WrappedX509> = ders.iter().map(|der| WrappedX509::new(der.clone(), parse_x509)).collect();
+    Some(Arc::from(certs.into_boxed_slice()))
+}
+
+/// Applies a pool's `tls` settings to a peer's options.
+pub(super) fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls, ca: &Option<Arc<CaType>>) {
+    options.verify_cert = tls.verify;
+    options.verify_hostname = tls.verify;
+    options.ca = ca.clone();
+}
+
+/// The backends a pool starts with: the configured addresses, or for a DNS pool the names
+/// resolved now (blocking: called at start-up and off the async threads on reload).
+pub(crate) fn initial_backends(spec: &Upstream) -> BTreeSet<Backend> {
+    match &spec.discovery {
+        Discovery::Static => spec
+            .backends
+            .iter()
+            .filter_map(|b| Backend::new_with_weight(&b.address.to_string(), b.weight).ok())
+            .collect(),
+        Discovery::Dns { names, hosts_file, .. } => {
+            let dns = DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() };
+            dns.resolve_blocking().unwrap_or_else(|e| {
+                log::warn!("pool {}: {e}; it stays empty until the names resolve", spec.name);
+                BTreeSet::new()
+            })
+        }
+    }
+}
+
+impl Pool {
+    /// A pool over `initial` backends whose health is kept in `registry`; it reports each
+    /// discovery result to `series` (from now on the only pool of its name that does).
+    pub(crate) fn new(
+        spec: &Upstream,
+        registry: Arc<HealthRegistry>,
+        initial: BTreeSet<Backend>,
+        series: &Arc<BackendSeries>,
+    ) -> Pool {
+        let report = Report { series: series.clone(), generation: series.next_generation() };
+        let balancer = match &spec.balance {
+            Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
+            Balance::Random => Balancer::Random(balancer(spec, registry, initial, report)),
+            Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial, report)),
+        };
+        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()) }
+    }
+
+    /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
+    pub(crate) fn peer(&self, addr: SocketAddr) -> HttpPeer {
+        let tls = self.spec.tls.as_ref();
+        // Pingora's rustls connector needs a server name even unverified (it refuses an
+        // empty one): the address itself is one, and rustls sends no SNI for it.
+        let sni =
+            tls.map_or_else(String::new, |t| if t.sni.is_empty() { addr.ip().to_string() } else { t.sni.clone() });
+        let mut peer = HttpPeer::new(addr, tls.is_some(), sni);
+        peer.options.connection_timeout = Some(self.spec.connect_timeout);
+        peer.options.read_timeout = Some(self.spec.read_timeout);
+        if let Some(tls) = tls {
+            apply_tls(&mut peer.options, tls, &self.ca);
+        }
+        peer
+    }
+
+    /// Like `peer`, but Pingora opens a new connection for it instead of taking a pooled one:
+    /// pooled connections are found by the peer's hash, which includes `group_key`, so a key
+    /// no other request uses (`unique_group`, never 0) finds none. The zero idle timeout
+    /// closes that connection after its request instead of leaving it in the pool under a key
+    /// nobody asks for again.
+    pub(crate) fn fresh_peer(&self, addr: SocketAddr, unique_group: u64) -> HttpPeer {
+        let mut peer = self.peer(addr);
+        peer.group_key = unique_group;
+        peer.options.idle_timeout = Some(std::time::Duration::ZERO);
+        peer
+    }
+
+    /// Re-runs discovery (DNS pools) and rebuilds the selector.
+    pub(crate) async fn refresh(&self) {
+        let _ = match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.update().await,
+            Balancer::Random(lb) => lb.update().await,
+            Balancer::Hash(lb) => lb.update().await,
+        };
+    }
+
+    /// A healthy backend for `key`, skipping those `excluded` for this request.
+    pub(crate) fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
+        let accept = |b: &Backend, healthy: bool| healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a));
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+            Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+            Balancer::Hash(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+        }
+    }
+}
+
+/// Where a pool reports the backends each discovery gives it.
+struct Report {
+    series: Arc<BackendSeries>,
+    generation: u64,
+}
+
+/// A discovery that answers its first call with the backends resolved when the pool was
+/// built (so the pool is usable at once, without a runtime), and asks `next` afterwards.
+/// Every answer it gives goes through it, so it reports each one.
+struct Primed {
+    first: Mutex<Option<BTreeSet<Backend>>>,
+    next: Box<dyn ServiceDiscovery + Send + Sync>,
+    report: Report,
+}
+
+#[async_trait::async_trait]
+impl ServiceDiscovery for Primed {
+    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let found = match first {
+            Some(backends) => (backends, HashMap::new()),
+            None => self.next.discover().await?,
+        };
+        let addrs = found.0.iter().filter_map(|b| b.addr.as_inet().copied());
+        self.report.series.discovered(self.report.generation, addrs);
+        Ok(found)
+    }
+}
+
+fn balancer<S>(
+    spec: &Upstream,
+    registry: Arc<HealthRegistry>,
+    initial: BTreeSet<Backend>,
+    report: Report,
+) -> LoadBalancer<S>
+where
+    S: BackendSelection + Send + Sync + 'static,
+    S::Iter: BackendIter,
+{
+    let next: Box<dyn ServiceDiscovery + Send + Sync> = match &spec.discovery {
+        Discovery::Static => Static::new(initial.clone()),
+        Discovery::Dns { names, hosts_file, .. } => {
+            Box::new(DnsDiscovery { names: names.clone(), hosts_file: hosts_file.clone() })
+        }
+    };
+    let discovery = Box::new(Primed { first: Mutex::new(Some(initial)), next, report });
+    let lb = LoadBalancer::<S>::from_backends(Backends::new_with_health_registry(discovery, registry));
+    // The primed discovery answers at once: fill the selector now so the first request finds it.
+    let _ = lb.update().now_or_never();
+    lb
+}

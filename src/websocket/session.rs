@@ -1,0 +1,172 @@
+//! An open WebSocket session, from the 101 to its end: taking the client's stream out of
+//! Pingora's HTTP session, the tunnel, then metrics and the access-log line.
+
+use super::backend::BackendHandshake;
+use super::frames::Rules;
+use super::tunnel::{self, Direction, Endpoint, Initiator, Meters, TunnelEnd, TunnelStats};
+use super::{handshake, Upgrade, Upgrader};
+use crate::listener::limits::{Held, Limits, Refusal};
+use crate::listener::GatedStream;
+use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine, WsRecord};
+use crate::telemetry::metrics::{close_code_label, Metrics, SessionMeter};
+use futures_util::FutureExt;
+use log::debug;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::Session;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything a session's task owns.
+pub(super) struct OpenSession {
+    client: Endpoint,
+    backend: Endpoint,
+    idle_timeout: Duration,
+    upstream_dir: Direction,
+    downstream_dir: Direction,
+    meter: SessionMeter,
+    drain_at: Pin<Box<dyn Future<Output = ()> + Send>>,
+    metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
+    access_log: Arc<AccessLog>,
+    route: String,
+    upstream: String,
+    client_ip: Option<IpAddr>,
+    started: Instant,
+    request: RequestLine,
+    backend_addr: SocketAddr,
+    status: u16,
+    /// Drain and limit accounting, released when the session ends.
+    held: Held,
+}
+
+impl OpenSession {
+    pub(super) fn new(gw: &Upgrader, up: Upgrade<'_>, client: Endpoint, backend: BackendHandshake) -> OpenSession {
+        let (client_rules, backend_rules) = Rules::session(handshake::negotiated_extensions(&backend.response));
+        let (route, upstream) = (up.route.name.clone(), up.pool.spec.name.clone());
+        let meter = SessionMeter::open(&gw.metrics, &route, &upstream);
+        let send_timeout = up.limits.send_timeout;
+        let upstream_dir = Direction {
+            sender: Initiator::Client,
+            meters: Meters { bytes: meter.bytes_to_backend.clone(), messages: meter.messages_to_backend.clone() },
+            max_message: Some(up.route.websocket.max_message_bytes),
+            rules: client_rules,
+            send_timeout,
+        };
+        let downstream_dir = Direction {
+            sender: Initiator::Backend,
+            meters: Meters { bytes: meter.bytes_to_client.clone(), messages: meter.messages_to_client.clone() },
+            max_message: None,
+            rules: backend_rules,
+            send_timeout,
+        };
+        OpenSession {
+            client,
+            backend_addr: backend.addr,
+            status: backend.response.status.as_u16(),
+            backend: backend.into_endpoint(),
+            idle_timeout: up.route.websocket.idle_timeout,
+            upstream_dir,
+            downstream_dir,
+            meter,
+            drain_at: Box::pin(gw.drain.session_deadline()),
+            metrics: gw.metrics.clone(),
+            limits: gw.limits.clone(),
+            access_log: gw.access_log.clone(),
+            route,
+            upstream,
+            client_ip: up.client_ip,
+            started: up.started,
+            request: up.request,
+            held: std::mem::take(up.held),
+        }
+    }
+
+    pub(super) async fn run(self) {
+        debug!("websocket session via {} open", self.backend_addr);
+        let (up, down) = (&self.upstream_dir, &self.downstream_dir);
+        let stats = tunnel::run(self.client, self.backend, self.idle_timeout, up, down, self.drain_at).await;
+        drop(self.meter);
+        let (route, upstream) = (self.route.as_str(), self.upstream.as_str());
+        let (initiator, code) = match stats.first_close {
+            Some((who, code)) => (who.label(), close_code_label(code)),
+            None => ("none", close_code_label(None)),
+        };
+        self.metrics.ws_duration.with_label_values(&[route, upstream]).observe(stats.duration.as_secs_f64());
+        if let Some(offender) = stats.protocol_error {
+            self.metrics.ws_protocol_errors.with_label_values(&[route, upstream, offender.direction_label()]).inc();
+        }
+        if let TunnelEnd::SendTimeout(_) = stats.end {
+            self.limits.refuse(Refusal::SendTimeout);
+        }
+        // Last: a scrape that sees this session's close sees everything else it counted.
+        self.metrics.ws_closes.with_label_values(&[route, upstream, initiator, &code]).inc();
+        debug!("websocket tunnel ended: {stats:?}");
+        if self.access_log.enabled() {
+            let exchange = Exchange {
+                client: self.client_ip,
+                method: &self.request.method,
+                host: &self.request.host,
+                path: &self.request.path,
+                route,
+                upstream,
+                backend: Some(self.backend_addr),
+                started: self.started,
+            };
+            let bytes = (stats.client_to_backend_bytes, stats.backend_to_client_bytes);
+            self.access_log.write(&exchange.record(self.status, bytes, Some(ws_record(&stats))));
+        }
+        drop(self.held);
+    }
+}
+
+fn ws_record(t: &TunnelStats) -> WsRecord {
+    WsRecord {
+        messages_in: t.client_to_backend_messages,
+        messages_out: t.backend_to_client_messages,
+        close_initiator: t.first_close.map_or("none", |c| c.0.label()),
+        close_code: t.first_close.and_then(|c| c.1),
+    }
+}
+
+/// Sends the client the backend's 101 and takes the client's raw stream out of Pingora's
+/// HTTP/1 session, with the bytes the client sent right behind its request (its first
+/// frames, if it did not wait for the 101), which Pingora has already read. A closed
+/// placeholder is left behind: Pingora then only runs `logging` and `finish` on it
+/// (keep-alive is off, so `finish` just shuts it down).
+pub(super) async fn switch_client(session: &mut Session, response: &ResponseHeader) -> Option<Endpoint> {
+    let ServerSession::H1(h1) = &mut *session.downstream_session else { return None };
+    if let Err(e) = h1.write_response_header_ref(response).await {
+        debug!("client went away before the 101 was delivered: {e}");
+        return None;
+    }
+    // After a 101 Pingora's body reader hands out what it read past the request head, on
+    // the first read and without touching the socket; with nothing buffered it would wait
+    // on the socket, so that read is not awaited (the tunnel reads the socket itself).
+    let early = match h1.read_body_bytes().now_or_never() {
+        Some(Ok(Some(bytes))) => bytes.to_vec(),
+        Some(Ok(None)) | None => Vec::new(),
+        Some(Err(e)) => {
+            debug!("client stream failed right after the 101: {e}");
+            return None;
+        }
+    };
+    let (placeholder, _) = tokio::io::duplex(1);
+    let placeholder = ServerSession::new_http1(Box::new(placeholder));
+    match std::mem::replace(&mut *session.downstream_session, placeholder) {
+        ServerSession::H1(h1) => {
+            let stream = h1.into_inner();
+            // The tunnel bounds its writes by send_timeout itself (and ends the session
+            // cleanly for the other peer); the connection gate's clock would cut it first.
+            GatedStream::leave_send_timeout_to_the_tunnel(&stream);
+            Some(Endpoint { stream, early })
+        }
+        other => {
+            *session.downstream_session = other;
+            None
+        }
+    }
+}
