@@ -1,0 +1,139 @@
+//! Raw file → internal model. Collects every problem (key path + message) instead of
+//! stopping at the first, so `wsgate -t` shows everything that needs fixing at once. One
+//! file per section: `listeners.rs` (server settings, listeners, TLS), `limits.rs`,
+//! `upstreams.rs`, `routes.rs`; here the top level and what ties sections together.
+
+mod limits;
+mod listeners;
+mod routes;
+mod upstreams;
+
+#[cfg(test)]
+pub(crate) use routes::host_pattern;
+
+use super::locate::KeyPath;
+use super::model::*;
+use super::raw::{self, RawConfig};
+use pingora::server::configuration::ServerConf;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) type Problems = Vec<(KeyPath, String)>;
+
+const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(30);
+/// Pingora's runtimes get this long after the grace period (its own default).
+const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+
+pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
+    let mut problems = Problems::new();
+    let root = KeyPath::root();
+    let server = listeners::server_conf(raw.server, base_dir, &root.key("server"), &mut problems);
+    let listeners = listeners::listeners(&raw.listeners, base_dir, &root.key("listeners"), &mut problems);
+    let metrics = raw.metrics.as_ref().and_then(|m| metrics_address(&m.address, &listeners, &root, &mut problems));
+    let access_log = access_log(raw.access_log.as_ref(), base_dir, &root, &mut problems);
+    let limits = limits::limits(raw.limits.as_ref(), &root.key("limits"), &mut problems);
+
+    let mut upstream_index = HashMap::new();
+    let mut upstreams = Vec::new();
+    let upstreams_path = root.key("upstreams");
+    if raw.upstreams.is_empty() {
+        problems.push((upstreams_path.clone(), "at least one upstream is required".into()));
+    }
+    for (name, pool) in &raw.upstreams {
+        if let Some(u) = upstreams::upstream(name, pool, base_dir, &upstreams_path.key(name), &mut problems) {
+            upstream_index.insert(name.clone(), upstreams.len());
+            upstreams.push(u);
+        }
+    }
+    let routes = routes::routes(&raw.routes, &raw.upstreams, &upstream_index, &root.key("routes"), &mut problems);
+
+    let mut server = server.unwrap_or_default();
+    let window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
+    let drain_window = drain_window(window, &mut server, &root, &mut problems);
+    if problems.is_empty() {
+        Ok(Config { server, listeners, metrics, access_log, limits, drain_window, upstreams, routes })
+    } else {
+        Err(problems)
+    }
+}
+
+/// The metrics listener's address, which no proxy listener may share.
+fn metrics_address(text: &str, listeners: &[Listener], root: &KeyPath, problems: &mut Problems) -> Option<SocketAddr> {
+    let path = root.key("metrics").key("address");
+    let addr = socket_addr(text, &path, problems)?;
+    if listeners.iter().any(|l| l.address == addr) {
+        problems.push((path, format!("{addr} is already a proxy listener")));
+    }
+    Some(addr)
+}
+
+fn access_log(
+    raw: Option<&raw::RawAccessLog>,
+    base_dir: &Path,
+    root: &KeyPath,
+    problems: &mut Problems,
+) -> AccessLogConfig {
+    let target = match raw.and_then(|a| a.path.as_deref()) {
+        None | Some("stdout") => AccessLogTarget::Stdout,
+        Some("off") => AccessLogTarget::Off,
+        Some("") => {
+            problems.push((root.key("access_log").key("path"), "must be a file path, `stdout` or `off`".into()));
+            AccessLogTarget::Off
+        }
+        Some(path) => AccessLogTarget::File(resolve_path(base_dir, path)),
+    };
+    AccessLogConfig { target, include_query: raw.is_some_and(|a| a.include_query) }
+}
+
+/// Pingora keeps a stopping process for `grace_period_seconds` (default 300) and then
+/// drops what is left, so the drain must fit in it: without a grace period the window sets
+/// it, without a window the grace period bounds it (wsgate exits earlier anyway, as soon as
+/// nothing is in flight).
+fn drain_window(
+    explicit: Option<Duration>,
+    server: &mut ServerConf,
+    root: &KeyPath,
+    problems: &mut Problems,
+) -> Duration {
+    let window = match (explicit, server.grace_period_seconds) {
+        (Some(window), Some(grace)) if window > Duration::from_secs(grace) => {
+            problems.push((
+                root.key("drain").key("window"),
+                format!("{window:?} does not fit in server.grace_period_seconds ({grace}s): sessions would be dropped before their Close"),
+            ));
+            window
+        }
+        (Some(window), _) => window,
+        // Leave a second of the grace period for the last closing handshakes.
+        (None, Some(grace)) => DEFAULT_DRAIN_WINDOW.min(Duration::from_secs(grace.saturating_sub(1))),
+        (None, None) => DEFAULT_DRAIN_WINDOW,
+    };
+    if server.grace_period_seconds.is_none() {
+        server.grace_period_seconds = Some(window.as_secs() + 2);
+    }
+    if server.graceful_shutdown_timeout_seconds.is_none() {
+        server.graceful_shutdown_timeout_seconds = Some(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS);
+    }
+    window
+}
+
+pub(super) fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+pub(super) fn socket_addr(text: &str, path: &KeyPath, problems: &mut Problems) -> Option<SocketAddr> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push((path.clone(), format!("`{text}` is not an ip:port address")));
+            None
+        }
+    }
+}
