@@ -12,7 +12,7 @@
 
 use crate::config::{self, model::Discovery, Config};
 use crate::lifecycle::ready::Readiness;
-use crate::listener::tls::ListenerCertificates;
+use crate::listener::tls::{ListenerCertificates, TlsError};
 use crate::proxy::routing::Router;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::health::{self, BackendSeries};
@@ -65,11 +65,22 @@ pub(crate) struct Live {
     certificates: Arc<ListenerCertificates>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum ReloadOutcome {
     Applied,
-    Invalid(String),
+    Invalid(ReloadError),
     NeedsUpgrade(Vec<&'static str>),
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    #[error("TLS certificates: {0}")]
+    Tls(#[from] TlsError),
+    #[error("reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl ReloadOutcome {
@@ -116,8 +127,8 @@ impl Live {
         let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
         let config = match loaded {
             Ok(Ok(c)) => Arc::new(c),
-            Ok(Err(errors)) => return self.finish(ReloadOutcome::Invalid(errors.to_string())),
-            Err(e) => return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}"))),
+            Ok(Err(errors)) => return self.finish(ReloadOutcome::Invalid(errors.into())),
+            Err(e) => return self.finish(ReloadOutcome::Invalid(e.into())),
         };
         let blockers = needs_upgrade(&self.snapshot().config, &config);
         if !blockers.is_empty() {
@@ -131,8 +142,8 @@ impl Live {
                 Ok(Ok(())) => {
                     info!("reload: TLS certificates replaced; new handshakes use them, open connections keep theirs")
                 }
-                Ok(Err(e)) => return self.finish(ReloadOutcome::Invalid(format!("TLS certificates: {e}"))),
-                Err(e) => return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}"))),
+                Ok(Err(e)) => return self.finish(ReloadOutcome::Invalid(e.into())),
+                Err(e) => return self.finish(ReloadOutcome::Invalid(e.into())),
             }
         }
         let this = self.clone();
@@ -143,7 +154,7 @@ impl Live {
         })
         .await;
         if let Err(e) = built {
-            return self.finish(ReloadOutcome::Invalid(format!("reload task failed: {e}")));
+            return self.finish(ReloadOutcome::Invalid(e.into()));
         }
         self.spawn_tasks(shutdown);
         self.finish(ReloadOutcome::Applied)

@@ -6,7 +6,7 @@ use crate::lifecycle::drain::{Drain, DrainService};
 use crate::lifecycle::ready::{Readiness, ReadyService};
 use crate::lifecycle::reload::{Live, LiveService};
 use crate::listener::limits::Limits;
-use crate::listener::tls::{ListenerCertificates, TlsAcceptors};
+use crate::listener::tls::{ListenerCertificates, TlsAcceptors, TlsError};
 use crate::listener::{AcceptFilter, GatedApp};
 use crate::proxy::Gateway;
 use crate::telemetry::access_log::AccessLog;
@@ -24,22 +24,43 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
+/// Why wsgate could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// Never a silent default: running on settings other than the file's is worse than not
+    /// starting.
+    #[error("server: cannot hand the settings to Pingora: {0}")]
+    ServerConf(#[from] serde_yaml::Error),
+    #[error("access_log.path: cannot open {target:?}: {source}")]
+    AccessLog { target: crate::config::model::AccessLogTarget, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+pub fn run(config: Config, config_path: PathBuf, opt: Opt) -> ExitCode {
+    match start(config, config_path, opt) {
+        Ok(server) => {
+            if server.configuration.daemon && server.configuration.daemon_wait_for_ready {
+                crate::lifecycle::ready::release_parent_on_ready_signal();
+            }
+            server.run_forever()
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The Pingora server with every service added, not yet running.
+fn start(config: Config, config_path: PathBuf, mut opt: Opt) -> Result<Server, StartError> {
     // We parsed the file ourselves (Pingora would read it again and ignore our keys) and
     // `-t` has been handled; the rest of Pingora's options (-d, -u) apply as they are.
     opt.conf = None;
     opt.test = false;
     // Pingora takes its `ServerConf` by value; the config keeps its own copy so a reload can
     // tell whether `server:` changed (`ServerConf` is not `Clone`: copy it through serde).
-    let server_conf = match serde_yaml::to_value(&config.server).and_then(serde_yaml::from_value) {
-        Ok(conf) => conf,
-        Err(e) => {
-            // Never a silent default: running on settings other than the file's is worse
-            // than not starting.
-            error!("server: cannot hand the settings to Pingora: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server_conf = serde_yaml::from_value(serde_yaml::to_value(&config.server)?)?;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     // Bootstrap (taking over the listening sockets in an upgrade) runs as a service, after
     // a daemon has forked: that is what lets `wsgate -u -d` return to systemd before the
@@ -47,44 +68,24 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     let bootstrap = server.bootstrap_as_a_service();
 
     let config = Arc::new(config);
-    let access_log = match AccessLog::open(&config.access_log) {
-        Ok(log) => log,
-        Err(e) => {
-            error!("access_log.path: cannot open {:?}: {e}", config.access_log.target);
-            return ExitCode::FAILURE;
-        }
-    };
+    let access_log = AccessLog::open(&config.access_log)
+        .map_err(|source| StartError::AccessLog { target: config.access_log.target.clone(), source })?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::new(config.upstreams.len());
-    let certificates = match ListenerCertificates::load(&config.listeners) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            error!("TLS certificates: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let certificates = Arc::new(ListenerCertificates::load(&config.listeners)?);
     let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone(), certificates.clone());
     server.add_service(background_service("wsgate live config", LiveService { live: live.clone() }));
-
     server.add_service(background_service("wsgate allocator", crate::lifecycle::allocator::AllocatorService));
-
     let drain = Drain::new(config.drain_window);
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));
 
     let limits = Arc::new(Limits::new(metrics.clone()));
-    let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain.clone());
+    let tls = TlsAcceptors::build(&config.listeners, &certificates)?;
     let filter = Arc::new(AcceptFilter { limits: limits.clone(), live: live.clone() });
-    let tls = match TlsAcceptors::build(&config.listeners, &certificates) {
-        Ok(tls) => tls,
-        Err(e) => {
-            error!("TLS: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain.clone());
     let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
     http.server_options = Some(http_options(&config));
-    let proxy = GatedApp::new(http, limits, live, drain, tls);
-    let proxy = proxy_service(proxy, filter, &config);
+    let proxy = proxy_service(GatedApp::new(http, limits, live, drain, tls), filter, &config);
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
         let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
@@ -95,15 +96,10 @@ pub fn run(config: Config, config_path: PathBuf, mut opt: Opt) -> ExitCode {
     for handle in &listening {
         handle.add_dependency(&bootstrap);
     }
-
     let marker_for = server.configuration.daemon.then(|| PathBuf::from(&server.configuration.pid_file));
     let ready = server.add_service(background_service("wsgate readiness", ReadyService { readiness, marker_for }));
     ready.add_dependencies(&listening);
-
-    if server.configuration.daemon && server.configuration.daemon_wait_for_ready {
-        crate::lifecycle::ready::release_parent_on_ready_signal();
-    }
-    server.run_forever()
+    Ok(server)
 }
 
 /// An HTTP/2 connection with no open stream for `keepalive_timeout` is closed, as an idle

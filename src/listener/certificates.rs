@@ -16,14 +16,24 @@ pub(crate) struct LoadedCert {
     pub(crate) names: Vec<String>,
 }
 
-/// Which file a loading problem is about (`cert` or `key`), and what it is.
-pub(crate) type LoadError = (&'static str, String);
+/// A certificate or key that cannot be used: which config key it is about (`cert` or
+/// `key`), and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct LoadError {
+    pub(crate) key: &'static str,
+    pub(crate) message: String,
+}
+
+fn error(key: &'static str, message: String) -> LoadError {
+    LoadError { key, message }
+}
 
 /// Loads a PEM certificate chain and its private key, and checks that they belong together.
 pub(crate) fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
     for (which, file) in [("cert", cert), ("key", key)] {
         if let Err(e) = std::fs::metadata(file) {
-            return Err((which, format!("cannot read {}: {e}", file.display())));
+            return Err(error(which, format!("cannot read {}: {e}", file.display())));
         }
     }
     let (cert_name, key_name) = (cert.display().to_string(), key.display().to_string());
@@ -32,17 +42,17 @@ pub(crate) fn load(cert: &Path, key: &Path) -> Result<LoadedCert, LoadError> {
     let (chain, key_der) = match loaded {
         Ok(Ok(Some(pair))) => pair,
         Ok(Ok(None)) => {
-            return Err(("cert", format!("no PEM certificate in {cert_name} or no PEM private key in {key_name}")))
+            return Err(error("cert", format!("no PEM certificate in {cert_name} or no PEM private key in {key_name}")))
         }
-        Ok(Err(e)) => return Err(("cert", format!("cannot load {cert_name} / {key_name}: {e}"))),
-        Err(_) => return Err(("cert", format!("cannot parse {cert_name} / {key_name} as PEM"))),
+        Ok(Err(e)) => return Err(error("cert", format!("cannot load {cert_name} / {key_name}: {e}"))),
+        Err(_) => return Err(error("cert", format!("cannot parse {cert_name} / {key_name} as PEM"))),
     };
     let names = chain.first().map(|leaf| dns_names(leaf.as_ref())).unwrap_or_default();
     pingora::tls::install_default_crypto_provider();
-    let provider = CryptoProvider::get_default().ok_or(("key", "no TLS crypto provider".to_string()))?;
+    let provider = CryptoProvider::get_default().ok_or_else(|| error("key", "no TLS crypto provider".to_string()))?;
     let key = CertifiedKey::from_der(chain, key_der, provider).map_err(|e| match e {
-        RusTlsError::InvalidCertificate(_) => ("cert", format!("cannot use the certificate in {cert_name}: {e}")),
-        _ => ("key", format!("certificate and key do not form a usable pair: {e}")),
+        RusTlsError::InvalidCertificate(_) => error("cert", format!("cannot use the certificate in {cert_name}: {e}")),
+        _ => error("key", format!("certificate and key do not form a usable pair: {e}")),
     })?;
     Ok(LoadedCert { key: Arc::new(key), names })
 }

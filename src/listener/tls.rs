@@ -6,7 +6,7 @@
 //! Handshakes already done keep the certificate they got, so open sessions continue.
 
 use crate::config::model::{CertFiles, Listener};
-use crate::listener::certificates::{load, LoadedCert};
+use crate::listener::certificates::{load, LoadError, LoadedCert};
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::tls::sign::CertifiedKey;
@@ -69,9 +69,24 @@ pub(crate) struct ListenerCertificates {
     resolvers: HashMap<SocketAddr, Arc<SniResolver>>,
 }
 
+/// Why TLS listeners could not be set up or their certificates reloaded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsError {
+    #[error("listener {address}: {source}")]
+    Load { address: SocketAddr, source: LoadError },
+    #[error("listener {0} has no certificate")]
+    NoCertificate(SocketAddr),
+    #[error("listener {0}: certificates not loaded")]
+    NotLoaded(SocketAddr),
+    #[error("listener {0} has no TLS acceptor to reload")]
+    NoAcceptor(SocketAddr),
+    #[error("listener {address}: {message}")]
+    Settings { address: SocketAddr, message: String },
+}
+
 impl ListenerCertificates {
     /// Loads every TLS listener's certificates.
-    pub(crate) fn load(listeners: &[Listener]) -> Result<ListenerCertificates, String> {
+    pub(crate) fn load(listeners: &[Listener]) -> Result<ListenerCertificates, TlsError> {
         let stores = load_stores(listeners)?;
         let resolvers = stores
             .into_iter()
@@ -86,12 +101,12 @@ impl ListenerCertificates {
 
     /// Loads the certificates of `listeners` (the same addresses as at start) and, only if
     /// all of them load, puts them in place for new handshakes.
-    pub(crate) fn reload(&self, listeners: &[Listener]) -> Result<(), String> {
+    pub(crate) fn reload(&self, listeners: &[Listener]) -> Result<(), TlsError> {
         let stores = load_stores(listeners)?;
         for (address, store) in stores {
             match self.resolvers.get(&address) {
                 Some(resolver) => resolver.store.store(Arc::new(store)),
-                None => return Err(format!("listener {address} has no TLS acceptor to reload")),
+                None => return Err(TlsError::NoAcceptor(address)),
             }
         }
         Ok(())
@@ -110,16 +125,14 @@ impl TlsAcceptors {
     /// One acceptor per TLS listener: TLS 1.2 and 1.3 only (Pingora's rustls acceptor),
     /// rustls's modern cipher suites, certificates chosen by SNI from `certificates`, and
     /// HTTP/2 offered by ALPN where the listener allows it.
-    pub(crate) fn build(listeners: &[Listener], certificates: &ListenerCertificates) -> Result<TlsAcceptors, String> {
+    pub(crate) fn build(listeners: &[Listener], certificates: &ListenerCertificates) -> Result<TlsAcceptors, TlsError> {
         let mut acceptors = Vec::new();
         for listener in listeners {
             let Some(tls) = &listener.tls else { continue };
-            let resolver = certificates
-                .resolver(&listener.address)
-                .ok_or_else(|| format!("listener {}: certificates not loaded", listener.address))?;
+            let resolver = certificates.resolver(&listener.address).ok_or(TlsError::NotLoaded(listener.address))?;
             // The paths are unused: certificates come from the resolver.
-            let mut settings =
-                TlsSettings::intermediate("", "").map_err(|e| format!("listener {}: {e}", listener.address))?;
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| TlsError::Settings { address: listener.address, message: e.to_string() })?;
             settings.set_cert_resolver(resolver);
             if tls.http2 {
                 settings.enable_h2();
@@ -146,16 +159,18 @@ fn listener_of(listeners: impl Iterator<Item = SocketAddr> + Clone, local: Socke
     })
 }
 
-fn load_stores(listeners: &[Listener]) -> Result<Vec<(SocketAddr, CertStore)>, String> {
+fn load_stores(listeners: &[Listener]) -> Result<Vec<(SocketAddr, CertStore)>, TlsError> {
     let mut stores = Vec::new();
     for listener in listeners {
         let Some(tls) = &listener.tls else { continue };
         let certs = tls
             .certificates
             .iter()
-            .map(|CertFiles { cert, key }| load(cert, key).map_err(|(_, e)| e))
+            .map(|CertFiles { cert, key }| {
+                load(cert, key).map_err(|source| TlsError::Load { address: listener.address, source })
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let store = CertStore::new(certs).ok_or_else(|| format!("listener {} has no certificate", listener.address))?;
+        let store = CertStore::new(certs).ok_or(TlsError::NoCertificate(listener.address))?;
         stores.push((listener.address, store));
     }
     Ok(stores)

@@ -20,11 +20,23 @@ pub(crate) struct DnsDiscovery {
     pub(crate) hosts_file: Option<PathBuf>,
 }
 
+/// Why a DNS pool's names gave no backends.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiscoveryError {
+    #[error("{}: {source}", path.display())]
+    HostsFile { path: PathBuf, source: std::io::Error },
+    #[error("no address for any backend name ({0})")]
+    NoAddress(String),
+}
+
 impl DnsDiscovery {
     /// Every address of every name, blocking (run it off the async threads).
-    pub(crate) fn resolve_blocking(&self) -> Result<BTreeSet<Backend>, String> {
+    pub(crate) fn resolve_blocking(&self) -> Result<BTreeSet<Backend>, DiscoveryError> {
         let hosts = match &self.hosts_file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?),
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| DiscoveryError::HostsFile { path: path.clone(), source })?,
+            ),
             None => None,
         };
         let mut backends = BTreeSet::new();
@@ -51,7 +63,7 @@ impl DnsDiscovery {
         // An empty answer for every name is more likely a resolver outage than a pool
         // that really shrank to nothing: keep the last good set (Pingora does on error).
         if backends.is_empty() {
-            return Err(format!("no address for any backend name ({})", failures.join("; ")));
+            return Err(DiscoveryError::NoAddress(failures.join("; ")));
         }
         Ok(backends)
     }
@@ -68,7 +80,7 @@ impl ServiceDiscovery for DnsDiscovery {
             Ok(backends) => Ok((backends, HashMap::new())),
             Err(e) => {
                 log::warn!("DNS discovery: {e}; keeping the previous backends");
-                Err(pingora::Error::explain(pingora::ErrorType::InternalError, e))
+                Err(pingora::Error::because(pingora::ErrorType::InternalError, "DNS discovery", e))
             }
         }
     }

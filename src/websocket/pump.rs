@@ -130,13 +130,7 @@ where
             }
             None => {
                 let watch = pump.state == State::Open && !close_seen && shared.close_request().is_none();
-                let big = pump.buf.len() > BUFFER_START;
-                let woke = tokio::select! {
-                    read = reader.read(&mut pump.buf[pump.held..]) => Woke::Read(read?),
-                    _ = &mut close_requested, if watch => Woke::CloseRequested,
-                    _ = quiet(big) => Woke::Quiet,
-                };
-                match woke {
+                match pump.wait(&mut reader, close_requested.as_mut(), watch).await? {
                     Woke::Read(n) => n,
                     Woke::CloseRequested => {
                         close_seen = true;
@@ -171,6 +165,22 @@ async fn quiet(big: bool) {
 }
 
 impl Pump<'_> {
+    /// Waits for the sender's next bytes, a close request (when `watch`ed) or a quiet spell
+    /// long enough to give a grown buffer back.
+    async fn wait<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        close_requested: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        watch: bool,
+    ) -> io::Result<Woke> {
+        let big = self.buf.len() > BUFFER_START;
+        Ok(tokio::select! {
+            read = reader.read(&mut self.buf[self.held..]) => Woke::Read(read?),
+            _ = close_requested, if watch => Woke::CloseRequested,
+            _ = quiet(big) => Woke::Quiet,
+        })
+    }
+
     /// Handles the `n` bytes just read after `buf[..held]`. True when this direction is done.
     async fn process<W: AsyncWrite + Unpin>(&mut self, n: usize, writer: &mut W) -> io::Result<bool> {
         self.shared.touch();

@@ -274,24 +274,40 @@ pub(crate) async fn run(
     let shared = Shared::new();
     let (client_read, client_write) = tokio::io::split(client.stream);
     let (backend_read, backend_write) = tokio::io::split(backend.stream);
-    let mut stats = TunnelStats {
-        client_to_backend_bytes: 0,
-        backend_to_client_bytes: 0,
-        client_to_backend_messages: 0,
-        backend_to_client_messages: 0,
-        first_close: None,
-        protocol_error: None,
-        duration: Duration::ZERO,
-        end: TunnelEnd::Closed,
-    };
-
     let upstream = pump::run(client_read, backend_write, client.early, upstream_dir, &shared);
     let downstream = pump::run(backend_read, client_write, backend.early, downstream_dir, &shared);
+    let end = supervise(upstream, downstream, drain_at, idle_timeout, &shared).await;
+    let end = match shared.close_request().and_then(|r| r.abandoned) {
+        Some(peer) => TunnelEnd::SendTimeout(peer),
+        None => end,
+    };
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    TunnelStats {
+        client_to_backend_bytes: load(&shared.upstream.bytes),
+        backend_to_client_bytes: load(&shared.downstream.bytes),
+        client_to_backend_messages: load(&shared.upstream.messages),
+        backend_to_client_messages: load(&shared.downstream.messages),
+        first_close: shared.first_close.get().copied(),
+        protocol_error: shared.protocol_error(),
+        duration: shared.start.elapsed(),
+        end,
+    }
+}
+
+/// Runs both pumps until the session is over: both are done (or one is, once the closing
+/// handshake is complete), one failed, the idle timeout passed, or a closing handshake we
+/// started outlived its bound. A drain asks both peers to close.
+async fn supervise(
+    upstream: impl std::future::Future<Output = std::io::Result<()>>,
+    downstream: impl std::future::Future<Output = std::io::Result<()>>,
+    drain_at: impl std::future::Future<Output = ()>,
+    idle_timeout: Duration,
+    shared: &Shared,
+) -> TunnelEnd {
     let mut close_requests = shared.close_request_watch();
     tokio::pin!(upstream, downstream, drain_at);
-    let (mut up_done, mut down_done) = (false, false);
+    let (mut up_done, mut down_done, mut drain_fired) = (false, false, false);
     let mut linger_until: Option<Instant> = None;
-    let mut drain_fired = false;
     while !(up_done && down_done) {
         if up_done || down_done {
             if shared.handshake_complete() {
@@ -300,21 +316,18 @@ pub(crate) async fn run(
             linger_until.get_or_insert_with(|| Instant::now() + HALF_CLOSE_LINGER.min(idle_timeout));
         }
         let idle_deadline = shared.last() + idle_timeout;
-        let deadline = linger_until.map_or(idle_deadline, |l| l.min(idle_deadline));
-        let deadline = tokio::time::Instant::from_std(deadline);
+        let deadline = tokio::time::Instant::from_std(linger_until.map_or(idle_deadline, |l| l.min(idle_deadline)));
         tokio::select! {
             result = &mut upstream, if !up_done => {
                 up_done = true;
-                if let Some(end) = failed(result, Initiator::Backend, "client side", &shared) {
-                    stats.end = end;
-                    break;
+                if let Some(end) = failed(result, Initiator::Backend, "client side", shared) {
+                    return end;
                 }
             }
             result = &mut downstream, if !down_done => {
                 down_done = true;
-                if let Some(end) = failed(result, Initiator::Client, "backend side", &shared) {
-                    stats.end = end;
-                    break;
+                if let Some(end) = failed(result, Initiator::Client, "backend side", shared) {
+                    return end;
                 }
             }
             _ = &mut drain_at, if !drain_fired => {
@@ -333,24 +346,12 @@ pub(crate) async fn run(
                     break;
                 }
                 if shared.last() + idle_timeout <= Instant::now() {
-                    stats.end = TunnelEnd::IdleTimeout;
-                    break;
+                    return TunnelEnd::IdleTimeout;
                 }
             }
         }
     }
-    if let Some(peer) = shared.close_request().and_then(|r| r.abandoned) {
-        stats.end = TunnelEnd::SendTimeout(peer);
-    }
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    stats.client_to_backend_bytes = load(&shared.upstream.bytes);
-    stats.backend_to_client_bytes = load(&shared.downstream.bytes);
-    stats.client_to_backend_messages = load(&shared.upstream.messages);
-    stats.backend_to_client_messages = load(&shared.downstream.messages);
-    stats.protocol_error = shared.protocol_error();
-    stats.first_close = shared.first_close.get().copied();
-    stats.duration = shared.start.elapsed();
-    stats
+    TunnelEnd::Closed
 }
 
 #[cfg(test)]

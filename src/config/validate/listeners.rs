@@ -111,7 +111,7 @@ fn listener_tls(raw: &raw::RawTls, base_dir: &Path, path: &KeyPath, problems: &m
         let files = CertFiles { cert: resolve_path(base_dir, cert), key: resolve_path(base_dir, key) };
         match crate::listener::certificates::load(&files.cert, &files.key) {
             Ok(_) => certificates.push(files),
-            Err((which, message)) => problems.push((at.key(which), message)),
+            Err(e) => problems.push((at.key(e.key), e.message)),
         }
     }
     if problems.len() > before {
