@@ -6,6 +6,8 @@ pub mod admission;
 pub(crate) mod answer;
 pub mod headers;
 pub(crate) mod routing;
+#[cfg(test)]
+mod tests;
 
 use crate::lifecycle::drain::{Drain, InFlight};
 use crate::lifecycle::reload::{Live, Snapshot};
