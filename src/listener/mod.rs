@@ -28,6 +28,8 @@ mod head;
 pub(crate) mod limits;
 mod send;
 mod stream;
+#[cfg(test)]
+mod tests;
 pub(crate) mod tls;
 
 pub use head::{H2FirstRequest, HeadEnd};

@@ -7,6 +7,8 @@ pub mod admission;
 pub(crate) mod answer;
 pub mod headers;
 pub(crate) mod routing;
+#[cfg(test)]
+mod tests;
 
 use crate::lifecycle::drain::Drain;
 use crate::lifecycle::reload::{Live, Snapshot};
