@@ -88,8 +88,8 @@ mod tests {
         let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls");
         assert!(load(&conf.join("cert.pem"), &conf.join("key.pem")).unwrap().names.contains(&"localhost".to_string()));
         let missing = load(&conf.join("missing.pem"), &conf.join("key.pem")).unwrap_err();
-        assert_eq!(missing.0, "cert");
+        assert_eq!(missing.key, "cert");
         let swapped = load(&conf.join("key.pem"), &conf.join("cert.pem")).unwrap_err();
-        assert_eq!(swapped.0, "cert", "{swapped:?}");
+        assert_eq!(swapped.key, "cert", "{swapped:?}");
     }
 }

@@ -208,6 +208,6 @@ async fn a_routed_plain_request_is_left_to_the_proxy() {
     assert_eq!(out.ctx.route, Some(0));
     assert_eq!(out.ctx.client_ip, Some("192.0.2.7".parse().unwrap()));
     assert!(!out.ctx.tls);
-    assert_eq!(out.ctx.admitted.len(), 1, "it holds its place under the per-client limits");
-    assert!(out.ctx.websocket.is_none());
+    assert_eq!(out.ctx.held.admitted.len(), 1, "it holds its place under the per-client limits");
+    assert!(out.ctx.upgrade.is_none());
 }
