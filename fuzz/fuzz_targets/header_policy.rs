@@ -5,7 +5,7 @@
 //! Input layout: byte 0 picks the route (bits 0-1), TLS (bit 2) and the client address
 //! (bits 3-4: none, 10.1.2.3, 2001:db8::7, 192.0.2.9); the rest is an HTTP/1.x request head,
 //! parsed with httparse and turned into a `RequestHeader` the way Pingora's HTTP/1 server
-//! does. Properties, as the unit tests in src/headers.rs state them:
+//! does. Properties, as the unit tests in src/proxy/headers.rs state them:
 //! - nothing panics, and refusals carry a status from the documented set;
 //! - after `apply` no hop-by-hop field is left, except `Connection: Upgrade` and
 //!   `Upgrade: websocket` on a validated WebSocket upgrade; nothing the client named in
@@ -60,7 +60,7 @@ routes:
     upstream: app
 ";
 
-/// Same list as src/headers.rs (RFC 9110 §7.6.1 plus what Pingora strips).
+/// Same list as src/proxy/headers.rs (RFC 9110 §7.6.1 plus what Pingora strips).
 const HOP_BY_HOP: [&str; 10] = [
     "connection",
     "keep-alive",
