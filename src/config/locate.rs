@@ -119,6 +119,16 @@ pub(crate) fn locate(text: &str, path: &KeyPath) -> Option<(usize, usize)> {
     found.map(|l| (l.number, l.indent + 1))
 }
 
+/// serde_yaml appends " at line L column C" (and sometimes prefixes its own path); we
+/// print the location and the key path ourselves, once.
+pub(super) fn strip_location(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    message.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

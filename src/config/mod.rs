@@ -9,7 +9,7 @@ pub mod model;
 mod raw;
 mod validate;
 
-use locate::KeyPath;
+use locate::{strip_location, KeyPath};
 pub use model::Config;
 #[cfg(test)]
 pub(crate) use validate::host_pattern as validate_host_pattern;
@@ -134,16 +134,6 @@ fn key_path(path: &serde_path_to_error::Path) -> KeyPath {
             })
             .collect(),
     )
-}
-
-/// serde_yaml appends " at line L column C" (and sometimes prefixes its own path); we
-/// print the location and the key path ourselves, once.
-fn strip_location(message: &str) -> String {
-    let message = match message.rfind(" at line ") {
-        Some(i) => &message[..i],
-        None => message,
-    };
-    message.to_string()
 }
 
 #[cfg(test)]

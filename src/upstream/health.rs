@@ -12,7 +12,7 @@ use crate::config::model::Upstream;
 use crate::config::model::{HealthCheck as CheckConfig, HealthCheckKind, UpstreamTls};
 use crate::lifecycle::ready::Readiness;
 use crate::telemetry::metrics::Metrics;
-use crate::upstream::pool::{apply_tls, ca_of};
+use crate::upstream::peer_tls::{apply_tls, ca_of};
 use async_trait::async_trait;
 use log::{info, warn};
 use pingora::http::RequestHeader;

@@ -8,6 +8,7 @@
 
 pub(crate) mod discovery;
 pub(crate) mod health;
+mod peer_tls;
 mod pool;
 
 pub(crate) use health::CheckSpec;

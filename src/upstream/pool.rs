@@ -1,16 +1,16 @@
 //! A pool: its Pingora `LoadBalancer` (the algorithm fixed when it is built), how to reach
 //! its backends (timeouts, TLS) and the discovery that feeds it.
 
-use crate::config::model::{Balance, Discovery, Upstream, UpstreamTls};
+use crate::config::model::{Balance, Discovery, Upstream};
 use crate::upstream::discovery::DnsDiscovery;
 use crate::upstream::health::BackendSeries;
+use crate::upstream::peer_tls::{apply_tls, ca_of};
 use futures_util::FutureExt;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
 use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
 use pingora::protocols::tls::CaType;
-use pingora::upstreams::peer::{HttpPeer, PeerOptions};
-use pingora::utils::tls::{parse_x509, WrappedX509};
+use pingora::upstreams::peer::HttpPeer;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,20 +31,6 @@ pub(crate) struct Pool {
     balancer: Balancer,
     /// `tls.ca_file`'s certificates, in the form Pingora's connector takes, built once.
     ca: Option<Arc<CaType>>,
-}
-
-pub(super) fn ca_of(tls: Option<&UpstreamTls>) -> Option<Arc<CaType>> {
-    let ders = tls?.ca_der.as_ref()?;
-    // Parsed successfully at config validation, so parse_x509 cannot panic here.
-    let certs: Vec<WrappedX509> = ders.iter().map(|der| WrappedX509::new(der.clone(), parse_x509)).collect();
-    Some(Arc::from(certs.into_boxed_slice()))
-}
-
-/// Applies a pool's `tls` settings to a peer's options.
-pub(super) fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls, ca: &Option<Arc<CaType>>) {
-    options.verify_cert = tls.verify;
-    options.verify_hostname = tls.verify;
-    options.ca = ca.clone();
 }
 
 /// The backends a pool starts with: the configured addresses, or for a DNS pool the names

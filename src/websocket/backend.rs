@@ -3,7 +3,7 @@
 //! policy built and read its final answer; relay a refusal to the client.
 
 use super::tunnel::Endpoint;
-use super::{Refused, Upgrade, Upgraded};
+use super::upgrade::{Refused, Upgrade, Upgraded};
 use crate::telemetry::metrics::{Metrics, UpstreamErrorKind};
 use crate::upstream::{hash_input, Failure};
 use bytes::{Buf, BytesMut};

@@ -15,71 +15,29 @@ pub mod frames;
 pub mod handshake;
 mod pump;
 mod session;
+mod shared;
+mod upgrade;
+
+pub(crate) use upgrade::{Refused, Upgrade, Upgraded};
 pub(crate) mod tunnel;
 
-use crate::config::model::{LimitsConfig, Route};
 use crate::lifecycle::drain::Drain;
-use crate::listener::limits::{Held, Limits, Refusal as LimitRefusal};
-use crate::telemetry::access_log::{AccessLog, RequestLine};
+use crate::listener::limits::Limits;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::{Metrics, UpgradeResult};
-use crate::upstream::{Attempts, Failure, Pool};
+use crate::upstream::Failure;
 use log::warn;
 use pingora::connectors::TransportConnector;
-use pingora::http::RequestHeader;
 use pingora::proxy::Session;
-use session::OpenSession;
-use std::net::{IpAddr, SocketAddr};
+use session::{OpenSession, Services};
 use std::sync::Arc;
-use std::time::Instant;
 
-/// The WebSocket side of the gateway, with what every session needs.
+/// The WebSocket side of the gateway.
 pub(crate) struct Upgrader {
     /// Opens backend connections for WebSocket sessions (plain HTTP uses Pingora's own).
     connector: TransportConnector,
-    metrics: Arc<Metrics>,
-    limits: Arc<Limits>,
-    drain: Arc<Drain>,
-    access_log: Arc<AccessLog>,
-}
-
-/// The request the backend receives once `addr` is chosen (the proxy's header policy).
-pub(crate) type BackendRequest<'a> = &'a (dyn Fn(SocketAddr) -> Result<RequestHeader, Refused> + Send + Sync);
-
-/// What one upgrade needs from the request path.
-pub(crate) struct Upgrade<'a> {
-    /// The request as the access log shows it (Pingora's session is gone when it is written).
-    pub(crate) request: RequestLine,
-    pub(crate) route: &'a Route,
-    pub(crate) pool: &'a Pool,
-    pub(crate) limits: &'a LimitsConfig,
-    pub(crate) client_ip: Option<IpAddr>,
-    pub(crate) started: Instant,
-    pub(crate) backend_request: BackendRequest<'a>,
-    /// The request's way through the pool (its backend is the access log's).
-    pub(crate) attempts: &'a mut Attempts,
-    /// What keeps the request counted; an open session takes it along.
-    pub(crate) held: &'a mut Held,
-}
-
-/// Why wsgate refused an upgrade itself; the proxy answers each.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refused {
-    Handshake(handshake::Refusal),
-    Limit(LimitRefusal),
-    Upstream(Failure),
-    /// The header policy refused the request (its reason).
-    Policy(String),
-}
-
-/// What became of an upgrade wsgate did not refuse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Upgraded {
-    /// The 101 went out; the session goes on in its own task, which logs it when it ends.
-    Open,
-    /// The backend refused the upgrade; the client got its answer.
-    Relayed,
-    /// The client left before its answer reached it.
-    ClientGone,
+    /// What every session needs.
+    services: Services,
 }
 
 impl Upgrader {
@@ -89,7 +47,7 @@ impl Upgrader {
         drain: Arc<Drain>,
         access_log: Arc<AccessLog>,
     ) -> Self {
-        Upgrader { connector: TransportConnector::new(None), metrics, limits, drain, access_log }
+        Upgrader { connector: TransportConnector::new(None), services: Services { metrics, limits, drain, access_log } }
     }
 
     /// Serves the WebSocket upgrade in `session` on `up.route`.
@@ -99,7 +57,7 @@ impl Upgrader {
         let labels = [up.route.name.as_str(), up.pool.spec.name.as_str()];
         let result = self.open(session, up).await;
         if let Some(counted) = upgrade_result(&result) {
-            self.metrics.ws_upgrades.with_label_values(&[labels[0], labels[1], counted.label()]).inc();
+            self.services.metrics.ws_upgrades.with_label_values(&[labels[0], labels[1], counted.label()]).inc();
         }
         result
     }
@@ -107,10 +65,10 @@ impl Upgrader {
     async fn open(&self, session: &mut Session, mut up: Upgrade<'_>) -> Result<Upgraded, Refused> {
         let (route, pool) = (up.route, up.pool);
         handshake::validate(session.req_header(), &route.websocket).map_err(Refused::Handshake)?;
-        let admitted = self.limits.admit_session(up.limits, &route.name, route.websocket.max_sessions);
+        let admitted = self.services.limits.admit_session(up.limits, &route.name, route.websocket.max_sessions);
         up.held.admitted.push(admitted.map_err(Refused::Limit)?);
 
-        let mut backend = backend::open(&self.connector, &self.metrics, &mut up, session.req_header()).await?;
+        let mut backend = backend::open(&self.connector, &self.services.metrics, &mut up, session.req_header()).await?;
         if !handshake::is_valid_acceptance(session.req_header(), &backend.response) {
             if backend.response.status == 101 {
                 warn!("backend {} answered 101 without a valid WebSocket acceptance", backend.addr);
@@ -121,7 +79,7 @@ impl Upgrader {
         let Some(client) = session::switch_client(session, &backend.response).await else {
             return Ok(Upgraded::ClientGone);
         };
-        let open = OpenSession::new(self, up, client, backend);
+        let open = OpenSession::new(&self.services, up, client, backend);
         // Boxed: tokio would otherwise copy the whole (multi-KB) session future into its task
         // cell and again each time the task's stage changes; a box is copied once.
         tokio::spawn(Box::pin(open.run()));

@@ -9,7 +9,7 @@
 //! is forwarded, the offender gets Close 1002 and the other peer Close 1001.
 
 use super::frames::{close_frame, FrameEvent, FrameReader, OpCode};
-use super::tunnel::{CloseRequest, Direction, Initiator, Shared, PROTOCOL_ERROR};
+use super::shared::{CloseRequest, Direction, Initiator, Shared, PROTOCOL_ERROR};
 use futures_util::FutureExt;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -376,7 +376,7 @@ impl Pump<'_> {
 /// masked (§5.3: a client's frames are masked), the client plain.
 fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
     let reason = match code {
-        super::tunnel::MESSAGE_TOO_BIG => "message too big",
+        super::shared::MESSAGE_TOO_BIG => "message too big",
         PROTOCOL_ERROR => "protocol error",
         _ => "going away",
     };

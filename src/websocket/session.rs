@@ -3,8 +3,10 @@
 
 use super::backend::BackendHandshake;
 use super::frames::Rules;
+use super::handshake;
 use super::tunnel::{self, Direction, Endpoint, Initiator, Meters, TunnelEnd, TunnelStats};
-use super::{handshake, Upgrade, Upgrader};
+use super::upgrade::Upgrade;
+use crate::lifecycle::drain::Drain;
 use crate::listener::limits::{Held, Limits, Refusal};
 use crate::listener::GatedStream;
 use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine, WsRecord};
@@ -19,6 +21,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What every session needs, shared by all of them.
+pub(super) struct Services {
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) limits: Arc<Limits>,
+    pub(super) drain: Arc<Drain>,
+    pub(super) access_log: Arc<AccessLog>,
+}
 
 /// Everything a session's task owns.
 pub(super) struct OpenSession {
@@ -44,7 +54,7 @@ pub(super) struct OpenSession {
 }
 
 impl OpenSession {
-    pub(super) fn new(gw: &Upgrader, up: Upgrade<'_>, client: Endpoint, backend: BackendHandshake) -> OpenSession {
+    pub(super) fn new(gw: &Services, up: Upgrade<'_>, client: Endpoint, backend: BackendHandshake) -> OpenSession {
         let (client_rules, backend_rules) = Rules::session(handshake::negotiated_extensions(&backend.response));
         let (route, upstream) = (up.route.name.clone(), up.pool.spec.name.clone());
         let meter = SessionMeter::open(&gw.metrics, &route, &upstream);

@@ -1,6 +1,6 @@
 //! The `limits` section: what one client, and all of them, may hold.
 
-use super::Problems;
+use super::values::Problems;
 use crate::config::locate::KeyPath;
 use crate::config::model::LimitsConfig;
 use crate::config::raw::RawLimits;

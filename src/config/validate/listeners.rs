@@ -1,6 +1,6 @@
 //! The `server` section (Pingora's own settings) and the listeners with their TLS.
 
-use super::{resolve_path, socket_addr, Problems};
+use super::values::{resolve_path, socket_addr, Problems};
 use crate::config::locate::KeyPath;
 use crate::config::model::{CertFiles, Listener, ListenerTls};
 use crate::config::raw;
@@ -49,7 +49,7 @@ pub(super) fn server_conf(
     let conf = match serde_yaml::from_value::<ServerConf>(serde_yaml::Value::Mapping(section)) {
         Ok(conf) => conf,
         Err(e) => {
-            problems.push((path.clone(), crate::config::strip_location(&e.to_string())));
+            problems.push((path.clone(), crate::config::locate::strip_location(&e.to_string())));
             return None;
         }
     };

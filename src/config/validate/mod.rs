@@ -7,6 +7,10 @@ mod limits;
 mod listeners;
 mod routes;
 mod upstreams;
+mod values;
+
+pub(crate) use values::Problems;
+use values::{resolve_path, socket_addr};
 
 #[cfg(test)]
 pub(crate) use routes::host_pattern;
@@ -17,10 +21,8 @@ use super::raw::{self, RawConfig};
 use pingora::server::configuration::ServerConf;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-pub(crate) type Problems = Vec<(KeyPath, String)>;
 
 const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(30);
 /// Pingora's runtimes get this long after the grace period (its own default).
@@ -117,23 +119,4 @@ fn drain_window(
         server.graceful_shutdown_timeout_seconds = Some(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS);
     }
     window
-}
-
-pub(super) fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base_dir.join(p)
-    }
-}
-
-pub(super) fn socket_addr(text: &str, path: &KeyPath, problems: &mut Problems) -> Option<SocketAddr> {
-    match text.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.push((path.clone(), format!("`{text}` is not an ip:port address")));
-            None
-        }
-    }
 }

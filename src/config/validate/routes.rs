@@ -1,7 +1,7 @@
 //! The `routes` section: what each route matches, where it sends requests, what it changes
 //! in them and its WebSocket policy.
 
-use super::Problems;
+use super::values::Problems;
 use crate::config::locate::KeyPath;
 use crate::config::model::*;
 use crate::config::raw;

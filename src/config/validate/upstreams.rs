@@ -1,7 +1,7 @@
 //! The `upstreams` section: each pool's backends, balancing, timeouts, discovery, health
 //! check and TLS.
 
-use super::{resolve_path, Problems};
+use super::values::{resolve_path, Problems};
 use crate::config::duration::ConfigDuration;
 use crate::config::locate::KeyPath;
 use crate::config::model::*;

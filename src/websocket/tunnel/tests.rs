@@ -1,5 +1,7 @@
 //! The tunnel over in-memory streams: what each peer receives, and the session's stats.
 use super::*;
+use crate::websocket::frames::Rules;
+use pingora_prometheus::prometheus::IntCounter;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
 
 fn direction(sender: Initiator) -> Direction {
