@@ -5,6 +5,7 @@
 
 use crate::listener::limits::Refusal as Limit;
 use crate::proxy::admission::Violation;
+use crate::proxy::headers::PolicyError;
 use crate::upstream::Failure;
 use crate::websocket::handshake::Refusal as Handshake;
 use crate::websocket::Refused;
@@ -122,13 +123,19 @@ impl From<Failure> for Answer {
     }
 }
 
+impl From<PolicyError> for Answer {
+    fn from(e: PolicyError) -> Answer {
+        Answer { reason: format!("bad request: {}", e.0).into(), ..Answer::status(400) }
+    }
+}
+
 impl From<Refused> for Answer {
     fn from(refused: Refused) -> Answer {
         match refused {
             Refused::Handshake(r) => r.into(),
             Refused::Limit(r) => r.into(),
             Refused::Upstream(f) => f.into(),
-            Refused::Policy(why) => Answer { reason: format!("bad request: {why}").into(), ..Answer::status(400) },
+            Refused::Policy(why) => PolicyError(why).into(),
         }
     }
 }

@@ -55,6 +55,17 @@ pub struct Forwarding {
 #[derive(Debug, PartialEq, Eq)]
 pub struct PolicyError(pub String);
 
+/// The fields `req`'s `Connection` header nominates for removal; an error if it nominates
+/// one the policy protects. The proxy checks this at admission, so that a refused request
+/// is refused before a backend is chosen, on both paths.
+pub fn nominations(req: &RequestHeader) -> Result<Vec<String>, PolicyError> {
+    let tokens = connection_tokens(req);
+    match tokens.iter().find(|t| PROTECTED.contains(&t.as_str())) {
+        Some(protected) => Err(PolicyError(format!("Connection header nominates protected field `{protected}`"))),
+        None => Ok(tokens),
+    }
+}
+
 /// Rewrites `req` into what the backend receives.
 pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result<(), PolicyError> {
     // The host wsgate routed on (as `request_host`): a text Host field, else an absolute-form
@@ -64,10 +75,7 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
         None => req.uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
     };
 
-    for nominated in connection_tokens(req) {
-        if PROTECTED.contains(&nominated.as_str()) {
-            return Err(PolicyError(format!("Connection header nominates protected field `{nominated}`")));
-        }
+    for nominated in nominations(req)? {
         req.remove_header(nominated.as_str());
     }
     // Usually none is left (Pingora strips them first on the plain-HTTP path): one pass over

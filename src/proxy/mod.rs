@@ -93,6 +93,7 @@ impl Gateway {
     /// Admission (RFC 9112, then the limits) and routing: the route's index, or the answer.
     fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> std::result::Result<usize, Answer> {
         admission::check(req)?;
+        headers::nominations(req)?;
         let (header_bytes, header_count) = limits::header_size(req);
         let admitted =
             self.limits.admit_request(&ctx.snapshot.config.limits, ctx.client_ip, header_bytes, header_count)?;

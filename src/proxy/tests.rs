@@ -211,3 +211,17 @@ async fn a_routed_plain_request_is_left_to_the_proxy() {
     assert_eq!(out.ctx.held.admitted.len(), 1, "it holds its place under the per-client limits");
     assert!(out.ctx.upgrade.is_none());
 }
+
+#[tokio::test]
+async fn a_connection_header_nominating_a_protected_field_is_400_before_a_backend_is_chosen() {
+    let gw = gateway(CONFIG);
+    let head = b"GET /api HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Forwarded-For\r\n\r\n";
+    let out = filter(&gw, head, None).await;
+    assert!(out.answered);
+    assert_eq!(out.status(), "400", "{}", out.response);
+    assert!(out.response.contains("nominates protected field `x-forwarded-for`"), "{}", out.response);
+    assert_eq!(out.ctx.attempts.backend, None, "no backend was chosen");
+
+    let fine = b"GET /api HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Custom\r\n\r\n";
+    assert!(!filter(&gw, fine, None).await.answered, "an unprotected nomination passes");
+}
