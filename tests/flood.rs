@@ -476,15 +476,13 @@ fn flood_against_sessions(rate: Option<f64>) {
     // The connection gate on: the flooder's one address may hold 256 connections (the 200
     // sessions and the fresh ones, from another address, fit as well), and a head has 2 s.
     // Two workers, one per core of this machine.
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         limits: {{max_connections_per_ip: 256, connections_per_second_per_ip: 1000, header_timeout: 2s}}\n\
-         server: {{threads: 2}}\n\
-         upstreams:\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - upstream: chat\n",
-        backend.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .limits(Limits::new().max_connections_per_ip(256).connections_per_second_per_ip(1000).header_timeout("2s"))
+        .server(Server::new().threads(2))
+        .upstream("chat", Upstream::one(backend.addr()))
+        .route(Route::to("chat"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("ws://127.0.0.1:{port}/echo");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("sessions runtime");

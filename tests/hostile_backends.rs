@@ -75,20 +75,18 @@ fn fixture() -> Arc<Fixture> {
         hostile.push(("never-answers".to_string(), never));
         hostile.push(("endless-interim".to_string(), endless_interim));
         let port = free_port();
-        let mut yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  web: {{backends: ['{}']}}\n  echo: {{backends: ['{}']}}\n",
-            rec.addr(),
-            echo.addr()
-        );
+        let mut cfg = Config::new()
+            .listen(port)
+            .upstream("web", Upstream::one(rec.addr()))
+            .upstream("echo", Upstream::one(echo.addr()))
+            .route(Route::to("echo").path_prefix("/ws"))
+            .route(Route::to("web").path_prefix("/"));
         for (name, b) in &hostile {
-            yaml.push_str(&format!("  {name}: {{backends: ['{}'], read_timeout: 700ms}}\n", b.addr));
+            cfg = cfg
+                .upstream(name, Upstream::one(b.addr).read_timeout("700ms"))
+                .route(Route::to(name).path_prefix(format!("/h/{name}")));
         }
-        yaml.push_str("routes:\n  - path_prefix: /ws\n    upstream: echo\n  - path_prefix: /\n    upstream: web\n");
-        for (name, _) in &hostile {
-            yaml.push_str(&format!("  - path_prefix: /h/{name}\n    upstream: {name}\n"));
-        }
-        let gw = Wsgate::start_and_wait(&yaml, &[port]);
+        let gw = Wsgate::start_and_wait(&cfg, &[port]);
         Fixture {
             gw,
             rec,

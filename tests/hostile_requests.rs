@@ -39,14 +39,13 @@ fn fixture() -> Arc<Fixture> {
         let rec = RecordingBackend::start();
         let chat = WsBackend::start("chat");
         let port = free_port();
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-             routes:\n  - path_prefix: /ws\n    upstream: chat\n  - path_prefix: /\n    upstream: web\n",
-            rec.addr(),
-            chat.addr()
-        );
-        let gw = Wsgate::start_and_wait(&yaml, &[port]);
+        let cfg = Config::new()
+            .listen(port)
+            .upstream("web", Upstream::one(rec.addr()))
+            .upstream("chat", Upstream::one(chat.addr()))
+            .route(Route::to("chat").path_prefix("/ws"))
+            .route(Route::to("web").path_prefix("/"));
+        let gw = Wsgate::start_and_wait(&cfg, &[port]);
         Fixture { gw, rec, chat: std::sync::Mutex::new(chat), addr: SocketAddr::from(([127, 0, 0, 1], port)) }
     })
 }
@@ -576,15 +575,15 @@ async fn a_websocket_client_that_never_reads_does_not_grow_wsgate_memory() {
     let echo = WsBackend::start("echo");
     let rec = RecordingBackend::start();
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  flood: {{backends: ['{}']}}\n  echo: {{backends: ['{}']}}\n  web: {{backends: ['{}']}}\n\
-         routes:\n  - path_prefix: /flood\n    upstream: flood\n  - path_prefix: /ws\n    upstream: echo\n  - path_prefix: /\n    upstream: web\n",
-        flood.addr,
-        echo.addr(),
-        rec.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("flood", Upstream::one(flood.addr))
+        .upstream("echo", Upstream::one(echo.addr()))
+        .upstream("web", Upstream::one(rec.addr()))
+        .route(Route::to("flood").path_prefix("/flood"))
+        .route(Route::to("echo").path_prefix("/ws"))
+        .route(Route::to("web").path_prefix("/"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (mut healthy, _) = ws_connect(&format!("ws://{addr}/ws/healthy"), &[]).await.unwrap();
     assert_eq!(ws_echo_text(&mut healthy, "warm-up").await, "warm-up");

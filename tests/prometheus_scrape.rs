@@ -102,18 +102,19 @@ async fn promtool_accepts_the_scraped_metrics() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let dead = free_port(); // nothing listens: a 502 and an upstream error
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics:\n  address: 127.0.0.1:{mport}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         \x20 gone: {{backends: ['127.0.0.1:{dead}'], health_check: {{interval: 1h, unhealthy_after: 3}}}}\n\
-         routes:\n\
-         \x20 - {{name: chat, path_prefix: /ws, upstream: chat}}\n\
-         \x20 - {{name: gone, path_prefix: /gone, upstream: gone}}\n\
-         \x20 - {{name: site, host: site.example, upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = Config::new()
+        .listen(port)
+        .metrics(mport)
+        .upstream("web", Upstream::one(web.addr()))
+        .upstream("chat", Upstream::one(chat.addr()))
+        .upstream(
+            "gone",
+            Upstream::one(loopback(dead)).health_check(HealthCheck::new().interval("1h").unhealthy_after(3)),
+        )
+        .route(Route::to("chat").name("chat").path_prefix("/ws"))
+        .route(Route::to("gone").name("gone").path_prefix("/gone"))
+        .route(Route::to("web").name("site").host("site.example"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
 
@@ -258,12 +259,9 @@ async fn a_real_prometheus_server_scrapes_wsgate() {
     };
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg =
+        Config::new().listen(port).metrics(mport).upstream("web", Upstream::one(web.addr())).route(Route::to("web"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let target: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let papi: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut prom = PrometheusServer::start(&bin, target, papi);

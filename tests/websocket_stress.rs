@@ -18,11 +18,12 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn proxy_to(backend: &WsBackend) -> (Wsgate, u16) {
     let port = free_port();
-    let yaml = format!(
-        "server: {{threads: 2}}\nlisteners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n",
-        backend.addr()
-    );
-    (Wsgate::start_and_wait(&yaml, &[port]), port)
+    let cfg = Config::new()
+        .server(Server::new().threads(2))
+        .listen(port)
+        .upstream("chat", Upstream::one(backend.addr()))
+        .route(Route::to("chat"));
+    (Wsgate::start_and_wait(&cfg, &[port]), port)
 }
 
 async fn connect_echo_close(url: &str, i: usize) -> Result<(), String> {
@@ -124,10 +125,10 @@ async fn sessions_give_their_buffers_back_after_a_large_message() {
     const MESSAGE: usize = 256 * 1024;
     let backend = WsBackend::start("chat");
     let port = free_port();
-    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr());
+    let cfg = Config::new().listen(port).upstream("chat", Upstream::one(backend.addr())).route(Route::to("chat"));
     let gw = Wsgate::start_in_env(
         tempfile::tempdir().unwrap(),
-        &yaml,
+        &cfg,
         &[("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")],
     );
     gw.wait_port(port);

@@ -279,6 +279,17 @@ pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     write_cert(dir, "", "localhost", "DNS:localhost,IP:127.0.0.1")
 }
 
+/// Copies the certificate and key shipped in `conf/tls/` to `dir/tls/`, where the shipped
+/// example config (`conf/example.yaml`) expects them relative to itself.
+pub fn copy_shipped_certs(dir: &Path) {
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).unwrap_or_else(|e| panic!("create {}: {e}", tls.display()));
+    for f in ["cert.pem", "key.pem"] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls").join(f);
+        std::fs::copy(&from, tls.join(f)).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+}
+
 /// Writes `<stem>cert.pem` / `<stem>key.pem` like [`write_self_signed_cert`], for the
 /// given common name and subjectAltName list (e.g. `DNS:a.test,DNS:*.a.test`).
 pub fn write_cert(dir: &Path, stem: &str, common_name: &str, san: &str) -> (PathBuf, PathBuf) {

@@ -1,5 +1,6 @@
 //! Shared integration-test harness. Use from a test file with `mod common;`.
 //!
+//! * `config`   — `Config`, the typed builder of wsgate's YAML (`RawYaml` for hand-written text)
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
 //! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
 //! * `https`    — `HttpsBackend` (TLS to backends)
@@ -12,6 +13,7 @@
 
 pub mod backends;
 pub mod client;
+pub mod config;
 pub mod https;
 pub mod metrics;
 pub mod peers;
@@ -21,6 +23,7 @@ pub mod recorder;
 
 pub use backends::*;
 pub use client::*;
+pub use config::*;
 pub use https::*;
 pub use metrics::*;
 pub use peers::*;
