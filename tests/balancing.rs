@@ -9,12 +9,6 @@ fn config(port: u16, app: Upstream) -> Config {
     Config::new().listen(port).upstream("app", app).route(Route::to("app"))
 }
 
-async fn backend_of(addr: std::net::SocketAddr, extra: &str) -> (u16, String) {
-    let (status, headers, _) =
-        http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")).await;
-    (status, header(&headers, "x-backend").unwrap_or("-").to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_round_robin_follows_the_weights() {
     let (a, b) = (HttpBackend::start("a"), HttpBackend::start("b"));
@@ -24,7 +18,7 @@ async fn weighted_round_robin_follows_the_weights() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut counts = HashMap::new();
     for _ in 0..30 {
-        *counts.entry(backend_of(addr, "").await.1).or_insert(0) += 1;
+        *counts.entry(backend_of(addr, "/").await.1).or_insert(0) += 1;
     }
     assert_eq!((counts["a"], counts["b"]), (10, 20), "{counts:?}");
 }
@@ -42,9 +36,9 @@ async fn consistent_hash_sticks_by_header_and_by_cookie() {
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut seen = std::collections::HashSet::new();
         for user in 0..12 {
-            let first = backend_of(addr, &make(user)).await.1;
+            let first = backend_of_with(addr, "/", &make(user)).await.1;
             for _ in 0..3 {
-                assert_eq!(backend_of(addr, &make(user)).await.1, first, "{key}: user{user} must stick");
+                assert_eq!(backend_of_with(addr, "/", &make(user)).await.1, first, "{key}: user{user} must stick");
             }
             seen.insert(first);
         }
@@ -64,7 +58,7 @@ async fn a_refused_connect_is_retried_on_another_backend() {
     let gw = Wsgate::start_and_wait(&config(port, pool), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     for _ in 0..6 {
-        assert_eq!(backend_of(addr, "").await, (200, "live".to_string()));
+        assert_eq!(backend_of(addr, "/").await, (200, "live".to_string()));
     }
     assert!(gw.wait_log_contains("retrying on another backend", std::time::Duration::from_secs(5)), "{}", gw.log());
 }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 async fn backends_answering(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
     let mut seen = Vec::new();
     for _ in 0..n {
-        let (status, headers, _) = get(addr, "x", "/").await;
-        let name = header(&headers, "x-backend").filter(|_| status == 200).unwrap_or("-");
-        seen.push(name.to_string());
+        let (status, name) = backend_of(addr, "/").await;
+        seen.push(if status == 200 { name } else { "-".to_string() });
     }
     seen
 }

@@ -97,15 +97,6 @@ fn fixture() -> Arc<Fixture> {
     })
 }
 
-impl Fixture {
-    async fn healthy_session(&self) -> Ws {
-        let (ws, _) = ws_connect(&format!("ws://{}/ws/healthy", self.addr), &[])
-            .await
-            .unwrap_or_else(|e| panic!("healthy session: {e}\n{}", self.gw.logs()));
-        ws
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     /// A plain `GET` that does not ask to upgrade.
@@ -137,17 +128,11 @@ enum Expect {
     Complete,
 }
 
-async fn run_cases(cases: &[(&str, Kind, Expect)]) {
-    let fx = fixture();
-    let mut healthy = fx.healthy_session().await;
-    let mut failures = Vec::new();
-    for &(backend, kind, expect) in cases {
-        let label = format!("{backend} ({kind:?})");
-        let started = Instant::now();
-        let r = raw_request(fx.addr, &request(kind, backend)).await;
-        let took = started.elapsed();
+impl Expect {
+    /// What is wrong with the answer `r` (nothing: empty).
+    fn problems(self, r: &RawResponse) -> Vec<String> {
         let mut problems = Vec::new();
-        match expect {
+        match self {
             Expect::Status(status) => {
                 if r.status != Some(status) {
                     let raw = String::from_utf8_lossy(&r.raw[..r.raw.len().min(300)]).into_owned();
@@ -194,19 +179,26 @@ async fn run_cases(cases: &[(&str, Kind, Expect)]) {
                 }
             }
         }
-        println!("{label:48} -> {} in {took:.1?}{}", r.summary(), if problems.is_empty() { "" } else { "  <-- WRONG" });
-        if !problems.is_empty() {
-            failures.push(format!("[{label}] {}", problems.join("; ")));
-        }
+        problems
+    }
+}
+
+/// Runs each case (the backend of route `/h/<backend>`, the request kind, the answer the
+/// client must get) against the shared wsgate; after each, wsgate must be unharmed. Every
+/// wrong answer is listed at the end.
+async fn run_cases(cases: &[(&str, Kind, Expect)]) {
+    let fx = fixture();
+    let mut healthy = healthy_session(&fx.gw, fx.addr).await;
+    let mut verdicts = Verdicts::new();
+    for &(backend, kind, expect) in cases {
+        let label = format!("{backend} ({kind:?})");
+        let started = Instant::now();
+        let r = raw_request(fx.addr, &request(kind, backend)).await;
+        let took = started.elapsed();
+        verdicts.record(&label, &format!("{} in {took:.1?}", r.summary()), expect.problems(&r));
         assert_unharmed(&fx.gw, fx.addr, &mut healthy, "/after", &label).await;
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) answered wrongly:\n{}\n{}",
-        failures.len(),
-        failures.join("\n"),
-        fx.gw.logs()
-    );
+    verdicts.assert_none_wrong(&fx.gw);
     // The healthy backends saw only the healthy traffic.
     assert!(fx.rec.paths().iter().all(|p| p == "/after"), "{:?}", fx.rec.paths());
     assert!(fx.echo.lock().unwrap().sessions() >= 1);

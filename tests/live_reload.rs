@@ -21,11 +21,6 @@ fn config_with(port: u16, mport: u16, chat: &[SocketAddr], interval: &str, route
         .route(Route::to(route_to).name("chat").path_prefix("/ws"))
 }
 
-async fn backend_of(addr: SocketAddr, path: &str) -> (u16, String) {
-    let (status, headers, _) = get(addr, "x", path).await;
-    (status, header(&headers, "x-backend").unwrap_or("-").to_string())
-}
-
 async fn reloads(maddr: SocketAddr, result: &str) -> f64 {
     let (_, _, text) = get(maddr, "x", "/metrics").await;
     let series = format!("wsgate_config_reloads_total{{result=\"{result}\"}} ");

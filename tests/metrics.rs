@@ -10,23 +10,8 @@ async fn metrics_count_http_and_websocket_traffic() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let dead = free_port();
     let (port, mport) = (free_port(), free_port());
-    let cfg = Config::new()
-        .listen(port)
-        .metrics(mport)
-        .upstream("web", Upstream::one(web.addr()))
-        .upstream("chat", Upstream::one(chat.addr()))
-        .upstream(
-            "gone",
-            Upstream::one(loopback(dead)).health_check(HealthCheck::new().interval("1h").unhealthy_after(3)),
-        )
-        .route(
-            Route::to("chat")
-                .name("chat")
-                .path_prefix("/ws")
-                .websocket(WebSocket::new().allowed_origins(["https://ok.example"])),
-        )
-        .route(Route::to("gone").name("gone").path_prefix("/gone"))
-        .route(Route::to("web").name("site").host("site.example"));
+    let policy = WebSocket::new().allowed_origins(["https://ok.example"]);
+    let cfg = traffic_config(port, mport, web.addr(), chat.addr(), dead, Some(policy));
     let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let (addr, maddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 

@@ -53,14 +53,6 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     None
 }
 
-async fn scrape(maddr: SocketAddr) -> String {
-    let (status, headers, body) = get(maddr, "localhost", "/metrics").await;
-    assert_eq!(status, 200, "{body}");
-    let ct = header(&headers, "content-type").unwrap_or("");
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "content-type {ct:?}");
-    body
-}
-
 /// Names of the metric families declared by `# TYPE` lines.
 fn families(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -102,18 +94,7 @@ async fn promtool_accepts_the_scraped_metrics() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let dead = free_port(); // nothing listens: a 502 and an upstream error
     let (port, mport) = (free_port(), free_port());
-    let cfg = Config::new()
-        .listen(port)
-        .metrics(mport)
-        .upstream("web", Upstream::one(web.addr()))
-        .upstream("chat", Upstream::one(chat.addr()))
-        .upstream(
-            "gone",
-            Upstream::one(loopback(dead)).health_check(HealthCheck::new().interval("1h").unhealthy_after(3)),
-        )
-        .route(Route::to("chat").name("chat").path_prefix("/ws"))
-        .route(Route::to("gone").name("gone").path_prefix("/gone"))
-        .route(Route::to("web").name("site").host("site.example"));
+    let cfg = traffic_config(port, mport, web.addr(), chat.addr(), dead, None);
     let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();

@@ -26,16 +26,9 @@ fn proxy_to(backend: &WsBackend) -> (Wsgate, u16) {
     (Wsgate::start_and_wait(&cfg, &[port]), port)
 }
 
-async fn connect_echo_close(url: &str, i: usize) -> Result<(), String> {
-    let (mut ws, _) = ws_connect(url, &[]).await.map_err(|e| format!("connect: {e}"))?;
-    let text = format!("message {i}");
-    ws.send(Message::text(text.clone())).await.map_err(|e| format!("send: {e}"))?;
-    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => {}
-        other => return Err(format!("echo: {other:?}")),
-    }
-    ws.close(None).await.map_err(|e| format!("close: {e}"))?;
-    Ok(())
+/// Session `i`: connect, one echo (bounded: 10 s), close.
+async fn session(url: &str, i: usize) -> Result<(), String> {
+    connect_echo_close(url, &format!("message {i}"), Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +41,7 @@ async fn thousands_of_sequential_and_concurrent_sessions_never_fail() {
     let started = Instant::now();
     let mut failures = Vec::new();
     for i in 0..sequential {
-        if let Err(e) = connect_echo_close(&url, i).await {
+        if let Err(e) = session(&url, i).await {
             failures.push(e);
         }
     }
@@ -60,7 +53,7 @@ async fn thousands_of_sequential_and_concurrent_sessions_never_fail() {
     let tasks: Vec<_> = (0..concurrent)
         .map(|i| {
             let url = url.clone();
-            tokio::spawn(async move { connect_echo_close(&url, i).await })
+            tokio::spawn(async move { session(&url, i).await })
         })
         .collect();
     let mut failures = Vec::new();
