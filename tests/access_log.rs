@@ -152,8 +152,7 @@ async fn every_request_and_session_gets_one_exact_json_line() {
 async fn queries_are_logged_when_asked_and_off_means_off() {
     let web = HttpBackend::start("web");
     let port = free_port();
-    let site =
-        |port: u16| Config::new().listen(port).upstream("web", Upstream::one(web.addr())).route(Route::to("web"));
+    let site = |port: u16| Config::proxy(port, "web", web.addr());
     let gw = Wsgate::start_and_wait(&site(port).access_log(AccessLog::path("q.jsonl").include_query()), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     get(addr, "x", "/search?q=rust").await;

@@ -459,12 +459,9 @@ fn flood_against_sessions(rate: Option<f64>) {
     // The connection gate on: the flooder's one address may hold 256 connections (the 200
     // sessions and the fresh ones, from another address, fit as well), and a head has 2 s.
     // Two workers, one per core of this machine.
-    let cfg = Config::new()
-        .listen(port)
+    let cfg = Config::proxy(port, "chat", backend.addr())
         .limits(Limits::new().max_connections_per_ip(256).connections_per_second_per_ip(1000).header_timeout("2s"))
-        .server(Server::new().threads(2))
-        .upstream("chat", Upstream::one(backend.addr()))
-        .route(Route::to("chat"));
+        .server(Server::new().threads(2));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("ws://127.0.0.1:{port}/echo");

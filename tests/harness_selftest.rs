@@ -287,7 +287,7 @@ async fn tls_helpers_trust_self_signed_cert() {
 
 #[test]
 fn the_config_builder_leaves_out_every_key_not_set() {
-    let cfg = Config::new().listen(8080).upstream("web", Upstream::one("127.0.0.1:3001")).route(Route::to("web"));
+    let cfg = Config::proxy(8080, "web", "127.0.0.1:3001");
     assert_eq!(
         cfg.to_yaml(),
         "listeners:\n- address: 127.0.0.1:8080\nupstreams:\n  web:\n    backends:\n    - 127.0.0.1:3001\nroutes:\n- upstream: web\n"

@@ -47,7 +47,7 @@ async fn the_backend_receives_the_policy_rewritten_request() {
 async fn a_connection_header_naming_a_forwarding_field_is_refused() {
     let web = HttpBackend::start("web");
     let port = free_port();
-    let cfg = Config::new().listen(port).upstream("web", Upstream::one(web.addr())).route(Route::to("web"));
+    let cfg = Config::proxy(port, "web", web.addr());
     let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let (status, _, _) =

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 /// wsgate on `port` (metrics on `mport`), every request to `web`; each test adds its limits.
 fn web_behind(port: u16, mport: u16, web: &HttpBackend) -> Config {
-    Config::new().listen(port).metrics(mport).upstream("web", Upstream::one(web.addr())).route(Route::to("web"))
+    Config::proxy(port, "web", web.addr()).metrics(mport)
 }
 
 fn refusals(text: &str, cause: &str) -> f64 {
@@ -347,11 +347,7 @@ async fn idle_keep_alive_connections_are_closed_after_the_keepalive_timeout() {
     use std::time::{Duration, Instant};
     let web = HttpBackend::start("web");
     let port = free_port();
-    let cfg = Config::new()
-        .listen(port)
-        .limits(Limits::new().keepalive_timeout("1s"))
-        .upstream("web", Upstream::one(web.addr()))
-        .route(Route::to("web"));
+    let cfg = Config::proxy(port, "web", web.addr()).limits(Limits::new().keepalive_timeout("1s"));
     let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
@@ -383,11 +379,8 @@ async fn later_heads_on_a_keep_alive_connection_are_held_to_the_header_timeout()
     use tokio::io::AsyncWriteExt;
     let web = HttpBackend::start("web");
     let port = free_port();
-    let cfg = Config::new()
-        .listen(port)
-        .limits(Limits::new().header_timeout("1s").keepalive_timeout("30s"))
-        .upstream("web", Upstream::one(web.addr()))
-        .route(Route::to("web"));
+    let cfg =
+        Config::proxy(port, "web", web.addr()).limits(Limits::new().header_timeout("1s").keepalive_timeout("30s"));
     let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut conn = connect_from("127.0.0.1", addr).await;

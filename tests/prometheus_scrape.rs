@@ -240,8 +240,7 @@ async fn a_real_prometheus_server_scrapes_wsgate() {
     };
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let cfg =
-        Config::new().listen(port).metrics(mport).upstream("web", Upstream::one(web.addr())).route(Route::to("web"));
+    let cfg = Config::proxy(port, "web", web.addr()).metrics(mport);
     let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let target: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let papi: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

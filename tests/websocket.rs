@@ -186,7 +186,7 @@ async fn a_route_with_websocket_disabled_answers_400() {
 async fn h2c_upgrades_are_not_forwarded() {
     let http = HttpBackend::start("web");
     let port = free_port();
-    let cfg = Config::new().listen(port).upstream("web", Upstream::one(http.addr())).route(Route::to("web"));
+    let cfg = Config::proxy(port, "web", http.addr());
     let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     for upgrade in ["h2c", "websocket, h2c"] {
@@ -212,7 +212,7 @@ async fn interim_answers_before_the_101_are_skipped() {
         &[b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"];
     let (backend, seen) = RawBackend::ws_echo_after(INTERIM);
     let port = free_port();
-    let cfg = Config::new().listen(port).upstream("chat", Upstream::one(backend.addr)).route(Route::to("chat"));
+    let cfg = Config::proxy(port, "chat", backend.addr);
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let (mut ws, resp) = ws_connect(&format!("ws://127.0.0.1:{port}/chat"), &[("Expect", "100-continue")])
         .await

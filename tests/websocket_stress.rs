@@ -18,11 +18,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn proxy_to(backend: &WsBackend) -> (Wsgate, u16) {
     let port = free_port();
-    let cfg = Config::new()
-        .server(Server::new().threads(2))
-        .listen(port)
-        .upstream("chat", Upstream::one(backend.addr()))
-        .route(Route::to("chat"));
+    let cfg = Config::proxy(port, "chat", backend.addr()).server(Server::new().threads(2));
     (Wsgate::start_and_wait(&cfg, &[port]), port)
 }
 
@@ -118,7 +114,7 @@ async fn sessions_give_their_buffers_back_after_a_large_message() {
     const MESSAGE: usize = 256 * 1024;
     let backend = WsBackend::start("chat");
     let port = free_port();
-    let cfg = Config::new().listen(port).upstream("chat", Upstream::one(backend.addr())).route(Route::to("chat"));
+    let cfg = Config::proxy(port, "chat", backend.addr());
     let gw = Wsgate::start_in_env(
         tempfile::tempdir().unwrap(),
         &cfg,

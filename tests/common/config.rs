@@ -5,11 +5,14 @@
 //! let cfg = Config::new()
 //!     .listen(port)
 //!     .metrics(mport)
-//!     .upstream("web", Upstream::new([web.addr()]))
-//!     .upstream("chat", Upstream::new([chat.addr()]).health_check(HealthCheck::new().interval("100ms")))
-//!     .route(Route::to("chat").path_prefix("/ws"))
+//!     .limits(Limits::new().header_timeout("1s"))
+//!     .upstream("web", Upstream::new([a.addr(), b.addr()]).retries(0))
+//!     .upstream("chat", Upstream::one(chat.addr()).health_check(HealthCheck::new().interval("100ms")))
+//!     .route(Route::to("chat").path_prefix("/ws").websocket(WebSocket::new().max_sessions(1)))
 //!     .route(Route::to("web"));
 //! let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
+//! // The one-pool case in one call: every request on `port` to the pool `web` of one backend.
+//! let cfg = Config::proxy(port, "web", web.addr());
 //! ```
 //!
 //! Every setting a test does not make is left out of the YAML (`skip_serializing_if`), so
@@ -74,6 +77,12 @@ pub struct Config {
 impl Config {
     pub fn new() -> Config {
         Config::default()
+    }
+
+    /// The smallest working config: a listener on 127.0.0.1:`port` and a route for every
+    /// request to the pool `name` of the one `backend`. Tests add what they need on top.
+    pub fn proxy(port: u16, name: &str, backend: impl Into<Backend>) -> Config {
+        Config::new().listen(port).upstream(name, Upstream::one(backend)).route(Route::to(name))
     }
 
     /// The YAML text wsgate reads.
