@@ -53,13 +53,15 @@ async fn every_request_and_session_gets_one_exact_json_line() {
     let web = HttpBackend::start("web");
     let chat = start_closing_backend().await;
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\naccess_log: {{path: logs.jsonl}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{chat}']}}\n\
-         routes:\n  - {{name: ws, path_prefix: /ws, upstream: chat}}\n  - {{name: site, host: site.example, upstream: web}}\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = Config::new()
+        .listen(port)
+        .metrics(mport)
+        .access_log(AccessLog::path("logs.jsonl"))
+        .upstream("web", Upstream::one(web.addr()))
+        .upstream("chat", Upstream::one(chat))
+        .route(Route::to("chat").name("ws").path_prefix("/ws"))
+        .route(Route::to("web").name("site").host("site.example"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let log_path = gw.dir.path().join("logs.jsonl");
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
 
@@ -150,21 +152,21 @@ async fn every_request_and_session_gets_one_exact_json_line() {
 async fn queries_are_logged_when_asked_and_off_means_off() {
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\naccess_log: {{path: q.jsonl, include_query: true}}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let site = |port: u16| Config::proxy(port, "web", web.addr());
+    let gw = Wsgate::start_and_wait(&site(port).access_log(AccessLog::path("q.jsonl").include_query()), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     get(addr, "x", "/search?q=rust").await;
     let lines = lines(&gw.dir.path().join("q.jsonl"), 1);
     assert_eq!(lines[0]["path"], "/search?q=rust");
 
     // The default target is stdout; `off` writes nothing anywhere.
-    for (setting, expect_line) in [("", true), ("access_log: {path: 'off'}\n", false)] {
+    for (setting, expect_line) in [(None, true), (Some(AccessLog::path("off")), false)] {
         let port = free_port();
-        let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\n{setting}upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n", web.addr());
-        let gw = Wsgate::start_and_wait(&yaml, &[port]);
+        let cfg = match setting {
+            Some(log) => site(port).access_log(log),
+            None => site(port),
+        };
+        let gw = Wsgate::start_and_wait(&cfg, &[port]);
         get(format!("127.0.0.1:{port}").parse().unwrap(), "x", "/marker").await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while expect_line && !gw.stdout().contains("/marker") {

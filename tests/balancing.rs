@@ -4,26 +4,21 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 
-fn yaml(port: u16, pool: &str) -> String {
-    format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  app:\n{pool}\nroutes:\n  - upstream: app\n")
-}
-
-async fn backend_of(addr: std::net::SocketAddr, extra: &str) -> (u16, String) {
-    let (status, headers, _) =
-        http_request(addr, &format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")).await;
-    (status, header(&headers, "x-backend").unwrap_or("-").to_string())
+/// wsgate on 127.0.0.1:`port`, every request to the pool `app`.
+fn config(port: u16, app: Upstream) -> Config {
+    Config::new().listen(port).upstream("app", app).route(Route::to("app"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_round_robin_follows_the_weights() {
     let (a, b) = (HttpBackend::start("a"), HttpBackend::start("b"));
     let port = free_port();
-    let pool = format!("    backends:\n      - '{}'\n      - {{address: '{}', weight: 2}}\n", a.addr(), b.addr());
-    let _gw = Wsgate::start_and_wait(&yaml(port, &pool), &[port]);
+    let pool = Upstream::new([Backend::from(a.addr()), Backend::weighted(b.addr(), 2)]);
+    let _gw = Wsgate::start_and_wait(&config(port, pool), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut counts = HashMap::new();
     for _ in 0..30 {
-        *counts.entry(backend_of(addr, "").await.1).or_insert(0) += 1;
+        *counts.entry(backend_of(addr, "/").await.1).or_insert(0) += 1;
     }
     assert_eq!((counts["a"], counts["b"]), (10, 20), "{counts:?}");
 }
@@ -31,21 +26,19 @@ async fn weighted_round_robin_follows_the_weights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_hash_sticks_by_header_and_by_cookie() {
     let backends: Vec<HttpBackend> = (0..4).map(|i| HttpBackend::start(&format!("b{i}"))).collect();
-    let list: Vec<String> = backends.iter().map(|b| format!("'{}'", b.addr())).collect();
     for (key, make) in [
         ("header:X-User", Box::new(|u: usize| format!("X-User: user{u}\r\n")) as Box<dyn Fn(usize) -> String>),
         ("cookie:sid", Box::new(|u: usize| format!("Cookie: theme=dark; sid=s{u}\r\n"))),
     ] {
         let port = free_port();
-        let pool =
-            format!("    backends: [{}]\n    balance: consistent_hash\n    hash_key: '{key}'\n", list.join(", "));
-        let _gw = Wsgate::start_and_wait(&yaml(port, &pool), &[port]);
+        let pool = Upstream::new(backends.iter().map(|b| b.addr())).consistent_hash(key);
+        let _gw = Wsgate::start_and_wait(&config(port, pool), &[port]);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut seen = std::collections::HashSet::new();
         for user in 0..12 {
-            let first = backend_of(addr, &make(user)).await.1;
+            let first = backend_of_with(addr, "/", &make(user)).await.1;
             for _ in 0..3 {
-                assert_eq!(backend_of(addr, &make(user)).await.1, first, "{key}: user{user} must stick");
+                assert_eq!(backend_of_with(addr, "/", &make(user)).await.1, first, "{key}: user{user} must stick");
             }
             seen.insert(first);
         }
@@ -60,14 +53,12 @@ async fn a_refused_connect_is_retried_on_another_backend() {
     let port = free_port();
     // The dead backend stays in rotation (it would take 5 failed checks to leave), so
     // requests really are sent to it first and must be retried.
-    let pool = format!(
-        "    backends: ['127.0.0.1:{dead}', '{}']\n    health_check: {{interval: 1h, unhealthy_after: 5}}\n",
-        live.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml(port, &pool), &[port]);
+    let pool = Upstream::new([loopback(dead), live.addr().to_string()])
+        .health_check(HealthCheck::new().interval("1h").unhealthy_after(5));
+    let gw = Wsgate::start_and_wait(&config(port, pool), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     for _ in 0..6 {
-        assert_eq!(backend_of(addr, "").await, (200, "live".to_string()));
+        assert_eq!(backend_of(addr, "/").await, (200, "live".to_string()));
     }
     assert!(gw.wait_log_contains("retrying on another backend", std::time::Duration::from_secs(5)), "{}", gw.log());
 }
@@ -77,19 +68,20 @@ async fn failures_answer_502_503_and_504_with_a_text_body() {
     let dead = free_port();
     let slow = HttpBackend::start("slow");
     let (p502, p503, p504) = (free_port(), free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{p502}\n  - address: 127.0.0.1:{p503}\n  - address: 127.0.0.1:{p504}\n\
-         upstreams:\n\
-         \x20 refused: {{backends: ['127.0.0.1:{dead}'], health_check: {{interval: 1h, unhealthy_after: 5}}}}\n\
-         \x20 down: {{backends: ['127.0.0.1:{dead}'], health_check: {{interval: 100ms}}}}\n\
-         \x20 slow: {{backends: ['{}'], read_timeout: 300ms}}\n\
-         routes:\n\
-         \x20 - {{path_prefix: /refused, upstream: refused}}\n\
-         \x20 - {{path_prefix: /down, upstream: down}}\n\
-         \x20 - {{path_prefix: /slow, upstream: slow}}\n",
-        slow.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[p502]);
+    let cfg = Config::new()
+        .listen(p502)
+        .listen(p503)
+        .listen(p504)
+        .upstream(
+            "refused",
+            Upstream::one(loopback(dead)).health_check(HealthCheck::new().interval("1h").unhealthy_after(5)),
+        )
+        .upstream("down", Upstream::one(loopback(dead)).health_check(HealthCheck::new().interval("100ms")))
+        .upstream("slow", Upstream::one(slow.addr()).read_timeout("300ms"))
+        .route(Route::to("refused").path_prefix("/refused"))
+        .route(Route::to("down").path_prefix("/down"))
+        .route(Route::to("slow").path_prefix("/slow"));
+    let gw = Wsgate::start_and_wait(&cfg, &[p502]);
     let addr = format!("127.0.0.1:{p502}").parse().unwrap();
     let (status, _, body) = get(addr, "x", "/refused").await;
     assert_eq!(status, 502, "{body}");
@@ -120,8 +112,8 @@ async fn a_stale_pooled_connection_is_retried_on_a_fresh_one() {
     let (requests, idle_ms) = (env("WSGATE_STALE_REQUESTS", 600), env("WSGATE_STALE_IDLE_MS", 10));
     let backend = HttpBackend::start_closing_idle("only", std::time::Duration::from_millis(idle_ms));
     let port = free_port();
-    let pool = format!("    backends: ['{}']\n    health_check: {{interval: 1h}}\n", backend.addr());
-    let gw = Wsgate::start_and_wait(&yaml(port, &pool), &[port]);
+    let pool = Upstream::one(backend.addr()).health_check(HealthCheck::new().interval("1h"));
+    let gw = Wsgate::start_and_wait(&config(port, pool), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut errors = Vec::new();
     let started = std::time::Instant::now();

@@ -23,12 +23,12 @@ async fn an_ipv4_mapped_client_is_its_ipv4_address_everywhere() {
     let port = free_port();
     // An IPv6 socket bound to a mapped loopback address: IPv4 clients, loopback only, and
     // every peer address reported as `::ffff:127.0.0.x`, as on a `[::]` listener.
-    let yaml = format!(
-        "listeners:\n  - address: '[::ffff:127.0.0.1]:{port}'\nlimits: {{max_connections_per_ip: 1}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listener(Listener::new(format!("[::ffff:127.0.0.1]:{port}")))
+        .limits(Limits::new().max_connections_per_ip(1))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
 
     // Until the probe connection of `start_and_wait` is closed on wsgate's side too, it

@@ -1,5 +1,8 @@
 //! `wsgate -t`: the shipped example passes; each broken variant fails naming the key and
 //! the line; every error is listed; and the binary refuses to start on a broken file.
+//!
+//! The configs here stay raw text (`RawYaml`), not `Config`: they are the shipped example
+//! and edits of its text, and the line numbers in the errors are part of what is checked.
 mod common;
 use common::*;
 use std::path::Path;
@@ -11,12 +14,8 @@ fn example() -> String {
 /// Checks `yaml` placed next to copies of the example's certificates.
 fn check(yaml: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    std::fs::create_dir(&tls).unwrap();
-    for f in ["cert.pem", "key.pem"] {
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls").join(f), tls.join(f)).unwrap();
-    }
-    check_config_in(dir.path(), "wsgate.yaml", yaml)
+    copy_shipped_certs(dir.path());
+    check_config_in(dir.path(), "wsgate.yaml", &RawYaml(yaml))
 }
 
 #[test]
@@ -57,11 +56,7 @@ fn every_error_is_listed_and_the_exit_code_is_1() {
         .replace("    upstream: web", "    upstream: webb")
         .replace("  - address: 127.0.0.1:8443", "  - address: 127.0.0.1:8080");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tls")).unwrap();
-    for f in ["cert.pem", "key.pem"] {
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls").join(f), dir.path().join("tls").join(f))
-            .unwrap();
-    }
+    copy_shipped_certs(dir.path());
     std::fs::write(dir.path().join("w.yaml"), text).unwrap();
     let out =
         std::process::Command::new(wsgate_bin()).arg("-t").arg("-c").arg(dir.path().join("w.yaml")).output().unwrap();

@@ -40,11 +40,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio::time::MissedTickBehavior;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
 /// Well-behaved WebSocket sessions through wsgate, all open through both phases.
@@ -266,23 +264,9 @@ fn let_go(conn: tokio::net::TcpStream, counters: &FloodCounters) {
 // ---------------------------------------------------------------- the well-behaved sessions
 
 /// Next data or close message, skipping pings and pongs.
-async fn next_data(ws: &mut Ws) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
-            other => return other,
-        }
-    }
-}
-
 /// Sends `text` and waits (ECHO_TIMEOUT) for the same text back.
 async fn echo_once(ws: &mut Ws, text: &str) -> Result<(), String> {
-    ws.send(Message::text(text)).await.map_err(|e| format!("send {text:?}: {e}"))?;
-    match tokio::time::timeout(ECHO_TIMEOUT, next_data(ws)).await {
-        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => Ok(()),
-        Ok(other) => Err(format!("expected the echo of {text:?}, got {other:?}")),
-        Err(_) => Err(format!("no echo of {text:?} within {ECHO_TIMEOUT:?}")),
-    }
+    ws_echo_once(ws, text, ECHO_TIMEOUT).await
 }
 
 struct SessionRun {
@@ -391,10 +375,9 @@ async fn connect_sessions(url: &str, count: usize) -> Vec<Ws> {
     sessions
 }
 
-async fn connect_echo_close(url: String, k: usize) -> Result<(), String> {
-    let (mut ws, _) = ws_connect(&url, &[]).await.map_err(|e| format!("fresh session {k}: connect: {e}"))?;
-    echo_once(&mut ws, &format!("fresh session {k}")).await.map_err(|e| format!("fresh session {k}: {e}"))?;
-    ws.close(None).await.map_err(|e| format!("fresh session {k}: close: {e}"))
+async fn fresh_session(url: String, k: usize) -> Result<(), String> {
+    let text = format!("fresh session {k}");
+    connect_echo_close(&url, &text, ECHO_TIMEOUT).await.map_err(|e| format!("{text}: {e}"))
 }
 
 // ---------------------------------------------------------------- figures for the report
@@ -476,15 +459,10 @@ fn flood_against_sessions(rate: Option<f64>) {
     // The connection gate on: the flooder's one address may hold 256 connections (the 200
     // sessions and the fresh ones, from another address, fit as well), and a head has 2 s.
     // Two workers, one per core of this machine.
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         limits: {{max_connections_per_ip: 256, connections_per_second_per_ip: 1000, header_timeout: 2s}}\n\
-         server: {{threads: 2}}\n\
-         upstreams:\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - upstream: chat\n",
-        backend.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::proxy(port, "chat", backend.addr())
+        .limits(Limits::new().max_connections_per_ip(256).connections_per_second_per_ip(1000).header_timeout("2s"))
+        .server(Server::new().threads(2));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let url = format!("ws://127.0.0.1:{port}/echo");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("sessions runtime");
@@ -549,7 +527,7 @@ fn flood_against_sessions(rate: Option<f64>) {
             let mut sessions = Vec::with_capacity(FRESH_DURING_FLOOD);
             for k in 0..FRESH_DURING_FLOOD {
                 tick.tick().await;
-                sessions.push(tokio::spawn(connect_echo_close(fresh_url.clone(), k)));
+                sessions.push(tokio::spawn(fresh_session(fresh_url.clone(), k)));
             }
             let mut failures = Vec::new();
             for s in sessions {
@@ -654,7 +632,7 @@ fn flood_against_sessions(rate: Option<f64>) {
             for mut ws in sessions.into_iter().chain(control_flooded.sessions) {
                 ws.close(None).await.expect("close");
             }
-            connect_echo_close(url.clone(), FRESH_DURING_FLOOD).await.expect("a fresh session after the flood");
+            fresh_session(url.clone(), FRESH_DURING_FLOOD).await.expect("a fresh session after the flood");
         })
         .await
         .expect("the checks after the flood timed out")

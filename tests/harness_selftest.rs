@@ -1,4 +1,5 @@
-//! Self-tests of the test harness (backends + client helpers) WITHOUT wsgate.
+//! Self-tests of the test harness (backends + client helpers) WITHOUT a running wsgate;
+//! the config builder is checked against `wsgate -t`.
 
 mod common;
 
@@ -282,4 +283,100 @@ async fn tls_helpers_trust_self_signed_cert() {
     };
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
     tokio::time::timeout(Duration::from_secs(10), bad_server).await.unwrap().unwrap();
+}
+
+#[test]
+fn the_config_builder_leaves_out_every_key_not_set() {
+    let cfg = Config::proxy(8080, "web", "127.0.0.1:3001");
+    assert_eq!(
+        cfg.to_yaml(),
+        "listeners:\n- address: 127.0.0.1:8080\nupstreams:\n  web:\n    backends:\n    - 127.0.0.1:3001\nroutes:\n- upstream: web\n"
+    );
+    let (ok, out) = check_config(&cfg);
+    assert!(ok, "{out}\n{}", cfg.to_yaml());
+}
+
+/// Every builder method, at once, makes a config `wsgate -t` accepts: the builder's keys are
+/// wsgate's keys.
+#[test]
+fn every_key_the_config_builder_writes_is_one_wsgate_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    write_cert(dir.path(), "b-", "b.test", "DNS:b.test");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.2 app.test\n").unwrap();
+    let cfg = Config::new()
+        .server(
+            Server::new()
+                .threads(2)
+                .pid_file(dir.path().join("wsgate.pid"))
+                .upgrade_sock(dir.path().join("upgrade.sock"))
+                .error_log(dir.path().join("error.log"))
+                .set("grace_period_seconds", 10),
+        )
+        .listen(8080)
+        .listener(Listener::on(8443).tls(Tls::new(&cert, &key).certificate("b-cert.pem", "b-key.pem").http2(true)))
+        .metrics(9090)
+        .access_log(AccessLog::path("access.jsonl").include_query())
+        .drain_window("5s")
+        .limits(
+            Limits::new()
+                .max_concurrent_per_ip(10)
+                .requests_per_second_per_ip(100)
+                .max_websocket_sessions(1000)
+                .max_request_header_bytes(16384)
+                .max_request_headers(50)
+                .max_connections(5000)
+                .max_connections_per_ip(100)
+                .connections_per_second_per_ip(50)
+                .ipv6_prefix(64)
+                .header_timeout("10s")
+                .keepalive_timeout("60s")
+                .send_timeout("30s"),
+        )
+        .upstream(
+            "web",
+            Upstream::new([Backend::from("127.0.0.1:3001"), Backend::weighted("127.0.0.1:3002", 2)])
+                .balance("round_robin")
+                .connect_timeout("1s")
+                .read_timeout("30s")
+                .retries(1)
+                .health_check(
+                    HealthCheck::new()
+                        .kind("http")
+                        .path("/healthz")
+                        .interval("5s")
+                        .timeout("1s")
+                        .healthy_after(2)
+                        .unhealthy_after(3),
+                ),
+        )
+        .upstream("sticky", Upstream::new(["127.0.0.1:3003", "127.0.0.1:3004"]).consistent_hash("cookie:sid"))
+        .upstream("dns", Upstream::one("app.test:3005").dns("10s", &hosts))
+        .upstream("tls", Upstream::one("127.0.0.1:3006").tls(UpstreamTls::new().sni("localhost").ca_file(&cert)))
+        .upstream("insecure", Upstream::one("127.0.0.1:3007").tls(UpstreamTls::new().verify(false)))
+        .route(
+            Route::to("web")
+                .name("site")
+                .host("*.example.com")
+                .path_prefix("/app")
+                .host_header("backend")
+                .set_header("X-Served-By", "wsgate")
+                .remove_header("X-Debug"),
+        )
+        .route(
+            Route::to("sticky").path_prefix("/ws").websocket(
+                WebSocket::new()
+                    .enabled(true)
+                    .idle_timeout("5m")
+                    .allowed_origins(["https://example.com"])
+                    .max_message_bytes(1 << 20)
+                    .max_sessions(100),
+            ),
+        )
+        .route(Route::to("dns").path_prefix("/dns"))
+        .route(Route::to("tls").path_prefix("/tls"))
+        .route(Route::to("insecure").path_prefix("/insecure"));
+    let (ok, out) = check_config_in(dir.path(), "wsgate.yaml", &cfg);
+    assert!(ok, "{out}\n{}", cfg.to_yaml());
 }

@@ -6,16 +6,13 @@ use common::*;
 async fn the_backend_receives_the_policy_rewritten_request() {
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  web: {{backends: ['{backend}']}}\n\
-         routes:\n\
-         \x20 - path_prefix: /backend-host\n    upstream: web\n    host_header: backend\n\
-         \x20 - path_prefix: /literal-host\n    upstream: web\n    host_header: internal.svc\n\
-         \x20 - path_prefix: /\n    upstream: web\n    request_headers:\n      set: {{X-Served-By: wsgate}}\n      remove: [X-Debug]\n",
-        backend = web.addr()
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web").path_prefix("/backend-host").host_header("backend"))
+        .route(Route::to("web").path_prefix("/literal-host").host_header("internal.svc"))
+        .route(Route::to("web").path_prefix("/").set_header("X-Served-By", "wsgate").remove_header("X-Debug"));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let (status, _, _) = http_request(
@@ -50,8 +47,8 @@ async fn the_backend_receives_the_policy_rewritten_request() {
 async fn a_connection_header_naming_a_forwarding_field_is_refused() {
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n", web.addr());
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::proxy(port, "web", web.addr());
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let (status, _, _) =
         http_request(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Forwarded-For\r\n\r\n").await;
@@ -66,13 +63,13 @@ async fn a_connection_header_naming_a_forwarding_field_is_refused() {
 async fn a_clients_forwarding_headers_are_replaced_or_removed() {
     let (web, chat) = (RecordingBackend::start(), WsBackend::start("chat"));
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("web", Upstream::one(web.addr()))
+        .upstream("chat", Upstream::one(chat.addr()))
+        .route(Route::to("chat").path_prefix("/ws"))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let forged = "X-Forwarded-Host: evil.example\r\nForwarded: for=10.9.9.9;host=admin.internal\r\n";
 

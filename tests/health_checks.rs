@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 async fn backends_answering(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
     let mut seen = Vec::new();
     for _ in 0..n {
-        let (status, headers, _) = get(addr, "x", "/").await;
-        let name = header(&headers, "x-backend").filter(|_| status == 200).unwrap_or("-");
-        seen.push(name.to_string());
+        let (status, name) = backend_of(addr, "/").await;
+        seen.push(if status == 200 { name } else { "-".to_string() });
     }
     seen
 }
@@ -35,14 +34,16 @@ async fn a_stopped_backend_leaves_rotation_and_returns_when_restarted() {
         let mut b = HttpBackend::start("b");
         let b_port = b.port();
         let port = free_port();
-        let path = if kind == "http" { ", path: /healthz" } else { "" };
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  app:\n    backends: ['{}', '{}']\n    retries: 0\n    health_check: {{kind: {kind}{path}, interval: 100ms, timeout: 200ms, unhealthy_after: 1, healthy_after: 2}}\n\
-             routes:\n  - upstream: app\n",
-            a.addr(), b.addr()
-        );
-        let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+        let mut check =
+            HealthCheck::new().kind(kind).interval("100ms").timeout("200ms").unhealthy_after(1).healthy_after(2);
+        if kind == "http" {
+            check = check.path("/healthz");
+        }
+        let cfg = Config::new()
+            .listen(port)
+            .upstream("app", Upstream::new([a.addr(), b.addr()]).retries(0).health_check(check))
+            .route(Route::to("app"));
+        let _gw = Wsgate::start_and_wait(&cfg, &[port]);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let seen = backends_answering(addr, 4).await;
         assert!(seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()), "{kind}: {seen:?}");
@@ -69,13 +70,12 @@ async fn websocket_sessions_avoid_unhealthy_backends() {
     let a = WsBackend::start("a");
     let mut b = WsBackend::start("b");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  chat:\n    backends: ['{}', '{}']\n    retries: 0\n    health_check: {{kind: http, path: /healthz, interval: 100ms}}\n\
-         routes:\n  - upstream: chat\n",
-        a.addr(), b.addr()
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let check = HealthCheck::new().kind("http").path("/healthz").interval("100ms");
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("chat", Upstream::new([a.addr(), b.addr()]).retries(0).health_check(check))
+        .route(Route::to("chat"));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     b.stop();
     let b_sessions = b.sessions();
     // Give the checker a bounded moment to notice, then every session must land on a.

@@ -75,20 +75,18 @@ fn fixture() -> Arc<Fixture> {
         hostile.push(("never-answers".to_string(), never));
         hostile.push(("endless-interim".to_string(), endless_interim));
         let port = free_port();
-        let mut yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  web: {{backends: ['{}']}}\n  echo: {{backends: ['{}']}}\n",
-            rec.addr(),
-            echo.addr()
-        );
+        let mut cfg = Config::new()
+            .listen(port)
+            .upstream("web", Upstream::one(rec.addr()))
+            .upstream("echo", Upstream::one(echo.addr()))
+            .route(Route::to("echo").path_prefix("/ws"))
+            .route(Route::to("web").path_prefix("/"));
         for (name, b) in &hostile {
-            yaml.push_str(&format!("  {name}: {{backends: ['{}'], read_timeout: 700ms}}\n", b.addr));
+            cfg = cfg
+                .upstream(name, Upstream::one(b.addr).read_timeout("700ms"))
+                .route(Route::to(name).path_prefix(format!("/h/{name}")));
         }
-        yaml.push_str("routes:\n  - path_prefix: /ws\n    upstream: echo\n  - path_prefix: /\n    upstream: web\n");
-        for (name, _) in &hostile {
-            yaml.push_str(&format!("  - path_prefix: /h/{name}\n    upstream: {name}\n"));
-        }
-        let gw = Wsgate::start_and_wait(&yaml, &[port]);
+        let gw = Wsgate::start_and_wait(&cfg, &[port]);
         Fixture {
             gw,
             rec,
@@ -97,15 +95,6 @@ fn fixture() -> Arc<Fixture> {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     })
-}
-
-impl Fixture {
-    async fn healthy_session(&self) -> Ws {
-        let (ws, _) = ws_connect(&format!("ws://{}/ws/healthy", self.addr), &[])
-            .await
-            .unwrap_or_else(|e| panic!("healthy session: {e}\n{}", self.gw.logs()));
-        ws
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -139,17 +128,11 @@ enum Expect {
     Complete,
 }
 
-async fn run_cases(cases: &[(&str, Kind, Expect)]) {
-    let fx = fixture();
-    let mut healthy = fx.healthy_session().await;
-    let mut failures = Vec::new();
-    for &(backend, kind, expect) in cases {
-        let label = format!("{backend} ({kind:?})");
-        let started = Instant::now();
-        let r = raw_request(fx.addr, &request(kind, backend)).await;
-        let took = started.elapsed();
+impl Expect {
+    /// What is wrong with the answer `r` (nothing: empty).
+    fn problems(self, r: &RawResponse) -> Vec<String> {
         let mut problems = Vec::new();
-        match expect {
+        match self {
             Expect::Status(status) => {
                 if r.status != Some(status) {
                     let raw = String::from_utf8_lossy(&r.raw[..r.raw.len().min(300)]).into_owned();
@@ -196,19 +179,26 @@ async fn run_cases(cases: &[(&str, Kind, Expect)]) {
                 }
             }
         }
-        println!("{label:48} -> {} in {took:.1?}{}", r.summary(), if problems.is_empty() { "" } else { "  <-- WRONG" });
-        if !problems.is_empty() {
-            failures.push(format!("[{label}] {}", problems.join("; ")));
-        }
+        problems
+    }
+}
+
+/// Runs each case (the backend of route `/h/<backend>`, the request kind, the answer the
+/// client must get) against the shared wsgate; after each, wsgate must be unharmed. Every
+/// wrong answer is listed at the end.
+async fn run_cases(cases: &[(&str, Kind, Expect)]) {
+    let fx = fixture();
+    let mut healthy = healthy_session(&fx.gw, fx.addr).await;
+    let mut verdicts = Verdicts::new();
+    for &(backend, kind, expect) in cases {
+        let label = format!("{backend} ({kind:?})");
+        let started = Instant::now();
+        let r = raw_request(fx.addr, &request(kind, backend)).await;
+        let took = started.elapsed();
+        verdicts.record(&label, &format!("{} in {took:.1?}", r.summary()), expect.problems(&r));
         assert_unharmed(&fx.gw, fx.addr, &mut healthy, "/after", &label).await;
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) answered wrongly:\n{}\n{}",
-        failures.len(),
-        failures.join("\n"),
-        fx.gw.logs()
-    );
+    verdicts.assert_none_wrong(&fx.gw);
     // The healthy backends saw only the healthy traffic.
     assert!(fx.rec.paths().iter().all(|p| p == "/after"), "{:?}", fx.rec.paths());
     assert!(fx.echo.lock().unwrap().sessions() >= 1);

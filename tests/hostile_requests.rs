@@ -39,24 +39,20 @@ fn fixture() -> Arc<Fixture> {
         let rec = RecordingBackend::start();
         let chat = WsBackend::start("chat");
         let port = free_port();
-        let yaml = format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-             routes:\n  - path_prefix: /ws\n    upstream: chat\n  - path_prefix: /\n    upstream: web\n",
-            rec.addr(),
-            chat.addr()
-        );
-        let gw = Wsgate::start_and_wait(&yaml, &[port]);
+        let cfg = Config::new()
+            .listen(port)
+            .upstream("web", Upstream::one(rec.addr()))
+            .upstream("chat", Upstream::one(chat.addr()))
+            .route(Route::to("chat").path_prefix("/ws"))
+            .route(Route::to("web").path_prefix("/"));
+        let gw = Wsgate::start_and_wait(&cfg, &[port]);
         Fixture { gw, rec, chat: std::sync::Mutex::new(chat), addr: SocketAddr::from(([127, 0, 0, 1], port)) }
     })
 }
 
 impl Fixture {
     async fn healthy_session(&self) -> Ws {
-        let (ws, _) = ws_connect(&format!("ws://{}/ws/healthy", self.addr), &[])
-            .await
-            .unwrap_or_else(|e| panic!("healthy session: {e}\n{}", self.gw.logs()));
-        ws
+        healthy_session(&self.gw, self.addr).await
     }
     async fn unharmed(&self, healthy: &mut Ws, case: &str) {
         assert_unharmed(&self.gw, self.addr, healthy, "/after", case).await;
@@ -121,19 +117,15 @@ fn expand(bytes: &[u8], token: &str) -> Vec<u8> {
     out
 }
 
-async fn run_cases(group: &str, cases: Vec<Case>) {
-    let fx = fixture();
-    let mut healthy = fx.healthy_session().await;
-    let mut failures = Vec::new();
-    for c in cases {
-        let token = format!("{group}-{}", c.name);
-        let bytes = expand(&c.bytes, &token);
-        let r = raw_request(fx.addr, &bytes).await;
+impl Case {
+    /// What is wrong with the answer `r` to this case (sent marked with `token`) and with
+    /// what the backend received (nothing wrong: empty).
+    fn problems(&self, fx: &Fixture, token: &str, r: &RawResponse) -> Vec<String> {
         let mut problems = Vec::new();
-        if r.status != Some(c.status) {
-            problems.push(format!("expected {}, got {}", c.status, r.summary()));
+        if r.status != Some(self.status) {
+            problems.push(format!("expected {}, got {}", self.status, r.summary()));
         }
-        if c.closed == Some(true) && !r.closed {
+        if self.closed == Some(true) && !r.closed {
             problems.push(format!("connection must be closed after the answer, got {}", r.summary()));
         }
         if r.status_lines() > 1 {
@@ -143,15 +135,15 @@ async fn run_cases(group: &str, cases: Vec<Case>) {
         if !smuggled.is_empty() {
             problems.push(format!("the backend received the smuggled request: {smuggled:?}"));
         }
-        match c.fwd {
+        match self.fwd {
             Fwd::Nothing => {
                 if contains(&fx.rec.bytes(), token.as_bytes()) {
-                    problems.push(format!("the backend received bytes of this request: {:?}", fx.seen(&token)));
+                    problems.push(format!("the backend received bytes of this request: {:?}", fx.seen(token)));
                 }
             }
             Fwd::Unchecked => {}
             Fwd::Once(check) => {
-                let seen: Vec<_> = fx.seen(&token).into_iter().filter(|r| !r.path.contains("/smuggled-")).collect();
+                let seen: Vec<_> = fx.seen(token).into_iter().filter(|r| !r.path.contains("/smuggled-")).collect();
                 if seen.len() == 1 {
                     if let Err(e) = std::panic::catch_unwind(|| check(&seen[0])) {
                         let msg = e
@@ -169,19 +161,24 @@ async fn run_cases(group: &str, cases: Vec<Case>) {
                 }
             }
         }
-        println!("{token:48} -> {}{}", r.summary(), if problems.is_empty() { "" } else { "  <-- WRONG" });
-        if !problems.is_empty() {
-            failures.push(format!("[{token}] {}", problems.join("; ")));
-        }
+        problems
+    }
+}
+
+/// Sends each case (marked with the token `<group>-<name>`) to the shared wsgate and checks
+/// its answer and what the backend received; after each, wsgate must be unharmed. Every
+/// wrong answer is listed at the end.
+async fn run_cases(group: &str, cases: Vec<Case>) {
+    let fx = fixture();
+    let mut healthy = fx.healthy_session().await;
+    let mut verdicts = Verdicts::new();
+    for c in cases {
+        let token = format!("{group}-{}", c.name);
+        let r = raw_request(fx.addr, &expand(&c.bytes, &token)).await;
+        verdicts.record(&token, &r.summary(), c.problems(&fx, &token, &r));
         fx.unharmed(&mut healthy, &token).await;
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) answered wrongly:\n{}\n{}",
-        failures.len(),
-        failures.join("\n"),
-        fx.gw.logs()
-    );
+    verdicts.assert_none_wrong(&fx.gw);
 }
 
 fn no_length_framing_conflict(r: &RecordedRequest) {
@@ -521,7 +518,7 @@ async fn a_request_pipelined_after_an_upgrade_is_never_served() {
 async fn a_client_that_half_closes_after_its_request_still_gets_the_response() {
     let fx = fixture();
     let mut healthy = fx.healthy_session().await;
-    let mut failures = Vec::new();
+    let mut verdicts = Verdicts::new();
     for (name, req) in [
         ("half-close-get", "GET /c/{T} HTTP/1.1\r\nHost: x\r\n\r\n"),
         ("half-close-get-connection-close", "GET /c/{T} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
@@ -532,13 +529,14 @@ async fn a_client_that_half_closes_after_its_request_still_gets_the_response() {
         let r =
             raw_exchange(fx.addr, &expand(req.as_bytes(), &token), RawOpts { half_close: true, ..Default::default() })
                 .await;
-        println!("{token:48} -> {}", r.summary());
+        let mut problems = Vec::new();
         if r.status != Some(200) || !r.body.ends_with(token.as_bytes()) {
-            failures.push(format!("[{token}] expected 200 with the backend's body, got {}", r.summary()));
+            problems.push(format!("expected 200 with the backend's body, got {}", r.summary()));
         }
+        verdicts.record(&token, &r.summary(), problems);
         fx.unharmed(&mut healthy, &token).await;
     }
-    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), fx.gw.logs());
+    verdicts.assert_none_wrong(&fx.gw);
 }
 
 // ---------------------------------------------------------------- a client that never reads
@@ -576,15 +574,15 @@ async fn a_websocket_client_that_never_reads_does_not_grow_wsgate_memory() {
     let echo = WsBackend::start("echo");
     let rec = RecordingBackend::start();
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  flood: {{backends: ['{}']}}\n  echo: {{backends: ['{}']}}\n  web: {{backends: ['{}']}}\n\
-         routes:\n  - path_prefix: /flood\n    upstream: flood\n  - path_prefix: /ws\n    upstream: echo\n  - path_prefix: /\n    upstream: web\n",
-        flood.addr,
-        echo.addr(),
-        rec.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("flood", Upstream::one(flood.addr))
+        .upstream("echo", Upstream::one(echo.addr()))
+        .upstream("web", Upstream::one(rec.addr()))
+        .route(Route::to("flood").path_prefix("/flood"))
+        .route(Route::to("echo").path_prefix("/ws"))
+        .route(Route::to("web").path_prefix("/"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (mut healthy, _) = ws_connect(&format!("ws://{addr}/ws/healthy"), &[]).await.unwrap();
     assert_eq!(ws_echo_text(&mut healthy, "warm-up").await, "warm-up");

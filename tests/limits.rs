@@ -5,6 +5,11 @@ mod common;
 use common::*;
 use std::net::SocketAddr;
 
+/// wsgate on `port` (metrics on `mport`), every request to `web`; each test adds its limits.
+fn web_behind(port: u16, mport: u16, web: &HttpBackend) -> Config {
+    Config::proxy(port, "web", web.addr()).metrics(mport)
+}
+
 fn refusals(text: &str, cause: &str) -> f64 {
     let series = format!("wsgate_refusals_total{{cause=\"{cause}\"}} ");
     text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0.0, |v| v.parse().unwrap())
@@ -14,15 +19,22 @@ fn refusals(text: &str, cause: &str) -> f64 {
 async fn limits_refuse_with_the_right_status_and_count_each_cause() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{max_concurrent_per_ip: 3, requests_per_second_per_ip: 20, max_request_headers: 20, max_request_header_bytes: 4096}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - {{path_prefix: /ws, upstream: chat, websocket: {{max_sessions: 1}}}}\n  - {{path_prefix: /more, upstream: chat}}\n  - {{upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = Config::new()
+        .listen(port)
+        .metrics(mport)
+        .limits(
+            Limits::new()
+                .max_concurrent_per_ip(3)
+                .requests_per_second_per_ip(20)
+                .max_request_headers(20)
+                .max_request_header_bytes(4096),
+        )
+        .upstream("web", Upstream::one(web.addr()))
+        .upstream("chat", Upstream::one(chat.addr()))
+        .route(Route::to("chat").path_prefix("/ws").websocket(WebSocket::new().max_sessions(1)))
+        .route(Route::to("chat").path_prefix("/more"))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
@@ -92,13 +104,8 @@ async fn connections_are_limited_in_all_and_per_client_address() {
     use tokio::io::AsyncWriteExt;
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{max_connections: 5, max_connections_per_ip: 3}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = web_behind(port, mport, &web).limits(Limits::new().max_connections(5).max_connections_per_ip(3));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
     let short = std::time::Duration::from_millis(300);
@@ -164,15 +171,11 @@ async fn a_head_trickling_in_past_the_header_timeout_gets_408() {
     use tokio::io::AsyncWriteExt;
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{header_timeout: 1s}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = web_behind(port, mport, &web)
+        .limits(Limits::new().header_timeout("1s"))
+        .upstream("chat", Upstream::one(chat.addr()))
+        .route(Route::to("chat").path_prefix("/ws"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
@@ -235,13 +238,8 @@ async fn new_connections_per_second_are_limited_per_client_address() {
     use tokio::io::AsyncWriteExt;
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{connections_per_second_per_ip: 5}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = web_behind(port, mport, &web).limits(Limits::new().connections_per_second_per_ip(5));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
@@ -280,16 +278,13 @@ async fn tls_handshakes_count_against_the_connection_limits_and_the_header_timeo
     let (cert, _) = write_self_signed_cert(dir.path());
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n    tls: {{cert: cert.pem, key: key.pem}}\n\
-         metrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{header_timeout: 1s, max_connections_per_ip: 2}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_in(dir, &yaml);
-    gw.wait_port(port);
-    gw.wait_port(mport);
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::self_signed()))
+        .metrics(mport)
+        .limits(Limits::new().header_timeout("1s").max_connections_per_ip(2))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
@@ -352,12 +347,8 @@ async fn idle_keep_alive_connections_are_closed_after_the_keepalive_timeout() {
     use std::time::{Duration, Instant};
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nlimits: {{keepalive_timeout: 1s}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::proxy(port, "web", web.addr()).limits(Limits::new().keepalive_timeout("1s"));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     for (name, extra) in [("plain", ""), ("asking for an hour", "Keep-Alive: timeout=3600\r\n")] {
@@ -388,12 +379,9 @@ async fn later_heads_on_a_keep_alive_connection_are_held_to_the_header_timeout()
     use tokio::io::AsyncWriteExt;
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nlimits: {{header_timeout: 1s, keepalive_timeout: 30s}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg =
+        Config::proxy(port, "web", web.addr()).limits(Limits::new().header_timeout("1s").keepalive_timeout("30s"));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut conn = connect_from("127.0.0.1", addr).await;
     let (status, _, _) = request_on(&mut conn, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await;

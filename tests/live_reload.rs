@@ -7,19 +7,18 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-fn yaml(port: u16, mport: u16, chat: &[SocketAddr], extra_routes: &str) -> String {
-    let list: Vec<String> = chat.iter().map(|a| format!("'{a}'")).collect();
-    format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         upstreams:\n  chat: {{backends: [{}], health_check: {{interval: 200ms}}}}\n\
-         routes:\n  - {{name: chat, path_prefix: /ws, upstream: chat}}\n{extra_routes}",
-        list.join(", ")
-    )
+/// The pool `chat` of `chat` backends (checked every 200 ms), routed from `/ws`.
+fn config(port: u16, mport: u16, chat: &[SocketAddr]) -> Config {
+    config_with(port, mport, chat, "200ms", "chat")
 }
 
-async fn backend_of(addr: SocketAddr, path: &str) -> (u16, String) {
-    let (status, headers, _) = get(addr, "x", path).await;
-    (status, header(&headers, "x-backend").unwrap_or("-").to_string())
+/// Like `config`, with the check's `interval` and the route's `upstream` as given.
+fn config_with(port: u16, mport: u16, chat: &[SocketAddr], interval: &str, route_to: &str) -> Config {
+    Config::new()
+        .listen(port)
+        .metrics(mport)
+        .upstream("chat", Upstream::new(chat.iter().copied()).health_check(HealthCheck::new().interval(interval)))
+        .route(Route::to(route_to).name("chat").path_prefix("/ws"))
 }
 
 async fn reloads(maddr: SocketAddr, result: &str) -> f64 {
@@ -42,7 +41,7 @@ async fn wait_reloads(maddr: SocketAddr, result: &str, want: f64) -> Duration {
 async fn a_reload_changes_pools_and_routes_without_dropping_a_session() {
     let (a, b, c) = (WsBackend::start("a"), WsBackend::start("b"), WsBackend::start("c"));
     let (port, mport) = (free_port(), free_port());
-    let gw = Wsgate::start_and_wait(&yaml(port, mport, &[a.addr(), b.addr()], ""), &[port, mport]);
+    let gw = Wsgate::start_and_wait(&config(port, mport, &[a.addr(), b.addr()]), &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
@@ -55,11 +54,9 @@ async fn a_reload_changes_pools_and_routes_without_dropping_a_session() {
     assert_eq!(backend_of(addr, "/new").await.0, 404, "no /new route yet");
 
     // Add c, remove b, add a route.
-    std::fs::write(
-        &gw.config_path,
-        yaml(port, mport, &[a.addr(), c.addr()], "  - {name: new, path_prefix: /new, upstream: chat}\n"),
-    )
-    .unwrap();
+    gw.write_config(
+        &config(port, mport, &[a.addr(), c.addr()]).route(Route::to("chat").name("new").path_prefix("/new")),
+    );
     let signalled = Instant::now();
     gw.signal("HUP");
     let mut took = Duration::ZERO;
@@ -97,7 +94,7 @@ async fn a_reload_changes_pools_and_routes_without_dropping_a_session() {
 async fn broken_or_socket_level_reloads_change_nothing() {
     let a = WsBackend::start("a");
     let (port, mport) = (free_port(), free_port());
-    let good = yaml(port, mport, &[a.addr()], "");
+    let good = config(port, mport, &[a.addr()]);
     let gw = Wsgate::start_and_wait(&good, &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
@@ -106,11 +103,11 @@ async fn broken_or_socket_level_reloads_change_nothing() {
 
     // A semantic error and a parse error: each is reported with its key, nothing changes.
     let broken = [
-        (good.replace("upstream: chat}", "upstream: chatt}"), "routes[0].upstream"),
-        (good.replace("interval: 200ms", "interval: 2 seconds"), "upstreams.chat.health_check.interval"),
+        (config_with(port, mport, &[a.addr()], "200ms", "chatt"), "routes[0].upstream"),
+        (config_with(port, mport, &[a.addr()], "2 seconds", "chat"), "upstreams.chat.health_check.interval"),
     ];
-    for (n, (text, key)) in broken.iter().enumerate() {
-        std::fs::write(&gw.config_path, text).unwrap();
+    for (n, (cfg, key)) in broken.iter().enumerate() {
+        gw.write_config(cfg);
         gw.signal("HUP");
         wait_reloads(maddr, "invalid", n as f64 + 1.0).await;
         assert!(gw.wait_log_contains(key, Duration::from_secs(5)), "{}", gw.log());
@@ -118,8 +115,7 @@ async fn broken_or_socket_level_reloads_change_nothing() {
     }
 
     let other_port = free_port();
-    std::fs::write(&gw.config_path, good.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{other_port}")))
-        .unwrap();
+    gw.write_config(&config(other_port, mport, &[a.addr()]));
     gw.signal("HUP");
     wait_reloads(maddr, "needs_upgrade", 1.0).await;
     assert!(gw.wait_log_contains("need new sockets", Duration::from_secs(5)));
@@ -135,12 +131,10 @@ async fn health_state_survives_a_reload() {
     let (port, mport) = (free_port(), free_port());
     // Checks far apart: after the first round, only the survived state keeps `dead` out.
     let cfg = |route: &str| {
-        format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-             upstreams:\n  app: {{backends: ['{}', '127.0.0.1:{dead}'], retries: 0, health_check: {{interval: 1h}}}}\n\
-             routes:\n  - {{path_prefix: {route}, upstream: app}}\n",
-            a.addr()
-        )
+        let app = Upstream::new([a.addr().to_string(), loopback(dead)])
+            .retries(0)
+            .health_check(HealthCheck::new().interval("1h"));
+        Config::new().listen(port).metrics(mport).upstream("app", app).route(Route::to("app").path_prefix(route))
     };
     let gw = Wsgate::start_and_wait(&cfg("/"), &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
@@ -154,7 +148,7 @@ async fn health_state_survives_a_reload() {
     for _ in 0..10 {
         assert_eq!(backend_of(addr, "/x").await, (200, "a".into()));
     }
-    std::fs::write(&gw.config_path, cfg("/x")).unwrap();
+    gw.write_config(&cfg("/x"));
     gw.signal("HUP");
     wait_reloads(maddr, "ok", 1.0).await;
     for _ in 0..20 {
@@ -174,19 +168,16 @@ async fn a_reload_that_turns_tls_on_rebuilds_the_health_checks() {
     let (cert, key) = write_self_signed_cert(dir.path());
     let (plain, tls) = (HttpBackend::start("plain"), HttpsBackend::start(&cert, &key).await);
     let (port, mport) = (free_port(), free_port());
-    let cfg = |backend: SocketAddr, tls: &str| {
-        format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-             upstreams:\n  app: {{backends: ['{backend}'], retries: 0, {tls}health_check: {{kind: http, path: /healthz, interval: 100ms}}}}\n\
-             routes:\n  - upstream: app\n"
-        )
+    let cfg = |app: Upstream| {
+        let app = app.retries(0).health_check(HealthCheck::new().kind("http").path("/healthz").interval("100ms"));
+        Config::new().listen(port).metrics(mport).upstream("app", app).route(Route::to("app"))
     };
-    let gw = Wsgate::start_and_wait(&cfg(plain.addr(), ""), &[port, mport]);
+    let gw = Wsgate::start_and_wait(&cfg(Upstream::one(plain.addr())), &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
     assert_eq!(backend_of(addr, "/").await, (200, "plain".into()));
 
-    std::fs::write(&gw.config_path, cfg(tls.addr, "tls: {sni: localhost, verify: false}, ")).unwrap();
+    gw.write_config(&cfg(Upstream::one(tls.addr).tls(UpstreamTls::new().sni("localhost").verify(false))));
     gw.signal("HUP");
     wait_reloads(maddr, "ok", 1.0).await;
     // Checks over TLS reach the backend; one over plain TCP would never complete a request.
@@ -209,15 +200,10 @@ async fn dns_discovery_follows_the_records_and_removed_backends_drain() {
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.2 app.test\n").unwrap();
     let port = free_port();
-    let gw = Wsgate::start_and_wait(
-        &format!(
-            "listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  app: {{backends: ['app.test:{port_b}'], discovery: dns, resolve_every: 100ms, hosts_file: '{}', health_check: {{interval: 100ms}}}}\n\
-             routes:\n  - upstream: app\n",
-            hosts.display()
-        ),
-        &[port],
-    );
+    let app = Upstream::one(format!("app.test:{port_b}"))
+        .dns("100ms", &hosts)
+        .health_check(HealthCheck::new().interval("100ms"));
+    let gw = Wsgate::start_and_wait(&Config::new().listen(port).upstream("app", app).route(Route::to("app")), &[port]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let answered = |n: usize| async move {
         let mut seen = std::collections::HashSet::new();

@@ -10,17 +10,9 @@ async fn metrics_count_http_and_websocket_traffic() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let dead = free_port();
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics:\n  address: 127.0.0.1:{mport}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n  gone: {{backends: ['127.0.0.1:{dead}'], health_check: {{interval: 1h, unhealthy_after: 3}}}}\n\
-         routes:\n\
-         \x20 - {{name: chat, path_prefix: /ws, upstream: chat, websocket: {{allowed_origins: ['https://ok.example']}}}}\n\
-         \x20 - {{name: gone, path_prefix: /gone, upstream: gone}}\n\
-         \x20 - {{name: site, host: site.example, upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let policy = WebSocket::new().allowed_origins(["https://ok.example"]);
+    let cfg = traffic_config(port, mport, web.addr(), chat.addr(), dead, Some(policy));
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let (addr, maddr) = (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
     for _ in 0..3 {
@@ -112,11 +104,12 @@ async fn a_backend_leaving_rotation_shows_in_the_health_gauge() {
     let mut b = HttpBackend::start("b");
     let b_addr = b.addr().to_string();
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         upstreams:\n  app: {{backends: ['{b_addr}'], health_check: {{interval: 100ms}}}}\nroutes:\n  - upstream: app\n"
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = Config::new()
+        .listen(port)
+        .metrics(mport)
+        .upstream("app", Upstream::one(b.addr()).health_check(HealthCheck::new().interval("100ms")))
+        .route(Route::to("app"));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
     wait_for(maddr, "wsgate_upstream_backend_healthy", &[("upstream", "app"), ("backend", &b_addr)], Some(1.0)).await;
     b.stop();
@@ -135,14 +128,13 @@ async fn health_series_follow_dns_discovered_backends_and_removed_pools() {
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.2 app.test\n127.0.0.3 app.test\n").unwrap();
     let (port, mport) = (free_port(), free_port());
-    let cfg = |pool: &str| {
-        format!("listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\nupstreams:\n{pool}routes:\n  - upstream: app\n")
+    let cfg = |name: &str, pool: Upstream| {
+        Config::new().listen(port).metrics(mport).upstream(name, pool).route(Route::to(name))
     };
-    let dns = format!(
-        "  app: {{backends: ['app.test:{port_b}'], discovery: dns, resolve_every: 100ms, hosts_file: '{}', health_check: {{interval: 100ms}}}}\n",
-        hosts.display()
-    );
-    let gw = Wsgate::start_and_wait(&cfg(&dns), &[port, mport]);
+    let dns = Upstream::one(format!("app.test:{port_b}"))
+        .dns("100ms", &hosts)
+        .health_check(HealthCheck::new().interval("100ms"));
+    let gw = Wsgate::start_and_wait(&cfg("app", dns), &[port, mport]);
     let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let healthy = "wsgate_upstream_backend_healthy";
     for i in [0, 1] {
@@ -157,11 +149,7 @@ async fn health_series_follow_dns_discovered_backends_and_removed_pools() {
 
     // A reload that removes the pool (the route now uses another one).
     let web = HttpBackend::start("web");
-    std::fs::write(
-        &gw.config_path,
-        cfg(&format!("  web: {{backends: ['{}']}}\n", web.addr())).replace("upstream: app", "upstream: web"),
-    )
-    .unwrap();
+    gw.write_config(&cfg("web", Upstream::one(web.addr())));
     gw.signal("HUP");
     let text = wait_for(maddr, healthy, &[("upstream", "app")], None).await;
     assert_eq!(sample(&text, healthy, &[("upstream", "web")]), Some(1.0), "{text}");
@@ -174,12 +162,14 @@ async fn ready_waits_for_the_first_health_check_round_and_nothing_else_is_served
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap();
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         upstreams:\n  app: {{backends: ['{silent_addr}'], health_check: {{kind: http, interval: 1h, timeout: 1s}}}}\nroutes:\n  - upstream: app\n"
-    );
+    let check = HealthCheck::new().kind("http").interval("1h").timeout("1s");
+    let cfg = Config::new()
+        .listen(port)
+        .metrics(mport)
+        .upstream("app", Upstream::one(silent_addr).health_check(check))
+        .route(Route::to("app"));
     let started = Instant::now();
-    let _gw = Wsgate::start_and_wait(&yaml, &[mport]);
+    let _gw = Wsgate::start_and_wait(&cfg, &[mport]);
     let maddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let (status, _, body) = get(maddr, "localhost", "/ready").await;
     assert_eq!(status, 503, "{body}");

@@ -53,14 +53,6 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     None
 }
 
-async fn scrape(maddr: SocketAddr) -> String {
-    let (status, headers, body) = get(maddr, "localhost", "/metrics").await;
-    assert_eq!(status, 200, "{body}");
-    let ct = header(&headers, "content-type").unwrap_or("");
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "content-type {ct:?}");
-    body
-}
-
 /// Names of the metric families declared by `# TYPE` lines.
 fn families(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -102,18 +94,8 @@ async fn promtool_accepts_the_scraped_metrics() {
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let dead = free_port(); // nothing listens: a 502 and an upstream error
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics:\n  address: 127.0.0.1:{mport}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         \x20 gone: {{backends: ['127.0.0.1:{dead}'], health_check: {{interval: 1h, unhealthy_after: 3}}}}\n\
-         routes:\n\
-         \x20 - {{name: chat, path_prefix: /ws, upstream: chat}}\n\
-         \x20 - {{name: gone, path_prefix: /gone, upstream: gone}}\n\
-         \x20 - {{name: site, host: site.example, upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = traffic_config(port, mport, web.addr(), chat.addr(), dead, None);
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
 
@@ -258,12 +240,8 @@ async fn a_real_prometheus_server_scrapes_wsgate() {
     };
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    let cfg = Config::proxy(port, "web", web.addr()).metrics(mport);
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     let target: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
     let papi: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut prom = PrometheusServer::start(&bin, target, papi);

@@ -8,17 +8,17 @@ async fn requests_go_to_the_most_specific_route() {
     let (chat, api, wild, web) =
         (HttpBackend::start("chat"), HttpBackend::start("api"), HttpBackend::start("wild"), HttpBackend::start("web"));
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  chat: {{backends: ['{}']}}\n  api: {{backends: ['{}']}}\n  wild: {{backends: ['{}']}}\n  web: {{backends: ['{}']}}\n\
-         routes:\n\
-         \x20 - {{path_prefix: /ws, host: chat.example.com, upstream: chat}}\n\
-         \x20 - {{path_prefix: /api, upstream: api}}\n\
-         \x20 - {{path_prefix: /api, host: '*.example.com', upstream: wild}}\n\
-         \x20 - {{path_prefix: /, upstream: web}}\n",
-        chat.addr(), api.addr(), wild.addr(), web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("chat", Upstream::one(chat.addr()))
+        .upstream("api", Upstream::one(api.addr()))
+        .upstream("wild", Upstream::one(wild.addr()))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("chat").path_prefix("/ws").host("chat.example.com"))
+        .route(Route::to("api").path_prefix("/api"))
+        .route(Route::to("wild").path_prefix("/api").host("*.example.com"))
+        .route(Route::to("web").path_prefix("/"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let cases = [
         ("chat.example.com", "/ws", "chat"),
@@ -44,11 +44,11 @@ async fn requests_go_to_the_most_specific_route() {
 async fn no_matching_route_is_404() {
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{host: only.example.com, upstream: web}}\n",
-        web.addr()
-    );
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web").host("only.example.com"));
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let (status, _, body) = get(addr, "other.example.com", "/").await;
     assert_eq!(status, 404);
@@ -65,16 +65,13 @@ async fn no_matching_route_is_404() {
 async fn other_spellings_of_a_path_take_its_route() {
     let (ws, web) = (HttpBackend::start("ws"), HttpBackend::start("web"));
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  ws: {{backends: ['{}']}}\n  web: {{backends: ['{}']}}\n\
-         routes:\n\
-         \x20 - {{path_prefix: /ws, upstream: ws, websocket: {{allowed_origins: ['https://good.example']}}}}\n\
-         \x20 - {{path_prefix: /, upstream: web}}\n",
-        ws.addr(),
-        web.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("ws", Upstream::one(ws.addr()))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("ws").path_prefix("/ws").websocket(WebSocket::new().allowed_origins(["https://good.example"])))
+        .route(Route::to("web").path_prefix("/"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     for path in ["/ws", "//ws", "/./ws", "/a/../ws", "/%77s", "/%2e%2e/ws/x"] {
         let (status, headers, body) = get(addr, "x.test", path).await;

@@ -12,12 +12,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Larger than every socket buffer between wsgate and the client.
 const BODY: usize = 64 << 20;
 
-fn config(port: u16, mport: u16, backend: SocketAddr, tls: &str) -> String {
-    format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n{tls}metrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{send_timeout: 1s}}\n\
-         upstreams:\n  bulk: {{backends: ['{backend}']}}\nroutes:\n  - {{upstream: bulk}}\n"
-    )
+/// `listener` (metrics on `mport`) in front of `backend`, with a 1 s `send_timeout`.
+fn config(listener: Listener, mport: u16, backend: SocketAddr) -> Config {
+    Config::new()
+        .listener(listener)
+        .metrics(mport)
+        .limits(Limits::new().send_timeout("1s"))
+        .upstream("bulk", Upstream::one(backend))
+        .route(Route::to("bulk"))
 }
 
 async fn send_timeouts(maddr: SocketAddr) -> f64 {
@@ -28,7 +30,7 @@ async fn send_timeouts(maddr: SocketAddr) -> f64 {
 async fn an_http1_client_that_stops_reading_is_closed_and_the_backend_connection_released() {
     let backend = BulkBackend::start(BODY);
     let (port, mport) = (free_port(), free_port());
-    let gw = Wsgate::start_and_wait(&config(port, mport, backend.addr(), ""), &[port, mport]);
+    let gw = Wsgate::start_and_wait(&config(Listener::on(port), mport, backend.addr()), &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 
@@ -88,9 +90,8 @@ async fn an_http2_stream_whose_client_stops_reading_is_reset_and_the_backend_con
     let (cert, _key) = write_self_signed_cert(dir.path());
     let backend = BulkBackend::start(BODY);
     let (port, mport) = (free_port(), free_port());
-    let gw = Wsgate::start_in(dir, &config(port, mport, backend.addr(), "    tls: {cert: cert.pem, key: key.pem}\n"));
-    gw.wait_port(port);
-    gw.wait_port(mport);
+    let cfg = config(Listener::on(port).tls(Tls::self_signed()), mport, backend.addr());
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port, mport]);
     let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
 
     let mut client = h2_client(port, &cert).await;
@@ -120,7 +121,7 @@ async fn an_http2_stream_whose_client_stops_reading_is_reset_and_the_backend_con
 async fn a_websocket_client_that_stops_reading_is_dropped_and_the_backend_gets_1001() {
     let backend = WsRecorder::start(ws_frame(0x2, &vec![1; BODY / 2], false));
     let (port, mport) = (free_port(), free_port());
-    let gw = Wsgate::start_and_wait(&config(port, mport, backend.addr(), ""), &[port, mport]);
+    let gw = Wsgate::start_and_wait(&config(Listener::on(port), mport, backend.addr()), &[port, mport]);
     let (addr, maddr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{port}").parse().unwrap(), format!("127.0.0.1:{mport}").parse().unwrap());
 

@@ -117,21 +117,20 @@ async fn the_units_commands_reload_a_daemon_without_downtime() {
     let port = free_port();
     let pid_file = dir.path().join("wsgate.pid");
     let config = dir.path().join("wsgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server: {{pid_file: {pid}, upgrade_sock: {sock}, error_log: {log}}}\ndrain: {{window: 2s}}\n\
-             listeners:\n  - address: 127.0.0.1:{port}\n\
-             upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}'], health_check: {{kind: http, path: /healthz}}}}\n\
-             routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
-            web.addr(),
-            chat.addr(),
-            pid = pid_file.display(),
-            sock = dir.path().join("upgrade.sock").display(),
-            log = dir.path().join("error.log").display(),
-        ),
-    )
-    .unwrap();
+    Config::new()
+        .server(
+            Server::new()
+                .pid_file(&pid_file)
+                .upgrade_sock(dir.path().join("upgrade.sock"))
+                .error_log(dir.path().join("error.log")),
+        )
+        .drain_window("2s")
+        .listen(port)
+        .upstream("web", Upstream::one(web.addr()))
+        .upstream("chat", Upstream::one(chat.addr()).health_check(HealthCheck::new().kind("http").path("/healthz")))
+        .route(Route::to("chat").path_prefix("/ws"))
+        .route(Route::to("web"))
+        .write_to(&config);
     let _guard = Daemon(pid_file.clone());
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
 

@@ -9,16 +9,14 @@ async fn https_and_wss_work_through_a_tls_listener() {
     let (cert, key) = write_self_signed_cert(dir.path());
     let (web, chat) = (HttpBackend::start("web"), WsBackend::start("chat"));
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n    tls: {{cert: cert.pem, key: key.pem}}\n\
-         upstreams:\n  web: {{backends: ['{}']}}\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
-        web.addr(),
-        chat.addr()
-    );
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::self_signed()))
+        .upstream("web", Upstream::one(web.addr()))
+        .upstream("chat", Upstream::one(chat.addr()))
+        .route(Route::to("chat").path_prefix("/ws"))
+        .route(Route::to("web"));
     let _ = key;
-    let gw = Wsgate::start_in(dir, &yaml);
-    gw.wait_port(port);
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let (status, headers, _) =
@@ -44,12 +42,11 @@ async fn tls_listeners_offer_http2_for_plain_http() {
     let (cert, _key) = write_self_signed_cert(dir.path());
     let web = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n    tls: {{cert: cert.pem, key: key.pem}}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_in(dir, &yaml);
-    gw.wait_port(port);
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::self_signed()))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web"));
+    let _gw = Wsgate::start_in_and_wait(dir, &cfg, &[port]);
     let mut client = h2_client(port, &cert).await;
     let request = http::Request::builder().uri(format!("https://localhost:{port}/over-h2")).body(()).unwrap();
     let (response, _) = client.send_request(request, true).unwrap();
@@ -87,14 +84,12 @@ async fn certificates_are_chosen_by_sni_and_reloaded_without_dropping_sessions()
     let trust = trust_file(&path, "trust.pem", &[&a_cert, &b_cert]);
     let chat = WsBackend::start("chat");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n    tls:\n      cert: a-cert.pem\n      key: a-key.pem\n      certificates:\n        - {{cert: b-cert.pem, key: b-key.pem}}\n\
-         metrics: {{address: 127.0.0.1:{mport}}}\n\
-         upstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - {{upstream: chat}}\n",
-        chat.addr()
-    );
-    let gw = Wsgate::start_in(dir, &yaml);
-    gw.wait_port(port);
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new("a-cert.pem", "a-key.pem").certificate("b-cert.pem", "b-key.pem")))
+        .metrics(mport)
+        .upstream("chat", Upstream::one(chat.addr()))
+        .route(Route::to("chat"));
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port]);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     assert_eq!(served_cert(addr, "a.test", &trust).await, der_of(&a_cert));
@@ -156,14 +151,13 @@ async fn http2_connections_are_held_to_the_header_and_keepalive_timeouts() {
     let (cert, _key) = write_self_signed_cert(dir.path());
     let web = HttpBackend::start("web");
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n    tls: {{cert: cert.pem, key: key.pem}}\nmetrics: {{address: 127.0.0.1:{mport}}}\n\
-         limits: {{header_timeout: 2s, keepalive_timeout: 2s}}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - {{upstream: web}}\n",
-        web.addr()
-    );
-    let gw = Wsgate::start_in(dir, &yaml);
-    gw.wait_port(port);
-    gw.wait_port(mport);
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::self_signed()))
+        .metrics(mport)
+        .limits(Limits::new().header_timeout("2s").keepalive_timeout("2s"))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port, mport]);
 
     let cases = [
         ("no preface", Vec::new()),

@@ -16,15 +16,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WINDOW_SECS: u64 = 3;
 
-fn config(dir: &Path, port: u16, ws: SocketAddr, http: SocketAddr) -> String {
-    format!(
-        "server:\n  pid_file: {dir}/wsgate.pid\n  upgrade_sock: {dir}/upgrade.sock\n\
-         drain: {{window: {WINDOW_SECS}s}}\n\
-         listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  chat: {{backends: ['{ws}']}}\n  web: {{backends: ['{http}']}}\n\
-         routes:\n  - {{path_prefix: /ws, upstream: chat}}\n  - {{upstream: web}}\n",
-        dir = dir.display()
-    )
+fn config(dir: &Path, port: u16, ws: SocketAddr, http: SocketAddr) -> Config {
+    config_routing(dir, port, ws, http, "web")
+}
+
+/// Like `config`, with the catch-all route (`routes[1]`) to the pool `web_route`.
+fn config_routing(dir: &Path, port: u16, ws: SocketAddr, http: SocketAddr, web_route: &str) -> Config {
+    Config::new()
+        .server(Server::new().pid_file(dir.join("wsgate.pid")).upgrade_sock(dir.join("upgrade.sock")))
+        .drain_window(format!("{WINDOW_SECS}s"))
+        .listen(port)
+        .upstream("chat", Upstream::one(ws))
+        .upstream("web", Upstream::one(http))
+        .route(Route::to("chat").path_prefix("/ws"))
+        .route(Route::to(web_route))
 }
 
 /// A wsgate on a fresh port, with its config and upgrade socket in a fresh directory, in
@@ -40,7 +45,7 @@ fn start_gateway(ws: &WsBackend, http: &HttpBackend) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config_path = dir.path().join("wsgate.yaml");
-    std::fs::write(&config_path, config(dir.path(), port, ws.addr(), http.addr())).unwrap();
+    config(dir.path(), port, ws.addr(), http.addr()).write_to(&config_path);
     let gateway = Wsgate::start_with(&config_path, &[]);
     gateway.wait_port(port);
     Setup { dir, port, config_path, gateway }
@@ -289,11 +294,7 @@ async fn http_load_survives_three_upgrades_and_a_broken_config_changes_nothing()
     // An upgrade onto a broken config: the new process refuses to start, says why, and the
     // running one keeps serving untouched.
     let broken = dir.path().join("broken.yaml");
-    std::fs::write(
-        &broken,
-        std::fs::read_to_string(&config_path).unwrap().replace("upstream: web", "upstream: nowhere"),
-    )
-    .unwrap();
+    config_routing(dir.path(), port, ws_backend.addr(), http.addr(), "nowhere").write_to(&broken);
     let failed_upgrade = Wsgate::start_with(&broken, &["-u"]);
     let status = failed_upgrade.wait_exit(Duration::from_secs(10)).expect("a broken config exits at once");
     assert_eq!(status.code(), Some(1));

@@ -10,16 +10,20 @@ async fn backends_over_tls_are_verified_unless_explicitly_not() {
     let (cert, key) = write_self_signed_cert(dir.path());
     let backend = HttpsBackend::start(&cert, &key).await.addr;
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n\
-         \x20 verified: {{backends: ['{backend}'], tls: {{sni: localhost, ca_file: '{ca}'}}, retries: 0}}\n\
-         \x20 unknown_ca: {{backends: ['{backend}'], tls: {{sni: localhost}}, retries: 0, health_check: {{interval: 1h, unhealthy_after: 5}}}}\n\
-         \x20 unverified: {{backends: ['{backend}'], tls: {{verify: false}}, retries: 0}}\n\
-         routes:\n  - {{path_prefix: /verified, upstream: verified}}\n  - {{path_prefix: /unknown, upstream: unknown_ca}}\n  - {{path_prefix: /unverified, upstream: unverified}}\n",
-        ca = cert.display()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let pool = |tls: UpstreamTls| Upstream::one(backend).tls(tls).retries(0);
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("verified", pool(UpstreamTls::new().sni("localhost").ca_file(&cert)))
+        .upstream(
+            "unknown_ca",
+            pool(UpstreamTls::new().sni("localhost"))
+                .health_check(HealthCheck::new().interval("1h").unhealthy_after(5)),
+        )
+        .upstream("unverified", pool(UpstreamTls::new().verify(false)))
+        .route(Route::to("verified").path_prefix("/verified"))
+        .route(Route::to("unknown_ca").path_prefix("/unknown"))
+        .route(Route::to("unverified").path_prefix("/unverified"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let (status, headers, body) = get(addr, "x", "/verified").await;
     assert_eq!((status, header(&headers, "x-backend"), body.as_str()), (200, Some("tls"), "ok"), "{}", gw.log());
@@ -30,14 +34,16 @@ async fn backends_over_tls_are_verified_unless_explicitly_not() {
 
 #[test]
 fn an_empty_sni_with_verification_on_is_a_config_error() {
-    let yaml = "listeners:\n  - address: 127.0.0.1:1\nupstreams:\n  a: {backends: ['127.0.0.1:2'], tls: {}}\nroutes:\n  - upstream: a\n";
-    let (ok, out) = check_config(yaml);
+    let with_tls = |tls: UpstreamTls| {
+        Config::new().listen(1).upstream("a", Upstream::one("127.0.0.1:2").tls(tls)).route(Route::to("a"))
+    };
+    let (ok, out) = check_config(&with_tls(UpstreamTls::new()));
     assert!(!ok);
     assert!(out.contains("upstreams.a.tls.sni") && out.contains("verify: false"), "{out}");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
         .unwrap();
-    let (ok, out) = check_config_in(dir.path(), "w.yaml", &yaml.replace("tls: {}", "tls: {sni: x, ca_file: bad.pem}"));
+    let (ok, out) = check_config_in(dir.path(), "w.yaml", &with_tls(UpstreamTls::new().sni("x").ca_file("bad.pem")));
     assert!(!ok);
     assert!(out.contains("upstreams.a.tls.ca_file"), "{out}");
 }

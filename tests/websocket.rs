@@ -13,16 +13,17 @@ struct Setup {
     port: u16,
 }
 
-fn setup(route_extra: &str) -> Setup {
+/// wsgate in front of a WebSocket echo backend, on the route `/ws` with the `policy` given
+/// (`None`: no `websocket:` key at all).
+fn setup(policy: Option<WebSocket>) -> Setup {
     let ws = WsBackend::start("echo");
     let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\n\
-         upstreams:\n  chat: {{backends: ['{}']}}\n\
-         routes:\n  - path_prefix: /ws\n    upstream: chat\n{route_extra}",
-        ws.addr()
-    );
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let mut route = Route::to("chat").path_prefix("/ws");
+    if let Some(policy) = policy {
+        route = route.websocket(policy);
+    }
+    let cfg = Config::new().listen(port).upstream("chat", Upstream::one(ws.addr())).route(route);
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     Setup { gw, ws, port }
 }
 
@@ -37,7 +38,7 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_text_binary_and_a_1_mib_message() {
-    let s = setup("");
+    let s = setup(None);
     let (mut ws, resp) = ws_connect(&s.url("/ws/room"), &[]).await.unwrap_or_else(|e| panic!("{e}\n{}", s.gw.log()));
     assert_eq!(resp.status(), 101);
     assert_eq!(ws_echo_text(&mut ws, "hello").await, "hello");
@@ -65,7 +66,7 @@ async fn echoes_text_binary_and_a_1_mib_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subprotocol_and_extensions_are_negotiated_end_to_end() {
-    let s = setup("");
+    let s = setup(None);
     let (mut ws, resp) = ws_connect(
         &s.url("/ws"),
         &[
@@ -84,7 +85,7 @@ async fn subprotocol_and_extensions_are_negotiated_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_close_after_the_route_idle_timeout() {
-    let s = setup("    websocket: {idle_timeout: 1s}\n");
+    let s = setup(Some(WebSocket::new().idle_timeout("1s")));
     let (mut ws, _) = ws_connect(&s.url("/ws"), &[]).await.unwrap();
     assert_eq!(ws_echo_text(&mut ws, "before").await, "before");
     let idle_since = Instant::now();
@@ -105,7 +106,7 @@ async fn idle_sessions_close_after_the_route_idle_timeout() {
 /// wsgate's default idle timeout is 1 h, so a silent session must outlive 60 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_session_outlives_the_usual_60_second_trap() {
-    let s = setup("");
+    let s = setup(None);
     let (mut ws, _) = ws_connect(&s.url("/ws"), &[]).await.unwrap();
     assert_eq!(ws_echo_text(&mut ws, "a").await, "a");
     tokio::time::sleep(Duration::from_secs(65)).await;
@@ -124,7 +125,7 @@ const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_handshakes_are_refused_before_the_backend() {
-    let s = setup("    websocket: {allowed_origins: ['https://chat.example.com']}\n");
+    let s = setup(Some(WebSocket::new().allowed_origins(["https://chat.example.com"])));
     let origin = "Origin: https://chat.example.com\r\n";
     let (status, headers, _) =
         raw_handshake(s.addr(), "GET", &format!("{KEY}Sec-WebSocket-Version: 8\r\n{origin}")).await;
@@ -154,7 +155,7 @@ async fn bad_handshakes_are_refused_before_the_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_closes_the_session_with_1009() {
-    let s = setup("    websocket: {max_message_bytes: 1000}\n");
+    let s = setup(Some(WebSocket::new().max_message_bytes(1000)));
     let (mut ws, _) = ws_connect(&s.url("/ws"), &[]).await.unwrap();
     assert_eq!(ws_echo_text(&mut ws, &"a".repeat(1000)).await, "a".repeat(1000));
     ws.send(Message::binary(vec![7u8; 5000])).await.unwrap();
@@ -173,7 +174,7 @@ async fn an_oversized_message_closes_the_session_with_1009() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_with_websocket_disabled_answers_400() {
-    let s = setup("    websocket: {enabled: false}\n");
+    let s = setup(Some(WebSocket::new().enabled(false)));
     match ws_connect(&s.url("/ws"), &[]).await {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
         other => panic!("expected 400, got {:?}", other.map(|(_, r)| r.status())),
@@ -185,8 +186,8 @@ async fn a_route_with_websocket_disabled_answers_400() {
 async fn h2c_upgrades_are_not_forwarded() {
     let http = HttpBackend::start("web");
     let port = free_port();
-    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  web: {{backends: ['{}']}}\nroutes:\n  - upstream: web\n", http.addr());
-    let _gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::proxy(port, "web", http.addr());
+    let _gw = Wsgate::start_and_wait(&cfg, &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     for upgrade in ["h2c", "websocket, h2c"] {
         let (status, _, _) = http_request(
@@ -211,8 +212,8 @@ async fn interim_answers_before_the_101_are_skipped() {
         &[b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"];
     let (backend, seen) = RawBackend::ws_echo_after(INTERIM);
     let port = free_port();
-    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr);
-    let gw = Wsgate::start_and_wait(&yaml, &[port]);
+    let cfg = Config::proxy(port, "chat", backend.addr);
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let (mut ws, resp) = ws_connect(&format!("ws://127.0.0.1:{port}/chat"), &[("Expect", "100-continue")])
         .await
         .unwrap_or_else(|e| panic!("handshake through interim answers: {e}\n{}", gw.logs()));

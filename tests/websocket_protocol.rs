@@ -19,15 +19,20 @@ struct Gate {
     metrics: SocketAddr,
 }
 
-/// wsgate with one WebSocket route (`/ws`, messages up to `MAX_MESSAGE`) to `backend`.
-fn gate(backend: SocketAddr, extra: &str) -> Gate {
+/// wsgate with one WebSocket route (`/ws`, messages up to `MAX_MESSAGE`) to `backend`,
+/// and the drain `window` given (`None`: the default).
+fn gate(backend: SocketAddr, drain_window: Option<&str>) -> Gate {
     let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "listeners:\n  - address: 127.0.0.1:{port}\nmetrics: {{address: 127.0.0.1:{mport}}}\n{extra}\
-         upstreams:\n  chat: {{backends: ['{backend}']}}\n\
-         routes:\n  - {{name: chat, path_prefix: /ws, upstream: chat, websocket: {{max_message_bytes: {MAX_MESSAGE}}}}}\n"
+    let mut cfg = Config::new().listen(port).metrics(mport).upstream("chat", Upstream::one(backend)).route(
+        Route::to("chat")
+            .name("chat")
+            .path_prefix("/ws")
+            .websocket(WebSocket::new().max_message_bytes(MAX_MESSAGE as u64)),
     );
-    let gw = Wsgate::start_and_wait(&yaml, &[port, mport]);
+    if let Some(window) = drain_window {
+        cfg = cfg.drain_window(window);
+    }
+    let gw = Wsgate::start_and_wait(&cfg, &[port, mport]);
     Gate {
         gw,
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
@@ -80,7 +85,7 @@ fn malformed_client_frames() -> Vec<(&'static str, Vec<u8>, usize)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_frame_that_breaks_rfc6455_fails_the_session_with_1002() {
     let backend = WsRecorder::start(Vec::new());
-    let g = gate(backend.addr(), "");
+    let g = gate(backend.addr(), None);
     let cases = malformed_client_frames();
     for (case, bad, valid) in &cases {
         let path = format!("/ws/{case}");
@@ -116,7 +121,7 @@ async fn each_client_frame_that_breaks_rfc6455_fails_the_session_with_1002() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_whose_greeting_is_masked_gets_1002_and_the_client_1001() {
     let backend = WsRecorder::start(masked(0x81, b"hello from a confused server"));
-    let g = gate(backend.addr(), "");
+    let g = gate(backend.addr(), None);
     let mut s = ws_upgraded(g.addr, "/ws/masked-greeting", b"").await;
     assert_eq!(close_code(&mut s).await, Some(1001), "the client is told the session is going away");
     s.write_all(&masked(0x88, &1001u16.to_be_bytes())).await.unwrap();
@@ -137,7 +142,7 @@ async fn a_backend_whose_greeting_is_masked_gets_1002_and_the_client_1001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_sent_behind_the_handshake_reach_the_backend_first() {
     let backend = WsRecorder::start(Vec::new());
-    let g = gate(backend.addr(), "");
+    let g = gate(backend.addr(), None);
     let early = [masked(0x81, b"sent with the handshake"), masked(0x82, &[9; 900])].concat();
     // The second frame is cut: its rest follows once the 101 is in.
     let cut = early.len() - 500;
@@ -162,7 +167,7 @@ async fn frames_sent_behind_the_handshake_reach_the_backend_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_close_frames_reaches_the_backend_as_one() {
     let backend = WsRecorder::start(Vec::new());
-    let g = gate(backend.addr(), "");
+    let g = gate(backend.addr(), None);
     let mut s = ws_upgraded(g.addr, "/ws/closes", b"").await;
     let burst = masked(0x88, b"").repeat(32 * 1024);
     s.write_all(&burst).await.unwrap();
@@ -181,7 +186,7 @@ async fn a_burst_of_close_frames_reaches_the_backend_as_one() {
 async fn draining_closes_each_session_once_whatever_came_before_or_after() {
     let greeting = [ws_frame(0x2, &vec![5; 150 * 1024], false), ws_frame(0x1, b"welcome", false)].concat();
     let backend = WsRecorder::start(greeting.clone());
-    let g = gate(backend.addr(), "drain: {window: 1s}\n");
+    let g = gate(backend.addr(), Some("1s"));
     let mut s = ws_upgraded(g.addr, "/ws/drain", b"").await;
     let mut got = vec![0u8; greeting.len()];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got)).await.expect("the greeting in time").unwrap();

@@ -18,23 +18,13 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn proxy_to(backend: &WsBackend) -> (Wsgate, u16) {
     let port = free_port();
-    let yaml = format!(
-        "server: {{threads: 2}}\nlisteners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n",
-        backend.addr()
-    );
-    (Wsgate::start_and_wait(&yaml, &[port]), port)
+    let cfg = Config::proxy(port, "chat", backend.addr()).server(Server::new().threads(2));
+    (Wsgate::start_and_wait(&cfg, &[port]), port)
 }
 
-async fn connect_echo_close(url: &str, i: usize) -> Result<(), String> {
-    let (mut ws, _) = ws_connect(url, &[]).await.map_err(|e| format!("connect: {e}"))?;
-    let text = format!("message {i}");
-    ws.send(Message::text(text.clone())).await.map_err(|e| format!("send: {e}"))?;
-    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => {}
-        other => return Err(format!("echo: {other:?}")),
-    }
-    ws.close(None).await.map_err(|e| format!("close: {e}"))?;
-    Ok(())
+/// Session `i`: connect, one echo (bounded: 10 s), close.
+async fn session(url: &str, i: usize) -> Result<(), String> {
+    connect_echo_close(url, &format!("message {i}"), Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +37,7 @@ async fn thousands_of_sequential_and_concurrent_sessions_never_fail() {
     let started = Instant::now();
     let mut failures = Vec::new();
     for i in 0..sequential {
-        if let Err(e) = connect_echo_close(&url, i).await {
+        if let Err(e) = session(&url, i).await {
             failures.push(e);
         }
     }
@@ -59,7 +49,7 @@ async fn thousands_of_sequential_and_concurrent_sessions_never_fail() {
     let tasks: Vec<_> = (0..concurrent)
         .map(|i| {
             let url = url.clone();
-            tokio::spawn(async move { connect_echo_close(&url, i).await })
+            tokio::spawn(async move { session(&url, i).await })
         })
         .collect();
     let mut failures = Vec::new();
@@ -124,10 +114,10 @@ async fn sessions_give_their_buffers_back_after_a_large_message() {
     const MESSAGE: usize = 256 * 1024;
     let backend = WsBackend::start("chat");
     let port = free_port();
-    let yaml = format!("listeners:\n  - address: 127.0.0.1:{port}\nupstreams:\n  chat: {{backends: ['{}']}}\nroutes:\n  - upstream: chat\n", backend.addr());
+    let cfg = Config::proxy(port, "chat", backend.addr());
     let gw = Wsgate::start_in_env(
         tempfile::tempdir().unwrap(),
-        &yaml,
+        &cfg,
         &[("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")],
     );
     gw.wait_port(port);

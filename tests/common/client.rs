@@ -270,6 +270,51 @@ where
     }
 }
 
+/// Sends `text` and waits (bounded: `within`) for the same text back, skipping pings and
+/// pongs. For load tests, where a failure is counted rather than fatal: an error says what
+/// came instead.
+pub async fn ws_echo_once<S>(ws: &mut WebSocketStream<S>, text: &str, within: Duration) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::text(text)).await.map_err(|e| format!("send {text:?}: {e}"))?;
+    let next = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+                other => return other,
+            }
+        }
+    };
+    match tokio::time::timeout(within, next).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => Ok(()),
+        Ok(other) => Err(format!("expected the echo of {text:?}, got {other:?}")),
+        Err(_) => Err(format!("no echo of {text:?} within {within:?}")),
+    }
+}
+
+/// A whole short session: connect to `url`, echo `text` once (bounded: `within`), close.
+pub async fn connect_echo_close(url: &str, text: &str, within: Duration) -> Result<(), String> {
+    let (mut ws, _) = ws_connect(url, &[]).await.map_err(|e| format!("connect: {e}"))?;
+    ws_echo_once(&mut ws, text, within).await?;
+    ws.close(None).await.map_err(|e| format!("close: {e}"))
+}
+
+// ---------------------------------------------------------------- which backend answered
+
+/// Which backend answered `GET path` (`Host: x`): the status and its `X-Backend` (`-`
+/// without one).
+pub async fn backend_of(addr: SocketAddr, path: &str) -> (u16, String) {
+    backend_of_with(addr, path, "").await
+}
+
+/// Like `backend_of`, with `extra` header lines (each ending in `\r\n`) in the request.
+pub async fn backend_of_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
+    let (status, headers, _) =
+        http_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")).await;
+    (status, header(&headers, "x-backend").unwrap_or("-").to_string())
+}
+
 // ---------------------------------------------------------------- TLS material
 
 /// Writes `cert.pem` / `key.pem` (PKCS#8) into `dir`: self-signed, CN=localhost,
@@ -277,6 +322,17 @@ where
 /// trusted end-entity certificate), valid 2 days. Uses the `openssl` CLI.
 pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     write_cert(dir, "", "localhost", "DNS:localhost,IP:127.0.0.1")
+}
+
+/// Copies the certificate and key shipped in `conf/tls/` to `dir/tls/`, where the shipped
+/// example config (`conf/example.yaml`) expects them relative to itself.
+pub fn copy_shipped_certs(dir: &Path) {
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).unwrap_or_else(|e| panic!("create {}: {e}", tls.display()));
+    for f in ["cert.pem", "key.pem"] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tls").join(f);
+        std::fs::copy(&from, tls.join(f)).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
 }
 
 /// Writes `<stem>cert.pem` / `<stem>key.pem` like [`write_self_signed_cert`], for the

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use super::client::{get, header};
+use super::config::{loopback, Config, HealthCheck, Route, Upstream, WebSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The value of the sample `name{labels}` whose labels include every `key="value"` given.
@@ -16,10 +18,43 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// The /metrics page of the metrics listener at `addr`, checked to be 200 in the Prometheus
+/// text format.
+/// wsgate on `port` (metrics on `mport`) with a route for each kind of traffic the metrics
+/// count: `site` (host `site.example`, to `web`), `chat` (`/ws`, to `chat`, with the
+/// WebSocket `chat_policy` if any) and `gone` (`/gone`, to the dead address `dead`, which
+/// stays in rotation, so requests there fail to connect).
+pub fn traffic_config(
+    port: u16,
+    mport: u16,
+    web: SocketAddr,
+    chat: SocketAddr,
+    dead: u16,
+    chat_policy: Option<WebSocket>,
+) -> Config {
+    let mut chat_route = Route::to("chat").name("chat").path_prefix("/ws");
+    if let Some(policy) = chat_policy {
+        chat_route = chat_route.websocket(policy);
+    }
+    Config::new()
+        .listen(port)
+        .metrics(mport)
+        .upstream("web", Upstream::one(web))
+        .upstream("chat", Upstream::one(chat))
+        .upstream(
+            "gone",
+            Upstream::one(loopback(dead)).health_check(HealthCheck::new().interval("1h").unhealthy_after(3)),
+        )
+        .route(chat_route)
+        .route(Route::to("gone").name("gone").path_prefix("/gone"))
+        .route(Route::to("web").name("site").host("site.example"))
+}
+
 pub async fn scrape(addr: std::net::SocketAddr) -> String {
     let (status, headers, body) = get(addr, "localhost", "/metrics").await;
-    assert_eq!(status, 200);
-    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert_eq!(status, 200, "{body}");
+    let ct = header(&headers, "content-type").unwrap_or("");
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "content-type {ct:?}");
     body
 }
 

@@ -1,17 +1,21 @@
 //! Shared integration-test harness. Use from a test file with `mod common;`.
 //!
+//! * `config`   — `Config`, the typed builder of wsgate's YAML (`RawYaml` for hand-written text)
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
 //! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
 //! * `https`    — `HttpsBackend` (TLS to backends)
-//! * `client`   — raw HTTP(S) requests, `ws_connect` / `wss_connect`, self-signed certs
-//! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics
+//! * `client`   — raw HTTP(S) requests, `backend_of`, `ws_connect` / `wss_connect`,
+//!   `connect_echo_close`, self-signed certs, `copy_shipped_certs`
+//! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics; `traffic_config`
 //! * `peers`    — `BulkBackend` (a body larger than socket buffers), `connect_from`, `read_until_closed`
-//! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends
+//! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends,
+//!   `healthy_session` / `assert_unharmed` / `Verdicts` for tables of hostile cases
 //! * `recorder` — `WsRecorder`, a WebSocket backend that records every byte it receives
 #![allow(dead_code, unused_imports)]
 
 pub mod backends;
 pub mod client;
+pub mod config;
 pub mod https;
 pub mod metrics;
 pub mod peers;
@@ -21,6 +25,7 @@ pub mod recorder;
 
 pub use backends::*;
 pub use client::*;
+pub use config::*;
 pub use https::*;
 pub use metrics::*;
 pub use peers::*;

@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::config::ConfigText;
+
 const POLL: Duration = Duration::from_millis(20);
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -37,20 +39,21 @@ pub struct Wsgate {
 }
 
 impl Wsgate {
-    /// Writes `yaml` to `<new tempdir>/wsgate.yaml` and spawns wsgate on it.
-    pub fn start(yaml: &str) -> Wsgate {
-        Self::start_in(tempfile::tempdir().expect("tempdir"), yaml)
+    /// Writes `config` (a `Config`, or `RawYaml` text) to `<new tempdir>/wsgate.yaml` and
+    /// spawns wsgate on it.
+    pub fn start(config: &impl ConfigText) -> Wsgate {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), config)
     }
 
     /// Like `start`, in a caller-provided tempdir (e.g. one already holding certs).
-    pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Wsgate {
-        Self::start_in_env(dir, yaml, &[])
+    pub fn start_in(dir: tempfile::TempDir, config: &impl ConfigText) -> Wsgate {
+        Self::start_in_env(dir, config, &[])
     }
 
     /// Like `start_in`, with `env` added to wsgate's environment.
-    pub fn start_in_env(dir: tempfile::TempDir, yaml: &str, env: &[(&str, &str)]) -> Wsgate {
+    pub fn start_in_env(dir: tempfile::TempDir, config: &impl ConfigText, env: &[(&str, &str)]) -> Wsgate {
         let config_path = dir.path().join("wsgate.yaml");
-        fs::write(&config_path, yaml).expect("write config");
+        fs::write(&config_path, config.config_text()).expect("write config");
         let stdout_path = dir.path().join("wsgate.stdout.log");
         let stderr_path = dir.path().join("wsgate.stderr.log");
         let mut cmd = Command::new(wsgate_bin());
@@ -86,12 +89,22 @@ impl Wsgate {
     }
 
     /// `start` + `wait_port` for every port.
-    pub fn start_and_wait(yaml: &str, ports: &[u16]) -> Wsgate {
-        let gw = Self::start(yaml);
+    pub fn start_and_wait(config: &impl ConfigText, ports: &[u16]) -> Wsgate {
+        Self::start_in_and_wait(tempfile::tempdir().expect("tempdir"), config, ports)
+    }
+
+    /// `start_in` + `wait_port` for every port.
+    pub fn start_in_and_wait(dir: tempfile::TempDir, config: &impl ConfigText, ports: &[u16]) -> Wsgate {
+        let gw = Self::start_in(dir, config);
         for &p in ports {
             gw.wait_port(p);
         }
         gw
+    }
+
+    /// Replaces the config file (e.g. before a SIGHUP).
+    pub fn write_config(&self, config: &impl ConfigText) {
+        fs::write(&self.config_path, config.config_text()).expect("write config");
     }
 
     fn lock(&self) -> MutexGuard<'_, Child> {
@@ -202,16 +215,16 @@ impl Drop for Wsgate {
 }
 
 /// Runs `wsgate -t -c <tempdir>/wsgate.yaml`; returns (exit success, stdout+stderr).
-pub fn check_config(yaml: &str) -> (bool, String) {
+pub fn check_config(config: &impl ConfigText) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    check_config_in(dir.path(), "wsgate.yaml", yaml)
+    check_config_in(dir.path(), "wsgate.yaml", config)
 }
 
-/// Writes `yaml` to `dir/file_name` and runs `wsgate -t -c` on it (15 s bound; the
+/// Writes `config` to `dir/file_name` and runs `wsgate -t -c` on it (15 s bound; the
 /// process is killed if it does not finish). Returns (exit success, stdout+stderr).
-pub fn check_config_in(dir: &Path, file_name: &str, yaml: &str) -> (bool, String) {
+pub fn check_config_in(dir: &Path, file_name: &str, config: &impl ConfigText) -> (bool, String) {
     let path = dir.join(file_name);
-    fs::write(&path, yaml).expect("write config");
+    fs::write(&path, config.config_text()).expect("write config");
     let out_path = dir.join(format!("{file_name}.check.stdout"));
     let err_path = dir.join(format!("{file_name}.check.stderr"));
     let mut cmd = Command::new(wsgate_bin());

@@ -488,6 +488,47 @@ impl<T> Default for SharedFixture<T> {
 
 // ---------------------------------------------------------------- after each hostile case
 
+/// A WebSocket session to `ws://<addr>/ws/healthy`, opened before hostile cases so that
+/// `assert_unharmed` can check it still echoes after each.
+pub async fn healthy_session(gw: &super::proxy::Wsgate, addr: SocketAddr) -> super::client::Ws {
+    let (ws, _) = super::client::ws_connect(&format!("ws://{addr}/ws/healthy"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("healthy session: {e}\n{}", gw.logs()));
+    ws
+}
+
+/// The verdicts on a table of cases: each case's answer is printed (marked when wrong) and
+/// its problems kept, so that one run names every wrong case, not only the first.
+#[derive(Default)]
+pub struct Verdicts {
+    failures: Vec<String>,
+}
+
+impl Verdicts {
+    pub fn new() -> Verdicts {
+        Verdicts::default()
+    }
+
+    /// Case `label` got `answer`; `problems` is what is wrong with it (empty: nothing).
+    pub fn record(&mut self, label: &str, answer: &str, problems: Vec<String>) {
+        println!("{label:48} -> {answer}{}", if problems.is_empty() { "" } else { "  <-- WRONG" });
+        if !problems.is_empty() {
+            self.failures.push(format!("[{label}] {}", problems.join("; ")));
+        }
+    }
+
+    /// Fails the test, listing every wrong case and wsgate's logs, unless there is none.
+    pub fn assert_none_wrong(self, gw: &super::proxy::Wsgate) {
+        assert!(
+            self.failures.is_empty(),
+            "{} case(s) answered wrongly:\n{}\n{}",
+            self.failures.len(),
+            self.failures.join("\n"),
+            gw.logs()
+        );
+    }
+}
+
 /// After a hostile case: wsgate is still running, nothing panicked, the WebSocket session
 /// `healthy` (opened before the case) still echoes, and a new HTTP request to `path` gets 200.
 pub async fn assert_unharmed(
