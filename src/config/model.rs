@@ -103,6 +103,17 @@ pub struct Upstream {
     pub discovery: Discovery,
     /// TLS to the backends (https://, wss://), `None` for plain TCP.
     pub tls: Option<UpstreamTls>,
+    /// Open WebSocket sessions a backend may hold; at the cap it gets no new one.
+    pub max_sessions_per_backend: Option<usize>,
+    /// Where upgrades wait when every healthy backend is at its cap (`None`: 503 at once).
+    pub queue: Option<SessionQueue>,
+}
+
+/// `queue`: how many upgrades may wait for a place, and how long each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionQueue {
+    pub size: usize,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +152,8 @@ pub enum Balance {
     RoundRobin,
     Random,
     ConsistentHash(HashKey),
+    /// Fewest open sessions plus in-flight requests relative to weight.
+    LeastSessions,
 }
 
 /// What a consistent-hash pool hashes to pick a backend.

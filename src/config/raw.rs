@@ -128,6 +128,17 @@ pub(crate) struct RawUpstream {
     pub(crate) hosts_file: Option<String>,
     #[serde(default)]
     pub(crate) tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    pub(crate) max_sessions_per_backend: Option<usize>,
+    #[serde(default)]
+    pub(crate) queue: Option<RawQueue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub(crate) size: usize,
+    pub(crate) timeout: ConfigDuration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +201,7 @@ pub(crate) enum Balance {
     RoundRobin,
     Random,
     ConsistentHash,
+    LeastSessions,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -75,6 +75,13 @@ fn reason(status: u16) -> &'static str {
 const RETRY_SOON: &[(&str, &str)] = &[("Retry-After", "1")];
 const RETRY_LATER: &[(&str, &str)] = &[("Retry-After", "5")];
 const VERSION_13: &[(&str, &str)] = &[("Sec-WebSocket-Version", "13")];
+const RETRY_JITTERED: [&[(&str, &str)]; 5] = [
+    &[("Retry-After", "1")],
+    &[("Retry-After", "2")],
+    &[("Retry-After", "3")],
+    &[("Retry-After", "4")],
+    &[("Retry-After", "5")],
+];
 
 impl From<Violation> for Answer {
     fn from(v: Violation) -> Answer {
@@ -118,6 +125,11 @@ impl From<Failure> for Answer {
                 Answer::new(502, "bad gateway: the backend's WebSocket handshake was invalid", &[])
             }
             Failure::CutShort => Answer::new(502, "bad gateway: the backend's answer was cut short", &[]),
+            // Jittered, so that the clients refused together do not all come back together.
+            Failure::AtCapacity => {
+                let retry = RETRY_JITTERED[fastrand::usize(0..RETRY_JITTERED.len())];
+                Answer::new(503, "service unavailable: every backend is at its session limit", retry)
+            }
             _ => Answer::status(failure.status()),
         }
     }

@@ -16,6 +16,7 @@ use crate::listener;
 use crate::listener::limits::{self, Held, Limits, Refusal};
 use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine};
 use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
+use crate::upstream::load::{Kind, Place};
 use crate::upstream::{hash_input, Attempts, Failure};
 use crate::websocket::{handshake, Refused, Upgrade, Upgraded, Upgrader};
 use answer::Answer;
@@ -55,6 +56,8 @@ pub(crate) struct RequestCtx {
     tls: bool,
     /// The backend this request went to, and those a failed connect excludes.
     attempts: Attempts,
+    /// The request's place on its backend (its load, for `least_sessions`).
+    place: Option<Place>,
     /// Set when the request asked for a WebSocket upgrade: what became of it.
     upgrade: Option<UpgradeEnd>,
     /// Keeps a draining process alive and the request counted under the limits until it is
@@ -146,6 +149,7 @@ impl ProxyHttp for Gateway {
             client_ip: None,
             tls: false,
             attempts: Attempts::default(),
+            place: None,
             upgrade: None,
             held: Held::new(self.drain.in_flight()),
         }
@@ -178,6 +182,7 @@ impl ProxyHttp for Gateway {
         let pool = &ctx.snapshot.pools[route.upstream];
         let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
         let addr = pool.pick(&key, &mut ctx.attempts).map_err(|f| Error::new(ErrorType::HTTPStatus(f.status())))?;
+        ctx.place = Some(pool.loads.place(addr, Kind::Request));
         if std::mem::take(&mut ctx.attempts.needs_fresh) {
             return Ok(Box::new(pool.fresh_peer(addr, self.fresh_groups.fetch_add(1, Ordering::Relaxed) + 1)));
         }

@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     pub(crate) ws_closes: IntCounterVec,
     pub(crate) ws_protocol_errors: IntCounterVec,
     pub(crate) backend_healthy: IntGaugeVec,
+    pub(crate) backend_sessions: IntGaugeVec,
+    pub(crate) queue_wait: HistogramVec,
     pub(crate) upstream_errors: IntCounterVec,
     pub(crate) config_reloads: IntCounterVec,
     pub(crate) refusals: IntCounterVec,
@@ -167,6 +169,14 @@ impl Metrics {
             ),
             backend_healthy: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_healthy", "1 while a backend is in rotation, 0 otherwise."), &["upstream", "backend"])
                 .expect("valid metric definition"),
+            backend_sessions: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_sessions", "Open WebSocket sessions on a backend."), &["upstream", "backend"])
+                .expect("valid metric definition"),
+            queue_wait: histogram(
+                "wsgate_upstream_queue_wait_seconds",
+                "Time upgrades waited for a place on a backend at max_sessions_per_backend.",
+                &["upstream"],
+                exponential_buckets(0.001, 4.0, 10).expect("valid buckets"),
+            ),
             upstream_errors: counter("wsgate_upstream_errors_total", "Failed backend connections and exchanges by kind.", &["upstream", "backend", "kind"]),
             config_reloads: counter("wsgate_config_reloads_total", "SIGHUP reloads by result: ok, invalid, needs_upgrade.", &["result"]),
             refusals: counter("wsgate_refusals_total", "Requests refused by a limit, by cause.", &["cause"]),
@@ -183,6 +193,8 @@ impl Metrics {
             Box::new(m.ws_closes.clone()),
             Box::new(m.ws_protocol_errors.clone()),
             Box::new(m.backend_healthy.clone()),
+            Box::new(m.backend_sessions.clone()),
+            Box::new(m.queue_wait.clone()),
             Box::new(m.upstream_errors.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.refusals.clone()),

@@ -12,6 +12,7 @@ use crate::config::model::Upstream;
 use crate::config::model::{HealthCheck as CheckConfig, HealthCheckKind, UpstreamTls};
 use crate::lifecycle::ready::Readiness;
 use crate::telemetry::metrics::Metrics;
+use crate::upstream::load::Loads;
 use crate::upstream::peer_tls::{apply_tls, ca_of};
 use async_trait::async_trait;
 use log::{info, warn};
@@ -59,6 +60,8 @@ pub(crate) struct BackendSeries {
     pool: String,
     gauge: IntGaugeVec,
     state: Mutex<Members>,
+    /// What each backend carries, kept (like the series) across reloads.
+    loads: Arc<Loads>,
 }
 
 #[derive(Default)]
@@ -74,7 +77,12 @@ impl BackendSeries {
             pool: pool.to_string(),
             gauge: metrics.backend_healthy.clone(),
             state: Mutex::default(),
+            loads: Loads::new(pool, metrics.backend_sessions.clone(), metrics.queue_wait.with_label_values(&[pool])),
         })
+    }
+
+    pub(crate) fn loads(&self) -> &Arc<Loads> {
+        &self.loads
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, Members> {
@@ -102,6 +110,7 @@ impl BackendSeries {
         for new in now.difference(&members.backends) {
             self.gauge.with_label_values(&[&self.pool, &new.to_string()]).set(1);
         }
+        self.loads.members(&now);
         members.backends = now;
     }
 
@@ -120,6 +129,7 @@ impl BackendSeries {
         for gone in members.backends.drain() {
             let _ = self.gauge.remove_label_values(&[&self.pool, &gone.to_string()]);
         }
+        self.loads.remove_all();
         members.generation += 1;
     }
 }

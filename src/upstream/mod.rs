@@ -8,15 +8,20 @@
 
 pub(crate) mod discovery;
 pub(crate) mod health;
+mod least;
+pub(crate) mod load;
 mod peer_tls;
 mod pool;
+mod queue;
 
 pub(crate) use health::CheckSpec;
 pub(crate) use pool::{initial_backends, Pool};
 
 use crate::config::model::{Balance, HashKey};
+use load::{Kind, Place};
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// One request's way through a pool. Which backend it went to (for the access log, the
 /// metrics and the forwarding headers) is kept apart from which backends selection must
@@ -65,6 +70,9 @@ pub(crate) enum Failure {
     InvalidHandshake,
     /// The backend's answer ended before its announced length (502).
     CutShort,
+    /// Every healthy backend is at `max_sessions_per_backend` (and the queue, if any, was
+    /// full or the wait ran out) (503).
+    AtCapacity,
 }
 
 impl Failure {
@@ -79,7 +87,7 @@ impl Failure {
 
     pub(crate) fn status(self) -> u16 {
         match self {
-            Failure::NoneHealthy => 503,
+            Failure::NoneHealthy | Failure::AtCapacity => 503,
             Failure::ConnectTimeout | Failure::Timeout => 504,
             Failure::ConnectFailed | Failure::BadAnswer | Failure::InvalidHandshake | Failure::CutShort => 502,
         }
@@ -91,11 +99,67 @@ impl Pool {
     /// recorded as the request's backend. With none left, the failure to answer: nothing
     /// healthy at all is 503, every healthy backend failed to connect is the last failure.
     pub(crate) fn pick(&self, key: &[u8], attempts: &mut Attempts) -> Result<SocketAddr, Failure> {
-        let Some(addr) = self.select(key, &attempts.excluded).and_then(|b| b.addr.as_inet().copied()) else {
+        let Some(addr) = self.select(key, &attempts.excluded, |_| true).and_then(|b| b.addr.as_inet().copied()) else {
             return Err(attempts.last_failure.unwrap_or(Failure::NoneHealthy));
         };
         attempts.backend = Some(addr);
         Ok(addr)
+    }
+
+    /// The pool choice for a WebSocket session, with its place on the backend: as `pick`,
+    /// skipping backends at `max_sessions_per_backend`; when every healthy one is at it,
+    /// waiting in the pool's queue (FIFO, bounded) for a place.
+    pub(crate) async fn pick_session(
+        &self,
+        key: &[u8],
+        attempts: &mut Attempts,
+    ) -> Result<(SocketAddr, Place), Failure> {
+        let Some(cap) = self.spec.max_sessions_per_backend else {
+            let addr = self.pick(key, attempts)?;
+            return Ok((addr, self.loads.place(addr, Kind::Session)));
+        };
+        let started = Instant::now();
+        let mut queued = false;
+        let result = loop {
+            // Those already waiting go first: a newcomer queues behind them.
+            if queued || !self.loads.queue.is_waiting() {
+                match self.pick_under(cap, key, attempts) {
+                    Err(Failure::AtCapacity) => {}
+                    picked => break picked,
+                }
+            }
+            let Some(queue) = self.spec.queue else { break Err(Failure::AtCapacity) };
+            let Some(remaining) = queue.timeout.checked_sub(started.elapsed()) else { break Err(Failure::AtCapacity) };
+            let Some(freed) = self.loads.queue.join(queue.size) else { break Err(Failure::AtCapacity) };
+            queued = true;
+            if !matches!(tokio::time::timeout(remaining, freed).await, Ok(Ok(()))) {
+                break Err(Failure::AtCapacity);
+            }
+        };
+        if queued {
+            self.loads.queue_wait.observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// A backend with room under `cap`, and the place taken on it.
+    fn pick_under(&self, cap: usize, key: &[u8], attempts: &mut Attempts) -> Result<(SocketAddr, Place), Failure> {
+        // Bounded: a lost race means another session took a backend's last place meanwhile.
+        for _ in 0..8 {
+            let room = |a: &SocketAddr| self.loads.sessions(a) < cap;
+            let Some(addr) = self.select(key, &attempts.excluded, room).and_then(|b| b.addr.as_inet().copied()) else {
+                // Healthy backends left, all full; or none at all.
+                return match self.pick(key, attempts) {
+                    Ok(_) => Err(Failure::AtCapacity),
+                    Err(failure) => Err(failure),
+                };
+            };
+            if let Some(place) = self.loads.try_session(addr, cap) {
+                attempts.backend = Some(addr);
+                return Ok((addr, place));
+            }
+        }
+        Err(Failure::AtCapacity)
     }
 }
 

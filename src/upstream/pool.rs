@@ -4,6 +4,8 @@
 use crate::config::model::{Balance, Discovery, Upstream};
 use crate::upstream::discovery::DnsDiscovery;
 use crate::upstream::health::BackendSeries;
+use crate::upstream::least;
+use crate::upstream::load::Loads;
 use crate::upstream::peer_tls::{apply_tls, ca_of};
 use futures_util::FutureExt;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
@@ -24,6 +26,8 @@ enum Balancer {
     RoundRobin(LoadBalancer<RoundRobin>),
     Random(LoadBalancer<Random>),
     Hash(LoadBalancer<Consistent>),
+    /// Pingora's selector is not used: `least.rs` picks from the backends and their loads.
+    LeastSessions(LoadBalancer<RoundRobin>),
 }
 
 pub(crate) struct Pool {
@@ -31,6 +35,8 @@ pub(crate) struct Pool {
     balancer: Balancer,
     /// `tls.ca_file`'s certificates, in the form Pingora's connector takes, built once.
     ca: Option<Arc<CaType>>,
+    /// What each backend carries (shared with the pools of this name before and after).
+    pub(crate) loads: Arc<Loads>,
 }
 
 /// The backends a pool starts with: the configured addresses, or for a DNS pool the names
@@ -66,8 +72,9 @@ impl Pool {
             Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
             Balance::Random => Balancer::Random(balancer(spec, registry, initial, report)),
             Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial, report)),
+            Balance::LeastSessions => Balancer::LeastSessions(balancer(spec, registry, initial, report)),
         };
-        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()) }
+        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()), loads: series.loads().clone() }
     }
 
     /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
@@ -104,16 +111,31 @@ impl Pool {
             Balancer::RoundRobin(lb) => lb.update().await,
             Balancer::Random(lb) => lb.update().await,
             Balancer::Hash(lb) => lb.update().await,
+            Balancer::LeastSessions(lb) => lb.update().await,
         };
     }
 
-    /// A healthy backend for `key`, skipping those `excluded` for this request.
-    pub(crate) fn select(&self, key: &[u8], excluded: &[SocketAddr]) -> Option<Backend> {
-        let accept = |b: &Backend, healthy: bool| healthy && !b.addr.as_inet().is_some_and(|a| excluded.contains(a));
+    /// A healthy backend for `key`, skipping those `excluded` for this request and those
+    /// `room` says have no room.
+    pub(crate) fn select(
+        &self,
+        key: &[u8],
+        excluded: &[SocketAddr],
+        room: impl Fn(&SocketAddr) -> bool,
+    ) -> Option<Backend> {
+        let accept =
+            |b: &Backend, healthy: bool| healthy && b.addr.as_inet().is_some_and(|a| !excluded.contains(a) && room(a));
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
             Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
             Balancer::Hash(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+            Balancer::LeastSessions(lb) => {
+                let (backends, loads) = (lb.backends(), &self.loads);
+                let members = backends.get_backend();
+                let candidates = members.iter().filter(|b| accept(b, backends.ready(b)));
+                let loaded = candidates.filter_map(|b| Some((b, loads.load(b.addr.as_inet()?))));
+                least::least_loaded(loaded, |n| fastrand::usize(0..n)).cloned()
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::tunnel::Endpoint;
 use super::upgrade::{Refused, Upgrade, Upgraded};
 use crate::telemetry::metrics::{Metrics, UpstreamErrorKind};
+use crate::upstream::load::Place;
 use crate::upstream::{hash_input, Failure};
 use bytes::{Buf, BytesMut};
 use log::{debug, warn};
@@ -27,6 +28,8 @@ const MAX_INTERIM_HEADS: usize = 8;
 /// A backend connection that has answered the handshake.
 pub(super) struct BackendHandshake {
     pub(crate) addr: SocketAddr,
+    /// The session's place on the backend, taken when it was chosen.
+    pub(crate) place: Place,
     pub(crate) stream: Stream,
     pub(crate) response: ResponseHeader,
     /// Bytes read so far: the response head (`head_len` bytes), then anything after it.
@@ -38,9 +41,9 @@ impl BackendHandshake {
     /// The backend side of the tunnel. What the backend sent right behind its 101 (usually
     /// nothing; else its first frames) is copied, so the handshake buffer is not kept for
     /// the whole session.
-    pub(super) fn into_endpoint(mut self) -> Endpoint {
+    pub(super) fn into_endpoint(mut self) -> (Endpoint, Place) {
         let early = self.buffer.split_off(self.head_len).to_vec();
-        Endpoint { stream: self.stream, early }
+        (Endpoint { stream: self.stream, early }, self.place)
     }
 }
 
@@ -56,7 +59,7 @@ pub(super) async fn open(
     let key = hash_input(&pool.spec.balance, client_req, up.client_ip);
     let error = |addr: SocketAddr, kind| metrics.upstream_error(&pool.spec.name, &addr.to_string(), kind);
     loop {
-        let addr = pool.pick(&key, up.attempts).map_err(Refused::Upstream)?;
+        let (addr, place) = pool.pick_session(&key, up.attempts).await.map_err(Refused::Upstream)?;
         let stream = match connector.new_stream(&pool.peer(addr)).await {
             Ok(s) => s,
             Err(e) => {
@@ -71,7 +74,7 @@ pub(super) async fn open(
         };
         // Once connected, no retry: the backend may already have acted on the request.
         let req = (up.backend_request)(addr)?;
-        return exchange(addr, stream, &req, pool.spec.read_timeout).await.map_err(|failure| {
+        return exchange(addr, place, stream, &req, pool.spec.read_timeout).await.map_err(|failure| {
             let kind =
                 if failure == Failure::Timeout { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other };
             error(addr, kind);
@@ -82,6 +85,7 @@ pub(super) async fn open(
 
 async fn exchange(
     addr: SocketAddr,
+    place: Place,
     mut stream: Stream,
     req: &RequestHeader,
     timeout: Duration,
@@ -119,7 +123,9 @@ async fn exchange(
             warn!("websocket handshake with {addr} failed: connection closed or invalid response");
             Err(failure)
         }
-        Ok(Ok((response, buffer, head_len))) => Ok(BackendHandshake { addr, stream, response, buffer, head_len }),
+        Ok(Ok((response, buffer, head_len))) => {
+            Ok(BackendHandshake { addr, place, stream, response, buffer, head_len })
+        }
     }
 }
 

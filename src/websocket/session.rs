@@ -11,6 +11,7 @@ use crate::listener::limits::{Held, Limits, Refusal};
 use crate::listener::GatedStream;
 use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine, WsRecord};
 use crate::telemetry::metrics::{close_code_label, Metrics, SessionMeter};
+use crate::upstream::load::Place;
 use futures_util::FutureExt;
 use log::debug;
 use pingora::http::ResponseHeader;
@@ -51,6 +52,8 @@ pub(super) struct OpenSession {
     status: u16,
     /// Drain and limit accounting, released when the session ends.
     held: Held,
+    /// The session's place on its backend.
+    place: Place,
 }
 
 impl OpenSession {
@@ -73,11 +76,15 @@ impl OpenSession {
             rules: backend_rules,
             send_timeout,
         };
+        let backend_addr = backend.addr;
+        let status = backend.response.status.as_u16();
+        let (backend, place) = backend.into_endpoint();
         OpenSession {
             client,
-            backend_addr: backend.addr,
-            status: backend.response.status.as_u16(),
-            backend: backend.into_endpoint(),
+            backend_addr,
+            status,
+            backend,
+            place,
             idle_timeout: up.route.websocket.idle_timeout,
             upstream_dir,
             downstream_dir,
@@ -129,7 +136,7 @@ impl OpenSession {
             let bytes = (stats.client_to_backend_bytes, stats.backend_to_client_bytes);
             self.access_log.write(&exchange.record(self.status, bytes, Some(ws_record(&stats))));
         }
-        drop(self.held);
+        drop((self.held, self.place));
     }
 }
 

@@ -34,6 +34,7 @@ pub(super) fn upstream(
     let read_timeout = positive(raw.read_timeout, DEFAULT_READ_TIMEOUT, &path.key("read_timeout"), problems);
     let discovery = discovery(raw, dns_names, base_dir, path, problems);
     let tls = raw.tls.as_ref().and_then(|t| upstream_tls(t, base_dir, &path.key("tls"), problems));
+    let (max_sessions_per_backend, queue) = session_cap(raw, path, problems);
     (problems.len() == before).then(|| Upstream {
         name: name.to_string(),
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
@@ -44,7 +45,33 @@ pub(super) fn upstream(
         health_check,
         discovery,
         tls,
+        max_sessions_per_backend,
+        queue,
     })
+}
+
+/// `max_sessions_per_backend` and the `queue` that only applies with it.
+fn session_cap(
+    raw: &raw::RawUpstream,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> (Option<usize>, Option<SessionQueue>) {
+    if raw.max_sessions_per_backend == Some(0) {
+        problems.push((path.key("max_sessions_per_backend"), "must be at least 1".into()));
+    }
+    let queue = raw.queue.as_ref().map(|q| SessionQueue { size: q.size, timeout: q.timeout.0 });
+    if let Some(q) = &queue {
+        if raw.max_sessions_per_backend.is_none() {
+            problems.push((path.key("queue"), "only applies with `max_sessions_per_backend`".into()));
+        }
+        if q.size == 0 {
+            problems.push((path.key("queue").key("size"), "must be at least 1".into()));
+        }
+        if q.timeout.is_zero() {
+            problems.push((path.key("queue").key("timeout"), "must be greater than 0".into()));
+        }
+    }
+    (raw.max_sessions_per_backend, queue)
 }
 
 /// A duration that must not be zero, `default` when not set.
@@ -120,6 +147,7 @@ fn balance(raw: &raw::RawUpstream, path: &KeyPath, problems: &mut Problems) -> B
         }
         (raw::Balance::RoundRobin, None) => Balance::RoundRobin,
         (raw::Balance::Random, None) => Balance::Random,
+        (raw::Balance::LeastSessions, None) => Balance::LeastSessions,
     }
 }
 

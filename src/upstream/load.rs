@@ -1,0 +1,265 @@
+//! What each backend of a pool carries now: its open WebSocket sessions and in-flight HTTP
+//! requests, each counted by a `Place` held for as long as it lasts.
+//!
+//! The counts belong to the backend (pool name and address), not to a selector: Pingora
+//! rebuilds its selectors on every discovery update and a reload builds new pools, and
+//! counts kept inside them would restart at zero while the sessions go on (pingora PR #821).
+//! `Loads` is kept with the pool's health series across reloads, so the same address keeps
+//! its count and a new one starts at 0.
+
+use crate::upstream::queue::Queue;
+use arc_swap::ArcSwap;
+use pingora_prometheus::prometheus::{Histogram, IntGaugeVec};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The backends of one pool (by name) and what each carries.
+pub(crate) struct Loads {
+    pool: String,
+    /// `wsgate_upstream_backend_sessions{upstream,backend}`.
+    gauge: IntGaugeVec,
+    backends: ArcSwap<HashMap<SocketAddr, Arc<BackendLoad>>>,
+    /// Serialises inserts into `backends` (reads take no lock).
+    insert: Mutex<()>,
+    /// Upgrades waiting for a place (`max_sessions_per_backend` with `queue`).
+    pub(crate) queue: Queue,
+    /// `wsgate_upstream_queue_wait_seconds{upstream}`.
+    pub(crate) queue_wait: Histogram,
+}
+
+/// One backend's load.
+pub(crate) struct BackendLoad {
+    label: String,
+    sessions: AtomicUsize,
+    requests: AtomicUsize,
+    /// Whether the backend is in the pool now: only then does its sessions series exist.
+    member: Mutex<bool>,
+}
+
+/// What a `Place` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Session,
+    Request,
+}
+
+/// A session's or request's place on a backend, given back when dropped.
+pub(crate) struct Place {
+    load: Arc<BackendLoad>,
+    kind: Kind,
+    loads: Arc<Loads>,
+}
+
+impl Loads {
+    pub(crate) fn new(pool: &str, gauge: IntGaugeVec, queue_wait: Histogram) -> Arc<Loads> {
+        let backends = ArcSwap::default();
+        Arc::new(Loads {
+            pool: pool.to_string(),
+            gauge,
+            backends,
+            insert: Mutex::new(()),
+            queue: Queue::default(),
+            queue_wait,
+        })
+    }
+
+    /// Sessions plus in-flight requests on `addr` (0 for a backend nothing went to yet).
+    pub(crate) fn load(&self, addr: &SocketAddr) -> usize {
+        self.backends.load().get(addr).map_or(0, |b| b.load())
+    }
+
+    /// Open sessions on `addr`.
+    pub(crate) fn sessions(&self, addr: &SocketAddr) -> usize {
+        self.backends.load().get(addr).map_or(0, |b| b.sessions.load(Ordering::Relaxed))
+    }
+
+    /// Takes a place of `kind` on `addr`.
+    pub(crate) fn place(self: &Arc<Self>, addr: SocketAddr, kind: Kind) -> Place {
+        let load = self.backend(addr);
+        match kind {
+            Kind::Request => {
+                load.requests.fetch_add(1, Ordering::Relaxed);
+            }
+            Kind::Session => {
+                let now = load.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+                self.report(&load, now);
+            }
+        }
+        Place { load, kind, loads: self.clone() }
+    }
+
+    /// A session's place on `addr` if it holds fewer than `cap` sessions.
+    pub(crate) fn try_session(self: &Arc<Self>, addr: SocketAddr, cap: usize) -> Option<Place> {
+        let load = self.backend(addr);
+        let mut now = load.sessions.load(Ordering::Relaxed);
+        // Bounded: each retry means another session took or left a place meanwhile.
+        for _ in 0..64 {
+            if now >= cap {
+                return None;
+            }
+            match load.sessions.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.report(&load, now + 1);
+                    return Some(Place { load, kind: Kind::Session, loads: self.clone() });
+                }
+                Err(actual) => now = actual,
+            }
+        }
+        None
+    }
+
+    fn backend(&self, addr: SocketAddr) -> Arc<BackendLoad> {
+        if let Some(load) = self.backends.load().get(&addr) {
+            return load.clone();
+        }
+        let _guard = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(load) = self.backends.load().get(&addr) {
+            return load.clone();
+        }
+        let load = Arc::new(BackendLoad {
+            label: addr.to_string(),
+            sessions: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            member: Mutex::new(true),
+        });
+        let mut next = HashMap::clone(&self.backends.load());
+        next.insert(addr, load.clone());
+        self.backends.store(Arc::new(next));
+        load
+    }
+
+    /// Sets the sessions series of `load` to `sessions`, if the backend is in the pool.
+    fn report(&self, load: &BackendLoad, sessions: usize) {
+        let member = load.member.lock().unwrap_or_else(|e| e.into_inner());
+        if *member {
+            self.gauge.with_label_values(&[&self.pool, &load.label]).set(sessions as i64);
+        }
+    }
+
+    /// The pool's backends are `now`: series of those that left go (their count stays
+    /// while their sessions do), new ones get theirs, and entries nothing is on any more
+    /// are forgotten.
+    pub(crate) fn members(&self, now: &HashSet<SocketAddr>) {
+        for addr in now {
+            let load = self.backend(*addr);
+            *load.member.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.report(&load, load.sessions.load(Ordering::Relaxed));
+        }
+        let _guard = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::clone(&self.backends.load());
+        next.retain(|addr, load| {
+            if now.contains(addr) {
+                return true;
+            }
+            let mut member = load.member.lock().unwrap_or_else(|e| e.into_inner());
+            if *member {
+                *member = false;
+                let _ = self.gauge.remove_label_values(&[&self.pool, &load.label]);
+            }
+            load.load() > 0
+        });
+        self.backends.store(Arc::new(next));
+    }
+
+    /// The pool is gone: all its series go.
+    pub(crate) fn remove_all(&self) {
+        self.members(&HashSet::new());
+    }
+}
+
+impl BackendLoad {
+    fn load(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed) + self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        match self.kind {
+            Kind::Request => {
+                self.load.requests.fetch_sub(1, Ordering::Relaxed);
+            }
+            Kind::Session => {
+                let now = self.load.sessions.fetch_sub(1, Ordering::Relaxed) - 1;
+                self.loads.report(&self.load, now);
+                self.loads.queue.wake_one();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_prometheus::prometheus::core::Collector;
+    use pingora_prometheus::prometheus::{HistogramOpts, Opts};
+
+    fn loads() -> Arc<Loads> {
+        let gauge = IntGaugeVec::new(Opts::new("sessions", "test"), &["upstream", "backend"]).unwrap();
+        Loads::new("pool", gauge, Histogram::with_opts(HistogramOpts::new("wait", "test")).unwrap())
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    fn series(l: &Loads) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = l
+            .gauge
+            .collect()
+            .iter()
+            .flat_map(|f| {
+                f.get_metric().iter().map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().value() as i64))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn places_count_while_held() {
+        let l = loads();
+        let s1 = l.place(addr(1), Kind::Session);
+        let s2 = l.place(addr(1), Kind::Session);
+        let r = l.place(addr(1), Kind::Request);
+        assert_eq!((l.load(&addr(1)), l.sessions(&addr(1))), (3, 2));
+        assert_eq!(series(&l), [("10.0.0.1:1".to_string(), 2)]);
+        drop((s1, r));
+        assert_eq!((l.load(&addr(1)), l.sessions(&addr(1))), (1, 1));
+        drop(s2);
+        assert_eq!(l.load(&addr(1)), 0);
+        assert_eq!(series(&l), [("10.0.0.1:1".to_string(), 0)]);
+        assert_eq!(l.load(&addr(2)), 0, "a backend nothing went to");
+    }
+
+    #[test]
+    fn a_capped_place_is_refused_at_the_cap_and_freed_on_drop() {
+        let l = loads();
+        let held: Vec<Place> = (0..3).map(|_| l.try_session(addr(1), 3).expect("under the cap")).collect();
+        assert!(l.try_session(addr(1), 3).is_none(), "at the cap");
+        let waiting = l.queue.join(1).unwrap();
+        drop(held);
+        assert_eq!(l.sessions(&addr(1)), 0);
+        assert!(waiting.blocking_recv().is_ok(), "a freed place wakes the waiter");
+        assert!(l.try_session(addr(1), 3).is_some());
+    }
+
+    #[test]
+    fn a_backend_that_leaves_loses_its_series_but_keeps_its_count_while_sessions_last() {
+        let l = loads();
+        l.members(&[addr(1), addr(2)].into());
+        let held = l.place(addr(2), Kind::Session);
+        l.members(&[addr(1)].into());
+        assert_eq!(series(&l), [("10.0.0.1:1".to_string(), 0)], "the series of a removed backend is gone");
+        assert_eq!(l.sessions(&addr(2)), 1, "its session still counts");
+        drop(held);
+        assert_eq!(series(&l).len(), 1, "a session ending on a removed backend brings no series back");
+        l.members(&[addr(1), addr(2)].into());
+        assert_eq!(l.sessions(&addr(2)), 0, "back, it starts from what it has");
+        assert_eq!(series(&l).len(), 2);
+        l.remove_all();
+        assert!(series(&l).is_empty());
+    }
+}
