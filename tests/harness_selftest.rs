@@ -355,6 +355,13 @@ fn every_key_the_config_builder_writes_is_one_wsgate_accepts() {
         .upstream("dns", Upstream::one("app.test:3005").dns("10s", &hosts))
         .upstream("tls", Upstream::one("127.0.0.1:3006").tls(UpstreamTls::new().sni("localhost").ca_file(&cert)))
         .upstream("insecure", Upstream::one("127.0.0.1:3007").tls(UpstreamTls::new().verify(false)))
+        .upstream(
+            "chat",
+            Upstream::new(["127.0.0.1:3008", "127.0.0.1:3009"])
+                .balance("least_sessions")
+                .max_sessions_per_backend(100)
+                .queue(10, "2s"),
+        )
         .route(
             Route::to("web")
                 .name("site")

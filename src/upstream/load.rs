@@ -9,7 +9,7 @@
 
 use crate::upstream::queue::Queue;
 use arc_swap::ArcSwap;
-use pingora_prometheus::prometheus::{Histogram, IntGaugeVec};
+use pingora_prometheus::prometheus::{Histogram, IntGauge, IntGaugeVec};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +27,8 @@ pub(crate) struct Loads {
     pub(crate) queue: Queue,
     /// `wsgate_upstream_queue_wait_seconds{upstream}`.
     pub(crate) queue_wait: Histogram,
+    /// `wsgate_upstream_queue_waiting{upstream}`.
+    pub(crate) queue_waiting: IntGauge,
 }
 
 /// One backend's load.
@@ -53,15 +55,15 @@ pub(crate) struct Place {
 }
 
 impl Loads {
-    pub(crate) fn new(pool: &str, gauge: IntGaugeVec, queue_wait: Histogram) -> Arc<Loads> {
-        let backends = ArcSwap::default();
+    pub(crate) fn new(pool: &str, gauge: IntGaugeVec, queue_wait: Histogram, queue_waiting: IntGauge) -> Arc<Loads> {
         Arc::new(Loads {
             pool: pool.to_string(),
             gauge,
-            backends,
+            backends: ArcSwap::default(),
             insert: Mutex::new(()),
             queue: Queue::default(),
             queue_wait,
+            queue_waiting,
         })
     }
 
@@ -198,7 +200,8 @@ mod tests {
 
     fn loads() -> Arc<Loads> {
         let gauge = IntGaugeVec::new(Opts::new("sessions", "test"), &["upstream", "backend"]).unwrap();
-        Loads::new("pool", gauge, Histogram::with_opts(HistogramOpts::new("wait", "test")).unwrap())
+        let wait = Histogram::with_opts(HistogramOpts::new("wait", "test")).unwrap();
+        Loads::new("pool", gauge, wait, IntGauge::new("waiting", "test").unwrap())
     }
 
     fn addr(port: u16) -> SocketAddr {

@@ -132,6 +132,9 @@ impl Pool {
             let Some(remaining) = queue.timeout.checked_sub(started.elapsed()) else { break Err(Failure::AtCapacity) };
             let Some(freed) = self.loads.queue.join(queue.size) else { break Err(Failure::AtCapacity) };
             queued = true;
+            self.loads.queue_waiting.inc();
+            // Also counted out when the client leaves and this future is dropped.
+            let _waiting = scopeguard::guard((), |()| self.loads.queue_waiting.dec());
             if !matches!(tokio::time::timeout(remaining, freed).await, Ok(Ok(()))) {
                 break Err(Failure::AtCapacity);
             }

@@ -428,6 +428,17 @@ pub struct Upstream {
     hosts_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<UpstreamTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_sessions_per_backend: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<Queue>,
+}
+
+/// A pool's `queue:` for upgrades waiting at `max_sessions_per_backend`.
+#[derive(Serialize, Clone, Debug)]
+pub struct Queue {
+    size: usize,
+    timeout: String,
 }
 
 impl Upstream {
@@ -445,13 +456,15 @@ impl Upstream {
             resolve_every: None,
             hosts_file: None,
             tls: None,
+            max_sessions_per_backend: None,
+            queue: None,
         }
     }
     /// A pool of one backend.
     pub fn one(backend: impl Into<Backend>) -> Upstream {
         Upstream::new([backend.into()])
     }
-    /// `round_robin`, `random` or `consistent_hash`.
+    /// `round_robin`, `random`, `consistent_hash` or `least_sessions`.
     pub fn balance(mut self, how: impl Into<String>) -> Upstream {
         self.balance = Some(how.into());
         self
@@ -487,6 +500,15 @@ impl Upstream {
     }
     pub fn tls(mut self, tls: UpstreamTls) -> Upstream {
         self.tls = Some(tls);
+        self
+    }
+    pub fn max_sessions_per_backend(mut self, n: usize) -> Upstream {
+        self.max_sessions_per_backend = Some(n);
+        self
+    }
+    /// `queue: {size, timeout}`.
+    pub fn queue(mut self, size: usize, timeout: impl Into<String>) -> Upstream {
+        self.queue = Some(Queue { size, timeout: timeout.into() });
         self
     }
 }
