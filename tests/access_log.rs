@@ -34,20 +34,6 @@ async fn start_closing_backend() -> std::net::SocketAddr {
     addr
 }
 
-fn lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
-        if lines.len() >= want {
-            return lines;
-        }
-        assert!(Instant::now() < deadline, "expected {want} access-log lines, got:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_and_session_gets_one_exact_json_line() {
     let web = HttpBackend::start("web");
@@ -91,7 +77,7 @@ async fn every_request_and_session_gets_one_exact_json_line() {
     ws_echo_text(&mut ws, "bye").await;
     drop(ws);
 
-    let lines = lines(&log_path, 5);
+    let lines = access_log_lines(&log_path, 5);
     assert_eq!(lines.len(), 5, "{lines:#?}");
     let raw = std::fs::read_to_string(&log_path).unwrap();
     assert!(!raw.contains("topsecret") && !raw.contains("token=secret"), "secrets leaked into the log:\n{raw}");
@@ -156,7 +142,7 @@ async fn queries_are_logged_when_asked_and_off_means_off() {
     let gw = Wsgate::start_and_wait(&site(port).access_log(AccessLog::path("q.jsonl").include_query()), &[port]);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     get(addr, "x", "/search?q=rust").await;
-    let lines = lines(&gw.dir.path().join("q.jsonl"), 1);
+    let lines = access_log_lines(&gw.dir.path().join("q.jsonl"), 1);
     assert_eq!(lines[0]["path"], "/search?q=rust");
 
     // The default target is stdout; `off` writes nothing anywhere.

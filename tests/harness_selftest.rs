@@ -360,7 +360,9 @@ fn every_key_the_config_builder_writes_is_one_wsgate_accepts() {
             Upstream::new(["127.0.0.1:3008", "127.0.0.1:3009"])
                 .balance("least_sessions")
                 .max_sessions_per_backend(100)
-                .queue(10, "2s"),
+                .queue(10, "2s")
+                .on_backend_down("keep")
+                .rebalance(1.25, 20),
         )
         .route(
             Route::to("web")
@@ -378,7 +380,8 @@ fn every_key_the_config_builder_writes_is_one_wsgate_accepts() {
                     .idle_timeout("5m")
                     .allowed_origins(["https://example.com"])
                     .max_message_bytes(1 << 20)
-                    .max_sessions(100),
+                    .max_sessions(100)
+                    .max_lifetime("24h"),
             ),
         )
         .route(Route::to("dns").path_prefix("/dns"))

@@ -12,12 +12,15 @@ fn config(port: u16, mport: u16, chat: &[SocketAddr]) -> Config {
     config_with(port, mport, chat, "200ms", "chat")
 }
 
-/// Like `config`, with the check's `interval` and the route's `upstream` as given.
+/// Like `config`, with the check's `interval` and the route's `upstream` as given. Sessions
+/// on a backend that leaves stay (`on_backend_down: keep`), so these tests can show them
+/// untouched; `session_balancing.rs` tests `close`.
 fn config_with(port: u16, mport: u16, chat: &[SocketAddr], interval: &str, route_to: &str) -> Config {
+    let pool = Upstream::new(chat.iter().copied()).health_check(HealthCheck::new().interval(interval));
     Config::new()
         .listen(port)
         .metrics(mport)
-        .upstream("chat", Upstream::new(chat.iter().copied()).health_check(HealthCheck::new().interval(interval)))
+        .upstream("chat", pool.on_backend_down("keep"))
         .route(Route::to(route_to).name("chat").path_prefix("/ws"))
 }
 
@@ -202,7 +205,8 @@ async fn dns_discovery_follows_the_records_and_removed_backends_drain() {
     let port = free_port();
     let app = Upstream::one(format!("app.test:{port_b}"))
         .dns("100ms", &hosts)
-        .health_check(HealthCheck::new().interval("100ms"));
+        .health_check(HealthCheck::new().interval("100ms"))
+        .on_backend_down("keep");
     let gw = Wsgate::start_and_wait(&Config::new().listen(port).upstream("app", app).route(Route::to("app")), &[port]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let answered = |n: usize| async move {

@@ -126,3 +126,180 @@ async fn at_the_cap_upgrades_wait_in_the_queue_then_get_503_with_a_jittered_retr
     assert_eq!(sample(&text, "wsgate_upstream_queue_wait_seconds_count", &[("upstream", "chat")]), Some(2.0));
     drop(admitted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_past_its_max_lifetime_is_closed_with_1001_and_the_reason_is_logged() {
+    use tokio_tungstenite::tungstenite::Message;
+    let a = WsBackend::start("a");
+    let (port, mport) = (free_port(), free_port());
+    let (_, maddr) = addrs(port, mport);
+    let config = chat(port, mport, Upstream::one(a.addr()))
+        .route(Route::to("chat").name("short").path_prefix("/short").websocket(WebSocket::new().max_lifetime("1s")))
+        .access_log(AccessLog::path("access.jsonl"));
+    let gw = Wsgate::start_and_wait(&config, &[port, mport]);
+
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/short"), &[]).await.unwrap();
+    let opened = Instant::now();
+    assert_eq!(ws_echo_text(&mut ws, "hi").await, "hi");
+    let close = loop {
+        match ws_recv(&mut ws).await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no Close frame: {other:?}"),
+        }
+    };
+    let lived = opened.elapsed();
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    // Reading on sends the client's Close reply, which completes the closing handshake.
+    assert!(ws_recv(&mut ws).await.is_none_or(|r| r.is_err()), "nothing after the Close");
+    // 1 s jittered by ±10%, plus scheduling.
+    assert!(lived >= Duration::from_millis(850) && lived < Duration::from_millis(1600), "closed after {lived:?}");
+    wait_for(
+        maddr,
+        "wsgate_websocket_closes_total",
+        &[("route", "short"), ("initiator", "proxy"), ("code", "1001")],
+        Some(1.0),
+    )
+    .await;
+    let lines = access_log_lines(&gw.dir.path().join("access.jsonl"), 1);
+    assert_eq!(lines[0]["websocket"]["reason"], "max_lifetime", "{}", lines[0]);
+    assert_eq!(lines[0]["websocket"]["close_code"], 1001, "{}", lines[0]);
+}
+
+/// Reads `ws` until the proxy's Close: its code, and how long that took.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match ws_recv(ws).await {
+            Some(Ok(Message::Close(frame))) => {
+                // Reading on sends the Close reply, completing the closing handshake.
+                let _ = ws_recv(ws).await;
+                return frame.map(|f| u16::from(f.code));
+            }
+            Some(Ok(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_a_backend_that_leaves_are_moved_with_1012_spread_over_the_drain_window() {
+    let (a, b) = (WsBackend::start("a"), WsBackend::start("b"));
+    let (port, mport) = (free_port(), free_port());
+    let (_, maddr) = addrs(port, mport);
+    let config = |backends: &[SocketAddr], on_down: &str| {
+        chat(port, mport, Upstream::new(backends.to_vec()).balance("least_sessions").on_backend_down(on_down))
+            .drain_window("1s")
+            .access_log(AccessLog::path("access.jsonl"))
+    };
+    let gw = Wsgate::start_and_wait(&config(&[a.addr(), b.addr()], "close"), &[port, mport]);
+    let sessions = open(port, 6).await;
+    wait_sessions(maddr, b.addr(), Some(3.0)).await;
+
+    // b leaves the pool: its three sessions are told 1012 within the 1 s window, a's are not.
+    gw.write_config(&config(&[a.addr()], "close"));
+    let removed = Instant::now();
+    gw.signal("HUP");
+    // Each session either stays (no Close within 1.5 s) or is closed; all watched at once.
+    let watched = sessions.into_iter().map(|mut ws| async move {
+        let closed = tokio::time::timeout(Duration::from_millis(1500), close_code(&mut ws)).await;
+        (ws, closed.ok())
+    });
+    let (mut codes, mut on_a) = (Vec::new(), Vec::new());
+    for (ws, closed) in futures_util::future::join_all(watched).await {
+        match closed {
+            Some(code) => codes.push(code),
+            None => on_a.push(ws),
+        }
+    }
+    let moved = codes.len();
+    let took = removed.elapsed();
+    assert_eq!(codes, [Some(1012); 3], "b's sessions get Service Restart");
+    assert_eq!(on_a.len(), 3, "a's sessions are untouched");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    for ws in &mut on_a {
+        assert_eq!(ws_echo_text(ws, "still").await, "still");
+    }
+    let text =
+        wait_for(maddr, "wsgate_websocket_closes_total", &[("initiator", "proxy"), ("code", "1012")], Some(3.0)).await;
+    assert!(text.contains("wsgate_upstream_backend_sessions"), "{text}");
+    let lines = access_log_lines(&gw.dir.path().join("access.jsonl"), moved);
+    assert!(lines.iter().all(|l| l["websocket"]["reason"] == "backend_down" && l["websocket"]["close_code"] == 1012));
+    // Reconnecting, they land on a.
+    let back = open(port, 3).await;
+    wait_sessions(maddr, a.addr(), Some(6.0)).await;
+
+    // With `keep`, a backend that leaves keeps its sessions.
+    gw.write_config(&config(&[a.addr(), b.addr()], "keep"));
+    gw.signal("HUP");
+    wait_for(maddr, "wsgate_config_reloads_total", &[("result", "ok")], Some(2.0)).await;
+    let mut kept = open(port, 6).await; // b has room: all six go there
+    wait_sessions(maddr, b.addr(), Some(6.0)).await;
+    gw.write_config(&config(&[a.addr()], "keep"));
+    gw.signal("HUP");
+    wait_for(maddr, "wsgate_config_reloads_total", &[("result", "ok")], Some(3.0)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // longer than the window: nothing may close
+    for ws in &mut kept {
+        assert_eq!(ws_echo_text(ws, "kept").await, "kept");
+    }
+    drop((on_a, back));
+}
+
+/// A client that reconnects 0-200 ms after any close, as client libraries do; counts the
+/// closes it saw by code.
+fn reconnecting_client(
+    port: u16,
+    closes: std::sync::Arc<std::sync::Mutex<Vec<Option<u16>>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..10 {
+            let Ok((mut ws, _)) = ws_connect(&format!("ws://127.0.0.1:{port}/ws"), &[]).await else { return };
+            let code = close_code(&mut ws).await;
+            closes.lock().unwrap().push(code);
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..200))).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_scale_out_rebalance_moves_the_surplus_once_and_the_pool_converges() {
+    let (a, b, c) = (WsBackend::start("a"), WsBackend::start("b"), WsBackend::start("c"));
+    let (port, mport) = (free_port(), free_port());
+    let (_, maddr) = addrs(port, mport);
+    let config = |backends: &[SocketAddr]| {
+        chat(port, mport, Upstream::new(backends.to_vec()).balance("least_sessions").rebalance(1.25, 20))
+    };
+    let gw = Wsgate::start_and_wait(&config(&[a.addr(), b.addr()]), &[port, mport]);
+    let closes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..60).map(|_| reconnecting_client(port, closes.clone())).collect();
+    wait_sessions(maddr, a.addr(), Some(30.0)).await;
+    wait_sessions(maddr, b.addr(), Some(30.0)).await;
+    // Balanced: a round passes without a move.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(closes.lock().unwrap().is_empty(), "nothing moves in a balanced pool");
+
+    gw.write_config(&config(&[a.addr(), b.addr(), c.addr()]));
+    let scaled = Instant::now();
+    gw.signal("HUP");
+    let deadline = scaled + Duration::from_secs(15);
+    let spread = loop {
+        let text = scrape(maddr).await;
+        let held: Vec<f64> = [a.addr(), b.addr(), c.addr()]
+            .iter()
+            .map(|x| sample(&text, "wsgate_upstream_backend_sessions", &[("backend", &x.to_string())]).unwrap_or(0.0))
+            .collect();
+        if held.iter().all(|n| (17.0..=23.0).contains(n)) && held.iter().sum::<f64>() == 60.0 {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "not converged: {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("converged to {spread:?} in {:?}", scaled.elapsed());
+    let seen = closes.lock().unwrap().clone();
+    assert!(seen.iter().all(|c| *c == Some(1012)), "every close a client saw was 1012: {seen:?}");
+    // The surplus was 2 x 10: each moved session was moved once, none twice.
+    assert!((18..=24).contains(&seen.len()), "{} sessions moved", seen.len());
+    for client in clients {
+        client.abort();
+    }
+}

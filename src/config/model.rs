@@ -107,6 +107,31 @@ pub struct Upstream {
     pub max_sessions_per_backend: Option<usize>,
     /// Where upgrades wait when every healthy backend is at its cap (`None`: 503 at once).
     pub queue: Option<SessionQueue>,
+    /// What happens to the open sessions of a backend that leaves rotation or the pool.
+    pub on_backend_down: OnBackendDown,
+    /// Moving surplus sessions off over-loaded backends (`None`: off).
+    pub rebalance: Option<Rebalance>,
+}
+
+/// `rebalance`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rebalance {
+    /// A backend over this many times its fair share sheds down to it.
+    pub max_skew: f64,
+    /// At most this many sessions are told to move per second, per pool.
+    pub closes_per_second: usize,
+}
+
+/// `on_backend_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBackendDown {
+    /// They go on until they end by themselves (or time out).
+    Keep,
+    /// They are closed with 1012, spread over `drain.window`, so clients reconnect to a
+    /// healthy backend.
+    #[default]
+    Close,
 }
 
 /// `queue`: how many upgrades may wait for a place, and how long each.
@@ -215,6 +240,8 @@ pub struct WebSocketPolicy {
     pub max_message_bytes: u64,
     /// WebSocket sessions open at once on this route; `None`: only the global limit.
     pub max_sessions: Option<usize>,
+    /// A session older than this (each its own, jittered ±10%) is closed with 1001.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// Unit-test fixtures: what the pure modules' tests build routes from.
@@ -228,6 +255,7 @@ impl WebSocketPolicy {
             allowed_origins: None,
             max_message_bytes: 1 << 20,
             max_sessions: None,
+            max_lifetime: None,
         }
     }
 }

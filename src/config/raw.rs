@@ -132,6 +132,17 @@ pub(crate) struct RawUpstream {
     pub(crate) max_sessions_per_backend: Option<usize>,
     #[serde(default)]
     pub(crate) queue: Option<RawQueue>,
+    #[serde(default)]
+    pub(crate) on_backend_down: super::model::OnBackendDown,
+    #[serde(default)]
+    pub(crate) rebalance: Option<RawRebalance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRebalance {
+    pub(crate) max_skew: f64,
+    pub(crate) closes_per_second: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,4 +280,6 @@ pub(crate) struct RawWebSocket {
     pub(crate) max_message_bytes: Option<u64>,
     #[serde(default)]
     pub(crate) max_sessions: Option<usize>,
+    #[serde(default)]
+    pub(crate) max_lifetime: Option<ConfigDuration>,
 }

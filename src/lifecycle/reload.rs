@@ -10,12 +10,14 @@
 //! sockets (listener addresses, TLS on/off, HTTP/2 offer, the metrics listener, `server:`,
 //! `access_log`, `drain`) is refused by a reload and reported as needing an upgrade.
 
-use crate::config::{self, model::Discovery, Config};
+use crate::config::model::{Discovery, OnBackendDown};
+use crate::config::{self, Config};
 use crate::lifecycle::ready::Readiness;
 use crate::listener::tls::{ListenerCertificates, TlsError};
 use crate::proxy::routing::Router;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::health::{self, BackendSeries};
+use crate::upstream::load::Policy;
 use crate::upstream::{initial_backends, CheckSpec, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -46,11 +48,13 @@ struct PoolEntry {
     pool: Arc<Pool>,
     health_task: Option<AbortHandle>,
     discovery_task: Option<AbortHandle>,
+    rebalance_task: Option<AbortHandle>,
 }
 
 impl PoolEntry {
     fn stop(&mut self) {
-        for task in [self.health_task.take(), self.discovery_task.take()].into_iter().flatten() {
+        let tasks = [self.health_task.take(), self.discovery_task.take(), self.rebalance_task.take()];
+        for task in tasks.into_iter().flatten() {
             task.abort();
         }
     }
@@ -182,6 +186,18 @@ impl Live {
                 let shutdown = shutdown.clone();
                 entry.health_task = Some(tokio::spawn(async move { service.start(shutdown).await }).abort_handle());
             }
+            if let (None, Some(settings)) = (&entry.rebalance_task, entry.spec.rebalance) {
+                let pool = entry.pool.clone();
+                entry.rebalance_task = Some(
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            pool.rebalance_once(&settings);
+                        }
+                    })
+                    .abort_handle(),
+                );
+            }
             if let (None, Discovery::Dns { every, .. }) = (&entry.discovery_task, &entry.spec.discovery) {
                 let (pool, every) = (entry.pool.clone(), *every);
                 entry.discovery_task = Some(
@@ -229,10 +245,20 @@ fn build(
                 (health::registry(spec, first_round, &series, readiness), None)
             }
         };
+        let close_on_down = spec.on_backend_down == OnBackendDown::Close;
+        series.loads().configure(Policy { close_on_down, spread: config.drain_window });
         let pool = Arc::new(Pool::new(spec, registry.clone(), initial, &series));
         kept.insert(
             spec.name.clone(),
-            PoolEntry { spec: spec.clone(), registry, series, pool: pool.clone(), health_task, discovery_task: None },
+            PoolEntry {
+                spec: spec.clone(),
+                registry,
+                series,
+                pool: pool.clone(),
+                health_task,
+                discovery_task: None,
+                rebalance_task: None,
+            },
         );
         pools.push(pool);
     }

@@ -50,6 +50,10 @@ pub(crate) struct WsRecord {
     /// `client`, `backend`, or `none` when the TCP connection ended without a Close frame.
     pub(crate) close_initiator: &'static str,
     pub(crate) close_code: Option<u16>,
+    /// Why wsgate ended the session itself: `drain`, `max_lifetime`, `backend_down`,
+    /// `rebalance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<&'static str>,
 }
 
 impl AccessLog {

@@ -193,6 +193,7 @@ impl HealthCheck for ObservedCheck {
         let backend = self.backend_summary(target);
         if let Some(addr) = target.addr.as_inet() {
             self.series.set_healthy(*addr, healthy);
+            self.series.loads().health_changed(*addr, healthy);
         }
         if healthy {
             info!("pool {}: backend {backend} is healthy, back in rotation", self.pool);

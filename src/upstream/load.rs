@@ -7,6 +7,7 @@
 //! `Loads` is kept with the pool's health series across reloads, so the same address keeps
 //! its count and a new one starts at 0.
 
+use crate::upstream::moves::{Activity, Movable, Move, Ticket};
 use crate::upstream::queue::Queue;
 use arc_swap::ArcSwap;
 use pingora_prometheus::prometheus::{Histogram, IntGauge, IntGaugeVec};
@@ -14,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The backends of one pool (by name) and what each carries.
 pub(crate) struct Loads {
@@ -29,6 +31,17 @@ pub(crate) struct Loads {
     pub(crate) queue_wait: Histogram,
     /// `wsgate_upstream_queue_waiting{upstream}`.
     pub(crate) queue_waiting: IntGauge,
+    /// What happens to the sessions of a backend that leaves rotation (set on each build).
+    policy: Mutex<Policy>,
+}
+
+/// The pool's settings for moving sessions, from the pool built last.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Policy {
+    /// `on_backend_down: close`.
+    pub(crate) close_on_down: bool,
+    /// Moved sessions close spread over this (`drain.window`).
+    pub(crate) spread: Duration,
 }
 
 /// One backend's load.
@@ -38,6 +51,8 @@ pub(crate) struct BackendLoad {
     requests: AtomicUsize,
     /// Whether the backend is in the pool now: only then does its sessions series exist.
     member: Mutex<bool>,
+    /// Its open sessions, to tell them to move.
+    movable: Movable,
 }
 
 /// What a `Place` counts.
@@ -52,6 +67,9 @@ pub(crate) struct Place {
     load: Arc<BackendLoad>,
     kind: Kind,
     loads: Arc<Loads>,
+    /// A session's: how it learns it must move (taken by the session), and its id.
+    ticket: Option<Ticket>,
+    ticket_id: Option<u64>,
 }
 
 impl Loads {
@@ -64,7 +82,44 @@ impl Loads {
             queue: Queue::default(),
             queue_wait,
             queue_waiting,
+            policy: Mutex::default(),
         })
+    }
+
+    /// The settings of the pool built last.
+    pub(crate) fn configure(&self, policy: Policy) {
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    fn policy(&self) -> Policy {
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A backend left rotation (`healthy: false`) or came back.
+    pub(crate) fn health_changed(&self, addr: SocketAddr, healthy: bool) {
+        if !healthy {
+            self.backend_down(&addr);
+        }
+    }
+
+    /// Tells the `n` sessions idle longest on `addr` to move, over the next second.
+    pub(crate) fn rebalance(&self, addr: &SocketAddr, n: usize) -> usize {
+        let Some(load) = self.backends.load().get(addr).cloned() else { return 0 };
+        load.movable.move_idlest(n, Move::Rebalance, Duration::from_secs(1))
+    }
+
+    /// Tells the sessions on `addr` to move, if the pool says so; how many.
+    fn backend_down(&self, addr: &SocketAddr) -> usize {
+        let policy = self.policy();
+        let Some(load) = self.backends.load().get(addr).cloned() else { return 0 };
+        if !policy.close_on_down {
+            return 0;
+        }
+        let moved = load.movable.move_all(Move::BackendDown, policy.spread);
+        if moved > 0 {
+            log::warn!("pool {}: moving {moved} session(s) off {addr}, over {:?}", self.pool, policy.spread);
+        }
+        moved
     }
 
     /// Sessions plus in-flight requests on `addr` (0 for a backend nothing went to yet).
@@ -89,7 +144,7 @@ impl Loads {
                 self.report(&load, now);
             }
         }
-        Place { load, kind, loads: self.clone() }
+        self.place_on(load, kind)
     }
 
     /// A session's place on `addr` if it holds fewer than `cap` sessions.
@@ -104,12 +159,18 @@ impl Loads {
             match load.sessions.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     self.report(&load, now + 1);
-                    return Some(Place { load, kind: Kind::Session, loads: self.clone() });
+                    return Some(self.place_on(load, Kind::Session));
                 }
                 Err(actual) => now = actual,
             }
         }
         None
+    }
+
+    fn place_on(self: &Arc<Self>, load: Arc<BackendLoad>, kind: Kind) -> Place {
+        let ticket = (kind == Kind::Session).then(|| load.movable.register());
+        let ticket_id = ticket.as_ref().map(|t| t.id);
+        Place { load, kind, loads: self.clone(), ticket, ticket_id }
     }
 
     fn backend(&self, addr: SocketAddr) -> Arc<BackendLoad> {
@@ -125,6 +186,7 @@ impl Loads {
             sessions: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             member: Mutex::new(true),
+            movable: Movable::default(),
         });
         let mut next = HashMap::clone(&self.backends.load());
         next.insert(addr, load.clone());
@@ -149,6 +211,7 @@ impl Loads {
             *load.member.lock().unwrap_or_else(|e| e.into_inner()) = true;
             self.report(&load, load.sessions.load(Ordering::Relaxed));
         }
+        let policy = self.policy();
         let _guard = self.insert.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::clone(&self.backends.load());
         next.retain(|addr, load| {
@@ -159,6 +222,9 @@ impl Loads {
             if *member {
                 *member = false;
                 let _ = self.gauge.remove_label_values(&[&self.pool, &load.label]);
+                if policy.close_on_down {
+                    load.movable.move_all(Move::BackendDown, policy.spread);
+                }
             }
             load.load() > 0
         });
@@ -177,8 +243,30 @@ impl BackendLoad {
     }
 }
 
+impl Place {
+    /// The session's activity clock (its tunnel touches it); `None` for a request.
+    pub(crate) fn activity(&self) -> Option<Arc<Activity>> {
+        self.ticket.as_ref().map(|t| t.activity.clone())
+    }
+
+    /// Resolves with why once this session must move off its backend; never if it need not
+    /// (or for a request).
+    pub(crate) fn moved(&mut self) -> impl std::future::Future<Output = Move> + Send + 'static {
+        let ticket = self.ticket.take();
+        async move {
+            match ticket {
+                Some(t) => t.moved().await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+}
+
 impl Drop for Place {
     fn drop(&mut self) {
+        if let Some(id) = self.ticket_id {
+            self.load.movable.unregister(id);
+        }
         match self.kind {
             Kind::Request => {
                 self.load.requests.fetch_sub(1, Ordering::Relaxed);

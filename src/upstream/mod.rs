@@ -10,9 +10,11 @@ pub(crate) mod discovery;
 pub(crate) mod health;
 mod least;
 pub(crate) mod load;
+pub(crate) mod moves;
 mod peer_tls;
 mod pool;
 mod queue;
+mod rebalance;
 
 pub(crate) use health::CheckSpec;
 pub(crate) use pool::{initial_backends, Pool};

@@ -1,12 +1,13 @@
 //! A pool: its Pingora `LoadBalancer` (the algorithm fixed when it is built), how to reach
 //! its backends (timeouts, TLS) and the discovery that feeds it.
 
-use crate::config::model::{Balance, Discovery, Upstream};
+use crate::config::model::{Balance, Discovery, Rebalance, Upstream};
 use crate::upstream::discovery::DnsDiscovery;
 use crate::upstream::health::BackendSeries;
 use crate::upstream::least;
 use crate::upstream::load::Loads;
 use crate::upstream::peer_tls::{apply_tls, ca_of};
+use crate::upstream::rebalance::{self, Member};
 use futures_util::FutureExt;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
@@ -103,6 +104,32 @@ impl Pool {
         peer.group_key = unique_group;
         peer.options.idle_timeout = Some(std::time::Duration::ZERO);
         peer
+    }
+
+    fn backends(&self) -> &pingora::lb::Backends {
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Random(lb) => lb.backends(),
+            Balancer::Hash(lb) => lb.backends(),
+            Balancer::LeastSessions(lb) => lb.backends(),
+        }
+    }
+
+    /// One rebalancing round: tells the surplus sessions of over-loaded healthy backends to
+    /// move (at most `closes_per_second`); how many were told.
+    pub(crate) fn rebalance_once(&self, settings: &Rebalance) -> usize {
+        let backends = self.backends();
+        let members: Vec<Member> = backends
+            .get_backend()
+            .iter()
+            .filter(|b| backends.ready(b))
+            .filter_map(|b| {
+                let addr = *b.addr.as_inet()?;
+                Some(Member { addr, sessions: self.loads.sessions(&addr), weight: b.weight })
+            })
+            .collect();
+        let plan = rebalance::plan(&members, settings.max_skew, settings.closes_per_second);
+        plan.iter().map(|(addr, n)| self.loads.rebalance(addr, *n)).sum()
     }
 
     /// Re-runs discovery (DNS pools) and rebuilds the selector.

@@ -4,7 +4,7 @@
 use super::backend::BackendHandshake;
 use super::frames::Rules;
 use super::handshake;
-use super::tunnel::{self, Direction, Endpoint, Initiator, Meters, TunnelEnd, TunnelStats};
+use super::tunnel::{self, Departure, Direction, Endpoint, Ends, Initiator, Meters, TunnelEnd, TunnelStats};
 use super::upgrade::Upgrade;
 use crate::lifecycle::drain::Drain;
 use crate::listener::limits::{Held, Limits, Refusal};
@@ -12,6 +12,7 @@ use crate::listener::GatedStream;
 use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine, WsRecord};
 use crate::telemetry::metrics::{close_code_label, Metrics, SessionMeter};
 use crate::upstream::load::Place;
+use crate::upstream::moves::{Activity, Move};
 use futures_util::FutureExt;
 use log::debug;
 use pingora::http::ResponseHeader;
@@ -35,11 +36,10 @@ pub(super) struct Services {
 pub(super) struct OpenSession {
     client: Endpoint,
     backend: Endpoint,
-    idle_timeout: Duration,
     upstream_dir: Direction,
     downstream_dir: Direction,
     meter: SessionMeter,
-    drain_at: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ends: Ends<Pin<Box<dyn Future<Output = Departure> + Send>>>,
     metrics: Arc<Metrics>,
     limits: Arc<Limits>,
     access_log: Arc<AccessLog>,
@@ -78,18 +78,23 @@ impl OpenSession {
         };
         let backend_addr = backend.addr;
         let status = backend.response.status.as_u16();
-        let (backend, place) = backend.into_endpoint();
+        let (backend, mut place) = backend.into_endpoint();
+        let moved = place.moved();
+        let activity = place.activity().unwrap_or_else(Activity::new);
         OpenSession {
             client,
             backend_addr,
             status,
             backend,
             place,
-            idle_timeout: up.route.websocket.idle_timeout,
             upstream_dir,
             downstream_dir,
             meter,
-            drain_at: Box::pin(gw.drain.session_deadline()),
+            ends: Ends {
+                idle_timeout: up.route.websocket.idle_timeout,
+                ending: Box::pin(ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved)),
+                activity,
+            },
             metrics: gw.metrics.clone(),
             limits: gw.limits.clone(),
             access_log: gw.access_log.clone(),
@@ -105,7 +110,7 @@ impl OpenSession {
     pub(super) async fn run(self) {
         debug!("websocket session via {} open", self.backend_addr);
         let (up, down) = (&self.upstream_dir, &self.downstream_dir);
-        let stats = tunnel::run(self.client, self.backend, self.idle_timeout, up, down, self.drain_at).await;
+        let stats = tunnel::run(self.client, self.backend, up, down, self.ends).await;
         drop(self.meter);
         let (route, upstream) = (self.route.as_str(), self.upstream.as_str());
         let (initiator, code) = match stats.first_close {
@@ -146,6 +151,34 @@ fn ws_record(t: &TunnelStats) -> WsRecord {
         messages_out: t.backend_to_client_messages,
         close_initiator: t.first_close.map_or("none", |c| c.0.label()),
         close_code: t.first_close.and_then(|c| c.1),
+        reason: t.departure.map(Departure::label),
+    }
+}
+
+/// When and why wsgate ends a session itself: at its drain deadline, once its lifetime
+/// (jittered ±10%, so sessions opened together do not all end together) has passed, or when
+/// it is told to move off its backend.
+fn ending(
+    drain: impl Future<Output = ()>,
+    lifetime: Option<Duration>,
+    moved: impl Future<Output = Move>,
+) -> impl Future<Output = Departure> {
+    let lifetime = lifetime.map(|d| d.mul_f64(0.9 + 0.2 * fastrand::f64()));
+    async move {
+        let expiry = async {
+            match lifetime {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = drain => Departure::Drain,
+            () = expiry => Departure::MaxLifetime,
+            why = moved => match why {
+                Move::BackendDown => Departure::BackendDown,
+                Move::Rebalance => Departure::Rebalance,
+            },
+        }
     }
 }
 

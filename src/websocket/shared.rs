@@ -3,8 +3,10 @@
 //! close (`CloseRequest`), which both pumps read.
 
 use super::frames::Rules;
+use crate::upstream::moves::Activity;
 use pingora_prometheus::prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -13,6 +15,8 @@ use tokio::sync::watch;
 const GOING_AWAY: u16 = 1001;
 /// RFC 6455 §7.4.1: 1002, a protocol error.
 pub(super) const PROTOCOL_ERROR: u16 = 1002;
+/// RFC 6455 §7.4.1 (IANA registry): 1012 Service Restart, "reconnect".
+const SERVICE_RESTART: u16 = 1012;
 /// RFC 6455 §7.4.1: 1009, a message too big to process.
 pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
 
@@ -83,6 +87,14 @@ impl CloseRequest {
     pub(crate) fn going_away() -> Self {
         CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY, abandoned: None }
     }
+    /// The client is told why (1001 or 1012); the backend that its client is going away.
+    pub(crate) fn departure(why: Departure) -> Self {
+        let to_client = match why {
+            Departure::Drain | Departure::MaxLifetime => GOING_AWAY,
+            Departure::BackendDown | Departure::Rebalance => SERVICE_RESTART,
+        };
+        CloseRequest { to_client, to_backend: GOING_AWAY, abandoned: None }
+    }
     pub(crate) fn too_big() -> Self {
         CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG, abandoned: None }
     }
@@ -114,11 +126,35 @@ impl CloseRequest {
     }
 }
 
+/// Why wsgate ends a session on its own initiative (the access log's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Departure {
+    /// The process is draining (1001).
+    Drain,
+    /// The route's `websocket.max_lifetime` passed (1001).
+    MaxLifetime,
+    /// The backend left rotation or the pool (1012: reconnect, to another backend).
+    BackendDown,
+    /// The backend holds more than its share (1012).
+    Rebalance,
+}
+
+impl Departure {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Departure::Drain => "drain",
+            Departure::MaxLifetime => "max_lifetime",
+            Departure::BackendDown => "backend_down",
+            Departure::Rebalance => "rebalance",
+        }
+    }
+}
+
 /// State both pumps share: activity for the idle timeout, and the closing handshake.
 pub(super) struct Shared {
     pub(super) start: Instant,
-    /// Time of the last byte moved in either direction, in ms since `start`.
-    pub(super) last_ms: AtomicU64,
+    /// When a byte last moved in either direction (shared with the rebalancer).
+    pub(super) activity: Arc<Activity>,
     pub(super) first_close: OnceLock<(Initiator, Option<u16>)>,
     pub(super) client_sent_close: AtomicBool,
     pub(super) backend_sent_close: AtomicBool,
@@ -126,26 +162,37 @@ pub(super) struct Shared {
     pub(super) downstream: Flow,
     /// Set once, when this session must close on wsgate's initiative.
     pub(super) close_request: watch::Sender<Option<CloseRequest>>,
+    /// Why, when wsgate ended a session that nothing else was closing.
+    pub(super) departure: OnceLock<Departure>,
 }
 
 impl Shared {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(activity: Arc<Activity>) -> Self {
+        activity.touch();
         Shared {
             start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            activity,
             first_close: OnceLock::new(),
             client_sent_close: AtomicBool::new(false),
             backend_sent_close: AtomicBool::new(false),
             upstream: Flow::default(),
             downstream: Flow::default(),
             close_request: watch::channel(None).0,
+            departure: OnceLock::new(),
+        }
+    }
+
+    /// Ends the session on wsgate's initiative for `why`, unless it is closing already.
+    pub(super) fn depart(&self, why: Departure) {
+        if self.first_close.get().is_none() && self.request_close(CloseRequest::departure(why)) {
+            let _ = self.departure.set(why);
         }
     }
     pub(crate) fn touch(&self) {
-        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.activity.touch();
     }
     pub(super) fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        self.activity.last()
     }
     pub(crate) fn flow(&self, sender: Initiator) -> &Flow {
         match sender {

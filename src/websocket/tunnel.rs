@@ -14,9 +14,11 @@
 
 use super::pump;
 use super::shared::{CloseRequest, Shared};
-pub(crate) use super::shared::{Direction, Initiator, Meters};
+pub(crate) use super::shared::{Departure, Direction, Initiator, Meters};
+use crate::upstream::moves::Activity;
 use pingora::protocols::Stream;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Once one side has closed its TCP stream, the other gets this long to finish (unless the
@@ -47,8 +49,18 @@ pub(crate) struct TunnelStats {
     pub(crate) first_close: Option<(Initiator, Option<u16>)>,
     /// The peer that broke RFC 6455 framing, if one did (the session was failed with 1002).
     pub(crate) protocol_error: Option<Initiator>,
+    /// Why wsgate ended the session, when it did on its own initiative.
+    pub(crate) departure: Option<Departure>,
     pub(crate) duration: Duration,
     pub(crate) end: TunnelEnd,
+}
+
+/// What ends a session besides its peers: idleness (by its activity clock, which the
+/// rebalancer reads too), and `ending`, wsgate's own decision.
+pub(crate) struct Ends<F> {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) ending: F,
+    pub(crate) activity: Arc<Activity>,
 }
 
 /// One side of a session: its stream and the bytes already read from it with the handshake
@@ -73,21 +85,22 @@ fn failed(result: std::io::Result<()>, peer: Initiator, side: &str, shared: &Sha
 }
 
 /// Runs the tunnel until both sides are done, an error, or `idle_timeout` of silence.
-/// `drain_at` resolves when this session must close because the process is draining.
+/// `ending` resolves when wsgate must end this session itself (a drain, its lifetime, its
+/// backend leaving), with why.
 pub(crate) async fn run(
     client: Endpoint,
     backend: Endpoint,
-    idle_timeout: Duration,
     upstream_dir: &Direction,
     downstream_dir: &Direction,
-    drain_at: impl std::future::Future<Output = ()>,
+    ends: Ends<impl std::future::Future<Output = Departure>>,
 ) -> TunnelStats {
-    let shared = Shared::new();
+    let Ends { idle_timeout, ending, activity } = ends;
+    let shared = Shared::new(activity);
     let (client_read, client_write) = tokio::io::split(client.stream);
     let (backend_read, backend_write) = tokio::io::split(backend.stream);
     let upstream = pump::run(client_read, backend_write, client.early, upstream_dir, &shared);
     let downstream = pump::run(backend_read, client_write, backend.early, downstream_dir, &shared);
-    let end = supervise(upstream, downstream, drain_at, idle_timeout, &shared).await;
+    let end = supervise(upstream, downstream, ending, idle_timeout, &shared).await;
     let end = match shared.close_request().and_then(|r| r.abandoned) {
         Some(peer) => TunnelEnd::SendTimeout(peer),
         None => end,
@@ -100,6 +113,7 @@ pub(crate) async fn run(
         backend_to_client_messages: load(&shared.downstream.messages),
         first_close: shared.first_close.get().copied(),
         protocol_error: shared.protocol_error(),
+        departure: shared.departure.get().copied(),
         duration: shared.start.elapsed(),
         end,
     }
@@ -111,13 +125,13 @@ pub(crate) async fn run(
 async fn supervise(
     upstream: impl std::future::Future<Output = std::io::Result<()>>,
     downstream: impl std::future::Future<Output = std::io::Result<()>>,
-    drain_at: impl std::future::Future<Output = ()>,
+    ending: impl std::future::Future<Output = Departure>,
     idle_timeout: Duration,
     shared: &Shared,
 ) -> TunnelEnd {
     let mut close_requests = shared.close_request_watch();
-    tokio::pin!(upstream, downstream, drain_at);
-    let (mut up_done, mut down_done, mut drain_fired) = (false, false, false);
+    tokio::pin!(upstream, downstream, ending);
+    let (mut up_done, mut down_done, mut ended) = (false, false, false);
     let mut linger_until: Option<Instant> = None;
     while !(up_done && down_done) {
         if up_done || down_done {
@@ -141,12 +155,10 @@ async fn supervise(
                     return end;
                 }
             }
-            _ = &mut drain_at, if !drain_fired => {
-                drain_fired = true;
+            why = &mut ending, if !ended => {
+                ended = true;
                 // A session already closing needs no help; otherwise say goodbye both ways.
-                if shared.first_close.get().is_none() {
-                    shared.request_close(CloseRequest::going_away());
-                }
+                shared.depart(why);
             }
             // Closing on our initiative: bound the closing handshake.
             _ = close_requests.changed(), if linger_until.is_none() => {

@@ -432,6 +432,17 @@ pub struct Upstream {
     max_sessions_per_backend: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     queue: Option<Queue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_backend_down: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebalance: Option<Rebalance>,
+}
+
+/// A pool's `rebalance:`.
+#[derive(Serialize, Clone, Debug)]
+pub struct Rebalance {
+    max_skew: f64,
+    closes_per_second: usize,
 }
 
 /// A pool's `queue:` for upgrades waiting at `max_sessions_per_backend`.
@@ -458,6 +469,8 @@ impl Upstream {
             tls: None,
             max_sessions_per_backend: None,
             queue: None,
+            on_backend_down: None,
+            rebalance: None,
         }
     }
     /// A pool of one backend.
@@ -504,6 +517,16 @@ impl Upstream {
     }
     pub fn max_sessions_per_backend(mut self, n: usize) -> Upstream {
         self.max_sessions_per_backend = Some(n);
+        self
+    }
+    /// `keep` or `close`.
+    pub fn on_backend_down(mut self, what: impl Into<String>) -> Upstream {
+        self.on_backend_down = Some(what.into());
+        self
+    }
+    /// `rebalance: {max_skew, closes_per_second}`.
+    pub fn rebalance(mut self, max_skew: f64, closes_per_second: usize) -> Upstream {
+        self.rebalance = Some(Rebalance { max_skew, closes_per_second });
         self
     }
     /// `queue: {size, timeout}`.
@@ -679,6 +702,8 @@ pub struct WebSocket {
     max_message_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_sessions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_lifetime: Option<String>,
 }
 
 impl WebSocket {
@@ -703,6 +728,10 @@ impl WebSocket {
     }
     pub fn max_sessions(mut self, n: usize) -> WebSocket {
         self.max_sessions = Some(n);
+        self
+    }
+    pub fn max_lifetime(mut self, d: impl Into<String>) -> WebSocket {
+        self.max_lifetime = Some(d.into());
         self
     }
 }

@@ -1,4 +1,4 @@
-//! Reading wsgate's /metrics in tests.
+//! Reading wsgate's /metrics and access log in tests.
 #![allow(dead_code)]
 
 use super::client::{get, header};
@@ -72,5 +72,20 @@ pub async fn wait_for(addr: std::net::SocketAddr, name: &str, labels: &[(&str, &
             sample(&text, name, labels)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The access log at `path` as JSON values, once it has at least `want` lines (bounded: 10 s).
+pub fn access_log_lines(path: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
+        if lines.len() >= want {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "expected {want} access-log lines, got:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

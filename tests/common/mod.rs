@@ -6,7 +6,8 @@
 //! * `https`    — `HttpsBackend` (TLS to backends)
 //! * `client`   — raw HTTP(S) requests, `backend_of`, `ws_connect` / `wss_connect`,
 //!   `connect_echo_close`, self-signed certs, `copy_shipped_certs`
-//! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics; `traffic_config`
+//! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics; `traffic_config`;
+//!   `access_log_lines`
 //! * `peers`    — `BulkBackend` (a body larger than socket buffers), `connect_from`, `read_until_closed`
 //! * `raw`      — exact-bytes exchanges (`raw_request`), recording and misbehaving backends,
 //!   `healthy_session` / `assert_unharmed` / `Verdicts` for tables of hostile cases

@@ -137,12 +137,17 @@ fn websocket_policy(ws: Option<&raw::RawWebSocket>, path: &KeyPath, problems: &m
     if max_message_bytes == 0 {
         problems.push((path.key("max_message_bytes"), "must be at least 1".into()));
     }
+    let max_lifetime = ws.and_then(|w| w.max_lifetime).map(|d| d.0);
+    if max_lifetime.is_some_and(|d| d.is_zero()) {
+        problems.push((path.key("max_lifetime"), "must be greater than 0".into()));
+    }
     WebSocketPolicy {
         enabled: ws.and_then(|w| w.enabled).unwrap_or(true),
         idle_timeout,
         allowed_origins,
         max_message_bytes,
         max_sessions: ws.and_then(|w| w.max_sessions),
+        max_lifetime,
     }
 }
 

@@ -47,7 +47,21 @@ pub(super) fn upstream(
         tls,
         max_sessions_per_backend,
         queue,
+        on_backend_down: raw.on_backend_down,
+        rebalance: rebalance(raw.rebalance.as_ref(), &path.key("rebalance"), problems),
     })
+}
+
+fn rebalance(raw: Option<&raw::RawRebalance>, path: &KeyPath, problems: &mut Problems) -> Option<Rebalance> {
+    let raw = raw?;
+    // At or under 1, a backend at exactly its share would shed sessions, for ever.
+    if !(raw.max_skew > 1.0 && raw.max_skew.is_finite()) {
+        problems.push((path.key("max_skew"), format!("{} must be a number greater than 1", raw.max_skew)));
+    }
+    if raw.closes_per_second == 0 {
+        problems.push((path.key("closes_per_second"), "must be at least 1".into()));
+    }
+    Some(Rebalance { max_skew: raw.max_skew, closes_per_second: raw.closes_per_second })
 }
 
 /// `max_sessions_per_backend` and the `queue` that only applies with it.

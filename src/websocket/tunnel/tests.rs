@@ -28,10 +28,15 @@ async fn tunnel(
     idle: Duration,
 ) -> TunnelStats {
     let (up, down) = (direction(Initiator::Client), direction(Initiator::Backend));
-    run(endpoint(client, b""), endpoint(backend, prefix), idle, &up, &down, std::future::pending()).await
+    run(endpoint(client, b""), endpoint(backend, prefix), &up, &down, ends(idle, std::future::pending::<Departure>()))
+        .await
 }
 
 use crate::websocket::frames::{close_frame, FrameEvent, FrameReader};
+
+fn ends<F>(idle_timeout: Duration, ending: F) -> Ends<F> {
+    Ends { idle_timeout, ending, activity: crate::upstream::moves::Activity::new() }
+}
 
 /// A masked text frame, as a client sends it.
 fn client_text(text: &[u8]) -> Vec<u8> {
@@ -240,10 +245,11 @@ async fn one_close_per_direction_when_draining_meets_an_oversized_message() {
     let up = Direction { max_message: Some(100), ..direction(Initiator::Client) };
     let down = direction(Initiator::Backend);
     let task = tokio::spawn(async move {
-        run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(30), &up, &down, async move {
+        let ending = async move {
             let _ = drained.await;
-        })
-        .await
+            Departure::Drain
+        };
+        run(endpoint(client, b""), endpoint(backend, b""), &up, &down, ends(Duration::from_secs(30), ending)).await
     });
     drain.send(()).unwrap();
     let (to_client, _) = read_until_close(&mut client_peer).await;
@@ -266,8 +272,14 @@ async fn an_oversized_message_never_reaches_the_backend_and_both_sides_get_1009(
     let up = Direction { max_message: Some(100), ..direction(Initiator::Client) };
     let down = direction(Initiator::Backend);
     let task = tokio::spawn(async move {
-        run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(5), &up, &down, std::future::pending())
-            .await
+        run(
+            endpoint(client, b""),
+            endpoint(backend, b""),
+            &up,
+            &down,
+            ends(Duration::from_secs(5), std::future::pending()),
+        )
+        .await
     });
     // A 50-byte text message passes; a 200-byte binary one (masked, 16-bit length) does
     // not, and its header arrives cut in two reads.
@@ -321,8 +333,14 @@ async fn a_peer_that_accepts_nothing_for_send_timeout_is_dropped_and_the_other_g
     let up = Direction { send_timeout: timeout, ..direction(Initiator::Client) };
     let down = Direction { send_timeout: timeout, ..direction(Initiator::Backend) };
     let task = tokio::spawn(async move {
-        run(endpoint(client, b""), endpoint(backend, b""), Duration::from_secs(30), &up, &down, std::future::pending())
-            .await
+        run(
+            endpoint(client, b""),
+            endpoint(backend, b""),
+            &up,
+            &down,
+            ends(Duration::from_secs(30), std::future::pending()),
+        )
+        .await
     });
     backend_peer.write_all(&server_frame(0x2, &[0; 60_000])).await.unwrap();
     let (to_backend, _) = read_until_close(&mut backend_peer).await;

@@ -1,0 +1,162 @@
+//! Moving sessions off a backend. A session's place on its backend carries a ticket; the
+//! backend's `Movable` reaches every open ticket, so wsgate can tell the sessions of a
+//! backend that left rotation (or carries too many) to close and reconnect elsewhere.
+//! Each is given a delay, so that a backend's sessions do not all reconnect at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Why a session is told to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Move {
+    /// Its backend left rotation (health checks, passive health) or the pool.
+    BackendDown,
+    /// Its backend holds more than its share of the pool's sessions.
+    Rebalance,
+}
+
+type Order = (Move, Duration);
+
+/// When a session last moved a byte: its tunnel touches it, the rebalancer reads it (idle
+/// sessions move first). Milliseconds since one process-wide instant, so sessions compare.
+#[derive(Debug, Default)]
+pub(crate) struct Activity(AtomicU64);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Activity> {
+        let activity = Arc::new(Activity::default());
+        activity.touch();
+        activity
+    }
+    pub(crate) fn touch(&self) {
+        self.0.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn last(&self) -> Instant {
+        epoch() + Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+}
+
+struct Open {
+    order: oneshot::Sender<Order>,
+    activity: Arc<Activity>,
+}
+
+/// The open sessions of one backend.
+#[derive(Default)]
+pub(crate) struct Movable {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Open>>,
+}
+
+/// A session's side: resolves when it must move.
+pub(crate) struct Ticket {
+    pub(crate) id: u64,
+    pub(crate) activity: Arc<Activity>,
+    order: oneshot::Receiver<Order>,
+}
+
+impl Movable {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register(&self) -> Ticket {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, order) = oneshot::channel();
+        let activity = Activity::new();
+        self.open().insert(id, Open { order: tx, activity: activity.clone() });
+        Ticket { id, activity, order }
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        self.open().remove(&id);
+    }
+
+    /// Tells every open session to move, each after a delay uniform in `0..spread`; how many.
+    pub(crate) fn move_all(&self, why: Move, spread: Duration) -> usize {
+        let orders: Vec<_> = self.open().drain().map(|(_, open)| open.order).collect();
+        orders
+            .into_iter()
+            .map(|tx| tx.send((why, spread.mul_f64(fastrand::f64()))).is_ok())
+            .filter(|sent| *sent)
+            .count()
+    }
+}
+
+impl Movable {
+    /// Tells the `n` sessions idle longest to move, each after a delay uniform in
+    /// `0..spread`; how many were told.
+    pub(crate) fn move_idlest(&self, n: usize, why: Move, spread: Duration) -> usize {
+        let orders: Vec<oneshot::Sender<Order>> = {
+            let mut open = self.open();
+            let mut by_idle: Vec<(Instant, u64)> = open.iter().map(|(id, o)| (o.activity.last(), *id)).collect();
+            by_idle.sort_unstable();
+            by_idle.iter().take(n).filter_map(|(_, id)| open.remove(id)).map(|o| o.order).collect()
+        };
+        orders
+            .into_iter()
+            .map(|tx| tx.send((why, spread.mul_f64(fastrand::f64()))).is_ok())
+            .filter(|sent| *sent)
+            .count()
+    }
+}
+
+impl Ticket {
+    /// Resolves with why once the session must move (after its delay); never if it need not.
+    pub(crate) async fn moved(self) -> Move {
+        match self.order.await {
+            Ok((why, delay)) => {
+                tokio::time::sleep(delay).await;
+                why
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn every_open_session_is_told_within_the_spread() {
+        let movable = Movable::default();
+        let tickets: Vec<Ticket> = (0..20).map(|_| movable.register()).collect();
+        let gone = movable.register();
+        movable.unregister(gone.id);
+        let started = tokio::time::Instant::now();
+        assert_eq!(movable.move_all(Move::BackendDown, Duration::from_secs(10)), 20);
+        // Each session waits on its own (concurrently), as open sessions do.
+        let at = futures_util::future::join_all(tickets.into_iter().map(|t| async move {
+            assert_eq!(t.moved().await, Move::BackendDown);
+            started.elapsed()
+        }))
+        .await;
+        assert!(at.iter().all(|d| *d <= Duration::from_secs(10)), "{at:?}");
+        assert!(at.iter().max() > at.iter().min(), "spread, not all at once: {at:?}");
+        assert_eq!(movable.move_all(Move::BackendDown, Duration::ZERO), 0, "each session is told once");
+        let unregistered = tokio::time::timeout(Duration::from_secs(60), gone.moved()).await;
+        assert!(unregistered.is_err(), "a session that left is not told");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idlest_sessions_move_first() {
+        let movable = Movable::default();
+        let tickets: Vec<Ticket> = (0..4).map(|_| movable.register()).collect();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        std::thread::sleep(Duration::from_millis(5)); // the activity clock is the real one
+        tickets[1].activity.touch();
+        tickets[3].activity.touch();
+        assert_eq!(movable.move_idlest(2, Move::Rebalance, Duration::ZERO), 2);
+        let told: Vec<bool> = tickets.into_iter().map(|mut t| t.order.try_recv().is_ok()).collect();
+        assert_eq!(told, [true, false, true, false], "the two idle ones");
+    }
+}
