@@ -362,7 +362,9 @@ fn every_key_the_config_builder_writes_is_one_wsgate_accepts() {
                 .max_sessions_per_backend(100)
                 .queue(10, "2s")
                 .on_backend_down("keep")
-                .rebalance(1.25, 20),
+                .rebalance(1.25, 20)
+                .passive_health(3, "30s")
+                .slow_start("30s"),
         )
         .route(
             Route::to("web")

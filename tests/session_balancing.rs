@@ -303,3 +303,68 @@ async fn after_a_scale_out_rebalance_moves_the_surplus_once_and_the_pool_converg
         client.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_resets_every_request_is_ejected_after_three_failures_between_active_checks() {
+    use tokio::io::AsyncReadExt;
+    let good = HttpBackend::start("good");
+    // Accepts, reads the request, and resets the connection.
+    let resetting = RawBackend::start(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let _ = s.set_zero_linger();
+    });
+    let (port, mport) = (free_port(), free_port());
+    let (addr, maddr) = addrs(port, mport);
+    let pool = Upstream::new([good.addr(), resetting.addr])
+        .health_check(HealthCheck::new().interval("60s"))
+        .passive_health(3, "30s");
+    let config = Config::new().listen(port).metrics(mport).upstream("web", pool).route(Route::to("web"));
+    let _gw = Wsgate::start_and_wait(&config, &[port, mport]);
+
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        answers.push(backend_of(addr, "/").await);
+    }
+    let failed = answers.iter().filter(|(status, _)| *status == 502).count();
+    eprintln!("passive health: {failed} failed of {} requests", answers.len());
+    assert_eq!(failed, 3, "three failures, then out of rotation: {answers:?}");
+    assert!(answers[answers.len() - 20..].iter().all(|a| *a == (200, "good".to_string())), "{answers:?}");
+    let backend = resetting.addr.to_string();
+    wait_for(maddr, "wsgate_upstream_ejections_total", &[("upstream", "web"), ("backend", &backend)], Some(1.0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_backend_in_slow_start_gets_a_small_share_first_and_its_full_share_after() {
+    let (a, b) = (WsBackend::start("a"), WsBackend::start("b"));
+    let (port, mport) = (free_port(), free_port());
+    let (_, maddr) = addrs(port, mport);
+    let config = |backends: &[SocketAddr]| chat(port, mport, Upstream::new(backends.to_vec()).slow_start("6s"));
+    let gw = Wsgate::start_and_wait(&config(&[a.addr()]), &[port, mport]);
+    gw.write_config(&config(&[a.addr(), b.addr()]));
+    gw.signal("HUP");
+    wait_sessions(maddr, b.addr(), Some(0.0)).await;
+    let joined = Instant::now();
+
+    // Round robin's fair share is half; in its first 0.8 s (a ramp up to 13%) b gets far less.
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (mut early, before) = (0, b.sessions());
+    while joined.elapsed() < Duration::from_millis(800) {
+        connect_echo_close(&url, "x", Duration::from_secs(5)).await.unwrap();
+        early += 1;
+    }
+    let to_b = b.sessions() - before;
+    eprintln!("slow start: {to_b} of {early} sessions to b in its first 0.8 s");
+    assert!(early >= 40, "only {early} sessions in 0.8 s");
+    assert!((to_b as f64) < 0.25 * 0.5 * early as f64, "{to_b} of {early} went to b in its first 0.8 s");
+
+    // Once the 6 s have passed, b takes its full share.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(joined.elapsed())).await;
+    let before = b.sessions();
+    for _ in 0..100 {
+        connect_echo_close(&url, "x", Duration::from_secs(5)).await.unwrap();
+    }
+    let later = b.sessions() - before;
+    eprintln!("slow start: {later} of 100 sessions to b after 6 s");
+    assert!((40..=60).contains(&later), "{later} of 100 to b after slow start");
+}

@@ -111,6 +111,19 @@ pub struct Upstream {
     pub on_backend_down: OnBackendDown,
     /// Moving surplus sessions off over-loaded backends (`None`: off).
     pub rebalance: Option<Rebalance>,
+    /// Ejection after consecutive failures (`None`: only the active checks decide).
+    pub passive_health: Option<PassiveHealth>,
+    /// A backend that joins or returns ramps up to its weight over this (`None`: at once).
+    pub slow_start: Option<Duration>,
+}
+
+/// `passive_health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveHealth {
+    /// Consecutive connect failures, resets or 502s that eject a backend.
+    pub failures: u32,
+    /// How long an ejected backend stays out of rotation.
+    pub eject: Duration,
 }
 
 /// `rebalance`.

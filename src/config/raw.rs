@@ -136,6 +136,17 @@ pub(crate) struct RawUpstream {
     pub(crate) on_backend_down: super::model::OnBackendDown,
     #[serde(default)]
     pub(crate) rebalance: Option<RawRebalance>,
+    #[serde(default)]
+    pub(crate) passive_health: Option<RawPassiveHealth>,
+    #[serde(default)]
+    pub(crate) slow_start: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPassiveHealth {
+    pub(crate) failures: u32,
+    pub(crate) eject: ConfigDuration,
 }
 
 #[derive(Debug, Deserialize)]

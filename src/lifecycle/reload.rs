@@ -246,7 +246,8 @@ fn build(
             }
         };
         let close_on_down = spec.on_backend_down == OnBackendDown::Close;
-        series.loads().configure(Policy { close_on_down, spread: config.drain_window });
+        let (passive, slow_start) = (spec.passive_health, spec.slow_start);
+        series.loads().configure(Policy { close_on_down, spread: config.drain_window, passive, slow_start });
         let pool = Arc::new(Pool::new(spec, registry.clone(), initial, &series));
         kept.insert(
             spec.name.clone(),

@@ -17,7 +17,7 @@ use crate::listener::limits::{self, Held, Limits, Refusal};
 use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine};
 use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::upstream::load::{Kind, Place};
-use crate::upstream::{hash_input, Attempts, Failure};
+use crate::upstream::{hash_input, Attempts, Failure, Pool};
 use crate::websocket::{handshake, Refused, Upgrade, Upgraded, Upgrader};
 use answer::Answer;
 use async_trait::async_trait;
@@ -197,7 +197,8 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.upstream_error(ctx, UpstreamErrorKind::of(&e));
-        let retries = ctx.route.map_or(0, |i| ctx.snapshot.pools[ctx.snapshot.config.routes[i].upstream].spec.retries);
+        ctx.backend_failed();
+        let retries = ctx.pool().map_or(0, |p| p.spec.retries);
         let retry = ctx.attempts.connect_failed(Failure::of_connect(&e), retries);
         if retry {
             warn!("connect to {} failed ({:?}); retrying on another backend", peer.address(), e.etype());
@@ -247,6 +248,7 @@ impl ProxyHttp for Gateway {
             ctx.attempts.needs_fresh = true;
         } else if e.esource() == &ErrorSource::Upstream {
             self.upstream_error(ctx, UpstreamErrorKind::of(&e));
+            ctx.backend_failed();
         }
         e
     }
@@ -280,6 +282,11 @@ impl ProxyHttp for Gateway {
         if upstream_response.status == 101 {
             self.upstream_error(ctx, UpstreamErrorKind::Other);
             return Err(Error::explain(ErrorType::HTTPStatus(502), "backend switched protocols unasked"));
+        }
+        if upstream_response.status == 502 {
+            ctx.backend_failed();
+        } else if let (Some(pool), Some(addr)) = (ctx.pool(), ctx.attempts.backend) {
+            pool.loads.succeeded(&addr);
         }
         Ok(())
     }
@@ -333,6 +340,18 @@ impl ProxyHttp for Gateway {
 }
 
 impl RequestCtx {
+    /// The pool of this request's route.
+    fn pool(&self) -> Option<&Pool> {
+        self.route.map(|i| &*self.snapshot.pools[self.snapshot.config.routes[i].upstream])
+    }
+
+    /// The backend this request went to failed it (passive health counts it).
+    fn backend_failed(&self) {
+        if let (Some(pool), Some(addr)) = (self.pool(), self.attempts.backend) {
+            pool.loads.failed(&addr);
+        }
+    }
+
     /// `(route, upstream)` metric labels of this request.
     fn labels(&self) -> (&str, &str) {
         match self.route.map(|i| &self.snapshot.config.routes[i]) {

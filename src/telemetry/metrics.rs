@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     pub(crate) backend_sessions: IntGaugeVec,
     pub(crate) queue_wait: HistogramVec,
     pub(crate) queue_waiting: IntGaugeVec,
+    pub(crate) ejections: IntCounterVec,
     pub(crate) upstream_errors: IntCounterVec,
     pub(crate) config_reloads: IntCounterVec,
     pub(crate) refusals: IntCounterVec,
@@ -180,6 +181,7 @@ impl Metrics {
             ),
             queue_waiting: IntGaugeVec::new(Opts::new("wsgate_upstream_queue_waiting", "Upgrades waiting now for a place on a backend at max_sessions_per_backend."), &["upstream"])
                 .expect("valid metric definition"),
+            ejections: counter("wsgate_upstream_ejections_total", "Backends taken out of rotation by passive health.", &["upstream", "backend"]),
             upstream_errors: counter("wsgate_upstream_errors_total", "Failed backend connections and exchanges by kind.", &["upstream", "backend", "kind"]),
             config_reloads: counter("wsgate_config_reloads_total", "SIGHUP reloads by result: ok, invalid, needs_upgrade.", &["result"]),
             refusals: counter("wsgate_refusals_total", "Requests refused by a limit, by cause.", &["cause"]),
@@ -199,6 +201,7 @@ impl Metrics {
             Box::new(m.backend_sessions.clone()),
             Box::new(m.queue_wait.clone()),
             Box::new(m.queue_waiting.clone()),
+            Box::new(m.ejections.clone()),
             Box::new(m.upstream_errors.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.refusals.clone()),

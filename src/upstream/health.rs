@@ -77,12 +77,7 @@ impl BackendSeries {
             pool: pool.to_string(),
             gauge: metrics.backend_healthy.clone(),
             state: Mutex::default(),
-            loads: Loads::new(
-                pool,
-                metrics.backend_sessions.clone(),
-                metrics.queue_wait.with_label_values(&[pool]),
-                metrics.queue_waiting.with_label_values(&[pool]),
-            ),
+            loads: Loads::new(pool, metrics),
         })
     }
 

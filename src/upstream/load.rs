@@ -7,12 +7,16 @@
 //! `Loads` is kept with the pool's health series across reloads, so the same address keeps
 //! its count and a new one starts at 0.
 
-use crate::upstream::moves::{Activity, Movable, Move, Ticket};
+use crate::config::model::PassiveHealth;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::moves::{now_ms, Activity, Movable, Move, Ticket};
 use crate::upstream::queue::Queue;
+use crate::upstream::rotation::Rotation;
 use arc_swap::ArcSwap;
-use pingora_prometheus::prometheus::{Histogram, IntGauge, IntGaugeVec};
+use pingora_prometheus::prometheus::{Histogram, IntCounterVec, IntGauge, IntGaugeVec};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,8 +35,12 @@ pub(crate) struct Loads {
     pub(crate) queue_wait: Histogram,
     /// `wsgate_upstream_queue_waiting{upstream}`.
     pub(crate) queue_waiting: IntGauge,
+    /// `wsgate_upstream_ejections_total{upstream,backend}`.
+    ejections: IntCounterVec,
     /// What happens to the sessions of a backend that leaves rotation (set on each build).
     policy: Mutex<Policy>,
+    /// Set once the pool has had backends: later ones are joining (slow start).
+    populated: AtomicBool,
 }
 
 /// The pool's settings for moving sessions, from the pool built last.
@@ -42,6 +50,8 @@ pub(crate) struct Policy {
     pub(crate) close_on_down: bool,
     /// Moved sessions close spread over this (`drain.window`).
     pub(crate) spread: Duration,
+    pub(crate) passive: Option<PassiveHealth>,
+    pub(crate) slow_start: Option<Duration>,
 }
 
 /// One backend's load.
@@ -53,6 +63,7 @@ pub(crate) struct BackendLoad {
     member: Mutex<bool>,
     /// Its open sessions, to tell them to move.
     movable: Movable,
+    rotation: Rotation,
 }
 
 /// What a `Place` counts.
@@ -73,17 +84,55 @@ pub(crate) struct Place {
 }
 
 impl Loads {
-    pub(crate) fn new(pool: &str, gauge: IntGaugeVec, queue_wait: Histogram, queue_waiting: IntGauge) -> Arc<Loads> {
+    pub(crate) fn new(pool: &str, metrics: &Metrics) -> Arc<Loads> {
         Arc::new(Loads {
             pool: pool.to_string(),
-            gauge,
+            gauge: metrics.backend_sessions.clone(),
             backends: ArcSwap::default(),
             insert: Mutex::new(()),
             queue: Queue::default(),
-            queue_wait,
-            queue_waiting,
+            queue_wait: metrics.queue_wait.with_label_values(&[pool]),
+            queue_waiting: metrics.queue_waiting.with_label_values(&[pool]),
+            ejections: metrics.ejections.clone(),
             policy: Mutex::default(),
+            populated: AtomicBool::new(false),
         })
+    }
+
+    /// A connect failure, reset or 502 from `addr`: with `passive_health`, enough of them in
+    /// a row take it out of rotation for `eject` (and move its sessions, as a failed check
+    /// does).
+    pub(crate) fn failed(&self, addr: &SocketAddr) {
+        let policy = self.policy();
+        let (Some(passive), Some(load)) = (policy.passive, self.backends.load().get(addr).cloned()) else { return };
+        if load.rotation.failed(passive.failures, passive.eject, now_ms()).is_some() {
+            log::warn!(
+                "pool {}: backend {addr} failed {} times in a row, out of rotation for {:?}",
+                self.pool,
+                passive.failures,
+                passive.eject
+            );
+            self.ejections.with_label_values(&[&self.pool, &load.label]).inc();
+            self.backend_down(addr);
+        }
+    }
+
+    /// `addr` answered: its count of failures starts over.
+    pub(crate) fn succeeded(&self, addr: &SocketAddr) {
+        if let Some(load) = self.backends.load().get(addr) {
+            load.rotation.succeeded();
+        }
+    }
+
+    /// Not ejected by passive health.
+    pub(crate) fn in_rotation(&self, addr: &SocketAddr) -> bool {
+        self.backends.load().get(addr).is_none_or(|b| !b.rotation.ejected(now_ms()))
+    }
+
+    /// The share of its weight `addr` gets now, in thousandths (slow start).
+    pub(crate) fn ramp(&self, addr: &SocketAddr) -> u64 {
+        let slow_start = self.policy().slow_start;
+        self.backends.load().get(addr).map_or(1000, |b| b.rotation.ramp(slow_start, now_ms()))
     }
 
     /// The settings of the pool built last.
@@ -97,7 +146,9 @@ impl Loads {
 
     /// A backend left rotation (`healthy: false`) or came back.
     pub(crate) fn health_changed(&self, addr: SocketAddr, healthy: bool) {
-        if !healthy {
+        if healthy {
+            self.backend(addr).rotation.entered(now_ms());
+        } else {
             self.backend_down(&addr);
         }
     }
@@ -187,6 +238,7 @@ impl Loads {
             requests: AtomicUsize::new(0),
             member: Mutex::new(true),
             movable: Movable::default(),
+            rotation: Rotation::default(),
         });
         let mut next = HashMap::clone(&self.backends.load());
         next.insert(addr, load.clone());
@@ -206,9 +258,17 @@ impl Loads {
     /// while their sessions do), new ones get theirs, and entries nothing is on any more
     /// are forgotten.
     pub(crate) fn members(&self, now: &HashSet<SocketAddr>) {
+        // The pool's first backends are in rotation from the start; later ones join.
+        let joining = self.populated.swap(!now.is_empty(), Ordering::Relaxed);
         for addr in now {
+            let known = self.backends.load().contains_key(addr);
             let load = self.backend(*addr);
-            *load.member.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            let mut member = load.member.lock().unwrap_or_else(|e| e.into_inner());
+            if (!known || !*member) && joining {
+                load.rotation.entered(now_ms());
+            }
+            *member = true;
+            drop(member);
             self.report(&load, load.sessions.load(Ordering::Relaxed));
         }
         let policy = self.policy();
@@ -222,6 +282,7 @@ impl Loads {
             if *member {
                 *member = false;
                 let _ = self.gauge.remove_label_values(&[&self.pool, &load.label]);
+                let _ = self.ejections.remove_label_values(&[&self.pool, &load.label]);
                 if policy.close_on_down {
                     load.movable.move_all(Move::BackendDown, policy.spread);
                 }
@@ -284,12 +345,10 @@ impl Drop for Place {
 mod tests {
     use super::*;
     use pingora_prometheus::prometheus::core::Collector;
-    use pingora_prometheus::prometheus::{HistogramOpts, Opts};
 
     fn loads() -> Arc<Loads> {
-        let gauge = IntGaugeVec::new(Opts::new("sessions", "test"), &["upstream", "backend"]).unwrap();
-        let wait = Histogram::with_opts(HistogramOpts::new("wait", "test")).unwrap();
-        Loads::new("pool", gauge, wait, IntGauge::new("waiting", "test").unwrap())
+        // A pool name of its own per test: the metrics are process-wide.
+        Loads::new(&format!("pool{}", fastrand::u64(..)), &Metrics::new())
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -301,9 +360,9 @@ mod tests {
             .gauge
             .collect()
             .iter()
-            .flat_map(|f| {
-                f.get_metric().iter().map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().value() as i64))
-            })
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| m.get_label()[1].value() == l.pool)
+            .map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().value() as i64))
             .collect();
         out.sort();
         out

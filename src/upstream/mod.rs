@@ -15,6 +15,7 @@ mod peer_tls;
 mod pool;
 mod queue;
 mod rebalance;
+mod rotation;
 
 pub(crate) use health::CheckSpec;
 pub(crate) use pool::{initial_backends, Pool};

@@ -30,6 +30,11 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Now on the same clock, in milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
 impl Activity {
     pub(crate) fn new() -> Arc<Activity> {
         let activity = Arc::new(Activity::default());

@@ -143,15 +143,28 @@ impl Pool {
     }
 
     /// A healthy backend for `key`, skipping those `excluded` for this request and those
-    /// `room` says have no room.
+    /// `room` says have no room. Backends ejected by passive health are skipped, and those
+    /// in slow start taken in proportion to their ramp, unless that leaves none: then the
+    /// pool serves from every healthy backend rather than fail (Envoy's "panic mode").
     pub(crate) fn select(
         &self,
         key: &[u8],
         excluded: &[SocketAddr],
         room: impl Fn(&SocketAddr) -> bool,
     ) -> Option<Backend> {
-        let accept =
-            |b: &Backend, healthy: bool| healthy && b.addr.as_inet().is_some_and(|a| !excluded.contains(a) && room(a));
+        let usable = |a: &SocketAddr| !excluded.contains(a) && room(a);
+        // `least_sessions` weighs slow start into the loads it compares; the others take a
+        // backend in slow start with the probability of its ramp.
+        let weighs_ramp = matches!(self.balancer, Balancer::LeastSessions(_));
+        let in_rotation = |a: &SocketAddr| {
+            let ramp = if weighs_ramp { 1000 } else { self.loads.ramp(a) };
+            self.loads.in_rotation(a) && (ramp >= 1000 || fastrand::u64(0..1000) < ramp)
+        };
+        self.select_where(key, |a| usable(a) && in_rotation(a)).or_else(|| self.select_where(key, usable))
+    }
+
+    fn select_where(&self, key: &[u8], usable: impl Fn(&SocketAddr) -> bool) -> Option<Backend> {
+        let accept = |b: &Backend, healthy: bool| healthy && b.addr.as_inet().is_some_and(&usable);
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
             Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
@@ -160,8 +173,11 @@ impl Pool {
                 let (backends, loads) = (lb.backends(), &self.loads);
                 let members = backends.get_backend();
                 let candidates = members.iter().filter(|b| accept(b, backends.ready(b)));
-                let loaded = candidates.filter_map(|b| Some((b, loads.load(b.addr.as_inet()?))));
-                least::least_loaded(loaded, |n| fastrand::usize(0..n)).cloned()
+                let weighed = candidates.filter_map(|b| {
+                    let addr = b.addr.as_inet()?;
+                    Some((b, loads.load(addr), b.weight as u64 * loads.ramp(addr)))
+                });
+                least::least_loaded(weighed, |n| fastrand::usize(0..n)).cloned()
             }
         }
     }

@@ -64,6 +64,7 @@ pub(super) async fn open(
             Ok(s) => s,
             Err(e) => {
                 error(addr, UpstreamErrorKind::of(&e));
+                pool.loads.failed(&addr);
                 warn!("websocket connect to {addr} ({}) failed: {e}", pool.spec.name);
                 let failure = Failure::of_connect(&e);
                 if !up.attempts.connect_failed(failure, pool.spec.retries) {
@@ -74,12 +75,17 @@ pub(super) async fn open(
         };
         // Once connected, no retry: the backend may already have acted on the request.
         let req = (up.backend_request)(addr)?;
-        return exchange(addr, place, stream, &req, pool.spec.read_timeout).await.map_err(|failure| {
-            let kind =
-                if failure == Failure::Timeout { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other };
-            error(addr, kind);
-            Refused::Upstream(failure)
-        });
+        let exchanged = exchange(addr, place, stream, &req, pool.spec.read_timeout).await;
+        match &exchanged {
+            Ok(answered) if answered.response.status != 502 => pool.loads.succeeded(&addr),
+            Ok(_) => pool.loads.failed(&addr),
+            Err(failure) => {
+                let timeout = *failure == Failure::Timeout;
+                error(addr, if timeout { UpstreamErrorKind::ReadTimeout } else { UpstreamErrorKind::Other });
+                pool.loads.failed(&addr);
+            }
+        }
+        return exchanged.map_err(Refused::Upstream);
     }
 }
 

@@ -436,6 +436,17 @@ pub struct Upstream {
     on_backend_down: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rebalance: Option<Rebalance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passive_health: Option<PassiveHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slow_start: Option<String>,
+}
+
+/// A pool's `passive_health:`.
+#[derive(Serialize, Clone, Debug)]
+pub struct PassiveHealth {
+    failures: u32,
+    eject: String,
 }
 
 /// A pool's `rebalance:`.
@@ -471,6 +482,8 @@ impl Upstream {
             queue: None,
             on_backend_down: None,
             rebalance: None,
+            passive_health: None,
+            slow_start: None,
         }
     }
     /// A pool of one backend.
@@ -527,6 +540,15 @@ impl Upstream {
     /// `rebalance: {max_skew, closes_per_second}`.
     pub fn rebalance(mut self, max_skew: f64, closes_per_second: usize) -> Upstream {
         self.rebalance = Some(Rebalance { max_skew, closes_per_second });
+        self
+    }
+    /// `passive_health: {failures, eject}`.
+    pub fn passive_health(mut self, failures: u32, eject: impl Into<String>) -> Upstream {
+        self.passive_health = Some(PassiveHealth { failures, eject: eject.into() });
+        self
+    }
+    pub fn slow_start(mut self, d: impl Into<String>) -> Upstream {
+        self.slow_start = Some(d.into());
         self
     }
     /// `queue: {size, timeout}`.

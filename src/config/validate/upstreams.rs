@@ -49,7 +49,22 @@ pub(super) fn upstream(
         queue,
         on_backend_down: raw.on_backend_down,
         rebalance: rebalance(raw.rebalance.as_ref(), &path.key("rebalance"), problems),
+        passive_health: passive_health(raw.passive_health.as_ref(), &path.key("passive_health"), problems),
+        slow_start: raw.slow_start.map(|d| positive(Some(d), d.0, &path.key("slow_start"), problems)),
     })
+}
+
+fn passive_health(
+    raw: Option<&raw::RawPassiveHealth>,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> Option<PassiveHealth> {
+    let raw = raw?;
+    if raw.failures == 0 {
+        problems.push((path.key("failures"), "must be at least 1".into()));
+    }
+    let eject = positive(Some(raw.eject), raw.eject.0, &path.key("eject"), problems);
+    Some(PassiveHealth { failures: raw.failures, eject })
 }
 
 fn rebalance(raw: Option<&raw::RawRebalance>, path: &KeyPath, problems: &mut Problems) -> Option<Rebalance> {
