@@ -368,3 +368,42 @@ async fn a_joining_backend_in_slow_start_gets_a_small_share_first_and_its_full_s
     eprintln!("slow start: {later} of 100 sessions to b after 6 s");
     assert!((40..=60).contains(&later), "{later} of 100 to b after slow start");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_a_backend_that_fails_its_health_check_are_moved_to_healthy_ones() {
+    let (a, b, c) = (WsBackend::start("a"), WsBackend::start("b"), WsBackend::start("c"));
+    let (port, mport) = (free_port(), free_port());
+    let (_, maddr) = addrs(port, mport);
+    let check = HealthCheck::new().kind("http").path("/healthz").interval("200ms");
+    let pool = Upstream::new([a.addr(), b.addr(), c.addr()]).balance("least_sessions").health_check(check);
+    let _gw = Wsgate::start_and_wait(&chat(port, mport, pool).drain_window("1s"), &[port, mport]);
+    let closes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..30).map(|_| reconnecting_client(port, closes.clone())).collect();
+    for x in [&a, &b, &c] {
+        wait_sessions(maddr, x.addr(), Some(10.0)).await;
+    }
+
+    // b's check fails (its sessions still work): within the window plus a check interval,
+    // all ten are told 1012, and their clients are back, on a and c.
+    b.fail_checks(true);
+    let failed = Instant::now();
+    let deadline = failed + Duration::from_secs(5);
+    loop {
+        let text = scrape(maddr).await;
+        let held =
+            |x: &WsBackend| sample(&text, "wsgate_upstream_backend_sessions", &[("backend", &x.addr().to_string())]);
+        if held(&b) == Some(0.0) && held(&a).unwrap_or(0.0) + held(&c).unwrap_or(0.0) == 30.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not moved: {:?} {:?} {:?}", held(&a), held(&b), held(&c));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = failed.elapsed();
+    eprintln!("backend down: 10 sessions moved and reconnected in {took:?}");
+    assert!(took < Duration::from_millis(1200 + 200 + 800), "{took:?}");
+    let seen = closes.lock().unwrap().clone();
+    assert_eq!(seen, [Some(1012); 10], "b's ten sessions, each told once");
+    for client in clients {
+        client.abort();
+    }
+}

@@ -55,6 +55,8 @@ struct Shared {
     /// Codes of the Close frames received (None: a Close without a code).
     close_codes: Mutex<Vec<Option<u16>>>,
     last: Mutex<Option<RecordedRequest>>,
+    /// Plain-HTTP requests (health checks) get 503 while set; sessions go on.
+    failing_checks: std::sync::atomic::AtomicBool,
 }
 
 /// Listener + runtime plumbing shared by both backend kinds.
@@ -511,6 +513,10 @@ impl WsBackend {
     pub fn stop(&mut self) {
         self.server.stop();
     }
+    /// Answers health checks with 503 (`true`) or 200, while its sessions go on.
+    pub fn fail_checks(&self, failing: bool) {
+        self.shared.failing_checks.store(failing, Ordering::SeqCst);
+    }
 }
 
 fn is_upgrade(h: &Head) -> bool {
@@ -536,7 +542,8 @@ async fn ws_conn(mut s: TcpStream, name: String, shared: Arc<Shared>, _raw: bool
         }
         shared.health_hits.fetch_add(1, Ordering::SeqCst);
         let keep = keep_alive(&head);
-        let resp = response_bytes(200, &name, b"ok", keep, head.method == "HEAD");
+        let status = if shared.failing_checks.load(Ordering::SeqCst) { 503 } else { 200 };
+        let resp = response_bytes(status, &name, b"ok", keep, head.method == "HEAD");
         if s.write_all(&resp).await.is_err() || !keep {
             let _ = s.shutdown().await;
             return;
