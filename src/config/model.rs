@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::raw::HealthCheckKind;
+pub use super::raw::{HealthCheckKind, OnBackendDown};
 
 #[derive(Debug)]
 pub struct Config {
@@ -133,18 +133,6 @@ pub struct Rebalance {
     pub max_skew: f64,
     /// At most this many sessions are told to move per second, per pool.
     pub closes_per_second: usize,
-}
-
-/// `on_backend_down`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnBackendDown {
-    /// They go on until they end by themselves (or time out).
-    Keep,
-    /// They are closed with 1012, spread over `drain.window`, so clients reconnect to a
-    /// healthy backend.
-    #[default]
-    Close,
 }
 
 /// `queue`: how many upgrades may wait for a place, and how long each.

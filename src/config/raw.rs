@@ -133,7 +133,7 @@ pub(crate) struct RawUpstream {
     #[serde(default)]
     pub(crate) queue: Option<RawQueue>,
     #[serde(default)]
-    pub(crate) on_backend_down: super::model::OnBackendDown,
+    pub(crate) on_backend_down: OnBackendDown,
     #[serde(default)]
     pub(crate) rebalance: Option<RawRebalance>,
     #[serde(default)]
@@ -293,4 +293,16 @@ pub(crate) struct RawWebSocket {
     pub(crate) max_sessions: Option<usize>,
     #[serde(default)]
     pub(crate) max_lifetime: Option<ConfigDuration>,
+}
+
+/// `on_backend_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBackendDown {
+    /// They go on until they end by themselves (or time out).
+    Keep,
+    /// They are closed with 1012, spread over `drain.window`, so clients reconnect to a
+    /// healthy backend.
+    #[default]
+    Close,
 }
