@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: the docs' links, rustfmt, clippy with warnings as errors, unit +
+# Runs the whole test suite: the docs' links, the shape of src/ (scripts/check-structure.py:
+# no import cycle, no file over 500 lines), rustfmt, clippy with warnings as errors, unit +
 # integration tests (debug build), then the WebSocket
 # soak at full size in a release build (10 × 1 GiB through one session, 5,000 sequential
 # and 200 concurrent sessions), which a debug build would take minutes to push through,
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
 if [ "$#" -eq 0 ]; then
     python3 scripts/check-doc-links.py
+    python3 scripts/check-structure.py
     cargo fmt --all --check
     cargo clippy --all-targets -- -D warnings
 fi
