@@ -190,9 +190,10 @@ impl Live {
                 let pool = entry.pool.clone();
                 entry.rebalance_task = Some(
                     tokio::spawn(async move {
+                        let mut active = false;
                         loop {
                             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                            pool.rebalance_once(&settings);
+                            active = pool.rebalance_once(&settings, active);
                         }
                     })
                     .abort_handle(),

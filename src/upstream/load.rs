@@ -37,8 +37,9 @@ pub(crate) struct Loads {
     pub(crate) queue_waiting: IntGauge,
     /// `wsgate_upstream_ejections_total{upstream,backend}`.
     ejections: IntCounterVec,
-    /// What happens to the sessions of a backend that leaves rotation (set on each build).
-    policy: Mutex<Policy>,
+    /// What happens to the sessions of a backend that leaves rotation (set on each build;
+    /// read on the request path, so without a lock).
+    policy: ArcSwap<Policy>,
     /// Set once the pool has had backends: later ones are joining (slow start).
     populated: AtomicBool,
 }
@@ -94,7 +95,7 @@ impl Loads {
             queue_wait: metrics.queue_wait.with_label_values(&[pool]),
             queue_waiting: metrics.queue_waiting.with_label_values(&[pool]),
             ejections: metrics.ejections.clone(),
-            policy: Mutex::default(),
+            policy: ArcSwap::default(),
             populated: AtomicBool::new(false),
         })
     }
@@ -126,22 +127,25 @@ impl Loads {
 
     /// Not ejected by passive health.
     pub(crate) fn in_rotation(&self, addr: &SocketAddr) -> bool {
+        if self.policy.load().passive.is_none() {
+            return true;
+        }
         self.backends.load().get(addr).is_none_or(|b| !b.rotation.ejected(now_ms()))
     }
 
     /// The share of its weight `addr` gets now, in thousandths (slow start).
     pub(crate) fn ramp(&self, addr: &SocketAddr) -> u64 {
-        let slow_start = self.policy().slow_start;
-        self.backends.load().get(addr).map_or(1000, |b| b.rotation.ramp(slow_start, now_ms()))
+        let Some(slow_start) = self.policy.load().slow_start else { return 1000 };
+        self.backends.load().get(addr).map_or(1000, |b| b.rotation.ramp(Some(slow_start), now_ms()))
     }
 
     /// The settings of the pool built last.
     pub(crate) fn configure(&self, policy: Policy) {
-        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
+        self.policy.store(Arc::new(policy));
     }
 
     fn policy(&self) -> Policy {
-        *self.policy.lock().unwrap_or_else(|e| e.into_inner())
+        **self.policy.load()
     }
 
     /// A backend left rotation (`healthy: false`) or came back.
@@ -181,6 +185,12 @@ impl Loads {
     /// Open sessions on `addr`.
     pub(crate) fn sessions(&self, addr: &SocketAddr) -> usize {
         self.backends.load().get(addr).map_or(0, |b| b.sessions.load(Ordering::Relaxed))
+    }
+
+    /// Open sessions on `addr` that are staying (not told to move).
+    pub(crate) fn staying(&self, addr: &SocketAddr) -> usize {
+        let backends = self.backends.load();
+        backends.get(addr).map_or(0, |b| b.sessions.load(Ordering::Relaxed).saturating_sub(b.movable.leaving()))
     }
 
     /// Takes a place of `kind` on `addr`.

@@ -59,6 +59,8 @@ struct Open {
 pub(crate) struct Movable {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Open>>,
+    /// Sessions told to move that have not closed yet.
+    leaving: std::sync::atomic::AtomicUsize,
 }
 
 /// A session's side: resolves when it must move.
@@ -82,12 +84,21 @@ impl Movable {
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        self.open().remove(&id);
+        // Every registered session is in `open` until it is told to move or leaves.
+        if self.open().remove(&id).is_none() {
+            self.leaving.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sessions told to move that are still open (they are about to leave).
+    pub(crate) fn leaving(&self) -> usize {
+        self.leaving.load(Ordering::Relaxed)
     }
 
     /// Tells every open session to move, each after a delay uniform in `0..spread`; how many.
     pub(crate) fn move_all(&self, why: Move, spread: Duration) -> usize {
         let orders: Vec<_> = self.open().drain().map(|(_, open)| open.order).collect();
+        self.leaving.fetch_add(orders.len(), Ordering::Relaxed);
         orders
             .into_iter()
             .map(|tx| tx.send((why, spread.mul_f64(fastrand::f64()))).is_ok())
@@ -106,6 +117,7 @@ impl Movable {
             by_idle.sort_unstable();
             by_idle.iter().take(n).filter_map(|(_, id)| open.remove(id)).map(|o| o.order).collect()
         };
+        self.leaving.fetch_add(orders.len(), Ordering::Relaxed);
         orders
             .into_iter()
             .map(|tx| tx.send((why, spread.mul_f64(fastrand::f64()))).is_ok())
@@ -148,6 +160,11 @@ mod tests {
         assert!(at.iter().all(|d| *d <= Duration::from_secs(10)), "{at:?}");
         assert!(at.iter().max() > at.iter().min(), "spread, not all at once: {at:?}");
         assert_eq!(movable.move_all(Move::BackendDown, Duration::ZERO), 0, "each session is told once");
+        assert_eq!(movable.leaving(), 20);
+        for id in 0..20 {
+            movable.unregister(id);
+        }
+        assert_eq!(movable.leaving(), 0, "told sessions that closed are no longer leaving");
         let unregistered = tokio::time::timeout(Duration::from_secs(60), gone.moved()).await;
         assert!(unregistered.is_err(), "a session that left is not told");
     }

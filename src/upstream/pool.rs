@@ -116,8 +116,8 @@ impl Pool {
     }
 
     /// One rebalancing round: tells the surplus sessions of over-loaded healthy backends to
-    /// move (at most `closes_per_second`); how many were told.
-    pub(crate) fn rebalance_once(&self, settings: &Rebalance) -> usize {
+    /// move (at most `closes_per_second`); whether the rebalance goes on next round.
+    pub(crate) fn rebalance_once(&self, settings: &Rebalance, active: bool) -> bool {
         let backends = self.backends();
         let members: Vec<Member> = backends
             .get_backend()
@@ -125,11 +125,14 @@ impl Pool {
             .filter(|b| backends.ready(b))
             .filter_map(|b| {
                 let addr = *b.addr.as_inet()?;
-                Some(Member { addr, sessions: self.loads.sessions(&addr), weight: b.weight })
+                Some(Member { addr, sessions: self.loads.staying(&addr), weight: b.weight })
             })
             .collect();
-        let plan = rebalance::plan(&members, settings.max_skew, settings.closes_per_second);
-        plan.iter().map(|(addr, n)| self.loads.rebalance(addr, *n)).sum()
+        let (moves, active) = rebalance::plan(&members, settings.max_skew, settings.closes_per_second, active);
+        for (addr, n) in moves {
+            self.loads.rebalance(&addr, n);
+        }
+        active
     }
 
     /// Re-runs discovery (DNS pools) and rebuilds the selector.
