@@ -6,6 +6,7 @@
 //! (no histogram buckets). Every loop is bounded by the `--duration`, a count, or a
 //! timeout.
 
+mod hold;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -109,6 +110,18 @@ enum Cmd {
         #[arg(long, default_value = "12s", value_parser = parse_duration)]
         burst_hold: Duration,
     },
+    /// Holds N sessions whose clients reconnect 0..`reconnect` after any close, for
+    /// `duration`; prints how the sessions ended (close codes, abnormal ends).
+    WsHold {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 300)]
+        sessions: usize,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        reconnect: Duration,
+        #[arg(long, default_value = "40s", value_parser = parse_duration)]
+        duration: Duration,
+    },
     /// HTTP/1.1 keep-alive backend: every request gets 200 with a 1 KiB body.
     ServeHttp {
         #[arg(long)]
@@ -156,6 +169,7 @@ fn main() {
             Cmd::WsHandshake { url, concurrency, duration } => ws_handshake(url, concurrency, duration).await,
             Cmd::WsBulk { url, mib, msg_kib, stall } => ws_bulk(url, mib, msg_kib, stall).await,
             Cmd::WsIdle { url, sessions, hold, concurrency, burst, burst_hold } => ws_idle(url, sessions, hold, concurrency, (burst, burst_hold)).await,
+            Cmd::WsHold { url, sessions, reconnect, duration } => hold::ws_hold(url, sessions, reconnect, duration).await,
             Cmd::ServeHttp { addr } => serve_http(addr).await,
             Cmd::ServeWs { addr } => serve_ws(addr).await,
             Cmd::Report { input } => report::run(&input),
