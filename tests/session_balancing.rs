@@ -75,16 +75,13 @@ async fn at_the_cap_upgrades_wait_in_the_queue_then_get_503_with_a_jittered_retr
     let (a, b) = (WsBackend::start("a"), WsBackend::start("b"));
     let (port, mport) = (free_port(), free_port());
     let (_, maddr) = addrs(port, mport);
-    let pool = Upstream::new([a.addr(), b.addr()]).balance("least_sessions").max_sessions_per_backend(2).queue(2, "2s");
+    let pool =
+        Upstream::new([a.addr(), b.addr()]).balance("least_sessions").max_sessions_per_backend(50).queue(50, "2s");
     let _gw = Wsgate::start_and_wait(&chat(port, mport, pool), &[port, mport]);
 
-    let mut full = open(port, 4).await;
-    wait_sessions(maddr, a.addr(), Some(2.0)).await;
-    wait_sessions(maddr, b.addr(), Some(2.0)).await;
-
-    // Two more wait for a place; a third finds the queue full.
+    // 150 upgrades at once: 100 places, 50 in the queue.
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let waiters: Vec<_> = (0..2)
+    let upgrades: Vec<_> = (0..150)
         .map(|_| {
             let url = url.clone();
             tokio::spawn(async move {
@@ -93,7 +90,15 @@ async fn at_the_cap_upgrades_wait_in_the_queue_then_get_503_with_a_jittered_retr
             })
         })
         .collect();
-    wait_for(maddr, "wsgate_upstream_queue_waiting", &[("upstream", "chat")], Some(2.0)).await;
+    wait_for(maddr, "wsgate_upstream_queue_waiting", &[("upstream", "chat")], Some(50.0)).await;
+    let total = |text: &str| {
+        [a.addr(), b.addr()]
+            .iter()
+            .map(|x| sample(text, "wsgate_upstream_backend_sessions", &[("backend", &x.to_string())]).unwrap())
+            .sum::<f64>()
+    };
+    assert_eq!(total(&scrape(maddr).await), 100.0, "exactly the caps");
+    // One more finds the queue full.
     let retry_after = |e: &tokio_tungstenite::tungstenite::Error| match e {
         tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 503 => {
             r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -103,28 +108,45 @@ async fn at_the_cap_upgrades_wait_in_the_queue_then_get_503_with_a_jittered_retr
     let refused = ws_connect(&url, &[]).await.expect_err("the queue is full");
     assert!(retry_after(&refused).is_some_and(|s| (1..=5).contains(&s)), "{refused:?}");
 
-    // One place frees: one waiter gets it, at once; the other's wait runs out at 2 s.
-    full.pop().unwrap().close(None).await.unwrap();
-    let mut results = Vec::new();
-    for w in waiters {
-        results.push(w.await.unwrap());
+    // The first 100 are in (their handshakes finish); 20 of them close: 20 waiters get in.
+    let settled = Instant::now();
+    while upgrades.iter().filter(|u| u.is_finished()).count() < 100 {
+        assert!(settled.elapsed() < Duration::from_secs(5), "the admitted handshakes never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (admitted, timed_out): (Vec<_>, Vec<_>) = results.into_iter().partition(|(r, _)| r.is_ok());
-    assert_eq!((admitted.len(), timed_out.len()), (1, 1), "one place, one admitted");
-    let (refusal, waited) = (timed_out[0].0.as_ref().unwrap_err(), timed_out[0].1);
-    assert!(retry_after(refusal).is_some_and(|s| (1..=5).contains(&s)), "{refusal:?}");
-    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4), "waited {waited:?}");
-    let total = |text: &str| {
-        [a.addr(), b.addr()]
-            .iter()
-            .map(|x| sample(text, "wsgate_upstream_backend_sessions", &[("backend", &x.to_string())]).unwrap())
-            .sum::<f64>()
-    };
+    let mut results = Vec::new();
+    let mut pending = Vec::new();
+    for u in upgrades {
+        if u.is_finished() {
+            results.push(u.await.unwrap());
+        } else {
+            pending.push(u);
+        }
+    }
+    assert_eq!((results.len(), pending.len()), (100, 50), "100 answered at once, 50 waiting");
+    let mut open: Vec<Ws> = results.into_iter().map(|(r, _)| r.expect("admitted").0).collect();
+    for mut ws in open.drain(..20) {
+        ws.close(None).await.unwrap();
+    }
+    let mut waited = Vec::new();
+    for p in pending {
+        waited.push(p.await.unwrap());
+    }
+    let (admitted, timed_out): (Vec<_>, Vec<_>) = waited.into_iter().partition(|(r, _)| r.is_ok());
+    assert_eq!((admitted.len(), timed_out.len()), (20, 30), "20 places freed, 20 waiters in");
+    for (refusal, waited) in &timed_out {
+        let refusal = refusal.as_ref().unwrap_err();
+        assert!(retry_after(refusal).is_some_and(|s| (1..=5).contains(&s)), "{refusal:?}");
+        assert!(*waited >= Duration::from_millis(1900) && *waited < Duration::from_secs(5), "waited {waited:?}");
+    }
+    let retries: std::collections::HashSet<u64> =
+        timed_out.iter().filter_map(|(r, _)| retry_after(r.as_ref().unwrap_err())).collect();
+    assert!(retries.len() > 1, "Retry-After is jittered: {retries:?}");
     let text = scrape(maddr).await;
-    assert_eq!(total(&text), 4.0, "never more than the caps allow\n{text}");
+    assert_eq!(total(&text), 100.0, "never more than the caps allow\n{text}");
     assert_eq!(sample(&text, "wsgate_upstream_queue_waiting", &[("upstream", "chat")]), Some(0.0));
-    assert_eq!(sample(&text, "wsgate_upstream_queue_wait_seconds_count", &[("upstream", "chat")]), Some(2.0));
-    drop(admitted);
+    assert_eq!(sample(&text, "wsgate_upstream_queue_wait_seconds_count", &[("upstream", "chat")]), Some(50.0));
+    drop((open, admitted));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,33 +379,33 @@ async fn a_joining_backend_in_slow_start_gets_a_small_share_first_and_its_full_s
     let (a, b) = (WsBackend::start("a"), WsBackend::start("b"));
     let (port, mport) = (free_port(), free_port());
     let (_, maddr) = addrs(port, mport);
-    let config = |backends: &[SocketAddr]| chat(port, mport, Upstream::new(backends.to_vec()).slow_start("6s"));
+    let config = |backends: &[SocketAddr]| chat(port, mport, Upstream::new(backends.to_vec()).slow_start("10s"));
     let gw = Wsgate::start_and_wait(&config(&[a.addr()]), &[port, mport]);
     gw.write_config(&config(&[a.addr(), b.addr()]));
     gw.signal("HUP");
     wait_sessions(maddr, b.addr(), Some(0.0)).await;
     let joined = Instant::now();
 
-    // Round robin's fair share is half; in its first 0.8 s (a ramp up to 13%) b gets far less.
+    // Round robin's fair share is half; in its first 2 s (a ramp up to 20%) b gets far less.
     let url = format!("ws://127.0.0.1:{port}/ws");
     let (mut early, before) = (0, b.sessions());
-    while joined.elapsed() < Duration::from_millis(800) {
+    while joined.elapsed() < Duration::from_secs(2) {
         connect_echo_close(&url, "x", Duration::from_secs(5)).await.unwrap();
         early += 1;
     }
     let to_b = b.sessions() - before;
-    eprintln!("slow start: {to_b} of {early} sessions to b in its first 0.8 s");
-    assert!(early >= 40, "only {early} sessions in 0.8 s");
-    assert!((to_b as f64) < 0.25 * 0.5 * early as f64, "{to_b} of {early} went to b in its first 0.8 s");
+    eprintln!("slow start: {to_b} of {early} sessions to b in its first 2 s");
+    assert!(early >= 100, "only {early} sessions in 2 s");
+    assert!((to_b as f64) < 0.25 * 0.5 * early as f64, "{to_b} of {early} went to b in its first 2 s");
 
-    // Once the 6 s have passed, b takes its full share.
-    tokio::time::sleep(Duration::from_secs(6).saturating_sub(joined.elapsed())).await;
+    // Once the 10 s have passed, b takes its full share.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(joined.elapsed())).await;
     let before = b.sessions();
     for _ in 0..100 {
         connect_echo_close(&url, "x", Duration::from_secs(5)).await.unwrap();
     }
     let later = b.sessions() - before;
-    eprintln!("slow start: {later} of 100 sessions to b after 6 s");
+    eprintln!("slow start: {later} of 100 sessions to b after 10 s");
     assert!((40..=60).contains(&later), "{later} of 100 to b after slow start");
 }
 

@@ -299,3 +299,89 @@ fn limits_timeouts_and_ipv6_prefix_are_checked() {
         );
     }
 }
+
+#[test]
+fn session_balancing_keys_are_read_with_their_defaults() {
+    let text = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  chat:
+    backends: [127.0.0.1:3001, 127.0.0.1:3002]
+    balance: least_sessions
+    max_sessions_per_backend: 5000
+    queue: {size: 1000, timeout: 5s}
+    slow_start: 30s
+    passive_health: {failures: 3, eject: 30s}
+    on_backend_down: keep
+    rebalance: {max_skew: 1.25, closes_per_second: 20}
+  plain:
+    backends: [127.0.0.1:3003]
+routes:
+  - {path_prefix: /ws, upstream: chat, websocket: {max_lifetime: 24h}}
+  - {upstream: plain}
+";
+    let c = parse_str(text).unwrap();
+    let chat = &c.upstreams[0];
+    assert_eq!(chat.balance, Balance::LeastSessions);
+    assert_eq!(chat.max_sessions_per_backend, Some(5000));
+    assert_eq!(chat.queue, Some(SessionQueue { size: 1000, timeout: Duration::from_secs(5) }));
+    assert_eq!(chat.slow_start, Some(Duration::from_secs(30)));
+    assert_eq!(chat.passive_health, Some(PassiveHealth { failures: 3, eject: Duration::from_secs(30) }));
+    assert_eq!(chat.on_backend_down, OnBackendDown::Keep);
+    assert_eq!(chat.rebalance, Some(Rebalance { max_skew: 1.25, closes_per_second: 20 }));
+    assert_eq!(c.routes[0].websocket.max_lifetime, Some(Duration::from_secs(86_400)));
+    let plain = &c.upstreams[1];
+    assert_eq!((plain.max_sessions_per_backend, plain.queue, plain.slow_start), (None, None, None));
+    assert_eq!((plain.passive_health, plain.rebalance), (None, None));
+    assert_eq!(plain.on_backend_down, OnBackendDown::Close, "moving sessions off a dead backend is the default");
+    assert_eq!(c.routes[1].websocket.max_lifetime, None);
+}
+
+#[test]
+fn session_balancing_mistakes_name_their_keys() {
+    let text = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  chat:
+    backends: [127.0.0.1:3001]
+    max_sessions_per_backend: 0
+    queue: {size: 0, timeout: 0s}
+    passive_health: {failures: 0, eject: 0s}
+    rebalance: {max_skew: 1.0, closes_per_second: 0}
+    slow_start: 0s
+routes:
+  - {upstream: chat, websocket: {max_lifetime: 0s}}
+";
+    let keys: Vec<String> = errors(text).into_iter().map(|e| e.key).collect();
+    for key in [
+        "upstreams.chat.max_sessions_per_backend",
+        "upstreams.chat.queue.size",
+        "upstreams.chat.queue.timeout",
+        "upstreams.chat.passive_health.failures",
+        "upstreams.chat.passive_health.eject",
+        "upstreams.chat.rebalance.max_skew",
+        "upstreams.chat.rebalance.closes_per_second",
+        "upstreams.chat.slow_start",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} not reported: {keys:?}");
+    }
+    assert!(keys.contains(&"routes[0].websocket.max_lifetime".to_string()), "{keys:?}");
+    // A wrong value of an enum stops the file's parse: reported alone, at its key and line.
+    let bad_enum = text.replace("    slow_start: 0s\n", "    on_backend_down: drop\n");
+    let e = errors(&bad_enum).remove(0);
+    assert_eq!((e.key.as_str(), e.line), ("upstreams.chat.on_backend_down", Some(10)), "{e:?}");
+    let queue_alone = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  other:
+    backends: [127.0.0.1:3002]
+    queue: {size: 10, timeout: 1s}
+routes:
+  - {upstream: other}
+";
+    let keys: Vec<String> = errors(queue_alone).into_iter().map(|e| e.key).collect();
+    assert!(keys.contains(&"upstreams.other.queue".to_string()), "a queue needs a cap: {keys:?}");
+}

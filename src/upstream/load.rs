@@ -42,6 +42,8 @@ pub(crate) struct Loads {
     policy: ArcSwap<Policy>,
     /// Set once the pool has had backends: later ones are joining (slow start).
     populated: AtomicBool,
+    /// Until when a backend may be ramping up (ms on `moves::now_ms`'s clock).
+    ramp_until: std::sync::atomic::AtomicU64,
 }
 
 /// The pool's settings for moving sessions, from the pool built last.
@@ -97,6 +99,7 @@ impl Loads {
             ejections: metrics.ejections.clone(),
             policy: ArcSwap::default(),
             populated: AtomicBool::new(false),
+            ramp_until: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -106,7 +109,8 @@ impl Loads {
     pub(crate) fn failed(&self, addr: &SocketAddr) {
         let policy = self.policy();
         let (Some(passive), Some(load)) = (policy.passive, self.backends.load().get(addr).cloned()) else { return };
-        if load.rotation.failed(passive.failures, passive.eject, now_ms()).is_some() {
+        if let Some(until) = load.rotation.failed(passive.failures, passive.eject, now_ms()) {
+            self.note_entry(until);
             log::warn!(
                 "pool {}: backend {addr} failed {} times in a row, out of rotation for {:?}",
                 self.pool,
@@ -133,6 +137,19 @@ impl Loads {
         self.backends.load().get(addr).is_none_or(|b| !b.rotation.ejected(now_ms()))
     }
 
+    /// `Some` while a backend of the pool may be ramping up (slow start).
+    pub(crate) fn ramping(&self) -> Option<()> {
+        (now_ms() < self.ramp_until.load(Ordering::Relaxed)).then_some(())
+    }
+
+    /// A backend enters rotation at `at`: with slow start, the pool ramps until the window
+    /// after it has passed.
+    fn note_entry(&self, at: u64) {
+        if let Some(window) = self.policy.load().slow_start {
+            self.ramp_until.fetch_max(at + window.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
     /// The share of its weight `addr` gets now, in thousandths (slow start).
     pub(crate) fn ramp(&self, addr: &SocketAddr) -> u64 {
         let Some(slow_start) = self.policy.load().slow_start else { return 1000 };
@@ -152,6 +169,7 @@ impl Loads {
     pub(crate) fn health_changed(&self, addr: SocketAddr, healthy: bool) {
         if healthy {
             self.backend(addr).rotation.entered(now_ms());
+            self.note_entry(now_ms());
         } else {
             self.backend_down(&addr);
         }
@@ -276,6 +294,7 @@ impl Loads {
             let mut member = load.member.lock().unwrap_or_else(|e| e.into_inner());
             if (!known || !*member) && joining {
                 load.rotation.entered(now_ms());
+                self.note_entry(now_ms());
             }
             *member = true;
             drop(member);

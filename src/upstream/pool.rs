@@ -106,6 +106,33 @@ impl Pool {
         peer
     }
 
+    /// While a backend ramps up (slow start): a pick at random by weight × ramp among the
+    /// accepted backends, so each gets its ramped share exactly (rejecting a ramping backend
+    /// inside Pingora's round robin would have its iterator offer it again on the next call,
+    /// about doubling its share). `None` when nothing ramps: the usual selector picks.
+    fn ramped(&self, accept: &impl Fn(&Backend, bool) -> bool) -> Option<Option<Backend>> {
+        self.loads.ramping()?;
+        let backends = self.backends();
+        let members = backends.get_backend();
+        let weighed: Vec<(&Backend, u64)> = members
+            .iter()
+            .filter(|b| accept(b, backends.ready(b)))
+            .filter_map(|b| Some((b, b.weight.max(1) as u64 * self.loads.ramp(b.addr.as_inet()?))))
+            .collect();
+        if weighed.iter().all(|(b, w)| *w == b.weight.max(1) as u64 * 1000) {
+            return None;
+        }
+        let total: u64 = weighed.iter().map(|(_, w)| w).sum();
+        let mut point = fastrand::u64(0..total.max(1));
+        for (b, w) in &weighed {
+            if point < *w {
+                return Some(Some((*b).clone()));
+            }
+            point -= w;
+        }
+        Some(None)
+    }
+
     fn backends(&self) -> &pingora::lb::Backends {
         match &self.balancer {
             Balancer::RoundRobin(lb) => lb.backends(),
@@ -156,11 +183,12 @@ impl Pool {
         room: impl Fn(&SocketAddr) -> bool,
     ) -> Option<Backend> {
         let usable = |a: &SocketAddr| !excluded.contains(a) && room(a);
-        // `least_sessions` weighs slow start into the loads it compares; the others take a
-        // backend in slow start with the probability of its ramp.
-        let weighs_ramp = matches!(self.balancer, Balancer::LeastSessions(_));
+        // `least_sessions` weighs slow start into the loads it compares, round robin and
+        // random pick by ramped weight while a backend ramps up (`ramped`); a hash pool takes
+        // a ramping backend with the probability of its ramp.
+        let hashing = matches!(self.balancer, Balancer::Hash(_));
         let in_rotation = |a: &SocketAddr| {
-            let ramp = if weighs_ramp { 1000 } else { self.loads.ramp(a) };
+            let ramp = if hashing { self.loads.ramp(a) } else { 1000 };
             self.loads.in_rotation(a) && (ramp >= 1000 || fastrand::u64(0..1000) < ramp)
         };
         self.select_where(key, |a| usable(a) && in_rotation(a)).or_else(|| self.select_where(key, usable))
@@ -169,8 +197,12 @@ impl Pool {
     fn select_where(&self, key: &[u8], usable: impl Fn(&SocketAddr) -> bool) -> Option<Backend> {
         let accept = |b: &Backend, healthy: bool| healthy && b.addr.as_inet().is_some_and(&usable);
         match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
-            Balancer::Random(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
+            Balancer::RoundRobin(lb) => {
+                self.ramped(&accept).unwrap_or_else(|| lb.select_with(key, MAX_SELECT_ITERATIONS, accept))
+            }
+            Balancer::Random(lb) => {
+                self.ramped(&accept).unwrap_or_else(|| lb.select_with(key, MAX_SELECT_ITERATIONS, accept))
+            }
             Balancer::Hash(lb) => lb.select_with(key, MAX_SELECT_ITERATIONS, accept),
             Balancer::LeastSessions(lb) => {
                 let (backends, loads) = (lb.backends(), &self.loads);

@@ -35,6 +35,9 @@ pub(super) fn upstream(
     let discovery = discovery(raw, dns_names, base_dir, path, problems);
     let tls = raw.tls.as_ref().and_then(|t| upstream_tls(t, base_dir, &path.key("tls"), problems));
     let (max_sessions_per_backend, queue) = session_cap(raw, path, problems);
+    let rebalance = rebalance(raw.rebalance.as_ref(), &path.key("rebalance"), problems);
+    let passive_health = passive_health(raw.passive_health.as_ref(), &path.key("passive_health"), problems);
+    let slow_start = raw.slow_start.map(|d| positive(Some(d), d.0, &path.key("slow_start"), problems));
     (problems.len() == before).then(|| Upstream {
         name: name.to_string(),
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
@@ -48,9 +51,9 @@ pub(super) fn upstream(
         max_sessions_per_backend,
         queue,
         on_backend_down: raw.on_backend_down,
-        rebalance: rebalance(raw.rebalance.as_ref(), &path.key("rebalance"), problems),
-        passive_health: passive_health(raw.passive_health.as_ref(), &path.key("passive_health"), problems),
-        slow_start: raw.slow_start.map(|d| positive(Some(d), d.0, &path.key("slow_start"), problems)),
+        rebalance,
+        passive_health,
+        slow_start,
     })
 }
 
