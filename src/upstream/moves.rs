@@ -98,16 +98,9 @@ impl Movable {
     /// Tells every open session to move, each after a delay uniform in `0..spread`; how many.
     pub(crate) fn move_all(&self, why: Move, spread: Duration) -> usize {
         let orders: Vec<_> = self.open().drain().map(|(_, open)| open.order).collect();
-        self.leaving.fetch_add(orders.len(), Ordering::Relaxed);
-        orders
-            .into_iter()
-            .map(|tx| tx.send((why, spread.mul_f64(fastrand::f64()))).is_ok())
-            .filter(|sent| *sent)
-            .count()
+        self.send(orders, why, spread)
     }
-}
 
-impl Movable {
     /// Tells the `n` sessions idle longest to move, each after a delay uniform in
     /// `0..spread`; how many were told.
     pub(crate) fn move_idlest(&self, n: usize, why: Move, spread: Duration) -> usize {
@@ -117,6 +110,11 @@ impl Movable {
             by_idle.sort_unstable();
             by_idle.iter().take(n).filter_map(|(_, id)| open.remove(id)).map(|o| o.order).collect()
         };
+        self.send(orders, why, spread)
+    }
+
+    /// Sends each of `orders` (taken out of `open`) its delay; how many sessions got one.
+    fn send(&self, orders: Vec<oneshot::Sender<Order>>, why: Move, spread: Duration) -> usize {
         self.leaving.fetch_add(orders.len(), Ordering::Relaxed);
         orders
             .into_iter()
