@@ -5,9 +5,10 @@
 //! `pub`. Folders follow a request: `listener` (accept, TLS, the gated stream) → `proxy`
 //! (Pingora hooks, admission, routing, header policy, answers) → `upstream` (pools, health,
 //! discovery) → `websocket` (upgrade, tunnel, frames); around them `lifecycle` (start,
-//! reload, drain, readiness), `telemetry` (metrics, access log, admin, logging) and
-//! `config` (YAML to one validated model).
+//! reload, drain, readiness), `telemetry` (metrics, access log, the metrics listener,
+//! logging), `admin` (the operators' API) and `config` (YAML to one validated model).
 
+pub(crate) mod admin;
 pub mod config;
 pub mod lifecycle;
 pub mod listener;

@@ -16,6 +16,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// The metrics listener's address, if any.
     pub metrics: Option<SocketAddr>,
+    /// The admin API's listener, if any.
+    pub admin: Option<AdminConfig>,
     pub access_log: AccessLogConfig,
     pub limits: LimitsConfig,
     /// WebSocket sessions get their Close 1001 spread over this window when draining.
@@ -23,6 +25,24 @@ pub struct Config {
     /// Indexed by `Route::upstream`.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+}
+
+/// `admin`: where the admin API listens and the token every request must bear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    /// The contents of `token_file` (trimmed), read at every load, so a SIGHUP rotates it.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself: configs are logged.
+        f.debug_struct("AdminConfig")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

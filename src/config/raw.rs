@@ -16,6 +16,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) metrics: Option<RawMetrics>,
     #[serde(default)]
+    pub(crate) admin: Option<RawAdmin>,
+    #[serde(default)]
     pub(crate) access_log: Option<RawAccessLog>,
     #[serde(default)]
     pub(crate) drain: Option<RawDrain>,
@@ -57,6 +59,14 @@ pub(crate) struct RawCertPair {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     pub(crate) address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) address: String,
+    #[serde(default)]
+    pub(crate) token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -284,6 +284,9 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.metrics != new.metrics {
         what.push("metrics");
     }
+    if old.admin.as_ref().map(|a| a.address) != new.admin.as_ref().map(|a| a.address) {
+        what.push("admin.address");
+    }
     if old.server != new.server {
         what.push("server");
     }

@@ -1,6 +1,7 @@
 //! Assembles the Pingora server from the validated config: listeners, the proxy service
 //! and one health-check background service per pool.
 
+use crate::admin::AdminApi;
 use crate::config::Config;
 use crate::lifecycle::drain::{Drain, DrainService};
 use crate::lifecycle::ready::{Readiness, ReadyService};
@@ -85,13 +86,23 @@ fn start(config: Config, config_path: PathBuf, mut opt: Opt) -> Result<Server, S
     let gateway = Gateway::new(live.clone(), metrics, limits.clone(), access_log, drain.clone());
     let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
     http.server_options = Some(http_options(&config));
-    let proxy = proxy_service(GatedApp::new(http, limits, live, drain, tls), filter, &config);
+    let proxy = proxy_service(GatedApp::new(http, limits, live.clone(), drain, tls), filter, &config);
     let mut listening = vec![server.add_service(proxy)];
     if let Some(address) = config.metrics {
         let mut admin = ListeningService::new("wsgate metrics".to_string(), AdminApp { readiness: readiness.clone() });
         admin.add_tcp(&address.to_string());
         listening.push(server.add_service(admin));
         info!("metrics on http://{address}/metrics, readiness on /ready");
+    }
+    if let Some(admin) = &config.admin {
+        let mut api = ListeningService::new("wsgate admin".to_string(), AdminApi { live: live.clone() });
+        api.add_tcp(&admin.address.to_string());
+        listening.push(server.add_service(api));
+        info!(
+            "admin API on http://{}{}",
+            admin.address,
+            if admin.token.is_some() { "" } else { " (no token: loopback only)" }
+        );
     }
     for handle in &listening {
         handle.add_dependency(&bootstrap);

@@ -18,6 +18,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+/// One backend as `Pool::report` shows it.
+pub(crate) struct BackendReport {
+    pub(crate) address: SocketAddr,
+    pub(crate) weight: usize,
+    /// The active health checks say so (and it is enabled).
+    pub(crate) healthy: bool,
+    /// Healthy and not ejected by passive health.
+    pub(crate) in_rotation: bool,
+    pub(crate) sessions: usize,
+    pub(crate) requests: usize,
+}
+
 /// How far the selector may walk to find a healthy backend not excluded for this request.
 const MAX_SELECT_ITERATIONS: usize = 256;
 
@@ -131,6 +143,27 @@ impl Pool {
             point -= w;
         }
         Some(None)
+    }
+
+    /// Each backend of the pool now, as the admin API shows it.
+    pub(crate) fn report(&self) -> Vec<BackendReport> {
+        let backends = self.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| {
+                let address = *b.addr.as_inet()?;
+                let healthy = backends.ready(b);
+                Some(BackendReport {
+                    address,
+                    weight: b.weight,
+                    healthy,
+                    in_rotation: healthy && self.loads.in_rotation(&address),
+                    sessions: self.loads.sessions(&address),
+                    requests: self.loads.load(&address) - self.loads.sessions(&address),
+                })
+            })
+            .collect()
     }
 
     fn backends(&self) -> &pingora::lb::Backends {

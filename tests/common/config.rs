@@ -65,6 +65,8 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<Metrics>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<Admin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     access_log: Option<AccessLog>,
     #[serde(skip_serializing_if = "Option::is_none")]
     drain: Option<Drain>,
@@ -109,6 +111,12 @@ impl Config {
     /// The metrics listener on 127.0.0.1:`port`.
     pub fn metrics(mut self, port: u16) -> Config {
         self.metrics = Some(Metrics { address: loopback(port) });
+        self
+    }
+
+    /// `admin: {address, token_file}` (`address` as written, e.g. `127.0.0.1:9102`).
+    pub fn admin(mut self, address: impl Into<String>, token_file: Option<&str>) -> Config {
+        self.admin = Some(Admin { address: address.into(), token_file: token_file.map(String::from) });
         self
     }
 
@@ -255,6 +263,14 @@ impl Tls {
         self.http2 = Some(on);
         self
     }
+}
+
+/// `admin:`.
+#[derive(Serialize, Clone, Debug)]
+pub struct Admin {
+    address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_file: Option<String>,
 }
 
 #[derive(Serialize, Clone, Debug)]

@@ -34,6 +34,7 @@ pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Proble
     let server = listeners::server_conf(raw.server, base_dir, &root.key("server"), &mut problems);
     let listeners = listeners::listeners(&raw.listeners, base_dir, &root.key("listeners"), &mut problems);
     let metrics = raw.metrics.as_ref().and_then(|m| metrics_address(&m.address, &listeners, &root, &mut problems));
+    let admin = raw.admin.as_ref().and_then(|a| admin(a, base_dir, (&listeners, metrics), &root, &mut problems));
     let access_log = access_log(raw.access_log.as_ref(), base_dir, &root, &mut problems);
     let limits = limits::limits(raw.limits.as_ref(), &root.key("limits"), &mut problems);
 
@@ -55,7 +56,7 @@ pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Proble
     let window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
     let drain_window = drain_window(window, &mut server, &root, &mut problems);
     if problems.is_empty() {
-        Ok(Config { server, listeners, metrics, access_log, limits, drain_window, upstreams, routes })
+        Ok(Config { server, listeners, metrics, admin, access_log, limits, drain_window, upstreams, routes })
     } else {
         Err(problems)
     }
@@ -69,6 +70,39 @@ fn metrics_address(text: &str, listeners: &[Listener], root: &KeyPath, problems:
         problems.push((path, format!("{addr} is already a proxy listener")));
     }
     Some(addr)
+}
+
+/// The admin API: its own address, and a token unless only this machine can reach it.
+fn admin(
+    raw: &raw::RawAdmin,
+    base_dir: &Path,
+    taken: (&[Listener], Option<SocketAddr>),
+    root: &KeyPath,
+    problems: &mut Problems,
+) -> Option<AdminConfig> {
+    let path = root.key("admin");
+    let address = socket_addr(&raw.address, &path.key("address"), problems)?;
+    if taken.0.iter().any(|l| l.address == address) || taken.1 == Some(address) {
+        problems.push((path.key("address"), format!("{address} is already a proxy or metrics listener")));
+    }
+    let token = match &raw.token_file {
+        None => None,
+        Some(file) => match std::fs::read_to_string(resolve_path(base_dir, file)) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
+            Ok(_) => {
+                problems.push((path.key("token_file"), format!("{file} is empty")));
+                None
+            }
+            Err(e) => {
+                problems.push((path.key("token_file"), format!("cannot read {file}: {e}")));
+                None
+            }
+        },
+    };
+    if raw.token_file.is_none() && !address.ip().is_loopback() {
+        problems.push((path.key("token_file"), "required: the admin API is not on a loopback address".into()));
+    }
+    Some(AdminConfig { address, token })
 }
 
 fn access_log(

@@ -1,0 +1,113 @@
+//! The admin API (`admin.address`): JSON endpoints for operators, on a listener of its own.
+//! Every request must bear `Authorization: Bearer <token>` when `admin.token_file` is set
+//! (compared in constant time); the token is re-read with the config on SIGHUP.
+//!
+//! - `GET /upstreams`: each pool and its backends: weight, health, rotation, open sessions,
+//!   in-flight requests.
+
+mod upstreams;
+
+use crate::lifecycle::reload::Live;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+pub(crate) struct AdminApi {
+    pub(crate) live: Arc<Live>,
+}
+
+/// A JSON answer.
+struct Reply {
+    status: u16,
+    body: serde_json::Value,
+}
+
+impl Reply {
+    fn ok(body: serde_json::Value) -> Reply {
+        Reply { status: 200, body }
+    }
+    fn error(status: u16, message: &str) -> Reply {
+        Reply { status, body: serde_json::json!({ "error": message }) }
+    }
+}
+
+impl AdminApi {
+    fn answer(&self, req: &RequestHeader) -> Reply {
+        let snapshot = self.live.snapshot();
+        let token = snapshot.config.admin.as_ref().and_then(|a| a.token.as_deref());
+        if !authorized(req, token) {
+            return Reply::error(401, "a valid Authorization: Bearer token is required");
+        }
+        match (req.method.as_str(), req.uri.path()) {
+            ("GET", "/upstreams") => Reply::ok(upstreams::report(&snapshot)),
+            (_, "/upstreams") => Reply::error(405, "method not allowed"),
+            _ => Reply::error(404, "no such endpoint"),
+        }
+    }
+}
+
+/// Whether `req` bears the token (any request does when none is configured).
+fn authorized(req: &RequestHeader, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    let presented = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
+#[async_trait]
+impl HttpServerApp for AdminApi {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !matches!(session.read_request().await, Ok(true)) {
+            return None;
+        }
+        let reply = self.answer(session.req_header());
+        let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_default();
+        let mut resp = ResponseHeader::build(reply.status, Some(4)).ok()?;
+        resp.insert_header("Content-Type", "application/json").ok()?;
+        resp.insert_header("Content-Length", body.len().to_string()).ok()?;
+        resp.insert_header("Cache-Control", "no-store").ok()?;
+        if reply.status == 401 {
+            resp.insert_header("WWW-Authenticate", "Bearer").ok()?;
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        session.write_response_header(Box::new(resp)).await.ok()?;
+        session.write_response_body(Bytes::from(body), true).await.ok()?;
+        let persistent = pingora::apps::HttpPersistentSettings::for_session(&session);
+        session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, persistent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(auth: Option<&str>) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/upstreams", None).unwrap();
+        if let Some(a) = auth {
+            r.insert_header("Authorization", a).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_accepted() {
+        assert!(authorized(&req(None), None), "no token configured");
+        assert!(authorized(&req(Some("Bearer s3cret")), Some("s3cret")));
+        for wrong in [None, Some("Bearer s3cre"), Some("Bearer s3crett"), Some("s3cret"), Some("Basic s3cret")] {
+            assert!(!authorized(&req(wrong), Some("s3cret")), "{wrong:?}");
+        }
+    }
+}
