@@ -142,3 +142,42 @@ async fn a_stale_pooled_connection_is_retried_on_a_fresh_one() {
     assert_eq!(backend.hits(), requests as usize, "every request reached the backend once");
     assert!(backend.connections() < requests as usize, "connections were reused, so the race was run");
 }
+
+/// A backend that closes a new connection without answering (it restarted, or closed it as
+/// idle the moment it accepted it): an idempotent request gets one more try on a new
+/// connection; a POST is not retried (the backend may have acted on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_closed_before_any_answer_is_retried_once_for_idempotent_requests() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (requests, fail_next) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicBool::new(false)));
+    let (seen, fail) = (requests.clone(), fail_next.clone());
+    // A request on a connection that arrives while `fail_next` is set is read, then the
+    // connection is closed unanswered (health checks send nothing and are not counted).
+    let backend = RawBackend::start(move |mut s| {
+        let (seen, fail) = (seen.clone(), fail.clone());
+        async move {
+            let mut buf = [0u8; 4096];
+            if !matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                return;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            if fail.swap(false, Ordering::SeqCst) {
+                return;
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
+        }
+    });
+    let port = free_port();
+    let pool = Upstream::one(backend.addr).health_check(HealthCheck::new().interval("1h"));
+    let _gw = Wsgate::start_and_wait(&config(port, pool), &[port]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    fail_next.store(true, Ordering::SeqCst);
+    let (status, _, body) = get(addr, "x", "/").await;
+    assert_eq!((status, body.as_str()), (200, "ok"), "retried on a second connection");
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "the first try and the retry");
+    fail_next.store(true, Ordering::SeqCst);
+    let post = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx";
+    assert_eq!(http_request(addr, post).await.0, 502, "a POST is not retried");
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+}

@@ -224,6 +224,9 @@ impl ProxyHttp for Gateway {
     /// request) fails before anything reached the backend: Pingora then marks the error
     /// retryable, and the request is retried on a new connection, to the same backend if
     /// selection picks it again. Only connect failures exclude a backend (`fail_to_connect`).
+    /// A new connection the backend closed before answering (closed as idle the moment it
+    /// was accepted, under load) gets one more try on a new connection, as nginx's
+    /// `proxy_next_upstream error` retries idempotent requests.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -234,12 +237,19 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         // Pingora's default retry policy (idempotent requests on reused connections only).
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
-            e.set_retry(false);
-        } else {
+        let idempotent = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+        if idempotent {
             e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
         }
-        if client_reused && e.retry() {
+        let unanswered = e.etype() == &ErrorType::ConnectionClosed && session.response_written().is_none();
+        let once_more = idempotent && !e.retry() && unanswered && !ctx.attempts.retried_unanswered;
+        if once_more {
+            ctx.attempts.retried_unanswered = true;
+            e.set_retry(true);
+        }
+        if (client_reused || once_more) && e.retry() {
             debug!(
                 "pooled connection to {} was closed by the backend ({:?}); retrying on a new connection",
                 peer.address(),

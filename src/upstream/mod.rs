@@ -39,6 +39,8 @@ pub(crate) struct Attempts {
     /// The last attempt failed on a pooled connection the backend had already closed, so
     /// the next one must not take another pooled connection (it may be just as stale).
     pub(crate) needs_fresh: bool,
+    /// A new connection was closed before any answer and the request retried once more.
+    pub(crate) retried_unanswered: bool,
     /// How the last excluded backend failed: the answer once no backend is left.
     last_failure: Option<Failure>,
 }
