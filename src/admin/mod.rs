@@ -8,10 +8,10 @@
 mod upstreams;
 
 use crate::lifecycle::reload::Live;
+use crate::telemetry::admin::respond;
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::apps::{HttpServerApp, ReusedHttpStream};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
@@ -75,18 +75,12 @@ impl HttpServerApp for AdminApi {
         }
         let reply = self.answer(session.req_header());
         let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_default();
-        let mut resp = ResponseHeader::build(reply.status, Some(4)).ok()?;
-        resp.insert_header("Content-Type", "application/json").ok()?;
-        resp.insert_header("Content-Length", body.len().to_string()).ok()?;
-        resp.insert_header("Cache-Control", "no-store").ok()?;
+        let mut headers = vec![("Content-Type", "application/json")];
         if reply.status == 401 {
-            resp.insert_header("WWW-Authenticate", "Bearer").ok()?;
+            headers.push(("WWW-Authenticate", "Bearer"));
         }
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        session.write_response_header(Box::new(resp)).await.ok()?;
-        session.write_response_body(Bytes::from(body), true).await.ok()?;
-        let persistent = pingora::apps::HttpPersistentSettings::for_session(&session);
-        session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, persistent))
+        let shutting_down = *shutdown.borrow();
+        respond(session, reply.status, &headers, body, shutting_down).await
     }
 }
 

@@ -51,17 +51,31 @@ impl HttpServerApp for AdminApp {
         let shutting_down = *shutdown.borrow();
         let req = session.req_header();
         let (status, content_type, body) = self.answer(&req.method, req.uri.path(), shutting_down);
-        let head_only = req.method == http::Method::HEAD;
-        let mut resp = ResponseHeader::build(status, Some(3)).ok()?;
-        resp.insert_header("Content-Type", content_type).ok()?;
-        resp.insert_header("Content-Length", body.len().to_string()).ok()?;
-        resp.insert_header("Cache-Control", "no-store").ok()?;
-        session.set_keepalive(if shutting_down { None } else { Some(60) });
-        session.write_response_header(Box::new(resp)).await.ok()?;
-        if !head_only {
-            session.write_response_body(Bytes::from(body), true).await.ok()?;
-        }
-        let persistent = pingora::apps::HttpPersistentSettings::for_session(&session);
-        session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, persistent))
+        respond(session, status, &[("Content-Type", content_type)], body, shutting_down).await
     }
+}
+
+/// Writes a complete, uncached answer on an operator listener (metrics, admin API) and
+/// hands the connection back for its next request unless the process is shutting down.
+pub(crate) async fn respond(
+    mut session: ServerSession,
+    status: u16,
+    headers: &[(&'static str, &str)],
+    body: Vec<u8>,
+    shutting_down: bool,
+) -> Option<ReusedHttpStream> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let mut resp = ResponseHeader::build(status, Some(2 + headers.len())).ok()?;
+    for (name, value) in headers {
+        resp.insert_header(*name, *value).ok()?;
+    }
+    resp.insert_header("Content-Length", body.len().to_string()).ok()?;
+    resp.insert_header("Cache-Control", "no-store").ok()?;
+    session.set_keepalive(if shutting_down { None } else { Some(60) });
+    session.write_response_header(Box::new(resp)).await.ok()?;
+    if !head_only {
+        session.write_response_body(Bytes::from(body), true).await.ok()?;
+    }
+    let persistent = pingora::apps::HttpPersistentSettings::for_session(&session);
+    session.finish().await.ok().flatten().map(|s| ReusedHttpStream::from_reusable_stream(s, persistent))
 }

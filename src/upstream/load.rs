@@ -139,7 +139,9 @@ impl Loads {
 
     /// `Some` while a backend of the pool may be ramping up (slow start).
     pub(crate) fn ramping(&self) -> Option<()> {
-        (now_ms() < self.ramp_until.load(Ordering::Relaxed)).then_some(())
+        // Without slow start (or long after the last entry) no clock is read per request.
+        let until = self.ramp_until.load(Ordering::Relaxed);
+        (until != 0 && now_ms() < until).then_some(())
     }
 
     /// A backend enters rotation at `at`: with slow start, the pool ramps until the window
@@ -203,6 +205,11 @@ impl Loads {
     /// Open sessions on `addr`.
     pub(crate) fn sessions(&self, addr: &SocketAddr) -> usize {
         self.backends.load().get(addr).map_or(0, |b| b.sessions.load(Ordering::Relaxed))
+    }
+
+    /// In-flight HTTP requests on `addr`.
+    pub(crate) fn requests(&self, addr: &SocketAddr) -> usize {
+        self.backends.load().get(addr).map_or(0, |b| b.requests.load(Ordering::Relaxed))
     }
 
     /// Open sessions on `addr` that are staying (not told to move).

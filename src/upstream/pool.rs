@@ -160,7 +160,7 @@ impl Pool {
                     healthy,
                     in_rotation: healthy && self.loads.in_rotation(&address),
                     sessions: self.loads.sessions(&address),
-                    requests: self.loads.load(&address) - self.loads.sessions(&address),
+                    requests: self.loads.requests(&address),
                 })
             })
             .collect()
