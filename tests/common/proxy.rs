@@ -13,9 +13,40 @@ use super::config::ConfigText;
 const POLL: Duration = Duration::from_millis(20);
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A free loopback TCP port (bound on 127.0.0.1:0, then released).
+/// A free loopback TCP port for wsgate to bind later. Taken below the kernel's ephemeral
+/// range, so no client socket or `bind(0)` can take it between this check and wsgate's bind
+/// (a port from `bind(0)` was once reused by a test's own outgoing connection); a counter
+/// seeded by the pid keeps tests of one binary, and binaries run one after another, apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = below_ephemeral_range();
+    if high <= low + 1000 {
+        return TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port();
+    }
+    let span = u32::from(high - low);
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(7919) % span + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..2000 {
+        let port = low + (NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high} after 2000 tries");
+}
+
+/// Ports from 10000 up to the start of `ip_local_port_range` (32768 when it cannot be read).
+fn below_ephemeral_range() -> (u16, u16) {
+    let start = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10000, start)
 }
 
 pub fn wsgate_bin() -> &'static str {
