@@ -102,7 +102,7 @@ pub fn wait_ready(pid_file: &Path, timeout: Duration) -> Result<u32, String> {
 /// The pid of the process `wsgate -d` was started as: after it forks, the parent that waits
 /// for its daemon's readiness signal.
 static WAITING_PARENT: AtomicI32 = AtomicI32::new(0);
-/// Set in that process once it has forked.
+/// Set in that process when it forks (just before).
 static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// For `wsgate -d` with Pingora's `daemon_wait_for_ready`: makes the daemon's "ready for the
@@ -125,14 +125,16 @@ pub fn release_parent_on_ready_signal() {
             libc::raise(signal);
         }
     }
-    extern "C" fn after_fork_in_parent() {
+    // Set before the fork, not in the parent after it: the daemon may run and signal before
+    // the parent returns from fork (CI met it: the parent killed by SIGUSR1 with FORKED unset).
+    extern "C" fn before_fork() {
         FORKED.store(true, Ordering::SeqCst);
     }
     WAITING_PARENT.store(std::process::id() as i32, Ordering::SeqCst);
     // SAFETY: both callbacks only touch atomics or make async-signal-safe calls; nothing in
     // wsgate or Pingora uses SIGUSR1 before Pingora's own handler.
     unsafe {
-        libc::pthread_atfork(None, Some(after_fork_in_parent), None);
+        libc::pthread_atfork(Some(before_fork), None, None);
         libc::signal(libc::SIGUSR1, on_ready_signal as *const () as libc::sighandler_t);
     }
 }
