@@ -383,7 +383,11 @@ fn every_key_the_config_builder_writes_is_one_wsgate_accepts() {
                     .allowed_origins(["https://example.com"])
                     .max_message_bytes(1 << 20)
                     .max_sessions(100)
-                    .max_lifetime("24h"),
+                    .max_lifetime("24h")
+                    .keepalive("30s", "10s")
+                    .client_messages_per_second(50.0, 200.0)
+                    .client_bytes_per_second("1MiB", "4MiB")
+                    .on_rate_exceeded("close"),
             ),
         )
         .route(Route::to("dns").path_prefix("/dns"))

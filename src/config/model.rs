@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::raw::{HealthCheckKind, OnBackendDown};
+pub use super::raw::{HealthCheckKind, OnBackendDown, OnRateExceeded};
 
 #[derive(Debug)]
 pub struct Config {
@@ -263,6 +263,34 @@ pub struct WebSocketPolicy {
     pub max_sessions: Option<usize>,
     /// A session older than this (each its own, jittered ±10%) is closed with 1001.
     pub max_lifetime: Option<Duration>,
+    /// Pings to a silent side and dead-peer detection; `None`: off.
+    pub keepalive: Option<Keepalive>,
+    /// Token buckets on what each session's client sends.
+    pub client_rate: ClientRate,
+}
+
+/// `ping_interval` / `ping_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keepalive {
+    /// A side silent this long gets a Ping.
+    pub interval: Duration,
+    /// A side silent this long after wsgate's Ping is dead.
+    pub timeout: Duration,
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+/// `client_messages_per_second`, `client_bytes_per_second`, `on_rate_exceeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClientRate {
+    pub messages: Option<Bucket>,
+    pub bytes: Option<Bucket>,
+    pub on_exceeded: OnRateExceeded,
 }
 
 /// Unit-test fixtures: what the pure modules' tests build routes from.
@@ -277,6 +305,8 @@ impl WebSocketPolicy {
             max_message_bytes: 1 << 20,
             max_sessions: None,
             max_lifetime: None,
+            keepalive: None,
+            client_rate: ClientRate::default(),
         }
     }
 }

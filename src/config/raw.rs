@@ -303,6 +303,37 @@ pub(crate) struct RawWebSocket {
     pub(crate) max_sessions: Option<usize>,
     #[serde(default)]
     pub(crate) max_lifetime: Option<ConfigDuration>,
+    #[serde(default)]
+    pub(crate) ping_interval: Option<ConfigDuration>,
+    #[serde(default)]
+    pub(crate) ping_timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    pub(crate) client_messages_per_second: Option<RawRate<f64>>,
+    #[serde(default)]
+    pub(crate) client_bytes_per_second: Option<RawRate<bytesize::ByteSize>>,
+    #[serde(default)]
+    pub(crate) on_rate_exceeded: Option<OnRateExceeded>,
+}
+
+/// `{rate: R, burst: B}`: a token bucket (burst defaults to one second's worth).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate<T> {
+    pub(crate) rate: T,
+    #[serde(default)]
+    pub(crate) burst: Option<T>,
+}
+
+/// `websocket.on_rate_exceeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRateExceeded {
+    /// Stop reading from the client until its bucket refills (TCP back-pressure does the
+    /// rest: nothing is dropped or reordered).
+    #[default]
+    Throttle,
+    /// Close the session: 1008 to the client, 1001 to the backend.
+    Close,
 }
 
 /// `on_backend_down`.

@@ -22,6 +22,8 @@ pub(crate) struct Metrics {
     pub(crate) ws_bytes: IntCounterVec,
     pub(crate) ws_closes: IntCounterVec,
     pub(crate) ws_protocol_errors: IntCounterVec,
+    pub(crate) ws_dead_peers: IntCounterVec,
+    pub(crate) ws_rate_limited: IntCounterVec,
     pub(crate) backend_healthy: IntGaugeVec,
     pub(crate) backend_sessions: IntGaugeVec,
     pub(crate) queue_wait: HistogramVec,
@@ -169,6 +171,16 @@ impl Metrics {
                 "Sessions failed with Close 1002 because a peer's frames broke RFC 6455, by the direction of the offending frame.",
                 &["route", "upstream", "direction"],
             ),
+            ws_dead_peers: counter(
+                "wsgate_websocket_dead_peers_total",
+                "Sessions closed because a side answered nothing to wsgate's keepalive Ping within ping_timeout.",
+                &["route", "upstream", "side"],
+            ),
+            ws_rate_limited: counter(
+                "wsgate_websocket_rate_limited_total",
+                "Times a client went over its message or byte rate: reading paused (throttle) or session closed with 1008 (close).",
+                &["route", "upstream", "action"],
+            ),
             backend_healthy: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_healthy", "1 while a backend is in rotation, 0 otherwise."), &["upstream", "backend"])
                 .expect("valid metric definition"),
             backend_sessions: IntGaugeVec::new(Opts::new("wsgate_upstream_backend_sessions", "Open WebSocket sessions on a backend."), &["upstream", "backend"])
@@ -197,6 +209,8 @@ impl Metrics {
             Box::new(m.ws_bytes.clone()),
             Box::new(m.ws_closes.clone()),
             Box::new(m.ws_protocol_errors.clone()),
+            Box::new(m.ws_dead_peers.clone()),
+            Box::new(m.ws_rate_limited.clone()),
             Box::new(m.backend_healthy.clone()),
             Box::new(m.backend_sessions.clone()),
             Box::new(m.queue_wait.clone()),

@@ -35,6 +35,11 @@ pub(crate) fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
 }
 
+/// The instant `ms` milliseconds into that clock.
+pub(crate) fn at_ms(ms: u64) -> Instant {
+    epoch() + Duration::from_millis(ms)
+}
+
 impl Activity {
     pub(crate) fn new() -> Arc<Activity> {
         let activity = Arc::new(Activity::default());
@@ -42,7 +47,11 @@ impl Activity {
         activity
     }
     pub(crate) fn touch(&self) {
-        self.0.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.set(now_ms());
+    }
+    /// A byte moved at `ms` (from `now_ms`).
+    pub(crate) fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::Relaxed);
     }
     pub(crate) fn last(&self) -> Instant {
         epoch() + Duration::from_millis(self.0.load(Ordering::Relaxed))

@@ -4,7 +4,12 @@
 //! stream split at any byte, never buffer or copy payloads, and cost O(frames) per chunk.
 //! It checks framing (§5.2, §5.4, §5.5) and, with `Rules`, masking (§5.1) and the RSV bits
 //! the session's negotiated extensions allow (§5.2; RFC 7692 §6 for permessage-deflate's
-//! RSV1), but not UTF-8 (that needs the payload, which it skips).
+//! RSV1), but not UTF-8 (that needs the payload, which it skips). The only payload bytes
+//! it reads are a Close's status code and, with `Rules::own_pongs`, a Pong that may answer
+//! wsgate's own keepalive Ping.
+
+mod encode;
+pub use encode::{close_frame, ping_frame, ping_payload, PING_LEN};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpCode {
@@ -47,6 +52,8 @@ pub enum FrameEvent {
     Message { opcode: OpCode, bytes: u64 },
     /// A Close frame's payload has been fully passed; `code` is `None` for an empty payload.
     Close { code: Option<u16> },
+    /// A Pong answering wsgate's own Ping (`Rules::own_pongs`) has been fully passed.
+    OwnPong,
     /// The stream broke RFC 6455 framing; the reader yields nothing more.
     Malformed(&'static str),
 }
@@ -71,11 +78,13 @@ pub struct Rules {
     pub rsv_message: u8,
     /// RSV bits allowed on every other frame (continuations, control frames).
     pub rsv_other: u8,
+    /// Report Pongs carrying wsgate's Ping payload as `OwnPong` (keepalive is on).
+    pub own_pongs: bool,
 }
 
 impl Rules {
     /// Anything §5 allows: either masking, any RSV bits.
-    pub const ANY: Rules = Rules { masked: None, rsv_message: 0x70, rsv_other: 0x70 };
+    pub const ANY: Rules = Rules { masked: None, rsv_message: 0x70, rsv_other: 0x70, own_pongs: false };
 
     /// The rules for a session's two directions: the client masks, the server does not,
     /// and RSV bits depend on what the handshake negotiated.
@@ -86,7 +95,7 @@ impl Rules {
             Extensions::Deflate => (0x40, 0),
             Extensions::Unknown => (0x70, 0x70),
         };
-        let rules = |masked| Rules { masked: Some(masked), rsv_message, rsv_other };
+        let rules = |masked| Rules { masked: Some(masked), rsv_message, rsv_other, own_pongs: false };
         (rules(true), rules(false))
     }
 }
@@ -118,6 +127,8 @@ pub struct FrameReader {
     payload_len: u64,
     remaining: u64,
     close_code: [u8; 2],
+    /// The current frame is a Pong of wsgate's Ping's length, still matching its payload.
+    own_pong: bool,
     // The current data message: its opcode and payload so far (§5.4).
     message: Option<OpCode>,
     message_len: u64,
@@ -151,6 +162,7 @@ impl FrameReader {
             payload_len: 0,
             remaining: 0,
             close_code: [0; 2],
+            own_pong: false,
             message: None,
             message_len: 0,
             fragmented: false,
@@ -202,11 +214,16 @@ impl FrameReader {
                 }
                 State::Payload => {
                     let done = self.payload_len - self.remaining;
-                    if self.opcode == OpCode::Close && done < 2 {
+                    if (self.opcode == OpCode::Close && done < 2) || self.own_pong {
                         // §5.5.1: the first two payload bytes are the status code; §5.3: unmask.
                         let k = done as usize;
-                        let unmask = if self.masked { self.mask[k] } else { 0 };
-                        self.close_code[k] = chunk[i] ^ unmask;
+                        let unmask = if self.masked { self.mask[k % 4] } else { 0 };
+                        let b = chunk[i] ^ unmask;
+                        if self.opcode == OpCode::Close {
+                            self.close_code[k] = b;
+                        } else {
+                            self.own_pong = ping_payload()[k] == b;
+                        }
                         i += 1;
                         self.remaining -= 1;
                     } else {
@@ -244,6 +261,12 @@ impl FrameReader {
         } else {
             0
         }
+    }
+
+    /// True inside the payload of what may be a Pong answering wsgate's Ping: the tunnel
+    /// holds such a frame back until it knows.
+    pub fn in_own_pong(&self) -> bool {
+        self.state == State::Payload && self.own_pong
     }
 
     /// True when the next byte fed will be the first byte of a frame header.
@@ -334,6 +357,7 @@ impl FrameReader {
         }
         self.payload_len = payload_len;
         self.remaining = payload_len;
+        self.own_pong = self.rules.own_pongs && self.opcode == OpCode::Pong && payload_len == PING_LEN as u64;
         self.hlen = 0;
         self.need = 2;
         self.state = State::Payload;
@@ -362,6 +386,7 @@ impl FrameReader {
                 let code = (self.payload_len >= 2).then(|| u16::from_be_bytes(self.close_code));
                 Some(FrameEvent::Close { code })
             }
+            OpCode::Pong if std::mem::take(&mut self.own_pong) => Some(FrameEvent::OwnPong),
             OpCode::Text | OpCode::Binary | OpCode::Continuation if self.fin => {
                 let opcode = self.message.take().unwrap_or(self.opcode);
                 self.fragmented = false;
@@ -370,33 +395,6 @@ impl FrameReader {
             _ => None,
         }
     }
-}
-
-/// Encodes a Close frame (§5.5.1) with `code` and `reason`, the reason cut at a char
-/// boundary so the payload fits a control frame's 125 bytes. `mask`: `Some(key)` for
-/// client-to-server frames (§5.3 requires them masked), `None` for server-to-client.
-pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut end = reason.len().min(125 - 2);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let reason = &reason.as_bytes()[..end];
-    let payload_len = 2 + reason.len();
-    let mut out = Vec::with_capacity(2 + 4 + payload_len);
-    out.push(0x80 | 0x8);
-    out.push(payload_len as u8 | if mask.is_some() { 0x80 } else { 0 });
-    if let Some(key) = mask {
-        out.extend_from_slice(&key);
-    }
-    let start = out.len();
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(reason);
-    if let Some(key) = mask {
-        for (i, b) in out[start..].iter_mut().enumerate() {
-            *b ^= key[i % 4];
-        }
-    }
-    out
 }
 
 #[cfg(test)]

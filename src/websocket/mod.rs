@@ -13,6 +13,7 @@
 mod backend;
 pub mod frames;
 pub mod handshake;
+mod keepalive;
 mod pump;
 mod session;
 mod shared;

@@ -8,13 +8,18 @@
 //! that breaks framing fails the connection (§7.1.7): nothing from the offending frame on
 //! is forwarded, the offender gets Close 1002 and the other peer Close 1001.
 
-use super::frames::{close_frame, FrameEvent, FrameReader, OpCode};
+mod write;
+
+use super::frames::{FrameEvent, FrameReader, OpCode};
+use super::keepalive;
 use super::shared::{CloseRequest, Direction, Initiator, Shared, PROTOCOL_ERROR};
-use futures_util::FutureExt;
+use crate::upstream::moves::now_ms;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+pub(super) use write::Stalled;
+use write::{close_to_peer, ping_to_peer, write_now};
 
 /// A direction starts with a small buffer (idle sessions are the common case) and doubles
 /// it, up to the maximum, whenever a read fills it (bulk transfers).
@@ -50,6 +55,10 @@ struct Scan {
     malformed: Option<(usize, &'static str)>,
     /// The first Close frame: its start, its end and its code.
     close: Option<(usize, usize, Option<u16>)>,
+    /// Pongs answering wsgate's Pings: their starts and ends.
+    pongs: Vec<(usize, usize)>,
+    /// Start of the frame the chunk ends in (or after).
+    open_frame: usize,
 }
 
 /// What to do with a chunk read in the `Open` state.
@@ -69,6 +78,8 @@ enum Woke {
     Read(usize),
     CloseRequested,
     Quiet,
+    /// The peer this pump writes to owes wsgate an answer to a Ping.
+    PingDue,
 }
 
 struct Pump<'a> {
@@ -76,10 +87,14 @@ struct Pump<'a> {
     shared: &'a Shared,
     frames: FrameReader,
     buf: Vec<u8>,
-    /// `buf[..held]` is the start of a frame header cut by the last read: already shown to
-    /// `frames`, not forwarded yet.
+    /// `buf[..held]` is the start of a frame cut by the last read (a header, or what may be
+    /// the Pong answering wsgate's Ping): already shown to `frames`, not forwarded yet.
     held: usize,
     state: State,
+    /// Keepalive is on: the sender's bytes prove it alive, its receiver may owe a Ping.
+    keepalive: bool,
+    /// The peer this pump writes to.
+    receiver: Initiator,
 }
 
 /// Copies `reader` to `writer` until end of stream (then half-closes `writer`) or, once
@@ -96,6 +111,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let receiver = if direction.sender == Initiator::Backend { Initiator::Client } else { Initiator::Backend };
     let mut pump = Pump {
         direction,
         shared,
@@ -103,6 +119,8 @@ where
         buf: vec![0; BUFFER_START.max(early.len())],
         held: 0,
         state: State::Open,
+        keepalive: shared.keepalive.is_some(),
+        receiver,
     };
     let mut early = (!early.is_empty()).then_some(early);
     // Built once: a future per read would cost more than the read itself on small messages.
@@ -111,16 +129,12 @@ where
         let _ = close_requests.changed().await;
     };
     tokio::pin!(close_requested);
+    let ping_wake = &shared.liveness(receiver).wake;
+    let ping_due = ping_wake.notified();
+    tokio::pin!(ping_due);
     let mut close_seen = false;
     loop {
-        if let (State::Open, Some(request), Some(0)) =
-            (pump.state, shared.close_request(), pump.frames.bytes_to_boundary())
-        {
-            pump.send_own_close(&mut writer, request).await?;
-        }
-        // The sender stopped reading and is being dropped: no answer will come from it.
-        if pump.state != State::Open && shared.close_request().is_some_and(|r| r.abandons(direction.sender)) {
-            let _ = writer.shutdown().await;
+        if pump.before_read(&mut writer).await? {
             return Ok(());
         }
         let n = match early.take() {
@@ -130,7 +144,7 @@ where
             }
             None => {
                 let watch = pump.state == State::Open && !close_seen && shared.close_request().is_none();
-                match pump.wait(&mut reader, close_requested.as_mut(), watch).await? {
+                match pump.wait(&mut reader, close_requested.as_mut(), watch, ping_due.as_mut()).await? {
                     Woke::Read(n) => n,
                     Woke::CloseRequested => {
                         close_seen = true;
@@ -138,6 +152,10 @@ where
                     }
                     Woke::Quiet => {
                         pump.shrink();
+                        continue;
+                    }
+                    Woke::PingDue => {
+                        ping_due.set(ping_wake.notified());
                         continue;
                     }
                 }
@@ -172,31 +190,90 @@ impl Pump<'_> {
         reader: &mut R,
         close_requested: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
         watch: bool,
+        ping_due: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> io::Result<Woke> {
         let big = self.buf.len() > BUFFER_START;
+        let pinging = self.keepalive && watch;
         Ok(tokio::select! {
             read = reader.read(&mut self.buf[self.held..]) => Woke::Read(read?),
             _ = close_requested, if watch => Woke::CloseRequested,
+            _ = ping_due, if pinging => Woke::PingDue,
             _ = quiet(big) => Woke::Quiet,
         })
     }
 
+    /// What happens between reads: wsgate's Close or Ping at a frame boundary, and the end
+    /// of a direction whose peer is abandoned. True when this direction is done.
+    async fn before_read<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<bool> {
+        let request = self.shared.close_request();
+        let sender = self.direction.sender;
+        // A dead receiver gets nothing more; a dead sender's frame will never end, so the
+        // receiver gets wsgate's Close only if it is between frames.
+        if let Some(r) = request.filter(|r| r.silent && (r.abandons(self.receiver) || r.abandons(sender))) {
+            if r.abandons(sender) && self.state == State::Open && self.at_boundary() {
+                self.send_own_close(writer, r).await?;
+            }
+            let _ = writer.shutdown().await;
+            return Ok(true);
+        }
+        if let (State::Open, Some(request), Some(0)) = (self.state, request, self.frames.bytes_to_boundary()) {
+            self.send_own_close(writer, request).await?;
+        }
+        // The sender stopped reading and is being dropped: no answer will come from it.
+        if self.state != State::Open && request.is_some_and(|r| r.abandons(sender)) {
+            let _ = writer.shutdown().await;
+            return Ok(true);
+        }
+        if self.state == State::Open && request.is_none() && self.ping_due() && self.at_boundary() {
+            self.send_ping(writer).await?;
+        }
+        Ok(false)
+    }
+
+    /// What has been forwarded ends on a frame boundary: between frames, or with the start
+    /// of a frame held back.
+    fn at_boundary(&self) -> bool {
+        self.held > 0 || self.frames.bytes_to_boundary() == Some(0)
+    }
+
+    fn ping_due(&self) -> bool {
+        self.keepalive && self.shared.liveness(self.receiver).ping_due()
+    }
+
+    async fn send_ping<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
+        write_now(writer, &ping_to_peer(self.direction.sender), self.direction.send_timeout).await?;
+        self.shared.liveness(self.receiver).ping_sent(now_ms());
+        Ok(())
+    }
+
     /// Handles the `n` bytes just read after `buf[..held]`. True when this direction is done.
     async fn process<W: AsyncWrite + Unpin>(&mut self, n: usize, writer: &mut W) -> io::Result<bool> {
-        self.shared.touch();
-        let end = self.held + n;
+        let now = now_ms();
+        if self.keepalive {
+            self.shared.liveness(self.direction.sender).heard(now);
+        }
+        let mut end = self.held + n;
         // Where the frame in flight ends: inside a payload, after its rest; in a header, the
         // frame starts at 0 (its first bytes are the held ones).
-        let first_boundary = self
+        let mut first_boundary = self
             .frames
             .bytes_to_boundary()
             .map_or(0, |r| self.held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
         let requested = self.shared.close_request().filter(|_| self.state == State::Open && first_boundary <= end);
-        let scan = self.scan(end, requested.map(|_| first_boundary));
+        let mut scan = self.scan(end, requested.map(|_| first_boundary));
+        if !scan.pongs.is_empty() {
+            first_boundary = self.cut_own_pongs(&mut scan, &mut end, first_boundary);
+        }
+        // Answers to wsgate's Pings are not traffic: they do not hold off the idle timeout.
+        let traffic = end > 0;
+        if traffic {
+            self.shared.activity.set(now);
+        }
         let (forwarded, done) = match self.state {
             State::Open => {
                 let action = self.decide(&scan, requested.map(|r| (first_boundary, r)), end);
-                self.act(action, &scan, writer).await?
+                let ping_at = self.ping_due().then_some(first_boundary);
+                self.act(action, &scan, ping_at, writer).await?
             }
             State::Closing => match scan.close {
                 Some((_, _, code)) => {
@@ -209,8 +286,23 @@ impl Pump<'_> {
         };
         self.keep_held(forwarded, end);
         self.resize(end, n);
-        self.shared.touch();
+        if traffic {
+            self.shared.touch();
+        }
         Ok(done)
+    }
+
+    /// Takes the Pongs answering wsgate's Pings out of `buf[..end]`, moving what `scan`
+    /// found and `first_boundary` with the bytes; the new first boundary.
+    fn cut_own_pongs(&mut self, scan: &mut Scan, end: &mut usize, first_boundary: usize) -> usize {
+        let cuts = std::mem::take(&mut scan.pongs);
+        let at = |p: usize| keepalive::shift(&cuts, p);
+        *end = keepalive::cut(&mut self.buf, &cuts, *end);
+        scan.oversized = scan.oversized.map(at);
+        scan.malformed = scan.malformed.map(|(p, why)| (at(p), why));
+        scan.close = scan.close.map(|(start, stop, code)| (at(start), at(stop), code));
+        scan.open_frame = at(scan.open_frame);
+        at(first_boundary)
     }
 
     /// Feeds `buf[held..end]` to the frame reader and notes what stops forwarding.
@@ -242,17 +334,21 @@ impl Pump<'_> {
                         limit = limit.min(at);
                     }
                 }
+                FrameEvent::OwnPong => scan.pongs.push((frame_start, at)),
                 // The offending frame starts where the previous one ended.
                 FrameEvent::Malformed(why) => scan.malformed = Some((next_start, why)),
             }
         });
+        scan.open_frame = frame_start;
         scan
     }
 
     /// The first thing in the chunk that stops forwarding wins; at equal positions a close
     /// already requested goes first.
     fn decide(&self, scan: &Scan, requested: Option<(usize, CloseRequest)>, end: usize) -> Action {
-        let mut best = (usize::MAX, Action::Forward(end - self.frames.partial_header_len()));
+        // A cut header, or what may be wsgate's Pong, waits for the rest of its frame.
+        let whole = if self.frames.in_own_pong() { scan.open_frame } else { end - self.frames.partial_header_len() };
+        let mut best = (usize::MAX, Action::Forward(whole));
         let mut consider = |at: usize, action: Action| {
             if at < best.0 {
                 best = (at, action);
@@ -279,12 +375,21 @@ impl Pump<'_> {
         &mut self,
         action: Action,
         scan: &Scan,
+        ping_at: Option<usize>,
         writer: &mut W,
     ) -> io::Result<(usize, bool)> {
         let forward = match action {
             Action::Forward(at) | Action::Own(at, _) | Action::Fail(at, _) | Action::Relay(at, _) => at,
         };
-        self.forward(writer, forward, scan.messages).await?;
+        match (&action, ping_at) {
+            // A Ping the receiver is owed goes in at the first frame boundary.
+            (Action::Forward(_), Some(at)) if at <= forward => {
+                self.forward(writer, 0, at, 0).await?;
+                self.send_ping(writer).await?;
+                self.forward(writer, at, forward, scan.messages).await?;
+            }
+            _ => self.forward(writer, 0, forward, scan.messages).await?,
+        }
         match action {
             Action::Forward(_) => {}
             Action::Relay(_, code) => {
@@ -319,14 +424,21 @@ impl Pump<'_> {
         Ok((forward, false))
     }
 
-    async fn forward<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, upto: usize, messages: u64) -> io::Result<()> {
-        if upto > 0 {
-            write_now(writer, &self.buf[..upto], self.direction.send_timeout).await?;
+    /// Writes `buf[from..upto]`, counting it and the `messages` it ends.
+    async fn forward<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        from: usize,
+        upto: usize,
+        messages: u64,
+    ) -> io::Result<()> {
+        if upto > from {
+            write_now(writer, &self.buf[from..upto], self.direction.send_timeout).await?;
         }
-        let flow = self.shared.flow(self.direction.sender);
-        flow.bytes.fetch_add(upto as u64, Ordering::Relaxed);
+        let (flow, bytes) = (self.shared.flow(self.direction.sender), (upto - from) as u64);
+        flow.bytes.fetch_add(bytes, Ordering::Relaxed);
         flow.messages.fetch_add(messages, Ordering::Relaxed);
-        self.direction.meters.bytes.inc_by(upto as u64);
+        self.direction.meters.bytes.inc_by(bytes);
         self.direction.meters.messages.inc_by(messages);
         Ok(())
     }
@@ -369,58 +481,5 @@ impl Pump<'_> {
             self.buf.truncate(BUFFER_START);
             self.buf.shrink_to_fit();
         }
-    }
-}
-
-/// The Close wsgate sends the peer that `sender`'s pump writes to: the backend gets it
-/// masked (§5.3: a client's frames are masked), the client plain.
-fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
-    let reason = match code {
-        super::shared::MESSAGE_TOO_BIG => "message too big",
-        PROTOCOL_ERROR => "protocol error",
-        _ => "going away",
-    };
-    match sender {
-        Initiator::Client => close_frame(code, reason, Some(fastrand::u32(..).to_ne_bytes())),
-        _ => close_frame(code, reason, None),
-    }
-}
-
-/// What a write to a peer that accepted no bytes for `send_timeout` fails with (told apart
-/// from an OS error of kind `TimedOut`, such as a TCP retransmission timeout).
-#[derive(Debug)]
-pub(super) struct Stalled;
-
-impl std::fmt::Display for Stalled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the peer accepted no bytes for send_timeout")
-    }
-}
-
-impl std::error::Error for Stalled {}
-
-impl Stalled {
-    pub(super) fn is(e: &io::Error) -> bool {
-        e.get_ref().is_some_and(|inner| inner.is::<Stalled>())
-    }
-}
-
-/// Writes all of `bytes`; a peer that accepts none of them for `send_timeout` fails it with
-/// `Stalled`. The usual write completes at once and costs no timer.
-async fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, mut bytes: &[u8], send_timeout: Duration) -> io::Result<()> {
-    let stalled = || io::Error::new(io::ErrorKind::TimedOut, Stalled);
-    while !bytes.is_empty() {
-        let n = match writer.write(bytes).now_or_never() {
-            Some(written) => written?,
-            None => tokio::time::timeout(send_timeout, writer.write(bytes)).await.map_err(|_| stalled())??,
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        bytes = &bytes[n..];
-    }
-    match writer.flush().now_or_never() {
-        Some(flushed) => flushed,
-        None => tokio::time::timeout(send_timeout, writer.flush()).await.map_err(|_| stalled())?,
     }
 }

@@ -58,7 +58,9 @@ pub(super) struct OpenSession {
 
 impl OpenSession {
     pub(super) fn new(gw: &Services, up: Upgrade<'_>, client: Endpoint, backend: BackendHandshake) -> OpenSession {
-        let (client_rules, backend_rules) = Rules::session(handshake::negotiated_extensions(&backend.response));
+        let (mut client_rules, mut backend_rules) = Rules::session(handshake::negotiated_extensions(&backend.response));
+        let keepalive = up.route.websocket.keepalive;
+        (client_rules.own_pongs, backend_rules.own_pongs) = (keepalive.is_some(), keepalive.is_some());
         let (route, upstream) = (up.route.name.clone(), up.pool.spec.name.clone());
         let meter = SessionMeter::open(&gw.metrics, &route, &upstream);
         let send_timeout = up.limits.send_timeout;
@@ -92,6 +94,7 @@ impl OpenSession {
             meter,
             ends: Ends {
                 idle_timeout: up.route.websocket.idle_timeout,
+                keepalive,
                 ending: Box::pin(ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved)),
                 activity,
             },
@@ -121,8 +124,14 @@ impl OpenSession {
         if let Some(offender) = stats.protocol_error {
             self.metrics.ws_protocol_errors.with_label_values(&[route, upstream, offender.direction_label()]).inc();
         }
-        if let TunnelEnd::SendTimeout(_) = stats.end {
-            self.limits.refuse(Refusal::SendTimeout);
+        match stats.end {
+            TunnelEnd::SendTimeout(_) => {
+                self.limits.refuse(Refusal::SendTimeout);
+            }
+            TunnelEnd::DeadPeer(side) => {
+                self.metrics.ws_dead_peers.with_label_values(&[route, upstream, side.label()]).inc()
+            }
+            _ => {}
         }
         // Last: a scrape that sees this session's close sees everything else it counted.
         self.metrics.ws_closes.with_label_values(&[route, upstream, initiator, &code]).inc();

@@ -3,7 +3,9 @@
 //! close (`CloseRequest`), which both pumps read.
 
 use super::frames::Rules;
-use crate::upstream::moves::Activity;
+use super::keepalive::Liveness;
+use crate::config::model::Keepalive;
+use crate::upstream::moves::{now_ms, Activity};
 use pingora_prometheus::prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,34 +83,44 @@ pub(super) struct CloseRequest {
     pub(super) to_backend: u16,
     /// A peer that stopped reading: it gets nothing more, and no answer is awaited from it.
     pub(super) abandoned: Option<Initiator>,
+    /// The abandoned peer also stopped sending (it is dead): the rest of its frame in
+    /// flight will never come, so its direction ends without waiting for a boundary.
+    pub(super) silent: bool,
 }
 
 impl CloseRequest {
     pub(crate) fn going_away() -> Self {
-        CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY, abandoned: None }
+        CloseRequest { to_client: GOING_AWAY, to_backend: GOING_AWAY, abandoned: None, silent: false }
     }
     /// The client is told why (1001 or 1012); the backend that its client is going away.
     pub(crate) fn departure(why: Departure) -> Self {
         let to_client = match why {
-            Departure::Drain | Departure::MaxLifetime => GOING_AWAY,
+            Departure::Drain | Departure::MaxLifetime | Departure::DeadPeer => GOING_AWAY,
             Departure::BackendDown | Departure::Rebalance => SERVICE_RESTART,
         };
-        CloseRequest { to_client, to_backend: GOING_AWAY, abandoned: None }
+        CloseRequest { to_client, to_backend: GOING_AWAY, abandoned: None, silent: false }
     }
     pub(crate) fn too_big() -> Self {
-        CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG, abandoned: None }
+        CloseRequest { to_client: MESSAGE_TOO_BIG, to_backend: MESSAGE_TOO_BIG, abandoned: None, silent: false }
     }
     /// §7.1.7: the offender gets 1002; the other peer is told the session is going away.
     pub(crate) fn protocol_error(offender: Initiator) -> Self {
         match offender {
-            Initiator::Backend => CloseRequest { to_client: GOING_AWAY, to_backend: PROTOCOL_ERROR, abandoned: None },
-            _ => CloseRequest { to_client: PROTOCOL_ERROR, to_backend: GOING_AWAY, abandoned: None },
+            Initiator::Backend => {
+                CloseRequest { to_client: GOING_AWAY, to_backend: PROTOCOL_ERROR, abandoned: None, silent: false }
+            }
+            _ => CloseRequest { to_client: PROTOCOL_ERROR, to_backend: GOING_AWAY, abandoned: None, silent: false },
         }
     }
     /// `peer` accepted nothing for `send_timeout`: the other peer is told the session is
     /// going away.
     pub(crate) fn stalled(peer: Initiator) -> Self {
         CloseRequest { abandoned: Some(peer), ..Self::going_away() }
+    }
+    /// `peer` answered nothing to wsgate's Ping: its connection is closed, the other peer is
+    /// told the session is going away.
+    pub(crate) fn dead_peer(peer: Initiator) -> Self {
+        CloseRequest { abandoned: Some(peer), silent: true, ..Self::going_away() }
     }
     pub(crate) fn abandons(self, peer: Initiator) -> bool {
         self.abandoned == Some(peer)
@@ -137,6 +149,8 @@ pub(crate) enum Departure {
     BackendDown,
     /// The backend holds more than its share (1012).
     Rebalance,
+    /// A side answered nothing to wsgate's keepalive Ping (1001 to the other).
+    DeadPeer,
 }
 
 impl Departure {
@@ -146,6 +160,7 @@ impl Departure {
             Departure::MaxLifetime => "max_lifetime",
             Departure::BackendDown => "backend_down",
             Departure::Rebalance => "rebalance",
+            Departure::DeadPeer => "dead_peer",
         }
     }
 }
@@ -164,12 +179,20 @@ pub(super) struct Shared {
     pub(super) close_request: watch::Sender<Option<CloseRequest>>,
     /// Why, when wsgate ended a session that nothing else was closing.
     pub(super) departure: OnceLock<Departure>,
+    /// `ping_interval`/`ping_timeout`, when keepalive is on; each side's liveness.
+    pub(super) keepalive: Option<Keepalive>,
+    pub(super) client_live: Liveness,
+    pub(super) backend_live: Liveness,
 }
 
 impl Shared {
-    pub(super) fn new(activity: Arc<Activity>) -> Self {
-        activity.touch();
+    pub(super) fn new(activity: Arc<Activity>, keepalive: Option<Keepalive>) -> Self {
+        let now = now_ms();
+        activity.set(now);
         Shared {
+            keepalive,
+            client_live: Liveness::new(now),
+            backend_live: Liveness::new(now),
             start: Instant::now(),
             activity,
             first_close: OnceLock::new(),
@@ -186,6 +209,18 @@ impl Shared {
     pub(super) fn depart(&self, why: Departure) {
         if self.first_close.get().is_none() && self.request_close(CloseRequest::departure(why)) {
             let _ = self.departure.set(why);
+        }
+    }
+    /// `side` answered nothing to wsgate's Ping: ends the session, unless it is closing.
+    pub(super) fn dead(&self, side: Initiator) {
+        if self.first_close.get().is_none() && self.request_close(CloseRequest::dead_peer(side)) {
+            let _ = self.departure.set(Departure::DeadPeer);
+        }
+    }
+    pub(super) fn liveness(&self, side: Initiator) -> &Liveness {
+        match side {
+            Initiator::Backend => &self.backend_live,
+            _ => &self.client_live,
         }
     }
     pub(crate) fn touch(&self) {

@@ -12,9 +12,11 @@
 //! at the end of the frame in flight, forwards nothing more and waits for that peer's Close
 //! reply; the tunnel ends once both replies are in or `CLOSING_TIMEOUT` has passed.
 
+use super::keepalive;
 use super::pump;
 use super::shared::{CloseRequest, Shared};
 pub(crate) use super::shared::{Departure, Direction, Initiator, Meters};
+use crate::config::model::Keepalive;
 use crate::upstream::moves::Activity;
 use pingora::protocols::Stream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
 /// How long a session closing on wsgate's initiative waits for both peers' Close replies.
 const CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once a peer is found dead, the other gets this long to take wsgate's Close.
+const DEAD_PEER_LINGER: Duration = Duration::from_secs(1);
 /// Why a tunnel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TunnelEnd {
@@ -37,6 +41,8 @@ pub(crate) enum TunnelEnd {
     Error(String),
     /// This peer accepted no bytes for `send_timeout` while wsgate held some for it.
     SendTimeout(Initiator),
+    /// This peer answered nothing to wsgate's keepalive Ping within `ping_timeout`.
+    DeadPeer(Initiator),
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +65,8 @@ pub(crate) struct TunnelStats {
 /// rebalancer reads too), and `ending`, wsgate's own decision.
 pub(crate) struct Ends<F> {
     pub(crate) idle_timeout: Duration,
+    /// Pings to a silent side, and when it counts as dead.
+    pub(crate) keepalive: Option<Keepalive>,
     pub(crate) ending: F,
     pub(crate) activity: Arc<Activity>,
 }
@@ -94,15 +102,16 @@ pub(crate) async fn run(
     downstream_dir: &Direction,
     ends: Ends<impl std::future::Future<Output = Departure>>,
 ) -> TunnelStats {
-    let Ends { idle_timeout, ending, activity } = ends;
-    let shared = Shared::new(activity);
+    let Ends { idle_timeout, keepalive, ending, activity } = ends;
+    let shared = Shared::new(activity, keepalive);
     let (client_read, client_write) = tokio::io::split(client.stream);
     let (backend_read, backend_write) = tokio::io::split(backend.stream);
     let upstream = pump::run(client_read, backend_write, client.early, upstream_dir, &shared);
     let downstream = pump::run(backend_read, client_write, backend.early, downstream_dir, &shared);
     let end = supervise(upstream, downstream, ending, idle_timeout, &shared).await;
-    let end = match shared.close_request().and_then(|r| r.abandoned) {
-        Some(peer) => TunnelEnd::SendTimeout(peer),
+    let end = match shared.close_request().and_then(|r| r.abandoned.map(|peer| (peer, r.silent))) {
+        Some((peer, true)) => TunnelEnd::DeadPeer(peer),
+        Some((peer, false)) => TunnelEnd::SendTimeout(peer),
         None => end,
     };
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -140,8 +149,19 @@ async fn supervise(
             }
             linger_until.get_or_insert_with(|| Instant::now() + HALF_CLOSE_LINGER.min(idle_timeout));
         }
-        let idle_deadline = shared.last() + idle_timeout;
-        let deadline = tokio::time::Instant::from_std(linger_until.map_or(idle_deadline, |l| l.min(idle_deadline)));
+        let mut deadline = shared.last() + idle_timeout;
+        if let Some(keepalive) = shared.keepalive.filter(|_| linger_until.is_none() && shared.close_request().is_none())
+        {
+            match keepalive::check(&shared.client_live, &shared.backend_live, &keepalive) {
+                Ok(at) => deadline = deadline.min(at),
+                Err(dead) => {
+                    log::debug!("{dead:?} answered nothing to wsgate's Ping; closing the session");
+                    shared.dead(dead);
+                    linger_until = Some(Instant::now() + DEAD_PEER_LINGER);
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::from_std(linger_until.map_or(deadline, |l| l.min(deadline)));
         tokio::select! {
             result = &mut upstream, if !up_done => {
                 up_done = true;
@@ -177,5 +197,7 @@ async fn supervise(
     TunnelEnd::Closed
 }
 
+#[cfg(test)]
+mod keepalive_tests;
 #[cfg(test)]
 mod tests;

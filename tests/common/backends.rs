@@ -52,6 +52,8 @@ struct Shared {
     connections: AtomicUsize,
     sessions: AtomicUsize,
     messages: AtomicUsize,
+    /// Pongs received (answers to Pings nobody but the backend should see).
+    pongs: AtomicUsize,
     /// Codes of the Close frames received (None: a Close without a code).
     close_codes: Mutex<Vec<Option<u16>>>,
     last: Mutex<Option<RecordedRequest>>,
@@ -499,6 +501,9 @@ impl WsBackend {
     }
     /// Handshake request headers of the latest WebSocket connection (lowercased names).
     /// Codes of the Close frames this backend received, in arrival order.
+    pub fn pongs(&self) -> usize {
+        self.shared.pongs.load(Ordering::SeqCst)
+    }
     pub fn close_codes(&self) -> Vec<Option<u16>> {
         self.shared.close_codes.lock().unwrap().clone()
     }
@@ -591,6 +596,9 @@ async fn ws_session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: Arc<Sh
             }
             Message::Close(frame) => {
                 shared.close_codes.lock().unwrap().push(frame.map(|f| u16::from(f.code)));
+            }
+            Message::Pong(_) => {
+                shared.pongs.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }

@@ -742,6 +742,23 @@ pub struct WebSocket {
     max_sessions: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_lifetime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_messages_per_second: Option<Rate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_bytes_per_second: Option<Rate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_rate_exceeded: Option<String>,
+}
+
+/// `{rate, burst}` of a client rate limit (numbers, or sizes such as `1MiB`).
+#[derive(Serialize, Clone, Debug)]
+pub struct Rate {
+    rate: serde_yaml::Value,
+    burst: serde_yaml::Value,
 }
 
 impl WebSocket {
@@ -770,6 +787,22 @@ impl WebSocket {
     }
     pub fn max_lifetime(mut self, d: impl Into<String>) -> WebSocket {
         self.max_lifetime = Some(d.into());
+        self
+    }
+    pub fn keepalive(mut self, interval: impl Into<String>, timeout: impl Into<String>) -> WebSocket {
+        (self.ping_interval, self.ping_timeout) = (Some(interval.into()), Some(timeout.into()));
+        self
+    }
+    pub fn client_messages_per_second(mut self, rate: f64, burst: f64) -> WebSocket {
+        self.client_messages_per_second = Some(Rate { rate: rate.into(), burst: burst.into() });
+        self
+    }
+    pub fn client_bytes_per_second(mut self, rate: &str, burst: &str) -> WebSocket {
+        self.client_bytes_per_second = Some(Rate { rate: rate.into(), burst: burst.into() });
+        self
+    }
+    pub fn on_rate_exceeded(mut self, action: impl Into<String>) -> WebSocket {
+        self.on_rate_exceeded = Some(action.into());
         self
     }
 }

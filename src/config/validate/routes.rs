@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a side may stay silent after wsgate's Ping unless `ping_timeout` says otherwise.
+const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generous enough for any chat or RPC message, small enough that one client cannot make a
 /// backend buffer unbounded data.
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -148,6 +150,47 @@ fn websocket_policy(ws: Option<&raw::RawWebSocket>, path: &KeyPath, problems: &m
         max_message_bytes,
         max_sessions: ws.and_then(|w| w.max_sessions),
         max_lifetime,
+        keepalive: ws.and_then(|w| keepalive(w, path, problems)),
+        client_rate: ws.map(|w| client_rate(w, path, problems)).unwrap_or_default(),
+    }
+}
+
+fn keepalive(ws: &raw::RawWebSocket, path: &KeyPath, problems: &mut Problems) -> Option<Keepalive> {
+    let timeout = ws.ping_timeout.map(|d| d.0);
+    let Some(interval) = ws.ping_interval.map(|d| d.0) else {
+        if timeout.is_some() {
+            problems.push((path.key("ping_timeout"), "needs ping_interval (keepalive is off without it)".into()));
+        }
+        return None;
+    };
+    let timeout = timeout.unwrap_or(DEFAULT_PING_TIMEOUT);
+    for (key, value) in [("ping_interval", interval), ("ping_timeout", timeout)] {
+        if value.is_zero() {
+            problems.push((path.key(key), "must be greater than 0".into()));
+        }
+    }
+    Some(Keepalive { interval, timeout })
+}
+
+fn client_rate(ws: &raw::RawWebSocket, path: &KeyPath, problems: &mut Problems) -> ClientRate {
+    let messages = ws.client_messages_per_second.as_ref().map(|r| (r.rate, r.burst));
+    let bytes =
+        ws.client_bytes_per_second.as_ref().map(|r| (r.rate.as_u64() as f64, r.burst.map(|b| b.as_u64() as f64)));
+    let mut bucket = |key: &str, given: Option<(f64, Option<f64>)>| {
+        let (rate, burst) = given?;
+        let burst = burst.unwrap_or(rate);
+        if !(rate.is_finite() && rate > 0.0) {
+            problems.push((path.key(key).key("rate"), "must be a number greater than 0".into()));
+        }
+        if !(burst.is_finite() && burst >= 1.0) {
+            problems.push((path.key(key).key("burst"), "must be at least 1".into()));
+        }
+        Some(Bucket { rate, burst })
+    };
+    ClientRate {
+        messages: bucket("client_messages_per_second", messages),
+        bytes: bucket("client_bytes_per_second", bytes),
+        on_exceeded: ws.on_rate_exceeded.unwrap_or_default(),
     }
 }
 

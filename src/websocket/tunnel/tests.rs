@@ -4,7 +4,7 @@ use crate::websocket::frames::Rules;
 use pingora_prometheus::prometheus::IntCounter;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
 
-fn direction(sender: Initiator) -> Direction {
+pub(super) fn direction(sender: Initiator) -> Direction {
     let counter = || IntCounter::new("test", "test").unwrap();
     let (client, backend) = Rules::session(super::super::frames::Extensions::None);
     let rules = if sender == Initiator::Client { client } else { backend };
@@ -17,7 +17,7 @@ fn direction(sender: Initiator) -> Direction {
     }
 }
 
-fn endpoint(stream: tokio::io::DuplexStream, early: &[u8]) -> Endpoint {
+pub(super) fn endpoint(stream: tokio::io::DuplexStream, early: &[u8]) -> Endpoint {
     Endpoint { stream: Box::new(stream), early: early.to_vec() }
 }
 
@@ -34,12 +34,12 @@ async fn tunnel(
 
 use crate::websocket::frames::{close_frame, FrameEvent, FrameReader};
 
-fn ends<F>(idle_timeout: Duration, ending: F) -> Ends<F> {
-    Ends { idle_timeout, ending, activity: crate::upstream::moves::Activity::new() }
+pub(super) fn ends<F>(idle_timeout: Duration, ending: F) -> Ends<F> {
+    Ends { idle_timeout, keepalive: None, ending, activity: crate::upstream::moves::Activity::new() }
 }
 
 /// A masked text frame, as a client sends it.
-fn client_text(text: &[u8]) -> Vec<u8> {
+pub(super) fn client_text(text: &[u8]) -> Vec<u8> {
     let key = [1, 2, 3, 4];
     let mut frame = vec![0x81, 0x80 | text.len() as u8];
     frame.extend_from_slice(&key);
@@ -48,7 +48,7 @@ fn client_text(text: &[u8]) -> Vec<u8> {
 }
 
 /// An unmasked frame, as a server sends it.
-fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(super) fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![0x80 | opcode];
     match payload.len() {
         n @ 0..=125 => frame.push(n as u8),
@@ -63,7 +63,7 @@ fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Reads `peer` until a Close frame (or the end of the stream): every event seen and
 /// whether the stream then ended.
-async fn read_until_close(peer: &mut tokio::io::DuplexStream) -> (Vec<FrameEvent>, Vec<u8>) {
+pub(super) async fn read_until_close(peer: &mut tokio::io::DuplexStream) -> (Vec<FrameEvent>, Vec<u8>) {
     let (mut reader, mut events, mut bytes) = (FrameReader::new(), Vec::new(), Vec::new());
     while !events.iter().any(|e| matches!(e, FrameEvent::Close { .. })) {
         let mut chunk = [0u8; 4096];
@@ -80,7 +80,7 @@ async fn read_until_close(peer: &mut tokio::io::DuplexStream) -> (Vec<FrameEvent
     (events, bytes)
 }
 
-async fn at_eof(peer: &mut tokio::io::DuplexStream) -> bool {
+pub(super) async fn at_eof(peer: &mut tokio::io::DuplexStream) -> bool {
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest)).await;
     matches!(read, Ok(Ok(_))) && rest.is_empty()

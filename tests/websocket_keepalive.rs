@@ -1,0 +1,110 @@
+//! Keepalive and dead-peer detection against the real binary: quiet sessions whose peers
+//! answer Pings stay open and never see wsgate's Pongs; a side that answers nothing is
+//! found dead within `ping_interval + ping_timeout`, its connection closed, the other side
+//! given Close 1001.
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const INTERVAL_MS: u64 = 500;
+const TIMEOUT_MS: u64 = 500;
+
+/// wsgate on a new port with keepalive on every route; the config and that port.
+fn config(backend: SocketAddr, metrics_port: u16, log: &std::path::Path) -> (Config, u16) {
+    let port = free_port();
+    let keepalive = WebSocket::new().keepalive(format!("{INTERVAL_MS}ms"), format!("{TIMEOUT_MS}ms"));
+    let cfg = Config::new()
+        .listen(port)
+        .metrics(metrics_port)
+        .access_log(AccessLog::path(log.to_str().unwrap()))
+        .upstream("app", Upstream::one(backend))
+        .route(Route::to("app").websocket(keepalive));
+    (cfg, port)
+}
+
+fn metrics_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[tokio::test]
+async fn quiet_sessions_that_answer_pings_stay_open_and_never_see_wsgates_pongs() {
+    let backend = WsBackend::start("b");
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = config(backend.addr(), free_port(), &dir.path().join("access.jsonl"));
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port]);
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{}/chat", port), &[]).await.unwrap();
+    // Reading answers Pings (tungstenite does); nothing else is sent for 3 intervals.
+    let until = tokio::time::Instant::now() + Duration::from_millis(3 * INTERVAL_MS + 200);
+    let mut pings = 0;
+    while let Ok(next) = tokio::time::timeout_at(until, ws.next()).await {
+        match next {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("only Pings while quiet, got {other:?}"),
+        }
+    }
+    assert!(pings >= 2, "pinged about once per interval: {pings}");
+    assert_eq!(ws_echo_text(&mut ws, "still here").await, "still here", "the session is open");
+    assert_eq!(backend.pongs(), 0, "the backend never sees a Pong meant for wsgate");
+    ws.close(None).await.unwrap();
+    drop(gw);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dead_and_the_backend_gets_1001() {
+    let backend = WsBackend::start("b");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.jsonl");
+    let metrics = free_port();
+    let (cfg, port) = config(backend.addr(), metrics, &log);
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port, metrics]);
+    let addr = format!("127.0.0.1:{}", port).parse().unwrap();
+    let client = ws_upgraded(addr, "/chat", b"").await;
+    let opened = Instant::now();
+    wait_for(metrics_addr(metrics), "wsgate_websocket_sessions_active", &[], Some(1.0)).await;
+    let deadline = opened + Duration::from_secs(5);
+    while backend.close_codes().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = opened.elapsed();
+    assert_eq!(backend.close_codes(), [Some(1001)]);
+    let expected = Duration::from_millis(INTERVAL_MS + TIMEOUT_MS);
+    assert!(took + Duration::from_secs(1) >= expected && took <= expected + Duration::from_secs(1), "{took:?}");
+    let labels = [("side", "client")];
+    wait_for(metrics_addr(metrics), "wsgate_websocket_dead_peers_total", &labels, Some(1.0)).await;
+    wait_for(metrics_addr(metrics), "wsgate_websocket_sessions_active", &[], Some(0.0)).await;
+    let line = access_log_lines(&log, 1).pop().unwrap();
+    assert_eq!(line["websocket"]["reason"], "dead_peer", "{line}");
+    drop((client, gw));
+}
+
+#[tokio::test]
+async fn a_backend_that_answers_nothing_is_dead_and_the_client_gets_1001() {
+    let backend = WsRecorder::start(Vec::new()); // never answers a Ping
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_port();
+    let (cfg, port) = config(backend.addr(), metrics, &dir.path().join("access.jsonl"));
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port, metrics]);
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{}/chat", port), &[]).await.unwrap();
+    let opened = Instant::now();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed in time") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("a Close, got {other:?}"),
+        }
+    };
+    let took = opened.elapsed();
+    assert_eq!(close, Some(1001));
+    let expected = Duration::from_millis(INTERVAL_MS + TIMEOUT_MS);
+    assert!(took + Duration::from_secs(1) >= expected && took <= expected + Duration::from_secs(1), "{took:?}");
+    let session = backend.ended_session("/chat").await;
+    assert!(session.ended, "the backend's connection is closed");
+    assert_eq!(session.frame_count(), 1, "the backend got wsgate's Ping and nothing more: {:?}", session.events());
+    let labels = [("side", "backend")];
+    wait_for(metrics_addr(metrics), "wsgate_websocket_dead_peers_total", &labels, Some(1.0)).await;
+    drop(gw);
+}
