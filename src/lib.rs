@@ -10,6 +10,7 @@
 
 pub(crate) mod admin;
 pub mod config;
+pub mod ctl;
 pub mod lifecycle;
 pub mod listener;
 pub mod proxy;

@@ -1,10 +1,11 @@
 //! wsgate: an HTTP and WebSocket reverse proxy on Pingora.
 
 use wsgate::config;
+use wsgate::ctl::{self, CtlArgs, DEFAULT_CONFIG};
 use wsgate::lifecycle::{ready, server};
 use wsgate::telemetry::logging;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use pingora::server::configuration::Opt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,11 +13,11 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const DEFAULT_CONFIG: &str = "/etc/wsgate/wsgate.yaml";
-
 /// HTTP and WebSocket reverse proxy.
 #[derive(Parser, Debug)]
 #[command(name = "wsgate", version, about, long_about = None)]
+// `wsgate -c FILE ctl ...` would silently ignore that -c (ctl has its own): refuse it.
+#[command(args_conflicts_with_subcommands = true)]
 #[command(mut_arg("conf", |a| a.value_name("FILE").help("The YAML config file [default: /etc/wsgate/wsgate.yaml]")))]
 #[command(mut_arg("test", |a| a.help("Check the config file and exit: 0 if valid, 1 listing every error")))]
 #[command(mut_arg("daemon", |a| a.help("Run in the background")))]
@@ -31,10 +32,24 @@ struct Cli {
     /// ExecStartPost and ExecReload.
     #[arg(long, value_name = "SECONDS")]
     wait_ready: Option<u64>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ask a running wsgate's admin API: upstreams, sessions, drain, enable, close
+    Ctl(CtlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl(args)) = cli.command {
+        // No logger: ctl's own messages are its output, and the server's log format would
+        // only add noise to them.
+        return ctl::run(args);
+    }
     logging::init();
 
     let path = PathBuf::from(cli.pingora.conf.clone().unwrap_or_else(|| DEFAULT_CONFIG.to_string()));
@@ -66,4 +81,33 @@ fn main() -> ExitCode {
     // Reloads re-read the file later, possibly after a daemon changed directory to `/`.
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     server::run(config, path, cli.pingora)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace())
+    }
+
+    #[test]
+    fn the_server_flags_parse_as_before_the_subcommand() {
+        let cli = parse("wsgate -c /tmp/w.yaml").unwrap();
+        assert_eq!((cli.pingora.conf.as_deref(), cli.command.is_none()), (Some("/tmp/w.yaml"), true));
+        let cli = parse("wsgate -t -c w.yaml").unwrap();
+        assert!(cli.pingora.test && cli.command.is_none());
+        let cli = parse("wsgate --wait-ready 60 -c w.yaml").unwrap();
+        assert_eq!(cli.wait_ready, Some(60));
+        let cli = parse("wsgate -u -d -c w.yaml").unwrap();
+        assert!(cli.pingora.upgrade && cli.pingora.daemon);
+    }
+
+    #[test]
+    fn ctl_is_a_subcommand_with_its_own_config_flag() {
+        let cli = parse("wsgate ctl -c w.yaml upstreams").unwrap();
+        assert!(matches!(cli.command, Some(Command::Ctl(_))) && cli.pingora.conf.is_none());
+        assert!(parse("wsgate -c w.yaml ctl upstreams").is_err(), "the server's -c must not be silently ignored");
+        assert!(parse("wsgate nonsense").is_err());
+    }
 }
