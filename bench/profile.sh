@@ -8,7 +8,8 @@
 #   bench/profile.sh rss                             # RSS KiB per idle WebSocket session (5,000)
 #
 # WSGATE_BIN=/path/to/wsgate profiles another build (e.g. an allocator or buffer experiment);
-# WSGATE_THREADS=2 gives wsgate two workers (unpinned then).
+# WSGATE_THREADS=2 gives wsgate two workers (unpinned then); WS_ROUTE='websocket: {...}' adds keys
+# to the /ws route (e.g. 'websocket: {ping_interval: 30s}' to price keepalive).
 # Needs bench/run.sh to have built bench/loadgen once. Output: bench/out/profile-<stamp>/.
 # Every process it starts is stopped by PID on exit.
 set -euo pipefail
@@ -69,7 +70,7 @@ upstreams:
   ws: {backends: [$WS_BACKEND], health_check: {kind: tcp, interval: 5s}}
   http: {backends: [$HTTP_BACKEND], health_check: {kind: tcp, interval: 5s}}
 routes:
-  - {path_prefix: /ws, upstream: ws}
+  - {path_prefix: /ws, upstream: ws${WS_ROUTE:+, $WS_ROUTE}}
   - {path_prefix: /, upstream: http}
 EOF
 if [ "$MODE" = callgrind ]; then

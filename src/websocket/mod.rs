@@ -15,6 +15,7 @@ pub mod frames;
 pub mod handshake;
 mod keepalive;
 mod pump;
+mod rate;
 mod session;
 mod shared;
 mod upgrade;

@@ -12,7 +12,8 @@ mod write;
 
 use super::frames::{FrameEvent, FrameReader, OpCode};
 use super::keepalive;
-use super::shared::{CloseRequest, Direction, Initiator, Shared, PROTOCOL_ERROR};
+use super::rate::{Allowance, Limiter};
+use super::shared::{CloseRequest, Departure, Direction, Initiator, Shared, PROTOCOL_ERROR};
 use crate::upstream::moves::now_ms;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -80,6 +81,8 @@ enum Woke {
     Quiet,
     /// The peer this pump writes to owes wsgate an answer to a Ping.
     PingDue,
+    /// A throttled sender's bucket has refilled.
+    Refilled,
 }
 
 struct Pump<'a> {
@@ -95,6 +98,8 @@ struct Pump<'a> {
     keepalive: bool,
     /// The peer this pump writes to.
     receiver: Initiator,
+    /// The sender's rate limits, if any.
+    limiter: Option<Limiter<'a>>,
 }
 
 /// Copies `reader` to `writer` until end of stream (then half-closes `writer`) or, once
@@ -121,6 +126,7 @@ where
         state: State::Open,
         keepalive: shared.keepalive.is_some(),
         receiver,
+        limiter: direction.rate.as_ref().map(|spec| Limiter::new(spec, std::time::Instant::now())),
     };
     let mut early = (!early.is_empty()).then_some(early);
     // Built once: a future per read would cost more than the read itself on small messages.
@@ -158,6 +164,7 @@ where
                         ping_due.set(ping_wake.notified());
                         continue;
                     }
+                    Woke::Refilled => continue,
                 }
             }
         };
@@ -169,6 +176,14 @@ where
             let _ = writer.shutdown().await;
             return Ok(());
         }
+    }
+}
+
+/// Resolves at `until`, if given; never otherwise.
+async fn refilled(until: Option<std::time::Instant>) {
+    match until {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -194,11 +209,18 @@ impl Pump<'_> {
     ) -> io::Result<Woke> {
         let big = self.buf.len() > BUFFER_START;
         let pinging = self.keepalive && watch;
+        let (until, read_to) = match self.limiter.as_mut().map(|l| l.allowance(std::time::Instant::now())) {
+            Some(Allowance::Wait(until)) => (Some(until), self.held),
+            Some(Allowance::Read(n)) => (None, self.held.saturating_add(n).min(self.buf.len())),
+            None => (None, self.buf.len()),
+        };
+        let throttled = until.is_some();
         Ok(tokio::select! {
-            read = reader.read(&mut self.buf[self.held..]) => Woke::Read(read?),
+            read = reader.read(&mut self.buf[self.held..read_to]), if !throttled => Woke::Read(read?),
+            _ = refilled(until), if throttled => Woke::Refilled,
             _ = close_requested, if watch => Woke::CloseRequested,
             _ = ping_due, if pinging => Woke::PingDue,
-            _ = quiet(big) => Woke::Quiet,
+            _ = quiet(big && !throttled) => Woke::Quiet,
         })
     }
 
@@ -284,6 +306,10 @@ impl Pump<'_> {
             },
             State::Relayed | State::Failed => (0, false),
         };
+        if self.limiter.as_mut().is_some_and(|l| l.spent(n, scan.messages)) {
+            log::info!("the client sent past its rate limit; closing the session with 1008");
+            self.shared.depart(Departure::RateLimited);
+        }
         self.keep_held(forwarded, end);
         self.resize(end, n);
         if traffic {

@@ -4,8 +4,10 @@
 use super::backend::BackendHandshake;
 use super::frames::Rules;
 use super::handshake;
+use super::rate::{RateMeters, RateSpec};
 use super::tunnel::{self, Departure, Direction, Endpoint, Ends, Initiator, Meters, TunnelEnd, TunnelStats};
 use super::upgrade::Upgrade;
+use crate::config::model::ClientRate;
 use crate::lifecycle::drain::Drain;
 use crate::listener::limits::{Held, Limits, Refusal};
 use crate::listener::GatedStream;
@@ -70,6 +72,7 @@ impl OpenSession {
             max_message: Some(up.route.websocket.max_message_bytes),
             rules: client_rules,
             send_timeout,
+            rate: rate_spec(&gw.metrics, up.route.websocket.client_rate, &route, &upstream),
         };
         let downstream_dir = Direction {
             sender: Initiator::Backend,
@@ -77,6 +80,7 @@ impl OpenSession {
             max_message: None,
             rules: backend_rules,
             send_timeout,
+            rate: None,
         };
         let backend_addr = backend.addr;
         let status = backend.response.status.as_u16();
@@ -152,6 +156,15 @@ impl OpenSession {
         }
         drop((self.held, self.place));
     }
+}
+
+/// The route's client rate limits with their counters; `None` when it has none.
+fn rate_spec(metrics: &Metrics, rate: ClientRate, route: &str, upstream: &str) -> Option<RateSpec> {
+    if rate.messages.is_none() && rate.bytes.is_none() {
+        return None;
+    }
+    let counter = |action| metrics.ws_rate_limited.with_label_values(&[route, upstream, action]);
+    Some(RateSpec { rate, meters: RateMeters { throttled: counter("throttle"), closed: counter("close") } })
 }
 
 fn ws_record(t: &TunnelStats) -> WsRecord {

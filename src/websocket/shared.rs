@@ -4,6 +4,7 @@
 
 use super::frames::Rules;
 use super::keepalive::Liveness;
+use super::rate::RateSpec;
 use crate::config::model::Keepalive;
 use crate::upstream::moves::{now_ms, Activity};
 use pingora_prometheus::prometheus::IntCounter;
@@ -19,6 +20,8 @@ const GOING_AWAY: u16 = 1001;
 pub(super) const PROTOCOL_ERROR: u16 = 1002;
 /// RFC 6455 §7.4.1 (IANA registry): 1012 Service Restart, "reconnect".
 const SERVICE_RESTART: u16 = 1012;
+/// RFC 6455 §7.4.1: 1008, a message that violates the endpoint's policy.
+const POLICY_VIOLATION: u16 = 1008;
 /// RFC 6455 §7.4.1: 1009, a message too big to process.
 pub(super) const MESSAGE_TOO_BIG: u16 = 1009;
 
@@ -66,6 +69,8 @@ pub(crate) struct Direction {
     /// The receiving peer must accept bytes at least this often while wsgate holds some
     /// for it (`limits.send_timeout`).
     pub(crate) send_timeout: Duration,
+    /// Token buckets on what the sender sends (clients only).
+    pub(crate) rate: Option<RateSpec>,
 }
 
 /// Running totals of one direction, readable however the tunnel ends.
@@ -97,6 +102,7 @@ impl CloseRequest {
         let to_client = match why {
             Departure::Drain | Departure::MaxLifetime | Departure::DeadPeer => GOING_AWAY,
             Departure::BackendDown | Departure::Rebalance => SERVICE_RESTART,
+            Departure::RateLimited => POLICY_VIOLATION,
         };
         CloseRequest { to_client, to_backend: GOING_AWAY, abandoned: None, silent: false }
     }
@@ -151,6 +157,8 @@ pub(crate) enum Departure {
     Rebalance,
     /// A side answered nothing to wsgate's keepalive Ping (1001 to the other).
     DeadPeer,
+    /// The client sent past its rate limit with `on_rate_exceeded: close` (1008).
+    RateLimited,
 }
 
 impl Departure {
@@ -161,6 +169,7 @@ impl Departure {
             Departure::BackendDown => "backend_down",
             Departure::Rebalance => "rebalance",
             Departure::DeadPeer => "dead_peer",
+            Departure::RateLimited => "rate_limited",
         }
     }
 }

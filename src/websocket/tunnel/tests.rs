@@ -14,6 +14,7 @@ pub(super) fn direction(sender: Initiator) -> Direction {
         max_message: None,
         rules,
         send_timeout: Duration::from_secs(5),
+        rate: None,
     }
 }
 
