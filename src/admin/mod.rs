@@ -2,9 +2,17 @@
 //! Every request must bear `Authorization: Bearer <token>` when `admin.token_file` is set
 //! (compared in constant time); the token is re-read with the config on SIGHUP.
 //!
-//! - `GET /upstreams`: each pool and its backends: weight, health, rotation, open sessions,
-//!   in-flight requests.
+//! - `GET /upstreams`: each pool and its backends: weight, health, rotation, drain, open
+//!   sessions, in-flight requests.
+//! - `GET /sessions?upstream=&backend=&route=&limit=`: the open sessions.
+//! - `DELETE /sessions/{id}?code=&reason=`: closes one at a frame boundary.
+//! - `POST /upstreams/{pool}/backends/{address}/drain?window=`: no new sessions or requests
+//!   for it; its sessions get 1012 over the window, the idlest first. `GET` on it: how many
+//!   are left. `POST .../enable` puts it back.
 
+mod reply;
+mod request;
+mod sessions;
 mod upstreams;
 
 use crate::lifecycle::reload::Live;
@@ -14,26 +22,13 @@ use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
+use reply::Reply;
+use request::Request;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub(crate) struct AdminApi {
     pub(crate) live: Arc<Live>,
-}
-
-/// A JSON answer.
-struct Reply {
-    status: u16,
-    body: serde_json::Value,
-}
-
-impl Reply {
-    fn ok(body: serde_json::Value) -> Reply {
-        Reply { status: 200, body }
-    }
-    fn error(status: u16, message: &str) -> Reply {
-        Reply { status, body: serde_json::json!({ "error": message }) }
-    }
 }
 
 impl AdminApi {
@@ -43,11 +38,20 @@ impl AdminApi {
         if !authorized(req, token) {
             return Reply::error(401, "a valid Authorization: Bearer token is required");
         }
-        match (req.method.as_str(), req.uri.path()) {
-            ("GET", "/upstreams") => Reply::ok(upstreams::report(&snapshot)),
-            (_, "/upstreams") => Reply::error(405, "method not allowed"),
-            _ => Reply::error(404, "no such endpoint"),
-        }
+        let req = Request::new(req);
+        let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        let method = req.method.as_str();
+        let answer = match segments.as_slice() {
+            ["upstreams"] if method == "GET" => Ok(Reply::ok(upstreams::report(&snapshot))),
+            ["sessions"] if method == "GET" => sessions::list(&snapshot, &req),
+            ["sessions", id] if method == "DELETE" => sessions::close(&snapshot, id, &req),
+            ["upstreams", pool, "backends", address, action @ ("drain" | "enable")] => {
+                upstreams::backend(action, &snapshot, pool, address, &req)
+            }
+            ["upstreams"] | ["sessions"] | ["sessions", _] => Err(Reply::error(405, "method not allowed")),
+            _ => Err(Reply::error(404, "no such endpoint")),
+        };
+        answer.unwrap_or_else(|refused| refused)
     }
 }
 

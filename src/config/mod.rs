@@ -9,6 +9,7 @@ pub mod model;
 mod raw;
 mod validate;
 
+pub(crate) use duration::parse_duration;
 use locate::{strip_location, KeyPath};
 pub use model::Config;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One HTTP/1.1 exchange with the admin listener, on Pingora's own client (the same code
 //! that talks to backends), so `ctl` parses no HTTP itself.
 
-use super::CtlError;
+use super::error::CtlError;
 use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession;

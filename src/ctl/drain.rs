@@ -2,8 +2,10 @@
 //! no session, so a Kubernetes preStop hook (or a deploy script) can stop the backend
 //! without cutting anyone off.
 
+use super::args::Window;
 use super::client::AdminClient;
-use super::{urls, views, CtlError, Window};
+use super::error::CtlError;
+use super::{urls, views};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

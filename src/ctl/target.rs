@@ -1,7 +1,8 @@
 //! Where the admin API is and which token it wants: from the config file the server reads,
 //! or from `--admin URL` and `--token-file`.
 
-use super::{Connection, CtlError, DEFAULT_CONFIG};
+use super::args::{Connection, DEFAULT_CONFIG};
+use super::error::CtlError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! one-line confirmations. Fields are read leniently (a missing one shows as `-`), so a
 //! server one version apart still gives a readable table.
 
-use super::CtlError;
+use super::error::CtlError;
 use serde_json::Value;
 
 /// Prints `body` unchanged (`--json`) or rendered.

@@ -9,7 +9,7 @@
 
 use crate::config::model::PassiveHealth;
 use crate::telemetry::metrics::Metrics;
-use crate::upstream::moves::{now_ms, Activity, Movable, Move, Ticket};
+use crate::upstream::moves::{now_ms, Activity, Movable, Move, SessionView, Ticket};
 use crate::upstream::queue::Queue;
 use crate::upstream::rotation::Rotation;
 use arc_swap::ArcSwap;
@@ -44,6 +44,8 @@ pub(crate) struct Loads {
     populated: AtomicBool,
     /// Until when a backend may be ramping up (ms on `moves::now_ms`'s clock).
     ramp_until: std::sync::atomic::AtomicU64,
+    /// How many of its backends an operator drains (checked before looking one up).
+    draining: AtomicUsize,
 }
 
 /// The pool's settings for moving sessions, from the pool built last.
@@ -100,6 +102,7 @@ impl Loads {
             policy: ArcSwap::default(),
             populated: AtomicBool::new(false),
             ramp_until: std::sync::atomic::AtomicU64::new(0),
+            draining: AtomicUsize::new(0),
         })
     }
 
@@ -317,6 +320,10 @@ impl Loads {
             let mut member = load.member.lock().unwrap_or_else(|e| e.into_inner());
             if *member {
                 *member = false;
+                // A drained backend that leaves the pool is gone: back, it starts afresh.
+                if load.rotation.set_drained(false) {
+                    self.draining.fetch_sub(1, Ordering::Relaxed);
+                }
                 let _ = self.gauge.remove_label_values(&[&self.pool, &load.label]);
                 let _ = self.ejections.remove_label_values(&[&self.pool, &load.label]);
                 if policy.close_on_down {
@@ -344,6 +351,18 @@ impl Place {
     /// The session's activity clock (its tunnel touches it); `None` for a request.
     pub(crate) fn activity(&self) -> Option<Arc<Activity>> {
         self.ticket.as_ref().map(|t| t.activity.clone())
+    }
+
+    /// The session's id (the admin API's); `None` for a request.
+    pub(crate) fn id(&self) -> Option<u64> {
+        self.ticket_id
+    }
+
+    /// The session is open: what the admin API shows of it.
+    pub(crate) fn describe(&self, view: Arc<dyn SessionView>) {
+        if let Some(id) = self.ticket_id {
+            self.load.movable.describe(id, view);
+        }
     }
 
     /// Resolves with why once this session must move off its backend; never if it need not
@@ -377,75 +396,6 @@ impl Drop for Place {
     }
 }
 
+mod operator;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use pingora_prometheus::prometheus::core::Collector;
-
-    fn loads() -> Arc<Loads> {
-        // A pool name of its own per test: the metrics are process-wide.
-        Loads::new(&format!("pool{}", fastrand::u64(..)), &Metrics::new())
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, 1], port))
-    }
-
-    fn series(l: &Loads) -> Vec<(String, i64)> {
-        let mut out: Vec<(String, i64)> = l
-            .gauge
-            .collect()
-            .iter()
-            .flat_map(|f| f.get_metric().iter())
-            .filter(|m| m.get_label()[1].value() == l.pool)
-            .map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().value() as i64))
-            .collect();
-        out.sort();
-        out
-    }
-
-    #[test]
-    fn places_count_while_held() {
-        let l = loads();
-        let s1 = l.place(addr(1), Kind::Session);
-        let s2 = l.place(addr(1), Kind::Session);
-        let r = l.place(addr(1), Kind::Request);
-        assert_eq!((l.load(&addr(1)), l.sessions(&addr(1))), (3, 2));
-        assert_eq!(series(&l), [("10.0.0.1:1".to_string(), 2)]);
-        drop((s1, r));
-        assert_eq!((l.load(&addr(1)), l.sessions(&addr(1))), (1, 1));
-        drop(s2);
-        assert_eq!(l.load(&addr(1)), 0);
-        assert_eq!(series(&l), [("10.0.0.1:1".to_string(), 0)]);
-        assert_eq!(l.load(&addr(2)), 0, "a backend nothing went to");
-    }
-
-    #[test]
-    fn a_capped_place_is_refused_at_the_cap_and_freed_on_drop() {
-        let l = loads();
-        let held: Vec<Place> = (0..3).map(|_| l.try_session(addr(1), 3).expect("under the cap")).collect();
-        assert!(l.try_session(addr(1), 3).is_none(), "at the cap");
-        let waiting = l.queue.join(1).unwrap();
-        drop(held);
-        assert_eq!(l.sessions(&addr(1)), 0);
-        assert!(waiting.blocking_recv().is_ok(), "a freed place wakes the waiter");
-        assert!(l.try_session(addr(1), 3).is_some());
-    }
-
-    #[test]
-    fn a_backend_that_leaves_loses_its_series_but_keeps_its_count_while_sessions_last() {
-        let l = loads();
-        l.members(&[addr(1), addr(2)].into());
-        let held = l.place(addr(2), Kind::Session);
-        l.members(&[addr(1)].into());
-        assert_eq!(series(&l), [("10.0.0.1:1".to_string(), 0)], "the series of a removed backend is gone");
-        assert_eq!(l.sessions(&addr(2)), 1, "its session still counts");
-        drop(held);
-        assert_eq!(series(&l).len(), 1, "a session ending on a removed backend brings no series back");
-        l.members(&[addr(1), addr(2)].into());
-        assert_eq!(l.sessions(&addr(2)), 0, "back, it starts from what it has");
-        assert_eq!(series(&l).len(), 2);
-        l.remove_all();
-        assert!(series(&l).is_empty());
-    }
-}
+mod tests;

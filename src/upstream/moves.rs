@@ -16,6 +16,8 @@ pub(crate) enum Move {
     BackendDown,
     /// Its backend holds more than its share of the pool's sessions.
     Rebalance,
+    /// An operator drains its backend (admin API).
+    Drained,
 }
 
 type Order = (Move, Duration);
@@ -58,15 +60,44 @@ impl Activity {
     }
 }
 
+/// What the admin API sees of an open session, and how it closes one.
+pub(crate) trait SessionView: Send + Sync {
+    fn report(&self) -> SessionReport<'_>;
+    /// Ends the session at a frame boundary: `code` and `reason` to the client.
+    fn close(&self, code: u16, reason: &str);
+}
+
+/// One open session, as `GET /sessions` lists it (`_in`: client to backend).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionReport<'a> {
+    pub(crate) id: u64,
+    pub(crate) client: Option<std::net::IpAddr>,
+    pub(crate) route: &'a str,
+    pub(crate) upstream: &'a str,
+    pub(crate) backend: std::net::SocketAddr,
+    pub(crate) subprotocol: Option<&'a str>,
+    pub(crate) age: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) messages_in: u64,
+    pub(crate) messages_out: u64,
+}
+
+/// Session ids, unique in the process (the admin API closes a session by its id).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Open {
-    order: oneshot::Sender<Order>,
+    /// `None` once the session has been told to move.
+    order: Option<oneshot::Sender<Order>>,
     activity: Arc<Activity>,
+    /// Set once the session is open (after its 101).
+    view: Option<Arc<dyn SessionView>>,
 }
 
 /// The open sessions of one backend.
 #[derive(Default)]
 pub(crate) struct Movable {
-    next: AtomicU64,
     open: Mutex<HashMap<u64, Open>>,
     /// Sessions told to move that have not closed yet.
     leaving: std::sync::atomic::AtomicUsize,
@@ -85,16 +116,22 @@ impl Movable {
     }
 
     pub(crate) fn register(&self) -> Ticket {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, order) = oneshot::channel();
         let activity = Activity::new();
-        self.open().insert(id, Open { order: tx, activity: activity.clone() });
+        self.open().insert(id, Open { order: Some(tx), activity: activity.clone(), view: None });
         Ticket { id, activity, order }
     }
 
+    /// The session `id` is open: what the admin API shows of it.
+    pub(crate) fn describe(&self, id: u64, view: Arc<dyn SessionView>) {
+        if let Some(open) = self.open().get_mut(&id) {
+            open.view = Some(view);
+        }
+    }
+
     pub(crate) fn unregister(&self, id: u64) {
-        // Every registered session is in `open` until it is told to move or leaves.
-        if self.open().remove(&id).is_none() {
+        if self.open().remove(&id).is_some_and(|o| o.order.is_none()) {
             self.leaving.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -104,32 +141,53 @@ impl Movable {
         self.leaving.load(Ordering::Relaxed)
     }
 
+    /// The open sessions' views.
+    pub(crate) fn views(&self) -> Vec<Arc<dyn SessionView>> {
+        self.open().values().filter_map(|o| o.view.clone()).collect()
+    }
+
+    /// The open session `id`, if it is on this backend.
+    pub(crate) fn find(&self, id: u64) -> Option<Arc<dyn SessionView>> {
+        self.open().get(&id).and_then(|o| o.view.clone())
+    }
+
     /// Tells every open session to move, each after a delay uniform in `0..spread`; how many.
     pub(crate) fn move_all(&self, why: Move, spread: Duration) -> usize {
-        let orders: Vec<_> = self.open().drain().map(|(_, open)| open.order).collect();
-        self.send(orders, why, spread)
+        let orders: Vec<_> = self.open().values_mut().filter_map(|o| o.order.take()).collect();
+        let delays = orders.iter().map(|_| spread.mul_f64(fastrand::f64())).collect();
+        self.send(orders, why, delays)
     }
 
     /// Tells the `n` sessions idle longest to move, each after a delay uniform in
     /// `0..spread`; how many were told.
     pub(crate) fn move_idlest(&self, n: usize, why: Move, spread: Duration) -> usize {
-        let orders: Vec<oneshot::Sender<Order>> = {
-            let mut open = self.open();
-            let mut by_idle: Vec<(Instant, u64)> = open.iter().map(|(id, o)| (o.activity.last(), *id)).collect();
-            by_idle.sort_unstable();
-            by_idle.iter().take(n).filter_map(|(_, id)| open.remove(id)).map(|o| o.order).collect()
-        };
-        self.send(orders, why, spread)
+        let orders = self.idlest_first(n);
+        let delays = orders.iter().map(|_| spread.mul_f64(fastrand::f64())).collect();
+        self.send(orders, why, delays)
     }
 
-    /// Sends each of `orders` (taken out of `open`) its delay; how many sessions got one.
-    fn send(&self, orders: Vec<oneshot::Sender<Order>>, why: Move, spread: Duration) -> usize {
+    /// Tells every open session to move over `window`, the idlest first, evenly spaced;
+    /// how many were told.
+    pub(crate) fn move_idle_first(&self, why: Move, window: Duration) -> usize {
+        let orders = self.idlest_first(usize::MAX);
+        let n = orders.len().max(1) as f64;
+        let delays = (0..orders.len()).map(|i| window.mul_f64(i as f64 / n)).collect();
+        self.send(orders, why, delays)
+    }
+
+    /// The orders of the `n` staying sessions idle longest, idlest first.
+    fn idlest_first(&self, n: usize) -> Vec<oneshot::Sender<Order>> {
+        let mut open = self.open();
+        let mut by_idle: Vec<(Instant, u64)> =
+            open.iter().filter(|(_, o)| o.order.is_some()).map(|(id, o)| (o.activity.last(), *id)).collect();
+        by_idle.sort_unstable();
+        by_idle.iter().take(n).filter_map(|(_, id)| open.get_mut(id)?.order.take()).collect()
+    }
+
+    /// Sends each of `orders` (taken from their sessions) its delay; how many got one.
+    fn send(&self, orders: Vec<oneshot::Sender<Order>>, why: Move, delays: Vec<Duration>) -> usize {
         self.leaving.fetch_add(orders.len(), Ordering::Relaxed);
-        orders
-            .into_iter()
-            .map(|tx| tx.send((why, spread.mul_f64(fastrand::f64()))).is_ok())
-            .filter(|sent| *sent)
-            .count()
+        orders.into_iter().zip(delays).map(|(tx, delay)| tx.send((why, delay)).is_ok()).filter(|sent| *sent).count()
     }
 }
 
@@ -154,6 +212,7 @@ mod tests {
     async fn every_open_session_is_told_within_the_spread() {
         let movable = Movable::default();
         let tickets: Vec<Ticket> = (0..20).map(|_| movable.register()).collect();
+        let ids: Vec<u64> = tickets.iter().map(|t| t.id).collect();
         let gone = movable.register();
         movable.unregister(gone.id);
         let started = tokio::time::Instant::now();
@@ -168,7 +227,7 @@ mod tests {
         assert!(at.iter().max() > at.iter().min(), "spread, not all at once: {at:?}");
         assert_eq!(movable.move_all(Move::BackendDown, Duration::ZERO), 0, "each session is told once");
         assert_eq!(movable.leaving(), 20);
-        for id in 0..20 {
+        for id in ids {
             movable.unregister(id);
         }
         assert_eq!(movable.leaving(), 0, "told sessions that closed are no longer leaving");

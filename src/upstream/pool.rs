@@ -26,6 +26,8 @@ pub(crate) struct BackendReport {
     pub(crate) healthy: bool,
     /// Healthy and not ejected by passive health.
     pub(crate) in_rotation: bool,
+    /// An operator drains it.
+    pub(crate) draining: bool,
     pub(crate) sessions: usize,
     pub(crate) requests: usize,
 }
@@ -158,7 +160,8 @@ impl Pool {
                     address,
                     weight: b.weight,
                     healthy,
-                    in_rotation: healthy && self.loads.in_rotation(&address),
+                    in_rotation: healthy && self.loads.in_rotation(&address) && !self.loads.drained(&address),
+                    draining: self.loads.drained(&address),
                     sessions: self.loads.sessions(&address),
                     requests: self.loads.requests(&address),
                 })
@@ -215,7 +218,8 @@ impl Pool {
         excluded: &[SocketAddr],
         room: impl Fn(&SocketAddr) -> bool,
     ) -> Option<Backend> {
-        let usable = |a: &SocketAddr| !excluded.contains(a) && room(a);
+        // A backend an operator drains gets nothing new, even in panic mode.
+        let usable = |a: &SocketAddr| !excluded.contains(a) && room(a) && !self.loads.drained(a);
         // `least_sessions` weighs slow start into the loads it compares, round robin and
         // random pick by ramped weight while a backend ramps up (`ramped`); a hash pool takes
         // a ramping backend with the probability of its ramp.

@@ -3,7 +3,7 @@
 //! next check round) and slow start (a backend that joins or returns gets a share of new
 //! sessions that grows linearly from ~0 to its full weight over `slow_start`).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Milliseconds on the process-wide clock of `moves::Activity` (0: never).
@@ -16,6 +16,8 @@ pub(crate) struct Rotation {
     ejected_until: AtomicU64,
     /// When it last entered rotation (0: it has been in from the start).
     entered: AtomicU64,
+    /// An operator drains it: no new sessions or requests until enabled.
+    drained: AtomicBool,
 }
 
 impl Rotation {
@@ -31,6 +33,15 @@ impl Rotation {
         // It returns to rotation when the ejection ends: slow start counts from then.
         self.entered.store(until, Ordering::Relaxed);
         Some(until)
+    }
+
+    /// Drains it or puts it back; whether that changed anything.
+    pub(crate) fn set_drained(&self, drained: bool) -> bool {
+        self.drained.swap(drained, Ordering::Relaxed) != drained
+    }
+
+    pub(crate) fn drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
     }
 
     pub(crate) fn succeeded(&self) {

@@ -148,6 +148,11 @@ pub fn negotiated_extensions(resp: &ResponseHeader) -> Extensions {
     found
 }
 
+/// The subprotocol the backend's 101 selected (`Sec-WebSocket-Protocol`, RFC 6455 §4.2.2).
+pub(crate) fn subprotocol(resp: &ResponseHeader) -> Option<String> {
+    resp.headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 //! alive; nothing for `timeout` after the Ping went out makes it dead. The Pong answering
 //! wsgate's Ping is cut out of the stream (`cut`), so no peer ever sees it.
 
-use super::shared::Initiator;
 use crate::config::model::Keepalive;
 use crate::upstream::moves::{at_ms, now_ms};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,15 +86,18 @@ impl Liveness {
     }
 }
 
-/// Checks both sides: when the supervisor must look again, or the side that is dead.
-pub(super) fn check(client: &Liveness, backend: &Liveness, keepalive: &Keepalive) -> Result<Instant, Initiator> {
+/// Checks each side (named by `S`): when the supervisor must look again, or the side that
+/// is dead.
+pub(super) fn check<S: Copy>(sides: [(S, &Liveness); 2], keepalive: &Keepalive) -> Result<Instant, S> {
     let now = now_ms();
-    let until = |side: Initiator, l: &Liveness| match l.check(now, keepalive) {
-        Verdict::Until(at) => Ok(at),
-        Verdict::Dead => Err(side),
-    };
-    let at = until(Initiator::Client, client)?.min(until(Initiator::Backend, backend)?);
-    Ok(at_ms(at))
+    let mut next = u64::MAX;
+    for (side, liveness) in sides {
+        match liveness.check(now, keepalive) {
+            Verdict::Until(at) => next = next.min(at),
+            Verdict::Dead => return Err(side),
+        }
+    }
+    Ok(at_ms(next))
 }
 
 /// Removes the byte ranges `cuts` (in order, not overlapping, within `buf[..end]`) from the

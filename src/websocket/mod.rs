@@ -11,6 +11,7 @@
 //! plain HTTP.
 
 mod backend;
+pub(crate) mod card;
 pub mod frames;
 pub mod handshake;
 mod keepalive;

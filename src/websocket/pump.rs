@@ -8,13 +8,14 @@
 //! that breaks framing fails the connection (§7.1.7): nothing from the offending frame on
 //! is forwarded, the offender gets Close 1002 and the other peer Close 1001.
 
+mod scan;
 mod write;
 
-use super::frames::{FrameEvent, FrameReader, OpCode};
-use super::keepalive;
+use super::frames::FrameReader;
 use super::rate::{Allowance, Limiter};
 use super::shared::{CloseRequest, Departure, Direction, Initiator, Shared, PROTOCOL_ERROR};
 use crate::upstream::moves::now_ms;
+use scan::{Action, Scan};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -43,35 +44,6 @@ enum State {
     Closing,
     /// The sender broke RFC 6455 framing: its bytes are discarded until it ends.
     Failed,
-}
-
-/// What a chunk holds that stops forwarding, as positions in the pump's buffer.
-#[derive(Default)]
-struct Scan {
-    /// Data messages that end before the first stop.
-    messages: u64,
-    /// Start of the first data frame of a message over the direction's limit.
-    oversized: Option<usize>,
-    /// Start of the first frame that broke framing, and why.
-    malformed: Option<(usize, &'static str)>,
-    /// The first Close frame: its start, its end and its code.
-    close: Option<(usize, usize, Option<u16>)>,
-    /// Pongs answering wsgate's Pings: their starts and ends.
-    pongs: Vec<(usize, usize)>,
-    /// Start of the frame the chunk ends in (or after).
-    open_frame: usize,
-}
-
-/// What to do with a chunk read in the `Open` state.
-enum Action {
-    /// Forward up to here; what follows is a header cut by the read, held back.
-    Forward(usize),
-    /// Forward up to here, then send wsgate's own Close.
-    Own(usize, CloseRequest),
-    /// Forward up to the offending frame's start, then fail the connection.
-    Fail(usize, &'static str),
-    /// Forward up to the end of the sender's Close.
-    Relay(usize, Option<u16>),
 }
 
 #[derive(PartialEq, Eq)]
@@ -179,21 +151,19 @@ where
     }
 }
 
-/// Resolves at `until`, if given; never otherwise.
-async fn refilled(until: Option<std::time::Instant>) {
+/// The pump's one timer: a throttled sender's refill at `until`, else after `QUIET` when
+/// the buffer has grown; never otherwise. Lazy, so a small buffer's read costs no timer.
+async fn timer(until: Option<std::time::Instant>, big: bool) -> Woke {
     match until {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending::<()>().await,
-    }
-}
-
-/// Resolves after `QUIET` when the buffer has grown; never otherwise. Lazy, so a small
-/// buffer's read costs no timer.
-async fn quiet(big: bool) {
-    if big {
-        tokio::time::sleep(QUIET).await;
-    } else {
-        std::future::pending::<()>().await;
+        Some(at) => {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            Woke::Refilled
+        }
+        None if big => {
+            tokio::time::sleep(QUIET).await;
+            Woke::Quiet
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -217,10 +187,9 @@ impl Pump<'_> {
         let throttled = until.is_some();
         Ok(tokio::select! {
             read = reader.read(&mut self.buf[self.held..read_to]), if !throttled => Woke::Read(read?),
-            _ = refilled(until), if throttled => Woke::Refilled,
             _ = close_requested, if watch => Woke::CloseRequested,
             _ = ping_due, if pinging => Woke::PingDue,
-            _ = quiet(big && !throttled) => Woke::Quiet,
+            woke = timer(until, big) => woke,
         })
     }
 
@@ -282,9 +251,16 @@ impl Pump<'_> {
             .bytes_to_boundary()
             .map_or(0, |r| self.held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
         let requested = self.shared.close_request().filter(|_| self.state == State::Open && first_boundary <= end);
-        let mut scan = self.scan(end, requested.map(|_| first_boundary));
-        if !scan.pongs.is_empty() {
-            first_boundary = self.cut_own_pongs(&mut scan, &mut end, first_boundary);
+        let span = (self.held, end);
+        let mut scan = Scan::read(
+            &mut self.frames,
+            &self.buf,
+            span,
+            self.direction.max_message,
+            requested.map(|_| first_boundary),
+        );
+        if let Some(pong) = scan.pong.take() {
+            first_boundary = scan.cut_own_pong(pong, &mut self.buf, &mut end, first_boundary);
         }
         // Answers to wsgate's Pings are not traffic: they do not hold off the idle timeout.
         let traffic = end > 0;
@@ -293,7 +269,7 @@ impl Pump<'_> {
         }
         let (forwarded, done) = match self.state {
             State::Open => {
-                let action = self.decide(&scan, requested.map(|r| (first_boundary, r)), end);
+                let action = scan.decide(&self.frames, requested.map(|r| (first_boundary, r)), end);
                 let ping_at = self.ping_due().then_some(first_boundary);
                 self.act(action, &scan, ping_at, writer).await?
             }
@@ -316,83 +292,6 @@ impl Pump<'_> {
             self.shared.touch();
         }
         Ok(done)
-    }
-
-    /// Takes the Pongs answering wsgate's Pings out of `buf[..end]`, moving what `scan`
-    /// found and `first_boundary` with the bytes; the new first boundary.
-    fn cut_own_pongs(&mut self, scan: &mut Scan, end: &mut usize, first_boundary: usize) -> usize {
-        let cuts = std::mem::take(&mut scan.pongs);
-        let at = |p: usize| keepalive::shift(&cuts, p);
-        *end = keepalive::cut(&mut self.buf, &cuts, *end);
-        scan.oversized = scan.oversized.map(at);
-        scan.malformed = scan.malformed.map(|(p, why)| (at(p), why));
-        scan.close = scan.close.map(|(start, stop, code)| (at(start), at(stop), code));
-        scan.open_frame = at(scan.open_frame);
-        at(first_boundary)
-    }
-
-    /// Feeds `buf[held..end]` to the frame reader and notes what stops forwarding.
-    fn scan(&mut self, end: usize, drain_cut: Option<usize>) -> Scan {
-        let (held, max_message) = (self.held, self.direction.max_message);
-        let mut scan = Scan::default();
-        let mut limit = drain_cut.unwrap_or(usize::MAX);
-        let mut next_start = self
-            .frames
-            .bytes_to_boundary()
-            .map_or(0, |r| held.saturating_add(usize::try_from(r).unwrap_or(usize::MAX)));
-        let mut frame_start = 0;
-        self.frames.feed(&self.buf[held..end], |offset, event| {
-            let at = held + offset;
-            match event {
-                FrameEvent::Header { opcode, payload_len, message_len, .. } => {
-                    frame_start = next_start;
-                    next_start = at.saturating_add(usize::try_from(payload_len).unwrap_or(usize::MAX));
-                    let data = matches!(opcode, OpCode::Text | OpCode::Binary | OpCode::Continuation);
-                    if scan.oversized.is_none() && data && max_message.is_some_and(|max| message_len > max) {
-                        scan.oversized = Some(frame_start);
-                        limit = limit.min(frame_start);
-                    }
-                }
-                FrameEvent::Message { .. } => scan.messages += u64::from(at <= limit),
-                FrameEvent::Close { code } => {
-                    if scan.close.is_none() {
-                        scan.close = Some((frame_start, at, code));
-                        limit = limit.min(at);
-                    }
-                }
-                FrameEvent::OwnPong => scan.pongs.push((frame_start, at)),
-                // The offending frame starts where the previous one ended.
-                FrameEvent::Malformed(why) => scan.malformed = Some((next_start, why)),
-            }
-        });
-        scan.open_frame = frame_start;
-        scan
-    }
-
-    /// The first thing in the chunk that stops forwarding wins; at equal positions a close
-    /// already requested goes first.
-    fn decide(&self, scan: &Scan, requested: Option<(usize, CloseRequest)>, end: usize) -> Action {
-        // A cut header, or what may be wsgate's Pong, waits for the rest of its frame.
-        let whole = if self.frames.in_own_pong() { scan.open_frame } else { end - self.frames.partial_header_len() };
-        let mut best = (usize::MAX, Action::Forward(whole));
-        let mut consider = |at: usize, action: Action| {
-            if at < best.0 {
-                best = (at, action);
-            }
-        };
-        if let Some((at, request)) = requested {
-            consider(at, Action::Own(at, request));
-        }
-        if let Some((at, why)) = scan.malformed {
-            consider(at, Action::Fail(at, why));
-        }
-        if let Some(at) = scan.oversized {
-            consider(at, Action::Own(at, CloseRequest::too_big()));
-        }
-        if let Some((start, end, code)) = scan.close {
-            consider(start, Action::Relay(end, code));
-        }
-        best.1
     }
 
     /// Carries out `action` for a chunk read while `Open`: how much was forwarded, and
@@ -474,7 +373,8 @@ impl Pump<'_> {
     /// (§7.1.7): its stream can no longer be read for an answer.
     async fn send_own_close<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, request: CloseRequest) -> io::Result<()> {
         let code = request.code_to_peer_of(self.direction.sender);
-        write_now(writer, &close_to_peer(self.direction.sender, code), self.direction.send_timeout).await?;
+        let given = if self.receiver == Initiator::Client { self.shared.card.reason_for(code) } else { None };
+        write_now(writer, &close_to_peer(self.direction.sender, code, given), self.direction.send_timeout).await?;
         if self.state == State::Open {
             self.state = State::Closing;
         }

@@ -2,6 +2,7 @@
 //! Pingora's HTTP session, the tunnel, then metrics and the access-log line.
 
 use super::backend::BackendHandshake;
+use super::card::{Card, Identity};
 use super::frames::Rules;
 use super::handshake;
 use super::rate::{RateMeters, RateSpec};
@@ -84,9 +85,20 @@ impl OpenSession {
         };
         let backend_addr = backend.addr;
         let status = backend.response.status.as_u16();
+        let subprotocol = handshake::subprotocol(&backend.response);
         let (backend, mut place) = backend.into_endpoint();
         let moved = place.moved();
-        let activity = place.activity().unwrap_or_else(Activity::new);
+        let identity = Identity {
+            id: place.id().unwrap_or_default(),
+            client: up.client_ip,
+            route: route.clone(),
+            upstream: upstream.clone(),
+            backend: backend_addr,
+            subprotocol,
+        };
+        let card = Card::new(identity, place.activity().unwrap_or_else(Activity::new));
+        place.describe(card.clone());
+        let ending = ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved, card.clone());
         OpenSession {
             client,
             backend_addr,
@@ -96,12 +108,7 @@ impl OpenSession {
             upstream_dir,
             downstream_dir,
             meter,
-            ends: Ends {
-                idle_timeout: up.route.websocket.idle_timeout,
-                keepalive,
-                ending: Box::pin(ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved)),
-                activity,
-            },
+            ends: Ends { idle_timeout: up.route.websocket.idle_timeout, keepalive, ending: Box::pin(ending), card },
             metrics: gw.metrics.clone(),
             limits: gw.limits.clone(),
             access_log: gw.access_log.clone(),
@@ -178,12 +185,13 @@ fn ws_record(t: &TunnelStats) -> WsRecord {
 }
 
 /// When and why wsgate ends a session itself: at its drain deadline, once its lifetime
-/// (jittered ±10%, so sessions opened together do not all end together) has passed, or when
-/// it is told to move off its backend.
+/// (jittered ±10%, so sessions opened together do not all end together) has passed, when
+/// it is told to move off its backend, or when an operator closes it.
 fn ending(
     drain: impl Future<Output = ()>,
     lifetime: Option<Duration>,
     moved: impl Future<Output = Move>,
+    card: Arc<Card>,
 ) -> impl Future<Output = Departure> {
     let lifetime = lifetime.map(|d| d.mul_f64(0.9 + 0.2 * fastrand::f64()));
     async move {
@@ -199,7 +207,9 @@ fn ending(
             why = moved => match why {
                 Move::BackendDown => Departure::BackendDown,
                 Move::Rebalance => Departure::Rebalance,
+                Move::Drained => Departure::Drained,
             },
+            code = card.closed() => Departure::Closed(code),
         }
     }
 }

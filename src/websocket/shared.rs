@@ -2,13 +2,14 @@
 //! (`Direction`), the running totals, the first Close seen, and wsgate's own request to
 //! close (`CloseRequest`), which both pumps read.
 
+use super::card::{Card, Flow, Flows};
 use super::frames::Rules;
 use super::keepalive::Liveness;
 use super::rate::RateSpec;
 use crate::config::model::Keepalive;
 use crate::upstream::moves::{now_ms, Activity};
 use pingora_prometheus::prometheus::IntCounter;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -73,14 +74,6 @@ pub(crate) struct Direction {
     pub(crate) rate: Option<RateSpec>,
 }
 
-/// Running totals of one direction, readable however the tunnel ends.
-#[derive(Debug, Default)]
-pub(super) struct Flow {
-    pub(crate) bytes: AtomicU64,
-    pub(crate) messages: AtomicU64,
-    pub(crate) malformed: AtomicBool,
-}
-
 /// wsgate closes the session: the code each peer gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct CloseRequest {
@@ -101,7 +94,8 @@ impl CloseRequest {
     pub(crate) fn departure(why: Departure) -> Self {
         let to_client = match why {
             Departure::Drain | Departure::MaxLifetime | Departure::DeadPeer => GOING_AWAY,
-            Departure::BackendDown | Departure::Rebalance => SERVICE_RESTART,
+            Departure::BackendDown | Departure::Rebalance | Departure::Drained => SERVICE_RESTART,
+            Departure::Closed(code) => code,
             Departure::RateLimited => POLICY_VIOLATION,
         };
         CloseRequest { to_client, to_backend: GOING_AWAY, abandoned: None, silent: false }
@@ -159,6 +153,10 @@ pub(crate) enum Departure {
     DeadPeer,
     /// The client sent past its rate limit with `on_rate_exceeded: close` (1008).
     RateLimited,
+    /// An operator drains the backend (1012).
+    Drained,
+    /// An operator closed the session with this code (`DELETE /sessions/{id}`).
+    Closed(u16),
 }
 
 impl Departure {
@@ -170,6 +168,8 @@ impl Departure {
             Departure::Rebalance => "rebalance",
             Departure::DeadPeer => "dead_peer",
             Departure::RateLimited => "rate_limited",
+            Departure::Drained => "drained",
+            Departure::Closed(_) => "closed_by_operator",
         }
     }
 }
@@ -179,11 +179,12 @@ pub(super) struct Shared {
     pub(super) start: Instant,
     /// When a byte last moved in either direction (shared with the rebalancer).
     pub(super) activity: Arc<Activity>,
+    /// What the admin API sees of the session; its counters are the tunnel's.
+    pub(super) card: Arc<Card>,
     pub(super) first_close: OnceLock<(Initiator, Option<u16>)>,
     pub(super) client_sent_close: AtomicBool,
     pub(super) backend_sent_close: AtomicBool,
-    pub(super) upstream: Flow,
-    pub(super) downstream: Flow,
+    pub(super) flows: Arc<Flows>,
     /// Set once, when this session must close on wsgate's initiative.
     pub(super) close_request: watch::Sender<Option<CloseRequest>>,
     /// Why, when wsgate ended a session that nothing else was closing.
@@ -195,10 +196,13 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(activity: Arc<Activity>, keepalive: Option<Keepalive>) -> Self {
+    pub(super) fn new(card: Arc<Card>, keepalive: Option<Keepalive>) -> Self {
         let now = now_ms();
+        let (activity, flows) = (card.activity.clone(), card.flows.clone());
         activity.set(now);
         Shared {
+            card,
+            flows,
             keepalive,
             client_live: Liveness::new(now),
             backend_live: Liveness::new(now),
@@ -207,8 +211,6 @@ impl Shared {
             first_close: OnceLock::new(),
             client_sent_close: AtomicBool::new(false),
             backend_sent_close: AtomicBool::new(false),
-            upstream: Flow::default(),
-            downstream: Flow::default(),
             close_request: watch::channel(None).0,
             departure: OnceLock::new(),
         }
@@ -240,8 +242,8 @@ impl Shared {
     }
     pub(crate) fn flow(&self, sender: Initiator) -> &Flow {
         match sender {
-            Initiator::Backend => &self.downstream,
-            _ => &self.upstream,
+            Initiator::Backend => &self.flows.downstream,
+            _ => &self.flows.upstream,
         }
     }
     pub(crate) fn note_close(&self, sender: Initiator, code: Option<u16>) {
@@ -277,9 +279,9 @@ impl Shared {
         self.client_sent_close.load(Ordering::Relaxed) && self.backend_sent_close.load(Ordering::Relaxed)
     }
     pub(super) fn protocol_error(&self) -> Option<Initiator> {
-        if self.upstream.malformed.load(Ordering::Relaxed) {
+        if self.flows.upstream.malformed.load(Ordering::Relaxed) {
             Some(Initiator::Client)
-        } else if self.downstream.malformed.load(Ordering::Relaxed) {
+        } else if self.flows.downstream.malformed.load(Ordering::Relaxed) {
             Some(Initiator::Backend)
         } else {
             None

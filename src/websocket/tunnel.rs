@@ -12,12 +12,12 @@
 //! at the end of the frame in flight, forwards nothing more and waits for that peer's Close
 //! reply; the tunnel ends once both replies are in or `CLOSING_TIMEOUT` has passed.
 
+use super::card::Card;
 use super::keepalive;
 use super::pump;
 use super::shared::{CloseRequest, Shared};
 pub(crate) use super::shared::{Departure, Direction, Initiator, Meters};
 use crate::config::model::Keepalive;
-use crate::upstream::moves::Activity;
 use pingora::protocols::Stream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,7 +68,8 @@ pub(crate) struct Ends<F> {
     /// Pings to a silent side, and when it counts as dead.
     pub(crate) keepalive: Option<Keepalive>,
     pub(crate) ending: F,
-    pub(crate) activity: Arc<Activity>,
+    /// The session's card: its activity clock and counters.
+    pub(crate) card: Arc<Card>,
 }
 
 /// One side of a session: its stream and the bytes already read from it with the handshake
@@ -102,8 +103,8 @@ pub(crate) async fn run(
     downstream_dir: &Direction,
     ends: Ends<impl std::future::Future<Output = Departure>>,
 ) -> TunnelStats {
-    let Ends { idle_timeout, keepalive, ending, activity } = ends;
-    let shared = Shared::new(activity, keepalive);
+    let Ends { idle_timeout, keepalive, ending, card } = ends;
+    let shared = Shared::new(card, keepalive);
     let (client_read, client_write) = tokio::io::split(client.stream);
     let (backend_read, backend_write) = tokio::io::split(backend.stream);
     let upstream = pump::run(client_read, backend_write, client.early, upstream_dir, &shared);
@@ -116,10 +117,10 @@ pub(crate) async fn run(
     };
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     TunnelStats {
-        client_to_backend_bytes: load(&shared.upstream.bytes),
-        backend_to_client_bytes: load(&shared.downstream.bytes),
-        client_to_backend_messages: load(&shared.upstream.messages),
-        backend_to_client_messages: load(&shared.downstream.messages),
+        client_to_backend_bytes: load(&shared.flows.upstream.bytes),
+        backend_to_client_bytes: load(&shared.flows.downstream.bytes),
+        client_to_backend_messages: load(&shared.flows.upstream.messages),
+        backend_to_client_messages: load(&shared.flows.downstream.messages),
         first_close: shared.first_close.get().copied(),
         protocol_error: shared.protocol_error(),
         departure: shared.departure.get().copied(),
@@ -152,7 +153,8 @@ async fn supervise(
         let mut deadline = shared.last() + idle_timeout;
         if let Some(keepalive) = shared.keepalive.filter(|_| linger_until.is_none() && shared.close_request().is_none())
         {
-            match keepalive::check(&shared.client_live, &shared.backend_live, &keepalive) {
+            let sides = [(Initiator::Client, &shared.client_live), (Initiator::Backend, &shared.backend_live)];
+            match keepalive::check(sides, &keepalive) {
                 Ok(at) => deadline = deadline.min(at),
                 Err(dead) => {
                     log::debug!("{dead:?} answered nothing to wsgate's Ping; closing the session");

@@ -1,7 +1,7 @@
 //! What a pump writes: forwarded bytes, bounded by `send_timeout`, and wsgate's own frames.
 
-use super::super::frames::{close_frame, ping_frame};
-use super::super::shared::{Initiator, MESSAGE_TOO_BIG, PROTOCOL_ERROR};
+use crate::websocket::frames::{close_frame, ping_frame};
+use crate::websocket::shared::{Initiator, MESSAGE_TOO_BIG, PROTOCOL_ERROR};
 use futures_util::FutureExt;
 use std::io;
 use std::time::Duration;
@@ -18,20 +18,23 @@ pub(super) fn ping_to_peer(sender: Initiator) -> Vec<u8> {
 }
 
 /// The Close wsgate sends the peer that `sender`'s pump writes to: the backend gets it
-/// masked (§5.3: a client's frames are masked), the client plain.
-pub(super) fn close_to_peer(sender: Initiator, code: u16) -> Vec<u8> {
-    let reason = match code {
+/// masked (§5.3: a client's frames are masked), the client plain. `given`: an operator's
+/// reason, instead of the code's own.
+pub(super) fn close_to_peer(sender: Initiator, code: u16, given: Option<&str>) -> Vec<u8> {
+    let reason = given.unwrap_or(match code {
         MESSAGE_TOO_BIG => "message too big",
         PROTOCOL_ERROR => "protocol error",
+        1008 => "policy violation",
+        1012 => "service restart",
         _ => "going away",
-    };
+    });
     close_frame(code, reason, mask_towards_peer_of(sender))
 }
 
 /// What a write to a peer that accepted no bytes for `send_timeout` fails with (told apart
 /// from an OS error of kind `TimedOut`, such as a TCP retransmission timeout).
 #[derive(Debug)]
-pub(in crate::websocket) struct Stalled;
+pub(crate) struct Stalled;
 
 impl std::fmt::Display for Stalled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,7 +45,7 @@ impl std::fmt::Display for Stalled {
 impl std::error::Error for Stalled {}
 
 impl Stalled {
-    pub(in crate::websocket) fn is(e: &io::Error) -> bool {
+    pub(crate) fn is(e: &io::Error) -> bool {
         e.get_ref().is_some_and(|inner| inner.is::<Stalled>())
     }
 }

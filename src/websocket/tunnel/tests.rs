@@ -36,7 +36,7 @@ async fn tunnel(
 use crate::websocket::frames::{close_frame, FrameEvent, FrameReader};
 
 pub(super) fn ends<F>(idle_timeout: Duration, ending: F) -> Ends<F> {
-    Ends { idle_timeout, keepalive: None, ending, activity: crate::upstream::moves::Activity::new() }
+    Ends { idle_timeout, keepalive: None, ending, card: crate::websocket::card::Card::for_tests() }
 }
 
 /// A masked text frame, as a client sends it.
