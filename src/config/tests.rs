@@ -385,3 +385,63 @@ routes:
     let keys: Vec<String> = errors(queue_alone).into_iter().map(|e| e.key).collect();
     assert!(keys.contains(&"upstreams.other.queue".to_string()), "a queue needs a cap: {keys:?}");
 }
+
+#[test]
+fn keepalive_and_client_rates_parse_with_their_defaults() {
+    let text = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  chat: {backends: [127.0.0.1:3001]}
+routes:
+  - path_prefix: /ws
+    upstream: chat
+    websocket:
+      ping_interval: 30s
+      client_messages_per_second: {rate: 50, burst: 200}
+      client_bytes_per_second: {rate: 1MiB, burst: 4MiB}
+      on_rate_exceeded: close
+  - {upstream: chat, websocket: {client_bytes_per_second: {rate: 1000}}}
+";
+    let c = parse_str(text).unwrap();
+    let ws = &c.routes[0].websocket;
+    let keepalive = Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) };
+    assert_eq!(ws.keepalive, Some(keepalive), "ping_timeout defaults to 10 s");
+    assert_eq!(ws.client_rate.messages, Some(Bucket { rate: 50.0, burst: 200.0 }));
+    assert_eq!(ws.client_rate.bytes, Some(Bucket { rate: 1_048_576.0, burst: 4_194_304.0 }));
+    assert_eq!(ws.client_rate.on_exceeded, OnRateExceeded::Close);
+    let other = &c.routes[1].websocket;
+    assert_eq!(other.keepalive, None, "keepalive is off by default");
+    assert_eq!(other.client_rate.bytes, Some(Bucket { rate: 1000.0, burst: 1000.0 }), "burst: one second's worth");
+    assert_eq!((other.client_rate.messages, other.client_rate.on_exceeded), (None, OnRateExceeded::Throttle));
+}
+
+#[test]
+fn keepalive_and_client_rate_mistakes_name_their_keys() {
+    let text = "\
+listeners:
+  - address: 127.0.0.1:8080
+upstreams:
+  chat: {backends: [127.0.0.1:3001]}
+routes:
+  - {path_prefix: /a, upstream: chat, websocket: {ping_timeout: 5s}}
+  - {path_prefix: /b, upstream: chat, websocket: {ping_interval: 0s, ping_timeout: 0s}}
+  - {path_prefix: /c, upstream: chat, websocket: {client_messages_per_second: {rate: 0, burst: 0.5}}}
+";
+    let keys: Vec<String> = errors(text).into_iter().map(|e| e.key).collect();
+    for key in [
+        "routes[0].websocket.ping_timeout",
+        "routes[1].websocket.ping_interval",
+        "routes[1].websocket.ping_timeout",
+        "routes[2].websocket.client_messages_per_second.rate",
+        "routes[2].websocket.client_messages_per_second.burst",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} not reported: {keys:?}");
+    }
+    let bad_size = text.replace("{rate: 0, burst: 0.5}", "{rate: 1, burst: 2}").replace(
+        "  - {path_prefix: /a, upstream: chat, websocket: {ping_timeout: 5s}}\n",
+        "  - {path_prefix: /a, upstream: chat, websocket: {client_bytes_per_second: {rate: lots}}}\n",
+    );
+    let e = errors(&bad_size).remove(0);
+    assert_eq!(e.key, "routes[0].websocket.client_bytes_per_second.rate", "{e:?}");
+}
