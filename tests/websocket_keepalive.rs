@@ -108,3 +108,72 @@ async fn a_backend_that_answers_nothing_is_dead_and_the_client_gets_1001() {
     wait_for(metrics_addr(metrics), "wsgate_websocket_dead_peers_total", &labels, Some(1.0)).await;
     drop(gw);
 }
+
+const BACKEND_ROLE: &str = "WSGATE_KEEPALIVE_BACKEND";
+
+/// Run as a helper process (this test binary again, with `BACKEND_ROLE` set): an echo
+/// backend that prints its port and lives until it is killed; a no-op as a test.
+#[test]
+fn backend_process() {
+    if std::env::var_os(BACKEND_ROLE).is_none() {
+        return;
+    }
+    let backend = WsBackend::start("stopped");
+    println!("port {}", backend.port());
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// A backend in a process of its own, killed (by its PID) when dropped.
+struct BackendProcess(std::process::Child, u16);
+
+impl BackendProcess {
+    fn start() -> BackendProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "backend_process", "--nocapture", "--test-threads=1"])
+            .env(BACKEND_ROLE, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The harness prints "port N" on the line that names the test.
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let port =
+            stdout.lines().map_while(Result::ok).take(50).find_map(|l| l.rsplit_once("port ")?.1.trim().parse().ok());
+        BackendProcess(child, port.expect("the backend process printed its port"))
+    }
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the PID of a child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.0.id() as libc::pid_t, signal) }, 0);
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_backend_process_is_dead_and_the_client_gets_1001() {
+    let backend = BackendProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = config(SocketAddr::from(([127, 0, 0, 1], backend.1)), free_port(), &dir.path().join("a.jsonl"));
+    let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port]);
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/chat"), &[]).await.unwrap();
+    assert_eq!(ws_echo_text(&mut ws, "alive").await, "alive");
+    backend.signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed in time") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("a Close, got {other:?}"),
+        }
+    };
+    let took = stopped.elapsed();
+    assert_eq!(close, Some(1001));
+    let expected = Duration::from_millis(INTERVAL_MS + TIMEOUT_MS);
+    assert!(took + Duration::from_secs(1) >= expected && took <= expected + Duration::from_secs(1), "{took:?}");
+    drop(gw);
+}
