@@ -209,8 +209,12 @@ async fn drain_wait_returns_once_the_backend_is_empty_and_enable_puts_it_back() 
     assert!(took >= Duration::from_secs(4) && took <= Duration::from_secs(6), "drain --wait took {took:?}");
     let upstreams = ctl(gw.dir.path(), &["-c", &cfg, "--json", "upstreams"]);
     let json: serde_json::Value = serde_json::from_str(&upstreams.stdout).unwrap();
-    let drained = json["upstreams"][0]["backends"].as_array().unwrap().iter().find(|b| b["address"] == target.as_str()).cloned();
-    assert_eq!(drained.as_ref().map(|b| (b["sessions"].as_u64(), b["draining"].as_bool())), Some((Some(0), Some(true))));
+    let drained =
+        json["upstreams"][0]["backends"].as_array().unwrap().iter().find(|b| b["address"] == target.as_str()).cloned();
+    assert_eq!(
+        drained.as_ref().map(|b| (b["sessions"].as_u64(), b["draining"].as_bool())),
+        Some((Some(0), Some(true)))
+    );
 
     // Every session of the drained backend saw 1012 and reconnected to the other one.
     settle(&[&a, &b], 3 * EACH).await;
