@@ -12,6 +12,7 @@ mod scan;
 mod write;
 
 use super::frames::FrameReader;
+use super::keepalive::Liveness;
 use super::rate::{Allowance, Limiter};
 use super::shared::{CloseRequest, Departure, Direction, Initiator, Shared, PROTOCOL_ERROR};
 use crate::upstream::moves::now_ms;
@@ -71,7 +72,7 @@ struct Pump<'a> {
     /// The peer this pump writes to.
     receiver: Initiator,
     /// The sender's rate limits, if any.
-    limiter: Option<Limiter<'a>>,
+    limiter: Option<Box<Limiter<'a>>>,
 }
 
 /// Copies `reader` to `writer` until end of stream (then half-closes `writer`) or, once
@@ -98,7 +99,7 @@ where
         state: State::Open,
         keepalive: shared.keepalive.is_some(),
         receiver,
-        limiter: direction.rate.as_ref().map(|spec| Limiter::new(spec, std::time::Instant::now())),
+        limiter: direction.rate.as_ref().map(|spec| Box::new(Limiter::new(spec, std::time::Instant::now()))),
     };
     let mut early = (!early.is_empty()).then_some(early);
     // Built once: a future per read would cost more than the read itself on small messages.
@@ -107,9 +108,9 @@ where
         let _ = close_requests.changed().await;
     };
     tokio::pin!(close_requested);
-    let ping_wake = &shared.liveness(receiver).wake;
-    let ping_due = ping_wake.notified();
-    tokio::pin!(ping_due);
+    // Only with keepalive on (boxed: a future kept in every pump of every session otherwise).
+    let ping_wake = shared.liveness(receiver).map(|l| &l.wake);
+    let mut ping_due = ping_wake.map(|w| Box::pin(w.notified()));
     let mut close_seen = false;
     loop {
         if pump.before_read(&mut writer).await? {
@@ -133,7 +134,7 @@ where
                         continue;
                     }
                     Woke::PingDue => {
-                        ping_due.set(ping_wake.notified());
+                        ping_due = ping_wake.map(|w| Box::pin(w.notified()));
                         continue;
                     }
                     Woke::Refilled => continue,
@@ -175,10 +176,16 @@ impl Pump<'_> {
         reader: &mut R,
         close_requested: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
         watch: bool,
-        ping_due: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        ping_due: Option<&mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>>,
     ) -> io::Result<Woke> {
         let big = self.buf.len() > BUFFER_START;
-        let pinging = self.keepalive && watch;
+        let pinging = watch && ping_due.is_some();
+        let ping_due = async {
+            match ping_due {
+                Some(due) => due.await,
+                None => std::future::pending().await,
+            }
+        };
         let (until, read_to) = match self.limiter.as_mut().map(|l| l.allowance(std::time::Instant::now())) {
             Some(Allowance::Wait(until)) => (Some(until), self.held),
             Some(Allowance::Read(n)) => (None, self.held.saturating_add(n).min(self.buf.len())),
@@ -228,20 +235,22 @@ impl Pump<'_> {
     }
 
     fn ping_due(&self) -> bool {
-        self.keepalive && self.shared.liveness(self.receiver).ping_due()
+        self.keepalive && self.shared.liveness(self.receiver).is_some_and(Liveness::ping_due)
     }
 
     async fn send_ping<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<()> {
         write_now(writer, &ping_to_peer(self.direction.sender), self.direction.send_timeout).await?;
-        self.shared.liveness(self.receiver).ping_sent(now_ms());
+        if let Some(liveness) = self.shared.liveness(self.receiver) {
+            liveness.ping_sent(now_ms());
+        }
         Ok(())
     }
 
     /// Handles the `n` bytes just read after `buf[..held]`. True when this direction is done.
     async fn process<W: AsyncWrite + Unpin>(&mut self, n: usize, writer: &mut W) -> io::Result<bool> {
         let now = now_ms();
-        if self.keepalive {
-            self.shared.liveness(self.direction.sender).heard(now);
+        if let Some(liveness) = self.shared.liveness(self.direction.sender) {
+            liveness.heard(now);
         }
         let mut end = self.held + n;
         // Where the frame in flight ends: inside a payload, after its rest; in a header, the

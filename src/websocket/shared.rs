@@ -174,6 +174,13 @@ impl Departure {
     }
 }
 
+/// Keepalive on a session: its settings and each side's liveness.
+pub(super) struct Sides {
+    pub(super) settings: Keepalive,
+    pub(super) client: Liveness,
+    pub(super) backend: Liveness,
+}
+
 /// State both pumps share: activity for the idle timeout, and the closing handshake.
 pub(super) struct Shared {
     pub(super) start: Instant,
@@ -189,10 +196,9 @@ pub(super) struct Shared {
     pub(super) close_request: watch::Sender<Option<CloseRequest>>,
     /// Why, when wsgate ended a session that nothing else was closing.
     pub(super) departure: OnceLock<Departure>,
-    /// `ping_interval`/`ping_timeout`, when keepalive is on; each side's liveness.
-    pub(super) keepalive: Option<Keepalive>,
-    pub(super) client_live: Liveness,
-    pub(super) backend_live: Liveness,
+    /// Keepalive's settings and each side's liveness, when it is on (boxed: most sessions
+    /// of most routes go without, and every byte here is per session).
+    pub(super) keepalive: Option<Box<Sides>>,
 }
 
 impl Shared {
@@ -203,9 +209,8 @@ impl Shared {
         Shared {
             card,
             flows,
-            keepalive,
-            client_live: Liveness::new(now),
-            backend_live: Liveness::new(now),
+            keepalive: keepalive
+                .map(|settings| Box::new(Sides { settings, client: Liveness::new(now), backend: Liveness::new(now) })),
             start: Instant::now(),
             activity,
             first_close: OnceLock::new(),
@@ -228,11 +233,13 @@ impl Shared {
             let _ = self.departure.set(Departure::DeadPeer);
         }
     }
-    pub(super) fn liveness(&self, side: Initiator) -> &Liveness {
-        match side {
-            Initiator::Backend => &self.backend_live,
-            _ => &self.client_live,
-        }
+    /// `side`'s liveness, when keepalive is on.
+    pub(super) fn liveness(&self, side: Initiator) -> Option<&Liveness> {
+        let sides = self.keepalive.as_deref()?;
+        Some(match side {
+            Initiator::Backend => &sides.backend,
+            _ => &sides.client,
+        })
     }
     pub(crate) fn touch(&self) {
         self.activity.touch();

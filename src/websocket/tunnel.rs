@@ -151,10 +151,11 @@ async fn supervise(
             linger_until.get_or_insert_with(|| Instant::now() + HALF_CLOSE_LINGER.min(idle_timeout));
         }
         let mut deadline = shared.last() + idle_timeout;
-        if let Some(keepalive) = shared.keepalive.filter(|_| linger_until.is_none() && shared.close_request().is_none())
+        if let Some(sides) =
+            shared.keepalive.as_deref().filter(|_| linger_until.is_none() && shared.close_request().is_none())
         {
-            let sides = [(Initiator::Client, &shared.client_live), (Initiator::Backend, &shared.backend_live)];
-            match keepalive::check(sides, &keepalive) {
+            let each = [(Initiator::Client, &sides.client), (Initiator::Backend, &sides.backend)];
+            match keepalive::check(each, &sides.settings) {
                 Ok(at) => deadline = deadline.min(at),
                 Err(dead) => {
                     log::debug!("{dead:?} answered nothing to wsgate's Ping; closing the session");
