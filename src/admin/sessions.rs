@@ -68,9 +68,10 @@ pub(super) fn close(snapshot: &Snapshot, id: &str, req: &Request) -> Result<Repl
     if reason.len() > 123 {
         return Err(Reply::error(400, "`reason`: at most 123 bytes (a Close frame's payload is 125)"));
     }
-    let session = snapshot.pools.iter().find_map(|p| p.loads.find(id));
-    let session = session.ok_or_else(|| Reply::error(404, &format!("no open session {id}")))?;
     let code = code.unwrap_or(1000);
-    session.close(code, reason);
-    Ok(Reply::ok(json!({ "id": id, "code": code })))
+    match snapshot.pools.iter().find_map(|p| p.loads.close(id, code, reason)) {
+        Some(true) => Ok(Reply::ok(json!({ "id": id, "code": code }))),
+        Some(false) => Err(Reply::error(409, &format!("session {id} is already closing"))),
+        None => Err(Reply::error(404, &format!("no open session {id}"))),
+    }
 }

@@ -18,6 +18,8 @@ pub(crate) enum Move {
     Rebalance,
     /// An operator drains its backend (admin API).
     Drained,
+    /// An operator closes it with this code (admin API).
+    Closed(u16),
 }
 
 type Order = (Move, Duration);
@@ -60,11 +62,11 @@ impl Activity {
     }
 }
 
-/// What the admin API sees of an open session, and how it closes one.
+/// What the admin API sees of an open session.
 pub(crate) trait SessionView: Send + Sync {
     fn report(&self) -> SessionReport<'_>;
-    /// Ends the session at a frame boundary: `code` and `reason` to the client.
-    fn close(&self, code: u16, reason: &str);
+    /// The reason the client will be given with `code` when an operator closes it.
+    fn give_reason(&self, code: u16, reason: &str);
 }
 
 /// One open session, as `GET /sessions` lists it (`_in`: client to backend).
@@ -146,9 +148,18 @@ impl Movable {
         self.open().values().filter_map(|o| o.view.clone()).collect()
     }
 
-    /// The open session `id`, if it is on this backend.
-    pub(crate) fn find(&self, id: u64) -> Option<Arc<dyn SessionView>> {
-        self.open().get(&id).and_then(|o| o.view.clone())
+    /// Tells the open session `id` to close now with `code` (and `reason`, for the client):
+    /// `None` if it is not here, `Some(false)` if it was already told to move.
+    pub(crate) fn close(&self, id: u64, code: u16, reason: &str) -> Option<bool> {
+        let order = {
+            let mut open = self.open();
+            let entry = open.get_mut(&id).filter(|o| o.view.is_some())?;
+            if let (Some(view), Some(_)) = (&entry.view, &entry.order) {
+                view.give_reason(code, reason);
+            }
+            entry.order.take()
+        };
+        Some(order.is_some_and(|tx| self.send(vec![tx], Move::Closed(code), vec![Duration::ZERO]) == 1))
     }
 
     /// Tells every open session to move, each after a delay uniform in `0..spread`; how many.

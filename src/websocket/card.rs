@@ -1,13 +1,13 @@
-//! A session as the outside sees it: the admin API lists it (`GET /sessions`) and closes it
-//! (`DELETE /sessions/{id}`) through its backend's registry (`upstream::moves`), reading
-//! the same counters the tunnel adds to, so listing costs the tunnel nothing.
+//! A session as the outside sees it: the admin API lists it (`GET /sessions`) through its
+//! backend's registry (`upstream::moves`), reading the same counters the tunnel adds to, so
+//! listing costs the tunnel nothing; an operator's close comes as a move order, with the
+//! reason for the client kept here.
 
 use crate::upstream::moves::{Activity, SessionReport, SessionView};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use tokio::sync::Notify;
 
 /// Running totals of one direction, readable however the tunnel ends.
 #[derive(Debug, Default)]
@@ -43,29 +43,11 @@ pub(crate) struct Card {
     pub(crate) flows: Arc<Flows>,
     /// An operator's close: the code and reason for the client.
     close: OnceLock<(u16, String)>,
-    closing: Notify,
 }
 
 impl Card {
     pub(crate) fn new(identity: Identity, activity: Arc<Activity>) -> Arc<Card> {
-        Arc::new(Card {
-            identity,
-            started: Instant::now(),
-            activity,
-            flows: Arc::default(),
-            close: OnceLock::new(),
-            closing: Notify::new(),
-        })
-    }
-
-    /// Resolves with the code once an operator closes the session; never otherwise.
-    pub(crate) async fn closed(&self) -> u16 {
-        loop {
-            if let Some((code, _)) = self.close.get() {
-                return *code;
-            }
-            self.closing.notified().await;
-        }
+        Arc::new(Card { identity, started: Instant::now(), activity, flows: Arc::default(), close: OnceLock::new() })
     }
 
     /// The reason an operator gave with `code`, if this close is theirs.
@@ -107,9 +89,7 @@ impl SessionView for Card {
         }
     }
 
-    fn close(&self, code: u16, reason: &str) {
-        if self.close.set((code, reason.to_string())).is_ok() {
-            self.closing.notify_one();
-        }
+    fn give_reason(&self, code: u16, reason: &str) {
+        let _ = self.close.set((code, reason.to_string()));
     }
 }

@@ -113,7 +113,8 @@ where
     let mut ping_due = ping_wake.map(|w| Box::pin(w.notified()));
     let mut close_seen = false;
     loop {
-        if pump.before_read(&mut writer).await? {
+        // Between reads there is usually nothing to do: no future then.
+        if (shared.close_request().is_some() || pump.ping_due()) && pump.before_read(&mut writer).await? {
             return Ok(());
         }
         let n = match early.take() {
@@ -179,6 +180,14 @@ impl Pump<'_> {
         ping_due: Option<&mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>>,
     ) -> io::Result<Woke> {
         let big = self.buf.len() > BUFFER_START;
+        if ping_due.is_none() && self.limiter.is_none() {
+            // Neither keepalive nor rate limits: the fewest branches, as every read waits here.
+            return Ok(tokio::select! {
+                read = reader.read(&mut self.buf[self.held..]) => Woke::Read(read?),
+                _ = close_requested, if watch => Woke::CloseRequested,
+                woke = timer(None, big) => woke,
+            });
+        }
         let pinging = watch && ping_due.is_some();
         let ping_due = async {
             match ping_due {

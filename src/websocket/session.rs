@@ -98,7 +98,7 @@ impl OpenSession {
         };
         let card = Card::new(identity, place.activity().unwrap_or_else(Activity::new));
         place.describe(card.clone());
-        let ending = ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved, card.clone());
+        let ending = ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved);
         OpenSession {
             client,
             backend_addr,
@@ -191,7 +191,6 @@ fn ending(
     drain: impl Future<Output = ()>,
     lifetime: Option<Duration>,
     moved: impl Future<Output = Move>,
-    card: Arc<Card>,
 ) -> impl Future<Output = Departure> {
     let lifetime = lifetime.map(|d| d.mul_f64(0.9 + 0.2 * fastrand::f64()));
     async move {
@@ -208,8 +207,8 @@ fn ending(
                 Move::BackendDown => Departure::BackendDown,
                 Move::Rebalance => Departure::Rebalance,
                 Move::Drained => Departure::Drained,
+                Move::Closed(code) => Departure::Closed(code),
             },
-            code = card.closed() => Departure::Closed(code),
         }
     }
 }

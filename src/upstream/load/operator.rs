@@ -51,9 +51,10 @@ impl Loads {
             .collect()
     }
 
-    /// The open session `id`, if one of this pool's backends carries it.
-    pub(crate) fn find(&self, id: u64) -> Option<Arc<dyn SessionView>> {
-        self.backends.load().values().find_map(|b| b.movable.find(id))
+    /// Closes the open session `id` if one of this pool's backends carries it: `Some(false)`
+    /// when it was already told to move.
+    pub(crate) fn close(&self, id: u64, code: u16, reason: &str) -> Option<bool> {
+        self.backends.load().values().find_map(|b| b.movable.close(id, code, reason))
     }
 
     fn member(&self, addr: &SocketAddr) -> Option<Arc<super::BackendLoad>> {
