@@ -177,3 +177,62 @@ async fn a_stopped_backend_process_is_dead_and_the_client_gets_1001() {
     assert!(took + Duration::from_secs(1) >= expected && took <= expected + Duration::from_secs(1), "{took:?}");
     drop(gw);
 }
+
+/// A backend that answers the upgrade, then streams `messages` 64 KiB messages, each written
+/// in 8 KiB pieces 5 ms apart, so that wsgate is inside a frame most of the time.
+fn streaming_backend(messages: usize) -> RawBackend {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    RawBackend::start(move |mut s| async move {
+        let mut buf = Vec::new();
+        let Ok(Some(head)) = common::backends::read_head(&mut s, &mut buf).await else { return };
+        let Some(key) = head.headers.iter().find(|(n, _)| n == "sec-websocket-key").map(|(_, v)| v.clone()) else {
+            return; // a health check
+        };
+        let accept = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", ws_accept(&key));
+        let (mut rd, mut wr) = tokio::io::split(s);
+        tokio::spawn(async move { while matches!(rd.read(&mut [0u8; 4096]).await, Ok(n) if n > 0) {} });
+        if wr.write_all(accept.as_bytes()).await.is_err() {
+            return;
+        }
+        for i in 0..messages {
+            for piece in ws_frame(0x2, &vec![i as u8; 64 * 1024], false).chunks(8 * 1024) {
+                if wr.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        std::future::pending::<()>().await;
+    })
+}
+
+/// The figure: 64 KiB messages streamed to a client that reads slowly, with
+/// `ping_interval: 100ms`: wsgate's Pings go in between messages, and every message arrives
+/// whole (tungstenite fails the connection on a frame cut by anything).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_to_a_slow_reader_never_split_the_64_kib_messages_it_is_sent() {
+    const MESSAGES: usize = 30;
+    let backend = streaming_backend(MESSAGES); // it never answers a Ping: ping_timeout is long
+    let port = free_port();
+    let keepalive = WebSocket::new().keepalive("100ms", "30s");
+    let cfg = Config::new()
+        .listen(port)
+        .upstream("app", Upstream::one(backend.addr))
+        .route(Route::to("app").websocket(keepalive));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{port}/stream"), &[]).await.unwrap();
+    let (mut got, mut pings) = (0, 0);
+    while got < MESSAGES {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the next message") {
+            Some(Ok(Message::Binary(data))) => {
+                assert!(data.len() == 64 * 1024 && data.iter().all(|b| *b == got as u8), "message {got} arrived whole");
+                got += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("message {got}: {other:?}"),
+        }
+    }
+    assert!(pings >= 5, "pinged about every 100 ms while 30 messages took 1.2 s to stream: {pings}");
+    drop(gw);
+}
