@@ -89,18 +89,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let receiver = if direction.sender == Initiator::Backend { Initiator::Client } else { Initiator::Backend };
-    let mut pump = Pump {
-        direction,
-        shared,
-        frames: FrameReader::with_rules(direction.rules),
-        buf: vec![0; BUFFER_START.max(early.len())],
-        held: 0,
-        state: State::Open,
-        keepalive: shared.keepalive.is_some(),
-        receiver,
-        limiter: direction.rate.as_ref().map(|spec| Box::new(Limiter::new(spec, std::time::Instant::now()))),
-    };
+    let mut pump = Pump::new(direction, shared, early.len());
+    let receiver = pump.receiver;
     let mut early = (!early.is_empty()).then_some(early);
     // Built once: a future per read would cost more than the read itself on small messages.
     let mut close_requests = shared.close_request_watch();
@@ -169,7 +159,22 @@ async fn timer(until: Option<std::time::Instant>, big: bool) -> Woke {
     }
 }
 
-impl Pump<'_> {
+impl<'a> Pump<'a> {
+    fn new(direction: &'a Direction, shared: &'a Shared, early: usize) -> Pump<'a> {
+        let receiver = if direction.sender == Initiator::Backend { Initiator::Client } else { Initiator::Backend };
+        Pump {
+            direction,
+            shared,
+            frames: FrameReader::with_rules(direction.rules),
+            buf: vec![0; BUFFER_START.max(early)],
+            held: 0,
+            state: State::Open,
+            keepalive: shared.keepalive.is_some(),
+            receiver,
+            limiter: direction.rate.as_ref().map(|spec| Box::new(Limiter::new(spec, std::time::Instant::now()))),
+        }
+    }
+
     /// Waits for the sender's next bytes, a close request (when `watch`ed) or a quiet spell
     /// long enough to give a grown buffer back.
     async fn wait<R: AsyncRead + Unpin>(

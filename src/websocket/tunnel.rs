@@ -151,17 +151,11 @@ async fn supervise(
             linger_until.get_or_insert_with(|| Instant::now() + HALF_CLOSE_LINGER.min(idle_timeout));
         }
         let mut deadline = shared.last() + idle_timeout;
-        if let Some(sides) =
-            shared.keepalive.as_deref().filter(|_| linger_until.is_none() && shared.close_request().is_none())
-        {
-            let each = [(Initiator::Client, &sides.client), (Initiator::Backend, &sides.backend)];
-            match keepalive::check(each, &sides.settings) {
-                Ok(at) => deadline = deadline.min(at),
-                Err(dead) => {
-                    log::debug!("{dead:?} answered nothing to wsgate's Ping; closing the session");
-                    shared.dead(dead);
-                    linger_until = Some(Instant::now() + DEAD_PEER_LINGER);
-                }
+        if linger_until.is_none() {
+            match keep_alive(shared) {
+                Ok(Some(at)) => deadline = deadline.min(at),
+                Ok(None) => {}
+                Err(()) => linger_until = Some(Instant::now() + DEAD_PEER_LINGER),
             }
         }
         let deadline = tokio::time::Instant::from_std(linger_until.map_or(deadline, |l| l.min(deadline)));
@@ -198,6 +192,19 @@ async fn supervise(
         }
     }
     TunnelEnd::Closed
+}
+
+/// Keepalive's check of both sides while nothing is closing: when to look again (`None`:
+/// never), or `Err` once a dead side has been told to go.
+fn keep_alive(shared: &Shared) -> Result<Option<Instant>, ()> {
+    let Some(sides) = shared.keepalive.as_deref().filter(|_| shared.close_request().is_none()) else {
+        return Ok(None);
+    };
+    let each = [(Initiator::Client, &sides.client), (Initiator::Backend, &sides.backend)];
+    keepalive::check(each, &sides.settings).map(Some).map_err(|dead| {
+        log::debug!("{dead:?} answered nothing to wsgate's Ping; closing the session");
+        shared.dead(dead);
+    })
 }
 
 #[cfg(test)]
