@@ -90,13 +90,7 @@ async fn a_backend_that_answers_nothing_is_dead_and_the_client_gets_1001() {
     let gw = Wsgate::start_in_and_wait(dir, &cfg, &[port, metrics]);
     let (mut ws, _) = ws_connect(&format!("ws://127.0.0.1:{}/chat", port), &[]).await.unwrap();
     let opened = Instant::now();
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed in time") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("a Close, got {other:?}"),
-        }
-    };
+    let close = ws_close_code(&mut ws).await;
     let took = opened.elapsed();
     assert_eq!(close, Some(1001));
     let expected = Duration::from_millis(INTERVAL_MS + TIMEOUT_MS);
@@ -164,13 +158,7 @@ async fn a_stopped_backend_process_is_dead_and_the_client_gets_1001() {
     assert_eq!(ws_echo_text(&mut ws, "alive").await, "alive");
     backend.signal(libc::SIGSTOP);
     let stopped = Instant::now();
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed in time") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("a Close, got {other:?}"),
-        }
-    };
+    let close = ws_close_code(&mut ws).await;
     let took = stopped.elapsed();
     assert_eq!(close, Some(1001));
     let expected = Duration::from_millis(INTERVAL_MS + TIMEOUT_MS);

@@ -90,13 +90,7 @@ async fn a_client_past_its_bucket_with_close_gets_1008_and_the_backend_1001() {
         }
         tx
     });
-    let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), rx.next()).await.expect("a Close in time") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            other => panic!("a Close, got {other:?}"),
-        }
-    };
+    let close = ws_close_code(&mut rx).await;
     assert_eq!(close, Some(1008));
     // Reading on sends tungstenite's Close reply, which completes the closing handshake.
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(5), rx.next()).await {}

@@ -288,7 +288,7 @@ impl<'a> Pump<'a> {
         // Answers to wsgate's Pings are not traffic: they do not hold off the idle timeout.
         let traffic = end > 0;
         if traffic {
-            self.shared.activity.set(now);
+            self.shared.card.activity.set(now);
         }
         let (forwarded, done) = match self.state {
             State::Open => {

@@ -2,12 +2,12 @@
 //! (`Direction`), the running totals, the first Close seen, and wsgate's own request to
 //! close (`CloseRequest`), which both pumps read.
 
-use super::card::{Card, Flow, Flows};
+use super::card::{Card, Flow};
 use super::frames::Rules;
 use super::keepalive::Liveness;
 use super::rate::RateSpec;
 use crate::config::model::Keepalive;
-use crate::upstream::moves::{now_ms, Activity};
+use crate::upstream::moves::now_ms;
 use pingora_prometheus::prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -184,14 +184,12 @@ pub(super) struct Sides {
 /// State both pumps share: activity for the idle timeout, and the closing handshake.
 pub(super) struct Shared {
     pub(super) start: Instant,
-    /// When a byte last moved in either direction (shared with the rebalancer).
-    pub(super) activity: Arc<Activity>,
-    /// What the admin API sees of the session; its counters are the tunnel's.
+    /// What the admin API sees of the session: its activity clock (shared with the
+    /// rebalancer) and the counters the tunnel keeps.
     pub(super) card: Arc<Card>,
     pub(super) first_close: OnceLock<(Initiator, Option<u16>)>,
     pub(super) client_sent_close: AtomicBool,
     pub(super) backend_sent_close: AtomicBool,
-    pub(super) flows: Arc<Flows>,
     /// Set once, when this session must close on wsgate's initiative.
     pub(super) close_request: watch::Sender<Option<CloseRequest>>,
     /// Why, when wsgate ended a session that nothing else was closing.
@@ -204,15 +202,12 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn new(card: Arc<Card>, keepalive: Option<Keepalive>) -> Self {
         let now = now_ms();
-        let (activity, flows) = (card.activity.clone(), card.flows.clone());
-        activity.set(now);
+        card.activity.set(now);
         Shared {
             card,
-            flows,
             keepalive: keepalive
                 .map(|settings| Box::new(Sides { settings, client: Liveness::new(now), backend: Liveness::new(now) })),
             start: Instant::now(),
-            activity,
             first_close: OnceLock::new(),
             client_sent_close: AtomicBool::new(false),
             backend_sent_close: AtomicBool::new(false),
@@ -242,15 +237,15 @@ impl Shared {
         })
     }
     pub(crate) fn touch(&self) {
-        self.activity.touch();
+        self.card.activity.touch();
     }
     pub(super) fn last(&self) -> Instant {
-        self.activity.last()
+        self.card.activity.last()
     }
     pub(crate) fn flow(&self, sender: Initiator) -> &Flow {
         match sender {
-            Initiator::Backend => &self.flows.downstream,
-            _ => &self.flows.upstream,
+            Initiator::Backend => &self.card.flows.downstream,
+            _ => &self.card.flows.upstream,
         }
     }
     pub(crate) fn note_close(&self, sender: Initiator, code: Option<u16>) {
@@ -286,9 +281,9 @@ impl Shared {
         self.client_sent_close.load(Ordering::Relaxed) && self.backend_sent_close.load(Ordering::Relaxed)
     }
     pub(super) fn protocol_error(&self) -> Option<Initiator> {
-        if self.flows.upstream.malformed.load(Ordering::Relaxed) {
+        if self.card.flows.upstream.malformed.load(Ordering::Relaxed) {
             Some(Initiator::Client)
-        } else if self.flows.downstream.malformed.load(Ordering::Relaxed) {
+        } else if self.card.flows.downstream.malformed.load(Ordering::Relaxed) {
             Some(Initiator::Backend)
         } else {
             None

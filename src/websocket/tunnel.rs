@@ -117,10 +117,10 @@ pub(crate) async fn run(
     };
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     TunnelStats {
-        client_to_backend_bytes: load(&shared.flows.upstream.bytes),
-        backend_to_client_bytes: load(&shared.flows.downstream.bytes),
-        client_to_backend_messages: load(&shared.flows.upstream.messages),
-        backend_to_client_messages: load(&shared.flows.downstream.messages),
+        client_to_backend_bytes: load(&shared.card.flows.upstream.bytes),
+        backend_to_client_bytes: load(&shared.card.flows.downstream.bytes),
+        client_to_backend_messages: load(&shared.card.flows.upstream.messages),
+        backend_to_client_messages: load(&shared.card.flows.downstream.messages),
         first_close: shared.first_close.get().copied(),
         protocol_error: shared.protocol_error(),
         departure: shared.departure.get().copied(),

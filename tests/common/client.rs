@@ -361,3 +361,17 @@ pub fn write_cert(dir: &Path, stem: &str, common_name: &str, san: &str) -> (Path
     );
     (cert, key)
 }
+
+/// Reads `ws` until a Close frame (other messages skipped; 5 s at most for each): its code.
+pub async fn ws_close_code<W>(ws: &mut W) -> Option<u16>
+where
+    W: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a Close in time") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("a Close, got {other:?}"),
+        }
+    }
+}
