@@ -4,13 +4,13 @@
 //! every event agrees with the bytes it describes.
 //!
 //! Input layout: byte 0 = number of cuts (bits 0-2) and the reader's rules (bits 3-4: any,
-//! a client's, a server's with permessage-deflate, a client's with an unknown extension),
-//! then 2 bytes per cut (big-endian, taken mod stream length + 1), then the stream itself.
+//! a client's, a server's with permessage-deflate, a client's with an unknown extension;
+//! bit 5: report Pongs answering wsgate's own Ping), then 2 bytes per cut (big-endian, taken mod stream length + 1), then the stream itself.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsgate::websocket::frames::{Extensions, FrameEvent, FrameReader, OpCode, Rules};
+use wsgate::websocket::frames::{ping_payload, Extensions, FrameEvent, FrameReader, OpCode, Rules, PING_LEN};
 
 /// What a reader reports for a stream fed in `chunks`, offsets made absolute, plus its
 /// state queries at the end.
@@ -89,6 +89,14 @@ fn check_events(stream: &[u8], events: &[(usize, FrameEvent)], passthrough: bool
                     assert_eq!(*code, u16::from_be_bytes([stream[at] ^ key[0], stream[at + 1] ^ key[1]]));
                 }
             }
+            FrameEvent::OwnPong => {
+                let (at, op, _, masked, len, _) = header.expect("OwnPong before any Header");
+                assert!(rules.own_pongs && op == OpCode::Pong, "OwnPong for {op:?}");
+                assert_eq!((at as u64 + len, len), (*offset as u64, PING_LEN as u64), "OwnPong not a whole Pong of wsgate's length");
+                let key: [u8; 4] = if masked { stream[at - 4..at].try_into().unwrap() } else { [0; 4] };
+                let payload: Vec<u8> = stream[at..*offset].iter().enumerate().map(|(k, b)| b ^ key[k % 4]).collect();
+                assert_eq!(payload, ping_payload(), "OwnPong whose payload is not wsgate's Ping's");
+            }
             FrameEvent::Malformed(reason) => {
                 assert!(!reason.is_empty());
                 assert_eq!(i, events.len() - 1, "events after Malformed");
@@ -101,12 +109,13 @@ fn check_events(stream: &[u8], events: &[(usize, FrameEvent)], passthrough: bool
 
 fuzz_target!(|data: &[u8]| {
     let Some((&n, rest)) = data.split_first() else { return };
-    let rules = match (n >> 3) % 4 {
+    let mut rules = match (n >> 3) % 4 {
         0 => Rules::ANY,
         1 => Rules::session(Extensions::None).0,
         2 => Rules::session(Extensions::Deflate).1,
         _ => Rules::session(Extensions::Unknown).0,
     };
+    rules.own_pongs = n & 0x20 != 0;
     let n = (n % 8) as usize;
     if rest.len() < 2 * n {
         return;
