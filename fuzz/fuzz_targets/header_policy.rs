@@ -162,7 +162,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // As src/proxy/mod.rs and src/websocket/mod.rs decide it.
     let websocket = kind == Upgrade::WebSocket && validated.is_ok();
-    let fwd = Forwarding { client_ip, tls, backend: fx.backend, websocket };
+    let fwd = Forwarding { client_ip, peer_ip: client_ip, tls, backend: fx.backend, websocket };
 
     let nominated = handshake::connection_tokens(&original);
     let set_by_route = |name: &str| route.set_headers.iter().any(|(n, _)| n.as_str() == name);
@@ -251,7 +251,7 @@ fuzz_target!(|data: &[u8]| {
     // rewritten Host, the second pass sees the rewritten one as the original and records
     // that in X-Forwarded-Host, so the comparison leaves that field out then.
     let mut twice = req.clone();
-    let again = Forwarding { client_ip: None, tls, backend: fx.backend, websocket };
+    let again = Forwarding { client_ip: None, peer_ip: None, tls, backend: fx.backend, websocket };
     headers::apply(&mut twice, route, &again).expect("the second pass refuses nothing");
     if matches!(route.host_header, HostHeader::Preserve) {
         assert_eq!(twice.headers, req.headers, "apply is not idempotent");

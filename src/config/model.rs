@@ -20,11 +20,32 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub access_log: AccessLogConfig,
     pub limits: LimitsConfig,
+    /// Peers whose `X-Forwarded-For` is believed (`trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// WebSocket sessions get their Close 1001 spread over this window when draining.
     pub drain_window: Duration,
     /// Indexed by `Route::upstream`.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+}
+
+impl Config {
+    /// `ip` (canonical) is in `trusted_proxies`.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The listener a connection accepted at `local` came in on.
+    pub fn listener_at(&self, local: SocketAddr) -> Option<&Listener> {
+        let by_address = |address: &SocketAddr| *address == local;
+        // Else a wildcard listener (0.0.0.0, ::) of the same family and port: a dual-stack
+        // `[::]` listener sees IPv4 clients at IPv4-mapped IPv6 addresses.
+        let wildcard = |address: &SocketAddr| {
+            address.ip().is_unspecified() && address.port() == local.port() && address.is_ipv4() == local.is_ipv4()
+        };
+        let find = |matches: &dyn Fn(&SocketAddr) -> bool| self.listeners.iter().find(|l| matches(&l.address));
+        find(&by_address).or_else(|| find(&wildcard))
+    }
 }
 
 /// `admin`: where the admin API listens and the token every request must bear.
@@ -91,6 +112,8 @@ pub struct AccessLogConfig {
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: Option<ListenerTls>,
+    /// Each connection starts with a PROXY protocol header (v1 or v2) carrying the client.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

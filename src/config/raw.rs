@@ -23,6 +23,8 @@ pub(crate) struct RawConfig {
     pub(crate) drain: Option<RawDrain>,
     #[serde(default)]
     pub(crate) limits: Option<RawLimits>,
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<String>,
     pub(crate) upstreams: BTreeMap<String, RawUpstream>,
     pub(crate) routes: Vec<RawRoute>,
 }
@@ -33,6 +35,8 @@ pub(crate) struct RawListener {
     pub(crate) address: String,
     #[serde(default)]
     pub(crate) tls: Option<RawTls>,
+    #[serde(default)]
+    pub(crate) proxy_protocol: bool,
 }
 
 #[derive(Debug, Deserialize)]

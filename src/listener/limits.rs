@@ -25,12 +25,14 @@ pub(crate) enum Refusal {
     HeaderTimeout,
     ConnectionRatePerIp,
     SendTimeout,
+    /// A connection on a `proxy_protocol` listener without a valid PROXY header.
+    ProxyProtocol,
 }
 
 impl Refusal {
     /// How many causes there are (the last variant + 1): each has its own "logged once" flag,
     /// indexed by `self as usize`.
-    const COUNT: usize = Refusal::SendTimeout as usize + 1;
+    const COUNT: usize = Refusal::ProxyProtocol as usize + 1;
 
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -44,6 +46,7 @@ impl Refusal {
             Refusal::HeaderTimeout => "header_timeout",
             Refusal::ConnectionRatePerIp => "connection_rate_per_ip",
             Refusal::SendTimeout => "send_timeout",
+            Refusal::ProxyProtocol => "proxy_protocol",
         }
     }
 }
@@ -155,15 +158,33 @@ impl Limits {
         if count > config.max_connections as isize {
             return Err(self.refuse(Refusal::Connections));
         }
-        let mut guards = vec![all];
-        if let Some(ip) = ip.map(|ip| client_key(ip, config.ipv6_prefix)) {
-            let (per_ip, count) = self.connections.incr(ip, 1);
-            if count > config.max_connections_per_ip as isize {
-                return Err(self.refuse(Refusal::ConnectionsPerIp));
-            }
-            guards.push(per_ip);
+        let mut admitted = Admitted(vec![all]);
+        self.admit_client(config, ip, false, &mut admitted)?;
+        Ok(admitted)
+    }
+
+    /// An admitted connection's client, once known (on a `proxy_protocol` listener, from
+    /// its header), against the per-client limits: its count, and with `rate` its rate of
+    /// new connections (which the accept filter checks where the client is the peer).
+    pub(crate) fn admit_client(
+        &self,
+        config: &LimitsConfig,
+        ip: Option<IpAddr>,
+        rate: bool,
+        admitted: &mut Admitted,
+    ) -> Result<(), Refusal> {
+        let Some(ip) = ip.map(|ip| client_key(ip, config.ipv6_prefix)) else { return Ok(()) };
+        let (per_ip, count) = self.connections.incr(ip, 1);
+        if count > config.max_connections_per_ip as isize {
+            return Err(self.refuse(Refusal::ConnectionsPerIp));
         }
-        Ok(Admitted(guards))
+        admitted.0.push(per_ip);
+        match config.connections_per_second_per_ip {
+            Some(max) if rate && self.connection_rate.observe(&ip, 1) > max as isize => {
+                Err(self.refuse(Refusal::ConnectionRatePerIp))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A new WebSocket session, against the global and the route's session limits.

@@ -26,6 +26,7 @@
 pub(crate) mod certificates;
 mod head;
 pub(crate) mod limits;
+pub(crate) mod proxy_protocol;
 mod send;
 mod stream;
 #[cfg(test)]
@@ -59,13 +60,15 @@ use std::time::Duration;
 /// for them (Pingora's `connection_filter`), so that a connection flood costs little more
 /// than its accepts.
 ///
-/// It also yields the worker once per accepted connection. Pingora's accept loop takes
-/// connections as long as tokio's cooperative budget lets it (128 at a time), so under a
-/// flood, sessions already open would wait behind a batch of accepts and the tasks spawned
-/// for them; yielding each time lets their ready I/O in between, as nginx takes one
-/// connection per event-loop turn. With one worker that halved the sessions' p99 echo
-/// latency under bench/run.sh's flood (0.9-1.3 ms against 1.5-3.3 ms with a yield per 16
-/// connections, at the same CPU per connection; bench/RESULTS.md, 2026-11-26).
+/// It also makes the accept loop yield the worker before its next accept. Pingora's accept
+/// loop takes connections as long as tokio's cooperative budget lets it (128 at a time), so
+/// under a flood, sessions already open would wait behind a batch of accepts and the tasks
+/// spawned for them; one accept per turn lets their ready I/O in between, as nginx takes
+/// one connection per event-loop turn (bench/RESULTS.md has the latencies). The filter
+/// spends the rest of the loop's budget rather than awaiting a yield: Pingora drops the
+/// accept future when shutdown comes, and an await here would be a point where the
+/// accepted connection is dropped with it (a reset during an upgrade's hand-over). With
+/// the budget spent, the loop yields inside the next `accept()`, before taking a socket.
 pub(crate) struct AcceptFilter {
     pub(crate) limits: Arc<Limits>,
     pub(crate) live: Arc<Live>,
@@ -80,10 +83,28 @@ impl std::fmt::Debug for AcceptFilter {
 #[async_trait]
 impl ConnectionFilter for AcceptFilter {
     async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
-        tokio::task::yield_now().await;
+        spend_budget();
         let snapshot = self.live.snapshot();
+        let config = &snapshot.config;
         // Canonical, as the proxy takes it: an IPv4 client of a dual-stack listener is IPv4.
-        self.limits.screen_connection(&snapshot.config.limits, addr.map(|a| a.ip().to_canonical())).is_ok()
+        let client = addr.map(|a| a.ip().to_canonical()).filter(|ip| !config.trusts(*ip));
+        // The filter cannot tell which listener accepted the connection; where one of them
+        // takes PROXY headers, the peer may be a balancer, and the gate checks the client.
+        let client = client.filter(|_| !config.listeners.iter().any(|l| l.proxy_protocol));
+        self.limits.screen_connection(&config.limits, client).is_ok()
+    }
+}
+
+/// Spends the current task's cooperative budget without awaiting, so that its next
+/// budget-aware poll (the listener's accept) yields to the scheduler. At most 128 steps.
+fn spend_budget() {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for _ in 0..=u8::MAX {
+        match tokio::task::coop::poll_proceed(&mut cx) {
+            std::task::Poll::Ready(spent) => spent.made_progress(),
+            std::task::Poll::Pending => return,
+        }
     }
 }
 
@@ -120,12 +141,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
         let snapshot = self.live.snapshot();
         let config = &snapshot.config.limits;
         let digest = stream.get_socket_digest();
-        let ip = digest.as_ref().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical()));
-        // Over a limit: dropping the stream closes the connection before anything is read.
-        let admitted = self.limits.admit_connection(config, ip).ok()?;
-        let head = HeadDeadline::first(config.header_timeout, self.first_heads.clone());
-        let unanswered = self.drain.in_flight();
+        let peer = digest.as_ref().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical()));
         let local = digest.as_ref().and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        // Over a limit: dropping the stream closes the connection before anything is read.
+        let mut admitted = self.limits.admit_connection(config, None).ok()?;
+        let head = HeadDeadline::first(config.header_timeout, self.first_heads.clone());
+        let proxied = local.and_then(|l| snapshot.config.listener_at(l)).is_some_and(|l| l.proxy_protocol);
+        let (stream, ip) = match proxied {
+            false => (stream, peer),
+            true => {
+                let (stream, client) = proxy_header(stream, head.deadline(), &self.limits, peer).await?;
+                (stream, client.map(|a| a.ip().to_canonical()).or(peer))
+            }
+        };
+        let client = ip.filter(|ip| !snapshot.config.trusts(*ip));
+        let screened = !snapshot.config.listeners.iter().any(|l| l.proxy_protocol);
+        self.limits.admit_client(config, client, !screened, &mut admitted).ok()?;
+        let unanswered = self.drain.in_flight();
         let (stream, admitted) = match local.and_then(|local| self.tls.for_local_address(local)) {
             None => (stream, Some(admitted)),
             Some(acceptor) => {
@@ -173,6 +205,30 @@ pub(crate) fn before_next_request(session: &mut ServerSession, limits: &LimitsCo
     if body_done {
         GatedStream::expect_next_head(stream, limits.header_timeout);
     }
+}
+
+/// A `proxy_protocol` connection's header, by `deadline`: the stream with the carried
+/// client as its peer, or `None` (closed, counted as a refusal). Boxed, as `tls_handshake`.
+fn proxy_header<'a>(
+    stream: Stream,
+    deadline: tokio::time::Instant,
+    limits: &'a Limits,
+    peer: Option<std::net::IpAddr>,
+) -> Pin<Box<dyn Future<Output = Option<(Stream, Option<std::net::SocketAddr>)>> + Send + 'a>> {
+    Box::pin(async move {
+        match tokio::time::timeout_at(deadline, proxy_protocol::take(stream)).await {
+            Ok(Ok(taken)) => Some(taken),
+            Ok(Err(e)) => {
+                debug!("PROXY header from {peer:?} refused: {e:?}");
+                limits.refuse(Refusal::ProxyProtocol);
+                None
+            }
+            Err(_) => {
+                limits.refuse(Refusal::HeaderTimeout);
+                None
+            }
+        }
+    })
 }
 
 /// The TLS handshake of a counted connection, by `deadline`. Boxed: inline, its state

@@ -244,3 +244,19 @@ async fn a_websocket_tunnel_takes_the_send_timeout_over() {
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), SEND_TIMEOUT);
 }
+
+/// The accept filter's fairness: after it, the task's next budget-aware poll yields, and
+/// the filter itself never awaits (an await would be where an accepted socket is dropped).
+#[tokio::test]
+async fn spend_budget_makes_the_next_accept_yield_without_awaiting() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    assert!(tokio::task::coop::has_budget_remaining());
+    super::spend_budget();
+    assert!(!tokio::task::coop::has_budget_remaining());
+    // A connection is waiting, but the spent budget makes the first poll of accept Pending.
+    let mut accept = std::pin::pin!(listener.accept());
+    assert!(futures_util::poll!(accept.as_mut()).is_pending());
+    tokio::task::yield_now().await;
+    assert!(futures_util::poll!(accept.as_mut()).is_ready());
+}

@@ -105,6 +105,8 @@ impl From<Limit> for Answer {
             Limit::HeaderTimeout => Answer::new(408, "request header timeout", &[]),
             // A client that stopped reading its answer is closed mid-answer: never sent.
             Limit::SendTimeout => Answer::new(408, "send timeout", &[]),
+            // Closed before there is a request (nor a protocol to answer in).
+            Limit::ProxyProtocol => Answer::new(400, "bad PROXY protocol header", &[]),
         }
     }
 }

@@ -45,7 +45,10 @@ const FORWARDED: &str = "forwarded";
 
 /// What the policy needs to know about the connection the request arrived on.
 pub struct Forwarding {
+    /// The client (`X-Real-IP`): the peer, or with `trusted_proxies` whom they forwarded.
     pub client_ip: Option<IpAddr>,
+    /// The connection's peer: the hop appended to `X-Forwarded-For`.
+    pub peer_ip: Option<IpAddr>,
     pub tls: bool,
     pub backend: SocketAddr,
     /// The request is a validated WebSocket upgrade that this route lets through.
@@ -101,11 +104,12 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
         }
     }
 
-    if let Some(ip) = fwd.client_ip {
-        let ip = ip.to_string();
+    if let Some(peer) = fwd.peer_ip.or(fwd.client_ip) {
+        let hop = peer.to_string();
+        let real = fwd.client_ip.map_or_else(|| hop.clone(), |ip| ip.to_string());
         if !req.headers.contains_key(X_FORWARDED_FOR) {
-            insert(req, X_FORWARDED_FOR, &ip);
-            insert(req, X_REAL_IP, &ip);
+            insert(req, X_FORWARDED_FOR, &hop);
+            insert(req, X_REAL_IP, &real);
             return finish(req, route, fwd, original_host);
         }
         let chain: Vec<&str> = req
@@ -117,9 +121,9 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .collect();
-        let xff = if chain.is_empty() { ip.clone() } else { format!("{}, {ip}", chain.join(", ")) };
+        let xff = if chain.is_empty() { hop } else { format!("{}, {hop}", chain.join(", ")) };
         insert(req, X_FORWARDED_FOR, &xff);
-        insert(req, X_REAL_IP, &ip);
+        insert(req, X_REAL_IP, &real);
     }
     finish(req, route, fwd, original_host)
 }
@@ -185,6 +189,7 @@ mod tests {
     fn fwd(websocket: bool) -> Forwarding {
         Forwarding {
             client_ip: Some("10.1.2.3".parse().unwrap()),
+            peer_ip: Some("10.1.2.3".parse().unwrap()),
             tls: false,
             backend: "127.0.0.1:3001".parse().unwrap(),
             websocket,
@@ -282,7 +287,7 @@ mod tests {
         apply(&mut once, &route(HostHeader::Preserve), &fwd(true)).unwrap();
         let mut twice = once.clone();
         let mut f = fwd(true);
-        f.client_ip = None; // the second pass must not append the client again
+        (f.client_ip, f.peer_ip) = (None, None); // the second pass must not append the client again
         apply(&mut twice, &route(HostHeader::Preserve), &f).unwrap();
         assert_eq!(once.headers, twice.headers);
     }

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub(crate) mod answer;
+mod client;
 pub mod headers;
 pub(crate) mod routing;
 #[cfg(test)]
@@ -52,6 +53,8 @@ pub(crate) struct RequestCtx {
     started: Instant,
     route: Option<usize>,
     client_ip: Option<IpAddr>,
+    /// The connection's peer (the client, unless it is a trusted proxy).
+    peer_ip: Option<IpAddr>,
     /// The client connected over TLS.
     tls: bool,
     /// The backend this request went to, and those a failed connect excludes.
@@ -108,11 +111,11 @@ impl Gateway {
     async fn upgrade(&self, session: &mut Session, ctx: &mut RequestCtx, index: usize) -> Result<bool> {
         let snapshot = ctx.snapshot.clone();
         let route = &snapshot.config.routes[index];
-        let (client_ip, tls) = (ctx.client_ip, ctx.tls);
+        let (client_ip, peer_ip, tls) = (ctx.client_ip, ctx.peer_ip, ctx.tls);
         let original = session.req_header().clone();
         let backend_request = move |backend: SocketAddr| {
             let mut req = original.clone();
-            let fwd = Forwarding { client_ip, tls, backend, websocket: true };
+            let fwd = Forwarding { client_ip, peer_ip, tls, backend, websocket: true };
             headers::apply(&mut req, route, &fwd).map_err(|e| Refused::Policy(e.0))?;
             Ok(req)
         };
@@ -147,6 +150,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: None,
             client_ip: None,
+            peer_ip: None,
             tls: false,
             attempts: Attempts::default(),
             place: None,
@@ -158,7 +162,8 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // Canonical (an IPv4-mapped address as IPv4, as a dual-stack listener reports IPv4
         // clients) once, here: headers, access log, limits and hashing all read this.
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical());
+        ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_canonical());
+        ctx.client_ip = client::client_ip(ctx.peer_ip, session.req_header(), &ctx.snapshot.config);
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         // The connection gate bounds HTTP/1 writes on the socket; an HTTP/2 stream stalls on
         // flow control instead, which Pingora's per-stream write timeout sees.
@@ -215,7 +220,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let Some(route) = ctx.route.map(|i| &ctx.snapshot.config.routes[i]) else { return Ok(()) };
         let backend = ctx.attempts.backend.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let fwd = Forwarding { client_ip: ctx.client_ip, tls: ctx.tls, backend, websocket: false };
+        let fwd = Forwarding { client_ip: ctx.client_ip, peer_ip: ctx.peer_ip, tls: ctx.tls, backend, websocket: false };
         headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
     }
 

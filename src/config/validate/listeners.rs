@@ -81,7 +81,7 @@ pub(super) fn listeners(
             continue;
         }
         let tls = l.tls.as_ref().and_then(|t| listener_tls(t, base_dir, &item.key("tls"), problems));
-        out.push(Listener { address, tls });
+        out.push(Listener { address, tls, proxy_protocol: l.proxy_protocol });
     }
     out
 }
@@ -128,4 +128,18 @@ fn fingerprint(files: &[&Path]) -> u64 {
         std::fs::read(f).unwrap_or_default().hash(&mut hasher);
     }
     hasher.finish()
+}
+
+/// `trusted_proxies`: networks (`10.0.0.0/8`) or single addresses whose `X-Forwarded-For`
+/// is believed.
+pub(super) fn trusted_proxies(raw: &[String], path: &KeyPath, problems: &mut Problems) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for (i, text) in raw.iter().enumerate() {
+        let parsed = text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => problems.push((path.index(i), format!("`{text}` is not an address or a network (10.0.0.0/8)"))),
+        }
+    }
+    out
 }

@@ -37,6 +37,7 @@ pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Proble
     let admin = raw.admin.as_ref().and_then(|a| admin(a, base_dir, (&listeners, metrics), &root, &mut problems));
     let access_log = access_log(raw.access_log.as_ref(), base_dir, &root, &mut problems);
     let limits = limits::limits(raw.limits.as_ref(), &root.key("limits"), &mut problems);
+    let trusted_proxies = listeners::trusted_proxies(&raw.trusted_proxies, &root.key("trusted_proxies"), &mut problems);
 
     let mut upstream_index = HashMap::new();
     let mut upstreams = Vec::new();
@@ -56,7 +57,18 @@ pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Proble
     let window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);
     let drain_window = drain_window(window, &mut server, &root, &mut problems);
     if problems.is_empty() {
-        Ok(Config { server, listeners, metrics, admin, access_log, limits, drain_window, upstreams, routes })
+        Ok(Config {
+            server,
+            listeners,
+            metrics,
+            admin,
+            access_log,
+            limits,
+            trusted_proxies,
+            drain_window,
+            upstreams,
+            routes,
+        })
     } else {
         Err(problems)
     }
