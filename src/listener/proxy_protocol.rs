@@ -46,9 +46,16 @@ pub(crate) struct Header {
 
 /// Parses the start of a connection: `Ok(None)` while more bytes may complete a header.
 pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, BadHeader> {
-    // A v1 line is parsed whole: cut inside a field, the parser takes it for a bad one.
-    if buf.first() == Some(&b'P') && !buf.windows(2).take(V1_MAX).any(|w| w == b"\r\n") {
-        return if buf.len() < V1_MAX { Ok(None) } else { Err(BadHeader::TooLong) };
+    // A v1 line is parsed whole: cut inside a field, the parser takes it for a bad one, and
+    // a whole line missing a field for one that is still coming.
+    if buf.first() == Some(&b'P') {
+        let Some(end) = buf.windows(2).take(V1_MAX).position(|w| w == b"\r\n") else {
+            return if buf.len() < V1_MAX { Ok(None) } else { Err(BadHeader::TooLong) };
+        };
+        return match v1::Header::try_from(&buf[..end + 2]) {
+            Ok(header) => Ok(Some(Header { len: end + 2, client: v1_client(&header) })),
+            Err(e) => Err(BadHeader::Invalid(e.to_string())),
+        };
     }
     let parsed = HeaderResult::parse(buf);
     if let HeaderResult::V2(Err(v2::ParseError::Partial(_, declared))) = &parsed {
@@ -60,6 +67,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, BadHeader> {
         return if buf.len() >= MAX_HEADER { Err(BadHeader::TooLong) } else { Ok(None) };
     }
     match parsed {
+        // Unreached: a v1 line starts with `P`, handled above.
         HeaderResult::V1(Ok(header)) => Ok(Some(Header { len: header.header.len(), client: v1_client(&header) })),
         HeaderResult::V2(Ok(header)) => Ok(Some(Header { len: header.len(), client: v2_client(&header) })),
         HeaderResult::V1(Err(e)) => Err(BadHeader::Invalid(e.to_string())),
@@ -172,6 +180,7 @@ mod tests {
             &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
             b"PROXY TCP4 203.0.113.7 10.0.0.1 51000\r\n",
+            b"PROXY TCP4 203.0.113.7 10.0.0.1\r\nGET / HTTP/1.1\r\n",
             b"PROXY TCP4 999.0.113.7 10.0.0.1 51000 443\r\n",
             b"PROXY TCP9 1.2.3.4 1.2.3.4 1 2\r\n",
             b"\r\n\r\n\0\r\nQUIT\n\x31\x11\x00\x0c",

@@ -72,6 +72,8 @@ pub struct Config {
     drain: Option<Drain>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limits: Option<Limits>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    trusted_proxies: Vec<String>,
     upstreams: BTreeMap<String, Upstream>,
     routes: Vec<Route>,
 }
@@ -100,6 +102,12 @@ impl Config {
     /// A plain listener on 127.0.0.1:`port`.
     pub fn listen(self, port: u16) -> Config {
         self.listener(Listener::new(loopback(port)))
+    }
+
+    /// `trusted_proxies`: networks whose X-Forwarded-For is believed.
+    pub fn trusted_proxies(mut self, networks: &[&str]) -> Config {
+        self.trusted_proxies = networks.iter().map(|n| n.to_string()).collect();
+        self
     }
 
     /// A listener of any shape (another address, TLS).
@@ -204,12 +212,19 @@ pub struct Listener {
     address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<Tls>,
+    #[serde(skip_serializing_if = "is_false")]
+    proxy_protocol: bool,
 }
 
 impl Listener {
     /// A listener on `address` as written (`127.0.0.1:8080`, `[::ffff:127.0.0.1]:8080`).
     pub fn new(address: impl Into<String>) -> Listener {
-        Listener { address: address.into(), tls: None }
+        Listener { address: address.into(), tls: None, proxy_protocol: false }
+    }
+    /// Each connection must start with a PROXY protocol header.
+    pub fn proxy_protocol(mut self) -> Listener {
+        self.proxy_protocol = true;
+        self
     }
     /// A listener on 127.0.0.1:`port`.
     pub fn on(port: u16) -> Listener {
