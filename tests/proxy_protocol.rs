@@ -188,3 +188,29 @@ async fn behind_trusted_proxies_the_client_is_the_rightmost_untrusted_forwarded_
     let log = access_log_has(&gw, &wanted).await;
     assert!(wanted.iter().all(|w| log.contains(w.as_str())), "{log}");
 }
+
+/// On a TLS listener the PROXY header comes before the ClientHello, in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_header_precedes_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let web = RecordingBackend::start();
+    let port = free_port();
+    let cfg = Config::new()
+        .listener(Listener::on(port).proxy_protocol().tls(Tls::new(&cert, &key)))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&v2("198.51.100.44:40044".parse().unwrap(), addr)).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(&cert));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap_or_else(|e| panic!("TLS: {e}\n{}", gw.logs()));
+    let (status, _, _) = request_on(tls, "GET /over-tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200, "{}", gw.logs());
+    let got = &web.requests_to("/over-tls")[0];
+    assert_eq!(got.header("x-real-ip"), Some("198.51.100.44"), "{:?}", got.headers);
+    assert_eq!(got.header("x-forwarded-proto"), Some("https"));
+}
