@@ -9,6 +9,7 @@
 //! logging), `admin` (the operators' API) and `config` (YAML to one validated model).
 
 pub(crate) mod admin;
+pub mod auth;
 pub mod config;
 pub mod ctl;
 pub mod lifecycle;

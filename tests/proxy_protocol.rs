@@ -96,10 +96,11 @@ async fn proxy_v1_and_v2_carry_the_client_to_headers_log_and_limits() {
     let log = access_log_has(&gw, &wanted).await;
     assert!(wanted.iter().all(|w| log.contains(w.as_str())), "{log}");
     assert!(!log.contains("\"client\":\"127.0.0.1\""), "{log}");
-    let limited = sample(&scrape(SocketAddr::from(([127, 0, 0, 1], mport))).await, "wsgate_refusals_total", &[(
-        "cause",
-        "connections_per_ip",
-    )]);
+    let limited = sample(
+        &scrape(SocketAddr::from(([127, 0, 0, 1], mport))).await,
+        "wsgate_refusals_total",
+        &[("cause", "connections_per_ip")],
+    );
     assert_eq!(limited, Some(1.0));
 }
 
@@ -208,7 +209,8 @@ async fn the_proxy_header_precedes_tls() {
     let connector = tokio_rustls::TlsConnector::from(tls_client_config(&cert));
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap_or_else(|e| panic!("TLS: {e}\n{}", gw.logs()));
-    let (status, _, _) = request_on(tls, "GET /over-tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    let (status, _, _) =
+        request_on(tls, "GET /over-tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status, 200, "{}", gw.logs());
     let got = &web.requests_to("/over-tls")[0];
     assert_eq!(got.header("x-real-ip"), Some("198.51.100.44"), "{:?}", got.headers);

@@ -158,6 +158,25 @@ pub struct Upstream {
     pub passive_health: Option<PassiveHealth>,
     /// A backend that joins or returns ramps up to its weight over this (`None`: at once).
     pub slow_start: Option<Duration>,
+    /// The cookie wsgate sets to pin a client to its backend (`None`: off).
+    pub affinity: Option<Affinity>,
+}
+
+/// `affinity`.
+#[derive(Clone)]
+pub struct Affinity {
+    pub cookie: String,
+    /// The cookie's `Max-Age` (whole seconds).
+    pub ttl: Duration,
+    /// HMAC-SHA256 key naming backends in the cookie: from `key_file`, else the pool's name.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for Affinity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: configs are logged.
+        f.debug_struct("Affinity").field("cookie", &self.cookie).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
 }
 
 /// `passive_health`.
@@ -257,6 +276,8 @@ pub struct Route {
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub remove_headers: Vec<HeaderName>,
     pub websocket: WebSocketPolicy,
+    /// `auth`: what a request must prove before it reaches a backend (`None`: nothing).
+    pub auth: Option<std::sync::Arc<crate::auth::RouteAuth>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -347,6 +368,7 @@ impl Route {
             set_headers: vec![],
             remove_headers: vec![],
             websocket: WebSocketPolicy::for_tests(),
+            auth: None,
         }
     }
 }

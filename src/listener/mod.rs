@@ -207,6 +207,9 @@ pub(crate) fn before_next_request(session: &mut ServerSession, limits: &LimitsCo
     }
 }
 
+/// A connection whose PROXY header was read, and the client it carried.
+type Carried = (Stream, Option<std::net::SocketAddr>);
+
 /// A `proxy_protocol` connection's header, by `deadline`: the stream with the carried
 /// client as its peer, or `None` (closed, counted as a refusal). Boxed, as `tls_handshake`.
 fn proxy_header<'a>(
@@ -214,7 +217,7 @@ fn proxy_header<'a>(
     deadline: tokio::time::Instant,
     limits: &'a Limits,
     peer: Option<std::net::IpAddr>,
-) -> Pin<Box<dyn Future<Output = Option<(Stream, Option<std::net::SocketAddr>)>> + Send + 'a>> {
+) -> Pin<Box<dyn Future<Output = Option<Carried>> + Send + 'a>> {
     Box::pin(async move {
         match tokio::time::timeout_at(deadline, proxy_protocol::take(stream)).await {
             Ok(Ok(taken)) => Some(taken),

@@ -186,6 +186,7 @@ impl ProxyHttp for Gateway {
             ctx.route.map(|i| &ctx.snapshot.config.routes[i]).ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let pool = &ctx.snapshot.pools[route.upstream];
         let key = hash_input(&pool.spec.balance, session.req_header(), ctx.client_ip);
+        ctx.attempts.pinned = pool.pinned(session.req_header());
         let addr = pool.pick(&key, &mut ctx.attempts).map_err(|f| Error::new(ErrorType::HTTPStatus(f.status())))?;
         ctx.place = Some(pool.loads.place(addr, Kind::Request));
         if std::mem::take(&mut ctx.attempts.needs_fresh) {
@@ -220,7 +221,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let Some(route) = ctx.route.map(|i| &ctx.snapshot.config.routes[i]) else { return Ok(()) };
         let backend = ctx.attempts.backend.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let fwd = Forwarding { client_ip: ctx.client_ip, peer_ip: ctx.peer_ip, tls: ctx.tls, backend, websocket: false };
+        let fwd =
+            Forwarding { client_ip: ctx.client_ip, peer_ip: ctx.peer_ip, tls: ctx.tls, backend, websocket: false };
         headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
     }
 
@@ -302,6 +304,9 @@ impl ProxyHttp for Gateway {
             ctx.backend_failed();
         } else if let (Some(pool), Some(addr)) = (ctx.pool(), ctx.attempts.backend) {
             pool.loads.succeeded(&addr);
+        }
+        if let Some(pool) = ctx.pool() {
+            pool.set_affinity_cookie(upstream_response, &ctx.attempts, ctx.tls);
         }
         Ok(())
     }

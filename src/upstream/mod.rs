@@ -6,6 +6,7 @@
 //! This module holds the one pool choice and retry rule both request paths use: plain
 //! HTTP (`upstream_peer`, `fail_to_connect`) and the WebSocket handshake.
 
+pub(crate) mod affinity;
 pub(crate) mod discovery;
 pub(crate) mod health;
 mod least;
@@ -36,6 +37,9 @@ pub(crate) struct Attempts {
     pub(crate) backend: Option<SocketAddr>,
     /// Backends whose connect failed for this request; selection skips them.
     pub(crate) excluded: Vec<SocketAddr>,
+    /// The backend the client's affinity cookie names (`Pool::pinned`): selection takes it
+    /// while it may serve, and the answer gets a new cookie when another backend served.
+    pub(crate) pinned: Option<SocketAddr>,
     /// The last attempt failed on a pooled connection the backend had already closed, so
     /// the next one must not take another pooled connection (it may be just as stale).
     pub(crate) needs_fresh: bool,
@@ -104,7 +108,7 @@ impl Pool {
     /// recorded as the request's backend. With none left, the failure to answer: nothing
     /// healthy at all is 503, every healthy backend failed to connect is the last failure.
     pub(crate) fn pick(&self, key: &[u8], attempts: &mut Attempts) -> Result<SocketAddr, Failure> {
-        let Some(addr) = self.select(key, &attempts.excluded, |_| true).and_then(|b| b.addr.as_inet().copied()) else {
+        let Some(addr) = self.select(key, attempts, |_| true).and_then(|b| b.addr.as_inet().copied()) else {
             return Err(attempts.last_failure.unwrap_or(Failure::NoneHealthy));
         };
         attempts.backend = Some(addr);
@@ -155,7 +159,7 @@ impl Pool {
         // Bounded: a lost race means another session took a backend's last place meanwhile.
         for _ in 0..8 {
             let room = |a: &SocketAddr| self.loads.sessions(a) < cap;
-            let Some(addr) = self.select(key, &attempts.excluded, room).and_then(|b| b.addr.as_inet().copied()) else {
+            let Some(addr) = self.select(key, attempts, room).and_then(|b| b.addr.as_inet().copied()) else {
                 // Healthy backends left, all full; or none at all.
                 return match self.pick(key, attempts) {
                     Ok(_) => Err(Failure::AtCapacity),

@@ -2,13 +2,16 @@
 //! its backends (timeouts, TLS) and the discovery that feeds it.
 
 use crate::config::model::{Balance, Discovery, Rebalance, Upstream};
+use crate::upstream::affinity::Pinning;
 use crate::upstream::discovery::DnsDiscovery;
 use crate::upstream::health::BackendSeries;
 use crate::upstream::least;
 use crate::upstream::load::Loads;
 use crate::upstream::peer_tls::{apply_tls, ca_of};
 use crate::upstream::rebalance::{self, Member};
+use crate::upstream::Attempts;
 use futures_util::FutureExt;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
 use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
@@ -52,6 +55,8 @@ pub(crate) struct Pool {
     ca: Option<Arc<CaType>>,
     /// What each backend carries (shared with the pools of this name before and after).
     pub(crate) loads: Arc<Loads>,
+    /// The affinity cookie, if the pool has one (its discovery keeps it up to date).
+    affinity: Option<Arc<Pinning>>,
 }
 
 /// The backends a pool starts with: the configured addresses, or for a DNS pool the names
@@ -82,14 +87,33 @@ impl Pool {
         initial: BTreeSet<Backend>,
         series: &Arc<BackendSeries>,
     ) -> Pool {
-        let report = Report { series: series.clone(), generation: series.next_generation() };
+        let affinity = spec.affinity.as_ref().map(|a| Arc::new(Pinning::new(a)));
+        let generation = series.next_generation();
+        let report = Report { series: series.clone(), generation, affinity: affinity.clone() };
         let balancer = match &spec.balance {
             Balance::RoundRobin => Balancer::RoundRobin(balancer(spec, registry, initial, report)),
             Balance::Random => Balancer::Random(balancer(spec, registry, initial, report)),
             Balance::ConsistentHash(_) => Balancer::Hash(balancer(spec, registry, initial, report)),
             Balance::LeastSessions => Balancer::LeastSessions(balancer(spec, registry, initial, report)),
         };
-        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()), loads: series.loads().clone() }
+        Pool { spec: spec.clone(), balancer, ca: ca_of(spec.tls.as_ref()), loads: series.loads().clone(), affinity }
+    }
+
+    /// The backend the request's affinity cookie names, if it names one of this pool's.
+    pub(crate) fn pinned(&self, req: &RequestHeader) -> Option<SocketAddr> {
+        self.affinity.as_ref()?.pinned(req)
+    }
+
+    /// Pins the client to the backend that answered with a `Set-Cookie` on the answer, unless
+    /// its cookie already named that backend. Interim answers (100, 103) are not the answer;
+    /// an upgrade's 101 is.
+    pub(crate) fn set_affinity_cookie(&self, response: &mut ResponseHeader, attempts: &Attempts, tls: bool) {
+        let (Some(affinity), Some(backend)) = (&self.affinity, attempts.backend) else { return };
+        if attempts.pinned == Some(backend) || (response.status.is_informational() && response.status != 101) {
+            return;
+        }
+        // Fails only on bytes a header value cannot hold; the cookie is ASCII by construction.
+        let _ = response.append_header(http::header::SET_COOKIE, affinity.set_cookie(backend, tls));
     }
 
     /// How to reach `addr` of this pool: timeouts, and TLS if the pool has it.
@@ -208,18 +232,25 @@ impl Pool {
         };
     }
 
-    /// A healthy backend for `key`, skipping those `excluded` for this request and those
-    /// `room` says have no room. Backends ejected by passive health are skipped, and those
-    /// in slow start taken in proportion to their ramp, unless that leaves none: then the
-    /// pool serves from every healthy backend rather than fail (Envoy's "panic mode").
+    /// A healthy backend for `key`, skipping those the request's `attempts` excluded and
+    /// those `room` says have no room: the one its affinity cookie pins it to while that one
+    /// is in rotation, else the balancer's pick. Backends ejected by passive health are
+    /// skipped, and those in slow start taken in proportion to their ramp, unless that leaves
+    /// none: then the pool serves from every healthy backend rather than fail (Envoy's "panic
+    /// mode").
     pub(crate) fn select(
         &self,
         key: &[u8],
-        excluded: &[SocketAddr],
+        attempts: &Attempts,
         room: impl Fn(&SocketAddr) -> bool,
     ) -> Option<Backend> {
         // A backend an operator drains gets nothing new, even in panic mode.
-        let usable = |a: &SocketAddr| !excluded.contains(a) && room(a) && !self.loads.drained(a);
+        let usable = |a: &SocketAddr| !attempts.excluded.contains(a) && room(a) && !self.loads.drained(a);
+        // Slow start does not hold back a pinned client: it is not a new one for the backend.
+        let pinned = attempts.pinned.filter(|a| usable(a) && self.loads.in_rotation(a));
+        if let Some(backend) = pinned.and_then(|a| self.healthy_member(a)) {
+            return Some(backend);
+        }
         // `least_sessions` weighs slow start into the loads it compares, round robin and
         // random pick by ramped weight while a backend ramps up (`ramped`); a hash pool takes
         // a ramping backend with the probability of its ramp.
@@ -229,6 +260,12 @@ impl Pool {
             self.loads.in_rotation(a) && (ramp >= 1000 || fastrand::u64(0..1000) < ramp)
         };
         self.select_where(key, |a| usable(a) && in_rotation(a)).or_else(|| self.select_where(key, usable))
+    }
+
+    /// The pool's backend at `addr`, if the active health checks find it healthy.
+    fn healthy_member(&self, addr: SocketAddr) -> Option<Backend> {
+        let backends = self.backends();
+        backends.get_backend().iter().find(|b| b.addr.as_inet() == Some(&addr) && backends.ready(b)).cloned()
     }
 
     fn select_where(&self, key: &[u8], usable: impl Fn(&SocketAddr) -> bool) -> Option<Backend> {
@@ -259,6 +296,8 @@ impl Pool {
 struct Report {
     series: Arc<BackendSeries>,
     generation: u64,
+    /// The pool's affinity cookie reads the backends' names from each result.
+    affinity: Option<Arc<Pinning>>,
 }
 
 /// A discovery that answers its first call with the backends resolved when the pool was
@@ -279,6 +318,9 @@ impl ServiceDiscovery for Primed {
             None => self.next.discover().await?,
         };
         let addrs = found.0.iter().filter_map(|b| b.addr.as_inet().copied());
+        if let Some(affinity) = &self.report.affinity {
+            affinity.learn(addrs.clone());
+        }
         self.report.series.discovered(self.report.generation, addrs);
         Ok(found)
     }

@@ -57,6 +57,7 @@ pub(super) async fn open(
 ) -> Result<BackendHandshake, Refused> {
     let pool = up.pool;
     let key = hash_input(&pool.spec.balance, client_req, up.client_ip);
+    up.attempts.pinned = pool.pinned(client_req);
     let error = |addr: SocketAddr, kind| metrics.upstream_error(&pool.spec.name, &addr.to_string(), kind);
     loop {
         let (addr, place) = pool.pick_session(&key, up.attempts).await.map_err(Refused::Upstream)?;

@@ -72,6 +72,9 @@ impl Upgrader {
         up.held.admitted.push(admitted.map_err(Refused::Limit)?);
 
         let mut backend = backend::open(&self.connector, &self.services.metrics, &mut up, session.req_header()).await?;
+        // On the 101, and on a refusal relayed from the backend, as on any answer it gives.
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        pool.set_affinity_cookie(&mut backend.response, up.attempts, tls);
         if !handshake::is_valid_acceptance(session.req_header(), &backend.response) {
             if backend.response.status == 101 {
                 warn!("backend {} answered 101 without a valid WebSocket acceptance", backend.addr);

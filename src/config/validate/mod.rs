@@ -1,8 +1,10 @@
 //! Raw file → internal model. Collects every problem (key path + message) instead of
 //! stopping at the first, so `wsgate -t` shows everything that needs fixing at once. One
 //! file per section: `listeners.rs` (server settings, listeners, TLS), `limits.rs`,
-//! `upstreams.rs`, `routes.rs`; here the top level and what ties sections together.
+//! `upstreams.rs`, `routes.rs` (a route's `auth` in `auth.rs`); here the top level and what
+//! ties sections together.
 
+mod auth;
 mod limits;
 mod listeners;
 mod routes;
@@ -51,7 +53,8 @@ pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Proble
             upstreams.push(u);
         }
     }
-    let routes = routes::routes(&raw.routes, &raw.upstreams, &upstream_index, &root.key("routes"), &mut problems);
+    let routes_path = root.key("routes");
+    let routes = routes::routes(&raw.routes, &raw.upstreams, &upstream_index, base_dir, &routes_path, &mut problems);
 
     let mut server = server.unwrap_or_default();
     let window = raw.drain.as_ref().and_then(|d| d.window).map(|d| d.0);

@@ -7,6 +7,7 @@ use crate::config::model::*;
 use crate::config::raw;
 use http::{HeaderName, HeaderValue};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -37,6 +38,7 @@ pub(super) fn routes(
     raw: &[raw::RawRoute],
     raw_upstreams: &BTreeMap<String, raw::RawUpstream>,
     upstream_index: &HashMap<String, usize>,
+    base_dir: &Path,
     path: &KeyPath,
     problems: &mut Problems,
 ) -> Vec<Route> {
@@ -61,9 +63,12 @@ pub(super) fn routes(
         let host_header = host_header(r.host_header.as_deref(), &item, problems);
         let (set_headers, remove_headers) = request_headers(r.request_headers.as_ref(), &item, problems);
         let websocket = websocket_policy(r.websocket.as_ref(), &item.key("websocket"), problems);
+        let auth = r.auth.as_ref().and_then(|a| super::auth::route_auth(a, base_dir, &item.key("auth"), problems));
         let (Some(upstream), true) = (upstream, problems.len() == before) else { continue };
         let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
-        out.push(Route { name, host, path_prefix, upstream, host_header, set_headers, remove_headers, websocket });
+        let route =
+            Route { name, host, path_prefix, upstream, host_header, set_headers, remove_headers, websocket, auth };
+        out.push(route);
     }
     out
 }

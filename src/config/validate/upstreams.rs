@@ -6,6 +6,7 @@ use crate::config::duration::ConfigDuration;
 use crate::config::locate::KeyPath;
 use crate::config::model::*;
 use crate::config::raw::{self, RawBackend};
+use crate::upstream::affinity::{derive_key, is_cookie_name};
 use http::HeaderName;
 use std::net::ToSocketAddrs;
 use std::path::Path;
@@ -17,6 +18,10 @@ const DEFAULT_RETRIES: usize = 2;
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(5);
+const DEFAULT_AFFINITY_COOKIE: &str = "wsgate_affinity";
+const DEFAULT_AFFINITY_TTL: Duration = Duration::from_secs(3600);
+/// A `key_file` shorter than this is refused: the key is what keeps the cookie opaque.
+const MIN_AFFINITY_SECRET: usize = 16;
 
 pub(super) fn upstream(
     name: &str,
@@ -38,6 +43,7 @@ pub(super) fn upstream(
     let rebalance = rebalance(raw.rebalance.as_ref(), &path.key("rebalance"), problems);
     let passive_health = passive_health(raw.passive_health.as_ref(), &path.key("passive_health"), problems);
     let slow_start = raw.slow_start.map(|d| positive(Some(d), d.0, &path.key("slow_start"), problems));
+    let affinity = raw.affinity.as_ref().map(|a| affinity(a, name, base_dir, &path.key("affinity"), problems));
     (problems.len() == before).then(|| Upstream {
         name: name.to_string(),
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
@@ -54,7 +60,36 @@ pub(super) fn upstream(
         rebalance,
         passive_health,
         slow_start,
+        affinity,
     })
+}
+
+fn affinity(raw: &raw::RawAffinity, pool: &str, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Affinity {
+    let cookie = raw.cookie.clone().unwrap_or_else(|| DEFAULT_AFFINITY_COOKIE.into());
+    if !is_cookie_name(&cookie) {
+        problems.push((path.key("cookie"), format!("`{cookie}` is not a valid cookie name (an RFC 6265 token)")));
+    }
+    let ttl = raw.ttl.map_or(DEFAULT_AFFINITY_TTL, |d| d.0);
+    if ttl < Duration::from_secs(1) {
+        problems.push((path.key("ttl"), "must be at least 1s (the cookie's Max-Age counts whole seconds)".into()));
+    }
+    let secret = raw.key_file.as_ref().and_then(|file| match std::fs::read(resolve_path(base_dir, file)) {
+        // Trimmed, so `echo` and `printf` give the same key.
+        Ok(bytes) if bytes.trim_ascii().len() >= MIN_AFFINITY_SECRET => Some(bytes.trim_ascii().to_vec()),
+        Ok(bytes) => {
+            let why = format!(
+                "{file} holds {} bytes; the key needs at least {MIN_AFFINITY_SECRET}",
+                bytes.trim_ascii().len()
+            );
+            problems.push((path.key("key_file"), why));
+            None
+        }
+        Err(e) => {
+            problems.push((path.key("key_file"), format!("cannot read {file}: {e}")));
+            None
+        }
+    });
+    Affinity { cookie, ttl, key: derive_key(secret.as_deref(), pool) }
 }
 
 fn passive_health(
