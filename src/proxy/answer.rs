@@ -3,6 +3,7 @@
 //! reachable backend) converts into one `Answer`, and `Answer::send` is the one place that
 //! writes it.
 
+use crate::auth::{AuthFailure, AuthResult};
 use crate::listener::limits::Refusal as Limit;
 use crate::proxy::admission::Violation;
 use crate::proxy::headers::PolicyError;
@@ -72,6 +73,9 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// RFC 6750 §3: no credential, or one that failed.
+const BEARER: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer")];
+const BEARER_INVALID: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer error=\"invalid_token\"")];
 const RETRY_SOON: &[(&str, &str)] = &[("Retry-After", "1")];
 const RETRY_LATER: &[(&str, &str)] = &[("Retry-After", "5")];
 const VERSION_13: &[(&str, &str)] = &[("Sec-WebSocket-Version", "13")];
@@ -134,6 +138,15 @@ impl From<Failure> for Answer {
             }
             _ => Answer::status(failure.status()),
         }
+    }
+}
+
+/// A 401 never says which check failed (the debug log does); the connection stays open for
+/// the client's next try with a token.
+impl From<&AuthFailure> for Answer {
+    fn from(failure: &AuthFailure) -> Answer {
+        let headers = if failure.result == AuthResult::Missing { BEARER } else { BEARER_INVALID };
+        Answer { close: false, ..Answer::new(401, "unauthorized", headers) }
     }
 }
 

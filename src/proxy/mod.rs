@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub(crate) mod answer;
+mod auth;
 mod client;
 pub mod headers;
 pub(crate) mod routing;
@@ -61,6 +62,8 @@ pub(crate) struct RequestCtx {
     attempts: Attempts,
     /// The request's place on its backend (its load, for `least_sessions`).
     place: Option<Place>,
+    /// Who the route's `auth` found the client to be.
+    identity: Option<crate::auth::Identity>,
     /// Set when the request asked for a WebSocket upgrade: what became of it.
     upgrade: Option<UpgradeEnd>,
     /// Keeps a draining process alive and the request counted under the limits until it is
@@ -104,7 +107,10 @@ impl Gateway {
         let admitted =
             self.limits.admit_request(&ctx.snapshot.config.limits, ctx.client_ip, header_bytes, header_count)?;
         ctx.held.admitted.extend(admitted);
-        ctx.snapshot.router.select(headers::request_host(req), req.uri.path()).ok_or_else(Answer::no_route)
+        let index =
+            ctx.snapshot.router.select(headers::request_host(req), req.uri.path()).ok_or_else(Answer::no_route)?;
+        ctx.identity = auth::authenticate(&ctx.snapshot.config.routes[index], req, &self.metrics)?;
+        Ok(index)
     }
 
     /// Hands an admitted, routed WebSocket upgrade to the upgrader; answers what it refuses.
@@ -112,7 +118,8 @@ impl Gateway {
         let snapshot = ctx.snapshot.clone();
         let route = &snapshot.config.routes[index];
         let (client_ip, peer_ip, tls) = (ctx.client_ip, ctx.peer_ip, ctx.tls);
-        let original = session.req_header().clone();
+        let mut original = session.req_header().clone();
+        auth::prepare(route, &mut original, ctx.identity.as_ref());
         let backend_request = move |backend: SocketAddr| {
             let mut req = original.clone();
             let fwd = Forwarding { client_ip, peer_ip, tls, backend, websocket: true };
@@ -121,7 +128,9 @@ impl Gateway {
         };
         let req = session.req_header();
         let up = Upgrade {
-            request: RequestLine::new(req, headers::request_host(req), &self.access_log),
+            request: RequestLine::new(req, headers::request_host(req), &self.access_log)
+                .user(ctx.identity.as_ref().and_then(|i| i.user.clone())),
+            expires_at: auth::session_expiry(route, ctx.identity.as_ref()),
             route,
             pool: &snapshot.pools[route.upstream],
             limits: &snapshot.config.limits,
@@ -154,6 +163,7 @@ impl ProxyHttp for Gateway {
             tls: false,
             attempts: Attempts::default(),
             place: None,
+            identity: None,
             upgrade: None,
             held: Held::new(self.drain.in_flight()),
         }
@@ -223,6 +233,7 @@ impl ProxyHttp for Gateway {
         let backend = ctx.attempts.backend.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let fwd =
             Forwarding { client_ip: ctx.client_ip, peer_ip: ctx.peer_ip, tls: ctx.tls, backend, websocket: false };
+        auth::prepare(route, upstream, ctx.identity.as_ref());
         headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
     }
 
@@ -348,6 +359,7 @@ impl ProxyHttp for Gateway {
                 upstream,
                 backend: ctx.attempts.backend,
                 started: ctx.started,
+                user: ctx.identity.as_ref().and_then(|i| i.user.as_deref()),
             };
             // An upgrade that did not open moved no body bytes (its answer is wsgate's own).
             let bytes = match ctx.upgrade {

@@ -39,6 +39,9 @@ pub(crate) struct Record<'a> {
     pub(crate) bytes_in: u64,
     /// Response body bytes (HTTP) or bytes backend → client (WebSocket).
     pub(crate) bytes_out: u64,
+    /// Who the route's `auth` found the client to be (the token's `sub`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) websocket: Option<WsRecord>,
 }
@@ -99,6 +102,7 @@ pub(crate) struct RequestLine {
     pub(crate) method: String,
     pub(crate) host: String,
     pub(crate) path: String,
+    pub(crate) user: Option<String>,
 }
 
 impl RequestLine {
@@ -107,7 +111,12 @@ impl RequestLine {
             method: req.method.to_string(),
             host: host.unwrap_or_default().to_string(),
             path: log.path(&req.uri).to_string(),
+            user: None,
         }
+    }
+
+    pub(crate) fn user(self, user: Option<String>) -> RequestLine {
+        RequestLine { user, ..self }
     }
 }
 
@@ -122,6 +131,7 @@ pub(crate) struct Exchange<'a> {
     pub(crate) upstream: &'a str,
     pub(crate) backend: Option<SocketAddr>,
     pub(crate) started: Instant,
+    pub(crate) user: Option<&'a str>,
 }
 
 impl<'a> Exchange<'a> {
@@ -141,6 +151,7 @@ impl<'a> Exchange<'a> {
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             bytes_in: bytes.0,
             bytes_out: bytes.1,
+            user: self.user,
             websocket,
         }
     }
@@ -169,6 +180,7 @@ mod tests {
             duration_ms: 1.5,
             bytes_in: 0,
             bytes_out: 12,
+            user: None,
             websocket: None,
         };
         let line = serde_json::to_string(&r).unwrap();

@@ -32,6 +32,7 @@ pub(crate) struct Metrics {
     pub(crate) upstream_errors: IntCounterVec,
     pub(crate) config_reloads: IntCounterVec,
     pub(crate) refusals: IntCounterVec,
+    pub(crate) auth: IntCounterVec,
 }
 
 /// Outcome label of `wsgate_websocket_upgrades_total`.
@@ -197,6 +198,7 @@ impl Metrics {
             upstream_errors: counter("wsgate_upstream_errors_total", "Failed backend connections and exchanges by kind.", &["upstream", "backend", "kind"]),
             config_reloads: counter("wsgate_config_reloads_total", "SIGHUP reloads by result: ok, invalid, needs_upgrade.", &["result"]),
             refusals: counter("wsgate_refusals_total", "Requests refused by a limit, by cause.", &["cause"]),
+            auth: counter("wsgate_auth_total", "Credential checks of routes with auth, by result: ok, missing, invalid, expired, error.", &["route", "result"]),
         };
         let registry = prometheus::default_registry();
         for collector in [
@@ -219,6 +221,7 @@ impl Metrics {
             Box::new(m.upstream_errors.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.refusals.clone()),
+            Box::new(m.auth.clone()),
         ] {
             let _ = registry.register(collector);
         }

@@ -98,7 +98,8 @@ impl OpenSession {
         };
         let card = Card::new(identity, place.activity().unwrap_or_else(Activity::new));
         place.describe(card.clone());
-        let ending = ending(gw.drain.session_deadline(), up.route.websocket.max_lifetime, moved);
+        let expiry = up.expires_at.map(|at| at.duration_since(std::time::SystemTime::now()).unwrap_or_default());
+        let ending = ending(gw.drain.session_deadline(), (up.route.websocket.max_lifetime, expiry), moved);
         OpenSession {
             client,
             backend_addr,
@@ -157,6 +158,7 @@ impl OpenSession {
                 upstream,
                 backend: Some(self.backend_addr),
                 started: self.started,
+                user: self.request.user.as_deref(),
             };
             let bytes = (stats.client_to_backend_bytes, stats.backend_to_client_bytes);
             self.access_log.write(&exchange.record(self.status, bytes, Some(ws_record(&stats))));
@@ -185,24 +187,26 @@ fn ws_record(t: &TunnelStats) -> WsRecord {
 }
 
 /// When and why wsgate ends a session itself: at its drain deadline, once its lifetime
-/// (jittered ±10%, so sessions opened together do not all end together) has passed, when
-/// it is told to move off its backend, or when an operator closes it.
+/// (jittered ±10%, so sessions opened together do not all end together) or its token (not
+/// jittered: the token is no longer valid) has expired, when it is told to move off its
+/// backend, or when an operator closes it.
 fn ending(
     drain: impl Future<Output = ()>,
-    lifetime: Option<Duration>,
+    (lifetime, token): (Option<Duration>, Option<Duration>),
     moved: impl Future<Output = Move>,
 ) -> impl Future<Output = Departure> {
     let lifetime = lifetime.map(|d| d.mul_f64(0.9 + 0.2 * fastrand::f64()));
+    let after = |d: Option<Duration>| async move {
+        match d {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
     async move {
-        let expiry = async {
-            match lifetime {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = drain => Departure::Drain,
-            () = expiry => Departure::MaxLifetime,
+            () = after(lifetime) => Departure::MaxLifetime,
+            () = after(token) => Departure::TokenExpired,
             why = moved => match why {
                 Move::BackendDown => Departure::BackendDown,
                 Move::Rebalance => Departure::Rebalance,

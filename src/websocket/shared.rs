@@ -96,7 +96,7 @@ impl CloseRequest {
             Departure::Drain | Departure::MaxLifetime | Departure::DeadPeer => GOING_AWAY,
             Departure::BackendDown | Departure::Rebalance | Departure::Drained => SERVICE_RESTART,
             Departure::Closed(code) => code,
-            Departure::RateLimited => POLICY_VIOLATION,
+            Departure::RateLimited | Departure::TokenExpired => POLICY_VIOLATION,
         };
         CloseRequest { to_client, to_backend: GOING_AWAY, abandoned: None, silent: false }
     }
@@ -155,6 +155,8 @@ pub(crate) enum Departure {
     RateLimited,
     /// An operator drains the backend (1012).
     Drained,
+    /// The client's token expired, with `close_at_expiry` (1008).
+    TokenExpired,
     /// An operator closed the session with this code (`DELETE /sessions/{id}`).
     Closed(u16),
 }
@@ -169,6 +171,7 @@ impl Departure {
             Departure::DeadPeer => "dead_peer",
             Departure::RateLimited => "rate_limited",
             Departure::Drained => "drained",
+            Departure::TokenExpired => "token_expired",
             Departure::Closed(_) => "closed_by_operator",
         }
     }

@@ -20,6 +20,8 @@ pub(crate) struct Upgrade<'a> {
     pub(crate) pool: &'a Pool,
     pub(crate) limits: &'a LimitsConfig,
     pub(crate) client_ip: Option<IpAddr>,
+    /// The session ends with Close 1008 at this time (its token's expiry, `close_at_expiry`).
+    pub(crate) expires_at: Option<std::time::SystemTime>,
     pub(crate) started: Instant,
     pub(crate) backend_request: BackendRequest<'a>,
     /// The request's way through the pool (its backend is the access log's).
