@@ -13,7 +13,7 @@ use crate::websocket::Refused;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::Result;
+use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::borrow::Cow;
 
 /// A short text answer: status, a one-line reason as its body, extra header fields.
@@ -164,6 +164,24 @@ impl From<Refused> for Answer {
             Refused::Upstream(f) => f.into(),
             Refused::Policy(why) => PolicyError(why).into(),
         }
+    }
+}
+
+/// The status a failed request is answered with, if it can still be answered: 502 when the
+/// backend fails, 503 when no backend is healthy (raised as `HTTPStatus(503)`), 504 when it
+/// is too slow; none when the client itself went away or stalled.
+pub(super) fn error_status(e: &Error) -> Option<u16> {
+    let downstream = e.esource() == &ErrorSource::Downstream;
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => Some(*code),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout if downstream => None,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(504),
+        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed if downstream => None,
+        _ => match e.esource() {
+            ErrorSource::Upstream => Some(502),
+            ErrorSource::Downstream => Some(400),
+            ErrorSource::Internal | ErrorSource::Unset => Some(500),
+        },
     }
 }
 

@@ -7,29 +7,32 @@ pub mod admission;
 pub(crate) mod answer;
 mod auth;
 mod client;
+mod context;
 pub mod headers;
 pub(crate) mod routing;
 #[cfg(test)]
 mod tests;
 
 use crate::lifecycle::drain::Drain;
-use crate::lifecycle::reload::{Live, Snapshot};
+use crate::lifecycle::reload::Live;
 use crate::listener;
 use crate::listener::limits::{self, Held, Limits, Refusal};
 use crate::telemetry::access_log::{AccessLog, Exchange, RequestLine};
 use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
-use crate::upstream::load::{Kind, Place};
-use crate::upstream::{hash_input, Attempts, Failure, Pool};
+use crate::upstream::load::Kind;
+use crate::upstream::{hash_input, Attempts, Failure};
 use crate::websocket::{handshake, Refused, Upgrade, Upgraded, Upgrader};
-use answer::Answer;
+use answer::{error_status, Answer};
 use async_trait::async_trait;
+pub(crate) use context::RequestCtx;
+use context::UpgradeEnd;
 use headers::Forwarding;
 use log::{debug, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,39 +48,6 @@ pub(crate) struct Gateway {
     websocket: Upgrader,
     /// Source of peer group keys no other request uses (see `Pool::fresh_peer`).
     fresh_groups: AtomicU64,
-}
-
-/// Per-request state.
-pub(crate) struct RequestCtx {
-    /// The routes and pools this request uses from start to end, whatever reloads happen.
-    snapshot: Arc<Snapshot>,
-    started: Instant,
-    route: Option<usize>,
-    client_ip: Option<IpAddr>,
-    /// The connection's peer (the client, unless it is a trusted proxy).
-    peer_ip: Option<IpAddr>,
-    /// The client connected over TLS.
-    tls: bool,
-    /// The backend this request went to, and those a failed connect excludes.
-    attempts: Attempts,
-    /// The request's place on its backend (its load, for `least_sessions`).
-    place: Option<Place>,
-    /// Who the route's `auth` found the client to be.
-    identity: Option<crate::auth::Identity>,
-    /// Set when the request asked for a WebSocket upgrade: what became of it.
-    upgrade: Option<UpgradeEnd>,
-    /// Keeps a draining process alive and the request counted under the limits until it is
-    /// done (a WebSocket session takes it along to its own task).
-    held: Held,
-}
-
-/// What became of a WebSocket upgrade request, as `logging` needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UpgradeEnd {
-    /// The session went on in its own task, which logs it when it ends.
-    SessionOpen,
-    /// The client got an answer (wsgate's refusal or the backend's), or left.
-    Answered,
 }
 
 impl Gateway {
@@ -368,45 +338,5 @@ impl ProxyHttp for Gateway {
             };
             self.access_log.write(&exchange.record(status, bytes, None));
         }
-    }
-}
-
-impl RequestCtx {
-    /// The pool of this request's route.
-    fn pool(&self) -> Option<&Pool> {
-        self.route.map(|i| &*self.snapshot.pools[self.snapshot.config.routes[i].upstream])
-    }
-
-    /// The backend this request went to failed it (passive health counts it).
-    fn backend_failed(&self) {
-        if let (Some(pool), Some(addr)) = (self.pool(), self.attempts.backend) {
-            pool.loads.failed(&addr);
-        }
-    }
-
-    /// `(route, upstream)` metric labels of this request.
-    fn labels(&self) -> (&str, &str) {
-        match self.route.map(|i| &self.snapshot.config.routes[i]) {
-            Some(route) => (route.name.as_str(), self.snapshot.pools[route.upstream].spec.name.as_str()),
-            None => (metrics::NO_ROUTE, metrics::NO_ROUTE),
-        }
-    }
-}
-
-/// The status a failed request is answered with, if it can still be answered: 502 when the
-/// backend fails, 503 when no backend is healthy (raised as `HTTPStatus(503)`), 504 when it
-/// is too slow; none when the client itself went away or stalled.
-fn error_status(e: &Error) -> Option<u16> {
-    let downstream = e.esource() == &ErrorSource::Downstream;
-    match e.etype() {
-        ErrorType::HTTPStatus(code) => Some(*code),
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout if downstream => None,
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(504),
-        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed if downstream => None,
-        _ => match e.esource() {
-            ErrorSource::Upstream => Some(502),
-            ErrorSource::Downstream => Some(400),
-            ErrorSource::Internal | ErrorSource::Unset => Some(500),
-        },
     }
 }
