@@ -684,6 +684,8 @@ pub struct Route {
     request_headers: Option<RequestHeaders>,
     #[serde(skip_serializing_if = "Option::is_none")]
     websocket: Option<WebSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<serde_yaml::Value>,
 }
 
 #[derive(Serialize, Default, Clone, Debug)]
@@ -705,6 +707,7 @@ impl Route {
             host_header: None,
             request_headers: None,
             websocket: None,
+            auth: None,
         }
     }
     /// The route's name in metrics and the access log.
@@ -738,6 +741,11 @@ impl Route {
     }
     pub fn websocket(mut self, policy: WebSocket) -> Route {
         self.websocket = Some(policy);
+        self
+    }
+    /// `auth:` as written (e.g. `{jwt: {...}}`; `tests/common/jwt.rs` builds the JWT one).
+    pub fn auth(mut self, auth: serde_yaml::Value) -> Route {
+        self.auth = Some(auth);
         self
     }
 }

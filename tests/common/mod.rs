@@ -18,6 +18,7 @@ pub mod backends;
 pub mod client;
 pub mod config;
 pub mod https;
+pub mod jwt;
 pub mod metrics;
 pub mod peers;
 pub mod proxy;
