@@ -1,6 +1,7 @@
 //! A pool: its Pingora `LoadBalancer` (the algorithm fixed when it is built), how to reach
 //! its backends (timeouts, TLS) and the discovery that feeds it.
 
+use super::attempts::Attempts;
 use crate::config::model::{Balance, Discovery, Rebalance, Upstream};
 use crate::upstream::affinity::Pinning;
 use crate::upstream::discovery::DnsDiscovery;
@@ -9,7 +10,6 @@ use crate::upstream::least;
 use crate::upstream::load::Loads;
 use crate::upstream::peer_tls::{apply_tls, ca_of};
 use crate::upstream::rebalance::{self, Member};
-use crate::upstream::Attempts;
 use futures_util::FutureExt;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::discovery::{ServiceDiscovery, Static};
