@@ -15,10 +15,13 @@
 //!   goes on, and the client's own copies of the headers claims are forwarded in are
 //!   removed, so a client cannot forge `X-User-Id`.
 //!
+//! `forward` asks another service instead (nginx `auth_request`); see `forward.rs`.
+//!
 //! Keys are loaded by config validation (`keys`), so a SIGHUP reload re-reads them. Nothing
 //! here may panic on a request: tokens, cookies and query strings are attacker-controlled
 //! (`tests/fuzz.rs` checks it).
 
+pub mod forward;
 mod jwt;
 mod keys;
 mod token;
@@ -33,11 +36,12 @@ pub use token::TokenPlace;
 
 use std::fmt;
 
-/// A route's `auth` section, as validated. `forward` (auth_request-style) will sit beside
-/// `jwt`; the request path runs whichever are configured.
+/// A route's `auth` section, as validated: at least one of the two. The request path runs
+/// `jwt` first (cheap, local), then `forward` (a subrequest).
 #[derive(Debug)]
 pub struct RouteAuth {
     pub jwt: Option<Jwt>,
+    pub forward: Option<forward::ForwardAuth>,
 }
 
 /// How an authentication ended: the `result` label of `wsgate_auth_total` (a closed set,

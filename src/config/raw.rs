@@ -6,6 +6,10 @@ use super::duration::ConfigDuration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+// A route's `auth` section (`jwt`, `forward`): its own file, `raw/auth.rs`.
+mod auth;
+pub(crate) use auth::*;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
@@ -363,54 +367,4 @@ pub(crate) struct RawAffinity {
     pub(crate) cookie: Option<String>,
     pub(crate) ttl: Option<ConfigDuration>,
     pub(crate) key_file: Option<String>,
-}
-
-/// A route's `auth`: what a client must prove before its request reaches a backend.
-/// `forward` (an auth_request-style subrequest) will sit beside `jwt`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAuth {
-    #[serde(default)]
-    pub(crate) jwt: Option<RawJwt>,
-}
-
-/// `auth.jwt`; checked and loaded in `validate/auth.rs`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawJwt {
-    #[serde(default)]
-    pub(crate) keys: Option<String>,
-    #[serde(default)]
-    pub(crate) secret_file: Option<String>,
-    pub(crate) algorithms: Vec<String>,
-    #[serde(default)]
-    pub(crate) issuer: Option<String>,
-    #[serde(default)]
-    pub(crate) audience: Option<RawAudience>,
-    #[serde(default)]
-    pub(crate) token_from: Option<Vec<String>>,
-    #[serde(default)]
-    pub(crate) forward_claims: BTreeMap<String, String>,
-    #[serde(default)]
-    pub(crate) keep_token: bool,
-    #[serde(default)]
-    pub(crate) close_at_expiry: bool,
-}
-
-/// `audience: chat` or `audience: [chat, admin]`.
-#[derive(Debug)]
-pub(crate) struct RawAudience(pub(crate) Vec<String>);
-
-// Hand-written for the same reason as `RawBackend`'s: a useful error.
-impl<'de> Deserialize<'de> for RawAudience {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        match serde_yaml::Value::deserialize(deserializer)? {
-            serde_yaml::Value::String(one) => Ok(RawAudience(vec![one])),
-            value @ serde_yaml::Value::Sequence(_) => {
-                serde_yaml::from_value(value).map(RawAudience).map_err(D::Error::custom)
-            }
-            _ => Err(D::Error::custom("an audience is a string or a list of strings")),
-        }
-    }
 }

@@ -38,12 +38,17 @@ pub(super) fn route_auth(
     path: &KeyPath,
     problems: &mut Problems,
 ) -> Option<Arc<RouteAuth>> {
-    let Some(raw_jwt) = &raw.jwt else {
-        problems.push((path.clone(), "needs `jwt`".into()));
+    if raw.jwt.is_none() && raw.forward.is_none() {
+        problems.push((path.clone(), "needs `jwt` or `forward` (or both)".into()));
         return None;
-    };
-    let jwt = jwt(raw_jwt, base_dir, &path.key("jwt"), problems)?;
-    Some(Arc::new(RouteAuth { jwt: Some(jwt) }))
+    }
+    // Both are checked before either failure stops us, so every problem is reported.
+    let jwt = raw.jwt.as_ref().map(|r| jwt(r, base_dir, &path.key("jwt"), problems));
+    let forward = raw.forward.as_ref().map(|r| super::auth_forward::forward(r, &path.key("forward"), problems));
+    if matches!(jwt, Some(None)) || matches!(forward, Some(None)) {
+        return None;
+    }
+    Some(Arc::new(RouteAuth { jwt: jwt.flatten(), forward: forward.flatten() }))
 }
 
 fn jwt(raw: &raw::RawJwt, base_dir: &Path, path: &KeyPath, problems: &mut Problems) -> Option<Jwt> {
@@ -221,7 +226,7 @@ fn forward_claims(
     out
 }
 
-fn reserved(name: &HeaderName) -> bool {
+pub(super) fn reserved(name: &HeaderName) -> bool {
     let name = name.as_str();
     RESERVED_HEADERS.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
 }

@@ -5,6 +5,7 @@
 //! ties sections together.
 
 mod auth;
+mod auth_forward;
 mod limits;
 mod listeners;
 mod routes;
