@@ -16,31 +16,22 @@
 mod cache;
 mod exchange;
 mod request;
+mod target;
 
 #[cfg(test)]
 mod tests;
 
 use bytes::Bytes;
 use exchange::{exchange, Answer};
+pub use target::Subject;
+pub(crate) use target::Target;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::connectors::http::v1::Connector;
-use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// The request being decided on, as the proxy sees it.
-pub struct Subject<'a> {
-    pub req: &'a RequestHeader,
-    /// The client's address (after `trusted_proxies`): `X-Forwarded-For`.
-    pub client_ip: Option<IpAddr>,
-    /// Whether the client came over TLS: `X-Forwarded-Proto`.
-    pub tls: bool,
-    /// The host the client asked for: `X-Forwarded-Host`.
-    pub host: &'a str,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardVerdict {
@@ -71,14 +62,6 @@ pub(crate) struct ForwardSettings {
     pub copy_headers: Vec<HeaderName>,
     /// `None`: every check asks the service.
     pub cache: Option<Duration>,
-}
-
-/// Where the subrequest goes.
-pub(crate) struct Target {
-    url: String,
-    peer: HttpPeer,
-    authority: HeaderValue,
-    path: String,
 }
 
 pub struct ForwardAuth {

@@ -7,7 +7,7 @@
 
 use super::keys::VerifyingKey;
 use super::token::TokenPlace;
-use super::{AuthFailure, AuthResult};
+use super::outcome::{AuthFailure, AuthResult};
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Algorithm, Validation};

@@ -4,7 +4,7 @@
 //!
 //! The caller bounds the whole exchange with `timeout`; nothing here waits on its own.
 
-use super::Target;
+use super::target::Target;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use log::debug;

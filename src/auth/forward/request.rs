@@ -9,7 +9,7 @@
 //! client's own `X-Forwarded-*`, `Forwarded` and `X-Real-IP` are dropped so it cannot
 //! claim another address or path to the auth service.
 
-use super::{Subject, Target};
+use super::target::{Subject, Target};
 use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 

@@ -3,6 +3,7 @@
 //! in `tests/cache.rs`, the config in `tests/config.rs`.
 
 use super::*;
+use pingora::http::RequestHeader;
 use service::{AuthService, Reply};
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! error naming its key (and `wsgate -t` finds it), and a SIGHUP reload, which validates
 //! the file again, re-reads them.
 
+use super::reserved::reserved;
 use super::values::{resolve_path, Problems};
 use crate::auth::{load_keys, load_secret, Jwt, JwtSettings, RouteAuth, TokenPlace, VerifyingKey};
 use crate::config::locate::KeyPath;
@@ -15,21 +16,6 @@ use std::sync::Arc;
 
 /// Headers that belong to the connection, the WebSocket handshake or wsgate's own
 /// forwarding: a claim may not be forwarded in them, nor a token taken from them.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "content-length",
-    "forwarded",
-    "x-real-ip",
-];
-const RESERVED_PREFIXES: &[&str] = &["sec-websocket-", "x-forwarded-"];
-
 const ALGORITHMS: &str = "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 pub(super) fn route_auth(
@@ -224,9 +210,4 @@ fn forward_claims(
         }
     }
     out
-}
-
-pub(super) fn reserved(name: &HeaderName) -> bool {
-    let name = name.as_str();
-    RESERVED_HEADERS.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
 }

@@ -2,7 +2,7 @@
 //! a static upstream's: a name that does not resolve is a config error, not a 503 on every
 //! request), the subrequest's deadline, the headers it may set and the cache period.
 
-use super::auth::reserved;
+use super::reserved::reserved;
 use super::values::Problems;
 use crate::auth::forward::{ForwardAuth, ForwardSettings};
 use crate::config::locate::KeyPath;

@@ -7,6 +7,7 @@
 mod auth;
 mod auth_forward;
 mod limits;
+mod reserved;
 mod listeners;
 mod routes;
 mod upstreams;
