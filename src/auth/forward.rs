@@ -23,8 +23,6 @@ mod tests;
 
 use bytes::Bytes;
 use exchange::{exchange, Answer};
-pub use target::Subject;
-pub(crate) use target::Target;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::connectors::http::v1::Connector;
@@ -32,6 +30,8 @@ use pingora::upstreams::peer::HttpPeer;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+pub use target::Subject;
+pub(crate) use target::Target;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardVerdict {

@@ -6,8 +6,8 @@
 //! algorithm's family and the token's `kid`, and only for a signed token its claims.
 
 use super::keys::VerifyingKey;
-use super::token::TokenPlace;
 use super::outcome::{AuthFailure, AuthResult};
+use super::token::TokenPlace;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
 use jsonwebtoken::{Algorithm, Validation};

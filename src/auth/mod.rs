@@ -23,8 +23,8 @@
 
 pub mod forward;
 mod jwt;
-mod outcome;
 mod keys;
+mod outcome;
 mod token;
 
 #[cfg(test)]
@@ -32,10 +32,9 @@ mod tests;
 
 pub(crate) use jwt::JwtSettings;
 pub use jwt::{Identity, Jwt};
-pub use outcome::{AuthFailure, AuthResult};
 pub(crate) use keys::{load_keys, load_secret, VerifyingKey};
+pub use outcome::{AuthFailure, AuthResult};
 pub use token::TokenPlace;
-
 
 /// A route's `auth` section, as validated: at least one of the two. The request path runs
 /// `jwt` first (cheap, local), then `forward` (a subrequest).
@@ -44,4 +43,3 @@ pub struct RouteAuth {
     pub jwt: Option<Jwt>,
     pub forward: Option<forward::ForwardAuth>,
 }
-

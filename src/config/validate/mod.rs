@@ -7,8 +7,8 @@
 mod auth;
 mod auth_forward;
 mod limits;
-mod reserved;
 mod listeners;
+mod reserved;
 mod routes;
 mod upstreams;
 mod values;
