@@ -24,12 +24,21 @@ pub(crate) struct Answer {
     pub(crate) headers: &'static [(&'static str, &'static str)],
     /// The connection ends after this answer (said in it with `Connection: close`).
     pub(crate) close: bool,
+    /// Another service's answer passed on as it is (forward auth's 401/403): its body
+    /// and header fields replace the reason and the text type.
+    pub(crate) relayed: Option<Box<Relayed>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Relayed {
+    body: Bytes,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Answer {
     /// `status` with its standard reason, closing the connection.
     pub(crate) fn status(status: u16) -> Answer {
-        Answer { status, reason: reason(status).into(), headers: &[], close: true }
+        Answer { status, reason: reason(status).into(), headers: &[], close: true, relayed: None }
     }
 
     /// No route for the request: a normal answer on a connection that stays open.
@@ -38,7 +47,23 @@ impl Answer {
     }
 
     fn new(status: u16, reason: &'static str, headers: &'static [(&'static str, &'static str)]) -> Answer {
-        Answer { status, reason: reason.into(), headers, close: true }
+        Answer { status, reason: reason.into(), headers, close: true, relayed: None }
+    }
+
+    /// A forward-auth service's refusal, relayed: the connection stays open, as after any
+    /// 401/403 the client may retry with credentials.
+    pub(crate) fn relayed(
+        status: u16,
+        body: Bytes,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> Answer {
+        let relayed = Some(Box::new(Relayed { body, headers }));
+        Answer { close: false, relayed, ..Answer::status(status) }
+    }
+
+    /// The forward-auth service could not be asked: fail closed.
+    pub(crate) fn auth_unavailable() -> Answer {
+        Answer::new(503, "service unavailable: authentication could not be checked", RETRY_SOON)
     }
 
     /// Writes the answer as the complete response to `session`'s request.
@@ -46,13 +71,21 @@ impl Answer {
         if self.close {
             session.set_keepalive(None);
         }
-        let body = Bytes::from(format!("{}\n", self.reason));
+        let (body, text) = match &self.relayed {
+            Some(relayed) => (relayed.body.clone(), false),
+            None => (Bytes::from(format!("{}\n", self.reason)), true),
+        };
         let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
-        resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
+        if text {
+            resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
+        }
         resp.insert_header("Content-Length", body.len().to_string())?;
         resp.insert_header("Cache-Control", "no-store")?;
         for (name, value) in self.headers {
             resp.insert_header(*name, *value)?;
+        }
+        for (name, value) in self.relayed.iter().flat_map(|r| &r.headers) {
+            resp.append_header(name.clone(), value.clone())?;
         }
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await

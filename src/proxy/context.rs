@@ -24,8 +24,8 @@ pub(crate) struct RequestCtx {
     pub(super) attempts: Attempts,
     /// The request's place on its backend (its load, for `least_sessions`).
     pub(super) place: Option<Place>,
-    /// Who the route's `auth` found the client to be.
-    pub(super) identity: Option<crate::auth::Identity>,
+    /// What the route's `auth` granted: who the client is, headers for the backend.
+    pub(super) granted: super::auth::Granted,
     /// Set when the request asked for a WebSocket upgrade: what became of it.
     pub(super) upgrade: Option<UpgradeEnd>,
     /// Keeps a draining process alive and the request counted under the limits until it is

@@ -22,6 +22,7 @@ use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::upstream::load::Kind;
 use crate::upstream::{hash_input, Attempts, Failure};
 use crate::websocket::{handshake, Refused, Upgrade, Upgraded, Upgrader};
+use crate::auth::forward::Subject;
 use answer::{error_status, Answer};
 use async_trait::async_trait;
 pub(crate) use context::RequestCtx;
@@ -77,10 +78,17 @@ impl Gateway {
         let admitted =
             self.limits.admit_request(&ctx.snapshot.config.limits, ctx.client_ip, header_bytes, header_count)?;
         ctx.held.admitted.extend(admitted);
-        let index =
-            ctx.snapshot.router.select(headers::request_host(req), req.uri.path()).ok_or_else(Answer::no_route)?;
-        ctx.identity = auth::authenticate(&ctx.snapshot.config.routes[index], req, &self.metrics)?;
-        Ok(index)
+        ctx.snapshot.router.select(headers::request_host(req), req.uri.path()).ok_or_else(Answer::no_route)
+    }
+
+    /// The route's `auth`, once routed: what it grants is kept for the backend request.
+    async fn authorize(&self, session: &Session, ctx: &mut RequestCtx, index: usize) -> std::result::Result<(), Answer> {
+        let snapshot = ctx.snapshot.clone();
+        let req = session.req_header();
+        let host = headers::request_host(req).unwrap_or_default();
+        let subject = Subject { req, client_ip: ctx.client_ip, tls: ctx.tls, host };
+        ctx.granted = auth::authorize(&snapshot.config.routes[index], subject, &self.metrics).await?;
+        Ok(())
     }
 
     /// Hands an admitted, routed WebSocket upgrade to the upgrader; answers what it refuses.
@@ -89,7 +97,7 @@ impl Gateway {
         let route = &snapshot.config.routes[index];
         let (client_ip, peer_ip, tls) = (ctx.client_ip, ctx.peer_ip, ctx.tls);
         let mut original = session.req_header().clone();
-        auth::prepare(route, &mut original, ctx.identity.as_ref());
+        auth::prepare(route, &mut original, &ctx.granted);
         let backend_request = move |backend: SocketAddr| {
             let mut req = original.clone();
             let fwd = Forwarding { client_ip, peer_ip, tls, backend, websocket: true };
@@ -99,8 +107,8 @@ impl Gateway {
         let req = session.req_header();
         let up = Upgrade {
             request: RequestLine::new(req, headers::request_host(req), &self.access_log)
-                .user(ctx.identity.as_ref().and_then(|i| i.user.clone())),
-            expires_at: auth::session_expiry(route, ctx.identity.as_ref()),
+                .user(ctx.granted.user().map(str::to_string)),
+            expires_at: auth::session_expiry(route, &ctx.granted),
             route,
             pool: &snapshot.pools[route.upstream],
             limits: &snapshot.config.limits,
@@ -133,7 +141,7 @@ impl ProxyHttp for Gateway {
             tls: false,
             attempts: Attempts::default(),
             place: None,
-            identity: None,
+            granted: Default::default(),
             upgrade: None,
             held: Held::new(self.drain.in_flight()),
         }
@@ -155,6 +163,9 @@ impl ProxyHttp for Gateway {
             Err(answer) => return answer.send(session).await.map(|()| true),
         };
         ctx.route = Some(index);
+        if let Err(answer) = self.authorize(session, ctx, index).await {
+            return answer.send(session).await.map(|()| true);
+        }
         if handshake::upgrade_kind(session.req_header()) == handshake::Upgrade::WebSocket {
             return self.upgrade(session, ctx, index).await;
         }
@@ -203,7 +214,7 @@ impl ProxyHttp for Gateway {
         let backend = ctx.attempts.backend.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let fwd =
             Forwarding { client_ip: ctx.client_ip, peer_ip: ctx.peer_ip, tls: ctx.tls, backend, websocket: false };
-        auth::prepare(route, upstream, ctx.identity.as_ref());
+        auth::prepare(route, upstream, &ctx.granted);
         headers::apply(upstream, route, &fwd).map_err(|e| Error::explain(ErrorType::HTTPStatus(400), e.0))
     }
 
@@ -329,7 +340,7 @@ impl ProxyHttp for Gateway {
                 upstream,
                 backend: ctx.attempts.backend,
                 started: ctx.started,
-                user: ctx.identity.as_ref().and_then(|i| i.user.as_deref()),
+                user: ctx.granted.user(),
             };
             // An upgrade that did not open moved no body bytes (its answer is wsgate's own).
             let bytes = match ctx.upgrade {
