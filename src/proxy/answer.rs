@@ -52,11 +52,7 @@ impl Answer {
 
     /// A forward-auth service's refusal, relayed: the connection stays open, as after any
     /// 401/403 the client may retry with credentials.
-    pub(crate) fn relayed(
-        status: u16,
-        body: Bytes,
-        headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    ) -> Answer {
+    pub(crate) fn relayed(status: u16, body: Bytes, headers: Vec<(http::HeaderName, http::HeaderValue)>) -> Answer {
         let relayed = Some(Box::new(Relayed { body, headers }));
         Answer { close: false, relayed, ..Answer::status(status) }
     }

@@ -13,6 +13,7 @@ pub(crate) mod routing;
 #[cfg(test)]
 mod tests;
 
+use crate::auth::forward::Subject;
 use crate::lifecycle::drain::Drain;
 use crate::lifecycle::reload::Live;
 use crate::listener;
@@ -22,7 +23,6 @@ use crate::telemetry::metrics::{self, Metrics, UpstreamErrorKind};
 use crate::upstream::load::Kind;
 use crate::upstream::{hash_input, Attempts, Failure};
 use crate::websocket::{handshake, Refused, Upgrade, Upgraded, Upgrader};
-use crate::auth::forward::Subject;
 use answer::{error_status, Answer};
 use async_trait::async_trait;
 pub(crate) use context::RequestCtx;
@@ -82,7 +82,12 @@ impl Gateway {
     }
 
     /// The route's `auth`, once routed: what it grants is kept for the backend request.
-    async fn authorize(&self, session: &Session, ctx: &mut RequestCtx, index: usize) -> std::result::Result<(), Answer> {
+    async fn authorize(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        index: usize,
+    ) -> std::result::Result<(), Answer> {
         let snapshot = ctx.snapshot.clone();
         let req = session.req_header();
         let host = headers::request_host(req).unwrap_or_default();
