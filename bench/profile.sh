@@ -4,12 +4,16 @@
 #   bench/profile.sh callgrind http|echo|handshake|flood   # instructions per operation + top functions (repeatable)
 #   bench/profile.sh perf      http|echo|handshake|flood   # perf record (DWARF call graphs), top symbols, user/kernel split
 #   bench/profile.sh syscalls  http|echo|handshake|flood   # strace -c: syscalls per operation
+#   bench/profile.sh cpu       http|echo|handshake|flood   # operations/s and wsgate's CPU µs per operation
 # (flood: one operation is one connection of run.sh's connection flood, from 127.0.0.2)
 #   bench/profile.sh rss                             # RSS KiB per idle WebSocket session (5,000)
 #
 # WSGATE_BIN=/path/to/wsgate profiles another build (e.g. an allocator or buffer experiment);
 # WSGATE_THREADS=2 gives wsgate two workers (unpinned then); WS_ROUTE='websocket: {...}' adds keys
-# to the /ws route (e.g. 'websocket: {ping_interval: 30s}' to price keepalive).
+# to the /ws route (e.g. 'websocket: {ping_interval: 30s}' to price keepalive); WS_HEADER='Name: value'
+# is sent on every handshake of the echo and handshake workloads, e.g. to price JWT verification:
+#   WS_ROUTE="auth: {jwt: {keys: $PWD/tests/fixtures/jwt/jwks.json, algorithms: [RS256]}}" \
+#   WS_HEADER="Authorization: Bearer $(bench/jwt-token.sh)" bench/profile.sh callgrind handshake
 # Needs bench/run.sh to have built bench/loadgen once. Output: bench/out/profile-<stamp>/.
 # Every process it starts is stopped by PID on exit.
 set -euo pipefail
@@ -18,9 +22,9 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
 MODE=${1:-}; WL=${2:-}
 case "$MODE" in
-    callgrind|perf|syscalls) case "$WL" in http|echo|handshake|flood) ;; *) sed -n '2,12p' "$0"; exit 2 ;; esac ;;
+    callgrind|perf|syscalls|cpu) case "$WL" in http|echo|handshake|flood) ;; *) sed -n '2,16p' "$0"; exit 2 ;; esac ;;
     rss) WL=idle ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
 esac
 WSGATE=${WSGATE_BIN:-$ROOT/target/release/wsgate}
 LOADGEN=$BENCH/loadgen/target/release/loadgen
@@ -85,12 +89,14 @@ sleep 1
 # Under valgrind everything is ~50x slower: shorter, smaller loads there.
 SECS=$([ "$MODE" = callgrind ] && echo 10 || echo 6)
 CONNS=$([ "$MODE" = callgrind ] && echo 10 || echo 50)
+HDR=(); [ -z "${WS_HEADER:-}" ] || HDR=(--header "$WS_HEADER")
 load() {   # runs the workload once, prints the number of operations
     case $WL in
         http) timeout 120 taskset -c 0 wrk -t1 -c$CONNS -d${SECS}s "http://$PROXY/" >"$OUT/load.txt" 2>&1; awk '/requests in/ {print $1}' "$OUT/load.txt" ;;
-        echo) timeout 120 taskset -c 0 "$LOADGEN" ws-echo --url "ws://$PROXY/ws" --connections $CONNS --duration ${SECS}s >"$OUT/load.txt" 2>&1 || true
+        echo) timeout 120 taskset -c 0 "$LOADGEN" ws-echo --url "ws://$PROXY/ws" --connections $CONNS --duration ${SECS}s "${HDR[@]}" >"$OUT/load.txt" 2>&1 || true
               grep -o '"msgs":[0-9]*' "$OUT/load.txt" | cut -d: -f2 ;;
-        handshake) timeout 120 taskset -c 0 "$LOADGEN" ws-handshake --url "ws://$PROXY/ws" --concurrency $((CONNS / 5 + 1)) --duration ${SECS}s >"$OUT/load.txt" 2>&1 || true
+        handshake) timeout 120 taskset -c 0 "$LOADGEN" ws-handshake --url "ws://$PROXY/ws" --concurrency $((CONNS / 5 + 1)) --duration ${SECS}s "${HDR[@]}" >"$OUT/load.txt" 2>&1 || true
+              grep -q '"failures":[1-9]' "$OUT/load.txt" && echo "warning: failed handshakes, $(grep -o '"failures".*' "$OUT/load.txt")" >&2
               grep -o '"handshakes":[0-9]*' "$OUT/load.txt" | cut -d: -f2 ;;
         flood) timeout 120 chrt --idle 0 "$LOADGEN" flood --addr "$PROXY" --duration ${SECS}s >"$OUT/load.txt" 2>&1 || true
               grep -o '"opened":[0-9]*' "$OUT/load.txt" | cut -d: -f2 ;;
@@ -127,6 +133,13 @@ case $MODE in
         echo "top symbols (self):"
         perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep '%' | head -30 | cut -c1-170
         echo "call graphs: perf report -i $OUT/perf.data --children"
+        ;;
+    cpu)   # user+sys of wsgate from /proc (10 ms ticks), after a warm-up run
+        ticks() { awk '{print $14, $15}' "/proc/$WPID/stat"; }
+        us() { per_op $(($1 * 1000000 / $(getconf CLK_TCK))) "$n"; }
+        load >/dev/null
+        read -r u0 s0 < <(ticks); n=$(load); read -r u1 s1 < <(ticks)
+        echo "$WL: $n operations in ${SECS}s, $(per_op "$n" $SECS)/s, $(us $((u1 + s1 - u0 - s0))) CPU µs per operation (wsgate user $(us $((u1 - u0))) + sys $(us $((s1 - s0))))"
         ;;
     syscalls)
         timeout 120 strace -c -f -p "$WPID" -o "$OUT/strace.txt" & SPID=$!

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -53,6 +55,9 @@ enum Cmd {
         /// Paced: each connection sends one message per interval (starts staggered).
         #[arg(long, value_parser = parse_duration)]
         interval: Option<Duration>,
+        /// `'Name: value'` added to every handshake (repeatable), e.g. an Authorization.
+        #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+        headers: Vec<Header>,
     },
     /// Connection flood: opens TCP connections from `--source` as fast as it can; every
     /// other one is reset at once, the rest send a partial request line and are held (up to
@@ -79,6 +84,9 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: Duration,
+        /// `'Name: value'` added to every handshake (repeatable), e.g. an Authorization.
+        #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+        headers: Vec<Header>,
     },
     /// One session echoing `mib` MiB in `msg_kib` KiB messages, writer and reader concurrent.
     WsBulk {
@@ -154,6 +162,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+type Header = (HeaderName, HeaderValue);
+
+fn parse_header(s: &str) -> Result<Header, String> {
+    let (name, value) = s.split_once(':').ok_or_else(|| format!("bad header `{s}`: expected 'Name: value'"))?;
+    let name = HeaderName::try_from(name.trim()).map_err(|e| format!("bad header name in `{s}`: {e}"))?;
+    let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("bad header value in `{s}`: {e}"))?;
+    Ok((name, value))
+}
+
 fn main() {
     let cli = Cli::parse();
     let rt = if cli.threads <= 1 {
@@ -164,9 +181,9 @@ fn main() {
     .expect("tokio runtime");
     let code = rt.block_on(async move {
         match cli.cmd {
-            Cmd::WsEcho { url, connections, size, duration, interval } => ws_echo(url, connections, size, duration, interval).await,
+            Cmd::WsEcho { url, connections, size, duration, interval, headers } => ws_echo(url, connections, size, duration, interval, &headers).await,
             Cmd::Flood { addr, source, tasks, held_max, duration } => flood(addr, source, tasks, held_max, duration).await,
-            Cmd::WsHandshake { url, concurrency, duration } => ws_handshake(url, concurrency, duration).await,
+            Cmd::WsHandshake { url, concurrency, duration, headers } => ws_handshake(url, concurrency, duration, headers.into()).await,
             Cmd::WsBulk { url, mib, msg_kib, stall } => ws_bulk(url, mib, msg_kib, stall).await,
             Cmd::WsIdle { url, sessions, hold, concurrency, burst, burst_hold } => ws_idle(url, sessions, hold, concurrency, (burst, burst_hold)).await,
             Cmd::WsHold { url, sessions, reconnect, duration } => hold::ws_hold(url, sessions, reconnect, duration).await,
@@ -202,7 +219,14 @@ fn pct_us(sorted: &[u64], p: f64) -> f64 {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(url: &str) -> Result<Ws, String> {
-    let fut = tokio_tungstenite::connect_async_with_config(url, None, true);
+    connect_with(url, &[]).await
+}
+
+/// `connect` with extra request headers.
+async fn connect_with(url: &str, headers: &[Header]) -> Result<Ws, String> {
+    let mut req = url.into_client_request().map_err(|e| format!("connect: {e}"))?;
+    req.headers_mut().extend(headers.iter().cloned());
+    let fut = tokio_tungstenite::connect_async_with_config(req, None, true);
     match tokio::time::timeout(STEP_TIMEOUT, fut).await {
         Err(_) => Err("connect timed out".into()),
         Ok(Err(e)) => Err(format!("connect: {e}")),
@@ -237,10 +261,10 @@ async fn close(mut ws: Ws) {
     .await;
 }
 
-async fn ws_echo(url: String, connections: usize, size: usize, duration: Duration, interval: Option<Duration>) -> i32 {
+async fn ws_echo(url: String, connections: usize, size: usize, duration: Duration, interval: Option<Duration>, headers: &[Header]) -> i32 {
     let mut sessions = Vec::with_capacity(connections);
     for _ in 0..connections {
-        match connect(&url).await {
+        match connect_with(&url, headers).await {
             Ok(ws) => sessions.push(ws),
             Err(e) => return fail("ws-echo", e),
         }
@@ -360,19 +384,19 @@ async fn flood(addr: SocketAddr, source: std::net::IpAddr, tasks: usize, held_ma
     i32::from(opened == 0)
 }
 
-async fn ws_handshake(url: String, concurrency: usize, duration: Duration) -> i32 {
+async fn ws_handshake(url: String, concurrency: usize, duration: Duration, headers: Arc<[Header]>) -> i32 {
     let start = Instant::now();
     let deadline = start + duration;
     let payload: Arc<[u8]> = vec![7u8; 64].into();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (url, payload) = (url.clone(), payload.clone());
+            let (url, payload, headers) = (url.clone(), payload.clone(), headers.clone());
             tokio::spawn(async move {
                 let (mut ok, mut failed, mut samples, mut last_error) = (0u64, 0u64, Vec::new(), String::new());
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
                     let cycle = async {
-                        let mut ws = connect(&url).await?;
+                        let mut ws = connect_with(&url, &headers).await?;
                         echo_once(&mut ws, &payload).await?;
                         close(ws).await;
                         Ok::<_, String>(())
