@@ -14,6 +14,7 @@
 //! * `recorder` — `WsRecorder`, a WebSocket backend that records every byte it receives
 #![allow(dead_code, unused_imports)]
 
+pub mod auth_service;
 pub mod backends;
 pub mod client;
 pub mod config;
