@@ -221,6 +221,7 @@ fn proxy_header<'a>(
     Box::pin(async move {
         match tokio::time::timeout_at(deadline, proxy_protocol::take(stream)).await {
             Ok(Ok(taken)) => Some(taken),
+            Ok(Err(proxy_protocol::BadHeader::Silent)) => None,
             Ok(Err(e)) => {
                 debug!("PROXY header from {peer:?} refused: {e:?}");
                 limits.refuse(Refusal::ProxyProtocol);

@@ -32,6 +32,8 @@ pub(crate) enum BadHeader {
     TooLong,
     /// The connection ended before the header did.
     Closed,
+    /// The connection ended without a byte: a balancer's TCP health check, not a refusal.
+    Silent,
 }
 
 /// What a complete header says.
@@ -103,7 +105,7 @@ pub(crate) async fn take(mut stream: Stream) -> Result<(Stream, Option<SocketAdd
     let header = loop {
         let n = stream.read(&mut buf[filled..]).await.map_err(|_| BadHeader::Closed)?;
         if n == 0 {
-            return Err(BadHeader::Closed);
+            return Err(if filled == 0 { BadHeader::Silent } else { BadHeader::Closed });
         }
         filled += n;
         if let Some(header) = parse(&buf[..filled])? {
