@@ -29,3 +29,42 @@ async fn only_listeners_with_websocket_over_http2_offer_extended_connect() {
     assert!(offers_extended_connect(on, &cert).await, "{}", gw.logs());
     assert!(!offers_extended_connect(off, &cert).await, "{}", gw.logs());
 }
+
+/// The status an HTTP/2 CONNECT gets; `protocol`: its `:protocol`, if any.
+async fn connect_status(port: u16, cert: &std::path::Path, protocol: Option<&str>) -> u16 {
+    let mut client = h2_client(port, cert).await;
+    // Wait for the server's SETTINGS (extended CONNECT must be offered before it is used).
+    let get = http::Request::get(format!("https://localhost:{port}/")).body(()).unwrap();
+    let (first, _) = client.send_request(get, true).unwrap();
+    first.await.unwrap();
+    let mut req = http::Request::builder().method("CONNECT").uri(format!("https://localhost:{port}/ws"));
+    if let Some(p) = protocol {
+        req = req.extension(h2::ext::Protocol::from(p)).header("sec-websocket-version", "13");
+    }
+    let (response, _stream) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), response).await.expect("an answer").unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_requests_are_answered_by_wsgate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let web = RecordingBackend::start();
+    let port = free_port();
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
+        .upstream("web", Upstream::one(web.addr()))
+        .route(Route::to("web"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    assert_eq!(connect_status(port, &cert, None).await, 405, "{}", gw.logs());
+    assert_eq!(connect_status(port, &cert, Some("bytestream")).await, 501, "{}", gw.logs());
+    // Not bridged yet: the next step turns this into the session.
+    assert_eq!(connect_status(port, &cert, Some("websocket")).await, 501, "{}", gw.logs());
+    // HTTP/1.1 CONNECT, as before: 405.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let tls = tls_connect(addr, "localhost", &cert).await.unwrap();
+    let (status, _, _) = request_on(tls, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").await;
+    assert_eq!(status, 405);
+    let methods: Vec<String> = web.requests_to("").into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["GET"; 3], "only the GETs that waited for SETTINGS reach the backend");
+}
