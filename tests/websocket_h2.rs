@@ -58,13 +58,60 @@ async fn connect_requests_are_answered_by_wsgate() {
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     assert_eq!(connect_status(port, &cert, None).await, 405, "{}", gw.logs());
     assert_eq!(connect_status(port, &cert, Some("bytestream")).await, 501, "{}", gw.logs());
-    // Not bridged yet: the next step turns this into the session.
-    assert_eq!(connect_status(port, &cert, Some("websocket")).await, 501, "{}", gw.logs());
     // HTTP/1.1 CONNECT, as before: 405.
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let tls = tls_connect(addr, "localhost", &cert).await.unwrap();
     let (status, _, _) = request_on(tls, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").await;
     assert_eq!(status, 405);
     let methods: Vec<String> = web.requests_to("").into_iter().map(|r| r.method).collect();
-    assert_eq!(methods, ["GET"; 3], "only the GETs that waited for SETTINGS reach the backend");
+    assert_eq!(methods, ["GET"; 2], "only the GETs that waited for SETTINGS reach the backend");
+}
+
+/// A masked client text frame (RFC 6455 §5.2), payload < 126 bytes.
+fn client_text(text: &str) -> bytes::Bytes {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend(mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_an_http2_stream_echoes_through_an_http1_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let ws = WsBackend::start("ws");
+    let port = free_port();
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
+        .upstream("ws", Upstream::one(ws.addr()))
+        .route(Route::to("ws"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let mut client = h2_client(port, &cert).await;
+    let get = http::Request::get(format!("https://localhost:{port}/")).body(()).unwrap();
+    let _ = client.send_request(get, true).unwrap().0.await; // the server's SETTINGS are in
+    let req = http::Request::builder()
+        .method("CONNECT")
+        .uri(format!("https://localhost:{port}/ws?room=1"))
+        .extension(h2::ext::Protocol::from("websocket"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(req, false).unwrap();
+    // DATA before the 200 waits in the stream, in order.
+    send.send_data(client_text("early"), false).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response).await.expect("an answer").unwrap();
+    assert_eq!(response.status(), 200, "{}", gw.logs());
+    assert_eq!(ws.last_path().as_deref(), Some("/ws?room=1"));
+    let mut body = response.into_body();
+    send.send_data(client_text("hello"), false).unwrap();
+    let mut got = Vec::new();
+    let wanted = [&[0x81, 5][..], b"early", &[0x81, 5], b"hello"].concat();
+    while got.len() < wanted.len() {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.data()).await.expect("echo in time");
+        let chunk = chunk.expect("stream open").unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, wanted, "{}", gw.logs());
 }

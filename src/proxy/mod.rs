@@ -168,8 +168,11 @@ impl ProxyHttp for Gateway {
             None => {}
             Some(connect::Connect::Tunnel) => return Answer::status(405).send(session).await.map(|()| true),
             Some(connect::Connect::OtherProtocol) => return Answer::status(501).send(session).await.map(|()| true),
-            // Not bridged yet (the spike's next step).
-            Some(connect::Connect::WebSocket) => return Answer::status(501).send(session).await.map(|()| true),
+            Some(connect::Connect::WebSocket) => {
+                if let Err(answer) = connect::as_upgrade(session.req_header_mut()) {
+                    return answer.send(session).await.map(|()| true);
+                }
+            }
         }
         let index = match self.admit(session.req_header(), ctx) {
             Ok(index) => index,

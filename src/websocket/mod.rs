@@ -13,6 +13,7 @@
 mod backend;
 pub(crate) mod card;
 pub mod frames;
+mod h2io;
 pub mod handshake;
 mod keepalive;
 mod pump;
@@ -82,10 +83,19 @@ impl Upgrader {
             }
             return backend::relay_refusal(session, &mut backend, pool.spec.read_timeout).await;
         }
-        let Some(client) = session::switch_client(session, &backend.response).await else {
-            return Ok(Upgraded::ClientGone);
+        let http2 = session.is_http2();
+        let client = match http2 {
+            true => h2io::switch_client(session, &backend.response),
+            false => session::switch_client(session, &backend.response).await,
         };
+        let Some(client) = client else { return Ok(Upgraded::ClientGone) };
         let open = OpenSession::new(&self.services, up, client, backend);
+        // An HTTP/2 stream's session runs in its stream's task: Pingora keeps the connection
+        // open only while a stream task is (its idle timeout would end it under the session).
+        if http2 {
+            Box::pin(open.run()).await;
+            return Ok(Upgraded::Open);
+        }
         // Boxed: tokio would otherwise copy the whole (multi-KB) session future into its task
         // cell and again each time the task's stage changes; a box is copied once.
         tokio::spawn(Box::pin(open.run()));
