@@ -87,31 +87,72 @@ async fn a_websocket_over_an_http2_stream_echoes_through_an_http1_backend() {
         .upstream("ws", Upstream::one(ws.addr()))
         .route(Route::to("ws"));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
-    let mut client = h2_client(port, &cert).await;
+    let (response, mut send) = open_ws(port, &cert, "/ws?room=1", &[client_text("early")]).await;
+    assert_eq!(response.status(), 200, "{}", gw.logs());
+    assert_eq!(ws.last_path().as_deref(), Some("/ws?room=1"));
+    let mut body = response.into_body();
+    send.send_data(client_text("hello"), false).unwrap();
+    let wanted = [&[0x81, 5][..], b"early", &[0x81, 5], b"hello"].concat();
+    assert_eq!(read_exactly(&mut body, wanted.len()).await, wanted, "{}", gw.logs());
+}
+
+/// An extended CONNECT for a WebSocket on `path`, `early` frames sent before its answer.
+async fn open_ws(
+    port: u16,
+    cert: &std::path::Path,
+    path: &str,
+    early: &[bytes::Bytes],
+) -> (http::Response<h2::RecvStream>, h2::SendStream<bytes::Bytes>) {
+    let mut client = h2_client(port, cert).await;
     let get = http::Request::get(format!("https://localhost:{port}/")).body(()).unwrap();
     let _ = client.send_request(get, true).unwrap().0.await; // the server's SETTINGS are in
     let req = http::Request::builder()
         .method("CONNECT")
-        .uri(format!("https://localhost:{port}/ws?room=1"))
+        .uri(format!("https://localhost:{port}{path}"))
         .extension(h2::ext::Protocol::from("websocket"))
         .header("sec-websocket-version", "13")
         .body(())
         .unwrap();
     let (response, mut send) = client.send_request(req, false).unwrap();
     // DATA before the 200 waits in the stream, in order.
-    send.send_data(client_text("early"), false).unwrap();
+    for frame in early {
+        send.send_data(frame.clone(), false).unwrap();
+    }
     let response = tokio::time::timeout(Duration::from_secs(10), response).await.expect("an answer").unwrap();
-    assert_eq!(response.status(), 200, "{}", gw.logs());
-    assert_eq!(ws.last_path().as_deref(), Some("/ws?room=1"));
-    let mut body = response.into_body();
-    send.send_data(client_text("hello"), false).unwrap();
+    (response, send)
+}
+
+/// `n` bytes of the stream's DATA, bounded by 10 s.
+async fn read_exactly(body: &mut h2::RecvStream, n: usize) -> Vec<u8> {
     let mut got = Vec::new();
-    let wanted = [&[0x81, 5][..], b"early", &[0x81, 5], b"hello"].concat();
-    while got.len() < wanted.len() {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.data()).await.expect("echo in time");
+    while got.len() < n {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.data()).await.expect("data in time");
         let chunk = chunk.expect("stream open").unwrap();
         let _ = body.flow_control().release_capacity(chunk.len());
         got.extend_from_slice(&chunk);
     }
-    assert_eq!(got, wanted, "{}", gw.logs());
+    got
+}
+
+/// Pingora closes an HTTP/2 connection with no stream task for `keepalive_timeout`: a quiet
+/// WebSocket stream keeps its task, so its connection stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_websocket_stream_outlives_the_connections_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let ws = WsBackend::start("ws");
+    let port = free_port();
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
+        .limits(Limits::new().keepalive_timeout("1s"))
+        .upstream("ws", Upstream::one(ws.addr()))
+        .route(Route::to("ws"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let (response, mut send) = open_ws(port, &cert, "/ws", &[]).await;
+    assert_eq!(response.status(), 200, "{}", gw.logs());
+    let mut body = response.into_body();
+    // Quiet for 2.5 idle timeouts: the point of the test is time passing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send.send_data(client_text("still"), false).unwrap();
+    assert_eq!(read_exactly(&mut body, 7).await, [&[0x81, 5][..], b"still"].concat(), "{}", gw.logs());
 }
