@@ -156,3 +156,51 @@ async fn a_quiet_websocket_stream_outlives_the_connections_idle_timeout() {
     send.send_data(client_text("still"), false).unwrap();
     assert_eq!(read_exactly(&mut body, 7).await, [&[0x81, 5][..], b"still"].concat(), "{}", gw.logs());
 }
+
+/// A masked client Close with `code`.
+fn client_close(code: u16) -> bytes::Bytes {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let payload = code.to_be_bytes();
+    let mut frame = vec![0x88, 0x80 | 2];
+    frame.extend(mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_handshake_over_http2_ends_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let ws = WsBackend::start("ws");
+    let port = free_port();
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
+        .upstream("ws", Upstream::one(ws.addr()))
+        .route(Route::to("ws"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let (response, mut send) = open_ws(port, &cert, "/ws", &[]).await;
+    assert_eq!(response.status(), 200, "{}", gw.logs());
+    let mut body = response.into_body();
+    send.send_data(client_close(1000), false).unwrap();
+    // The backend's Close comes back, then the stream ends (END_STREAM: the tunnel's FIN).
+    assert_eq!(read_exactly(&mut body, 4).await, [0x88, 2, 0x03, 0xe8], "{}", gw.logs());
+    // An empty DATA frame carries END_STREAM; nothing else follows the Close.
+    for _ in 0..2 {
+        match tokio::time::timeout(Duration::from_secs(10), body.data()).await.expect("the stream ends") {
+            None => break,
+            Some(chunk) => assert!(chunk.unwrap().is_empty(), "bytes after the Close"),
+        }
+    }
+    assert!(body.is_end_stream(), "{}", gw.logs());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ws.close_codes().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ws.close_codes(), [Some(1000)]);
+    // The session's access-log line is written when it ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !gw.stdout().contains("\"status\":101") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gw.stdout().contains("\"close_code\":1000"), "{}", gw.stdout());
+}
