@@ -204,3 +204,28 @@ async fn a_close_handshake_over_http2_ends_the_stream() {
     }
     assert!(gw.stdout().contains("\"close_code\":1000"), "{}", gw.stdout());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reset_of_the_stream_ends_the_backend_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let ws = WsBackend::start("ws");
+    let port = free_port();
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
+        .upstream("ws", Upstream::one(ws.addr()))
+        .route(Route::to("ws"));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let (response, mut send) = open_ws(port, &cert, "/ws", &[client_text("one")]).await;
+    assert_eq!(response.status(), 200, "{}", gw.logs());
+    let mut body = response.into_body();
+    assert_eq!(read_exactly(&mut body, 5).await, [&[0x81, 3][..], b"one"].concat());
+    send.send_reset(h2::Reason::CANCEL);
+    // The session ends (its access-log line is written then), its backend connection with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !gw.stdout().contains("\"status\":101") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = gw.stdout();
+    assert!(log.contains("\"close_initiator\":\"none\""), "the session did not end\n{log}\n{}", gw.logs());
+}
