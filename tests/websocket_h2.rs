@@ -202,7 +202,8 @@ async fn a_close_handshake_over_http2_ends_the_stream() {
     while !gw.stdout().contains("\"status\":101") && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(gw.stdout().contains("\"close_code\":1000"), "{}", gw.stdout());
+    let log = gw.stdout();
+    assert!(log.contains("\"close_code\":1000") && log.contains("\"protocol\":\"h2\""), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
