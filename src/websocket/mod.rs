@@ -72,13 +72,13 @@ impl Upgrader {
                 // An HTTP/2 stream's session runs in its stream's task: Pingora keeps the
                 // connection open only while a stream task is (its idle timeout would end it
                 // under the session).
-                Box::pin(open.run()).await;
+                Box::pin((*open).run()).await;
                 Ok(Upgraded::Open)
             }
             Opening::Session(open) => {
                 // Boxed: tokio would otherwise copy the whole (multi-KB) session future into
                 // its task cell and again each time the task's stage changes; a box is copied once.
-                tokio::spawn(Box::pin(open.run()));
+                tokio::spawn(Box::pin((*open).run()));
                 Ok(Upgraded::Open)
             }
             Opening::Relayed => Ok(Upgraded::Relayed),
@@ -114,13 +114,13 @@ impl Upgrader {
             false => session::switch_client(session, &backend.response).await,
         };
         let Some(client) = client else { return Ok(Opening::ClientGone) };
-        Ok(Opening::Session(OpenSession::new(&self.services, up, client, backend, protocol)))
+        Ok(Opening::Session(Box::new(OpenSession::new(&self.services, up, client, backend, protocol))))
     }
 }
 
 /// An upgrade wsgate did not refuse, before its session runs.
 enum Opening {
-    Session(OpenSession),
+    Session(Box<OpenSession>),
     Relayed,
     ClientGone,
 }
