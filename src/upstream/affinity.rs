@@ -97,7 +97,7 @@ impl Pinning {
 
 /// Every value of the cookie `name` in the request's `Cookie` fields (HTTP/2 clients may
 /// send one field per cookie), without the optional quotes of RFC 6265 §4.1.1.
-fn cookie_values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub(crate) fn cookie_values<'a>(req: &'a RequestHeader, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()

@@ -111,19 +111,10 @@ pub(crate) fn hash_input(balance: &Balance, req: &RequestHeader, client_ip: Opti
         // The path routing saw, so `//room/7` and `/room/7` stick to the same backend.
         HashKey::Path => crate::proxy::routing::normalize_path(req.uri.path()).as_bytes().to_vec(),
         HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()).unwrap_or_else(client),
-        HashKey::Cookie(name) => cookie(req, name).map(|v| v.as_bytes().to_vec()).unwrap_or_else(client),
+        HashKey::Cookie(name) => {
+            affinity::cookie_values(req, name).next().map(|v| v.as_bytes().to_vec()).unwrap_or_else(client)
+        }
     }
-}
-
-fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `routes` section: what each route matches, where it sends requests, what it changes
 //! in them and its WebSocket policy.
 
+use super::reserved::connection_owned;
 use super::values::Problems;
 use crate::config::locate::KeyPath;
 use crate::config::model::*;
@@ -16,23 +17,6 @@ const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Generous enough for any chat or RPC message, small enough that one client cannot make a
 /// backend buffer unbounded data.
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Headers whose meaning belongs to the connection or to wsgate's own policy: a route may
-/// not `set` them (use `host_header` for Host).
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "content-length",
-    "sec-websocket-key",
-    "sec-websocket-accept",
-    "sec-websocket-version",
-];
 
 pub(super) fn routes(
     raw: &[raw::RawRoute],
@@ -201,7 +185,7 @@ fn client_rate(ws: &raw::RawWebSocket, path: &KeyPath, problems: &mut Problems) 
 
 fn header_name(name: &str) -> Result<HeaderName, String> {
     let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a valid header name"))?;
-    if RESERVED_HEADERS.contains(&parsed.as_str()) {
+    if connection_owned(parsed.as_str()) {
         return Err(format!("`{name}` is managed by wsgate and cannot be changed here"));
     }
     Ok(parsed)
