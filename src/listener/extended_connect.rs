@@ -17,10 +17,26 @@ pub(crate) struct ExtendedConnect<A> {
     h2: H2Options,
 }
 
+/// Streams one connection may hold at once: each WebSocket keeps its stream for its whole
+/// life, so a page with many tabs' sessions must not starve its own requests.
+const MAX_STREAMS: u32 = 256;
+/// The connection's receive window. A stream wsgate stops reading (a slow backend, a throttled
+/// client) keeps up to one stream window (h2's 64 KiB) of it; this many such streams fit before
+/// the connection's other streams wait (head-of-line blocking).
+const CONNECTION_WINDOW: u32 = 64 * 64 * 1024;
+/// What h2 lets the client's unread small DATA frames cost (about 250 bytes each) before it
+/// closes the connection with ENHANCE_YOUR_CALM. Browsers send each WebSocket frame as its own
+/// DATA frame: a stalled stream of 50-byte messages holds about 1,200 of them (one stream
+/// window), one of empty messages about 11,000.
+const SMALL_FRAME_BUDGET: usize = 4 * 1024 * 1024;
+
 impl<A> ExtendedConnect<A> {
     pub(crate) fn new(proxy: Arc<A>) -> ExtendedConnect<A> {
         let mut h2 = default_h2_options();
-        h2.enable_connect_protocol();
+        h2.enable_connect_protocol()
+            .max_concurrent_streams(MAX_STREAMS)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .data_frame_budget(SMALL_FRAME_BUDGET);
         ExtendedConnect { proxy, h2 }
     }
 }
