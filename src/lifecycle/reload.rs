@@ -275,13 +275,14 @@ fn build(
 /// The parts of a config that a reload cannot change in place.
 fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut what = Vec::new();
-    // Certificates may change (they are reloaded); what the sockets are may not.
+    // Certificates may change (they are reloaded), and websocket_over_http2 (read per
+    // connection); what the sockets are may not.
     let sockets = |c: &Config| {
-        let tls = |l: &crate::config::model::Listener| l.tls.as_ref().map(|t| (t.http2, t.websocket_over_http2));
+        let tls = |l: &crate::config::model::Listener| l.tls.as_ref().map(|t| t.http2);
         c.listeners.iter().map(|l| (l.address, tls(l))).collect::<Vec<_>>()
     };
     if sockets(old) != sockets(new) {
-        what.push("listeners (addresses, TLS on or off, http2, websocket_over_http2)");
+        what.push("listeners (addresses, TLS on or off, http2)");
     }
     if old.metrics != new.metrics {
         what.push("metrics");
@@ -346,7 +347,7 @@ mod tests {
         assert!(needs_upgrade(&base, &parse(&format!("{BASE}  - {{path_prefix: /x, upstream: a}}\n"))).is_empty());
         assert_eq!(
             needs_upgrade(&base, &parse(&BASE.replace("8080", "8081"))),
-            ["listeners (addresses, TLS on or off, http2, websocket_over_http2)"]
+            ["listeners (addresses, TLS on or off, http2)"]
         );
         assert_eq!(needs_upgrade(&base, &parse(&format!("server: {{threads: 4}}\n{BASE}"))), ["server"]);
         assert_eq!(needs_upgrade(&base, &parse(&format!("drain: {{window: 5s}}\n{BASE}"))), ["server", "drain"]);
