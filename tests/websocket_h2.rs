@@ -67,13 +67,9 @@ async fn connect_requests_are_answered_by_wsgate() {
     assert_eq!(methods, ["GET"; 2], "only the GETs that waited for SETTINGS reach the backend");
 }
 
-/// A masked client text frame (RFC 6455 §5.2), payload < 126 bytes.
+/// A masked client text frame (RFC 6455 §5.2).
 fn client_text(text: &str) -> bytes::Bytes {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut frame = vec![0x81, 0x80 | text.len() as u8];
-    frame.extend(mask);
-    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame.into()
+    ws_frame(0x1, text.as_bytes(), true).into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,51 +83,13 @@ async fn a_websocket_over_an_http2_stream_echoes_through_an_http1_backend() {
         .upstream("ws", Upstream::one(ws.addr()))
         .route(Route::to("ws"));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
-    let (response, mut send) = open_ws(port, &cert, "/ws?room=1", &[client_text("early")]).await;
+    let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws?room=1", &[client_text("early")]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());
     assert_eq!(ws.last_path().as_deref(), Some("/ws?room=1"));
     let mut body = response.into_body();
     send.send_data(client_text("hello"), false).unwrap();
     let wanted = [&[0x81, 5][..], b"early", &[0x81, 5], b"hello"].concat();
-    assert_eq!(read_exactly(&mut body, wanted.len()).await, wanted, "{}", gw.logs());
-}
-
-/// An extended CONNECT for a WebSocket on `path`, `early` frames sent before its answer.
-async fn open_ws(
-    port: u16,
-    cert: &std::path::Path,
-    path: &str,
-    early: &[bytes::Bytes],
-) -> (http::Response<h2::RecvStream>, h2::SendStream<bytes::Bytes>) {
-    let mut client = h2_client(port, cert).await;
-    let get = http::Request::get(format!("https://localhost:{port}/")).body(()).unwrap();
-    let _ = client.send_request(get, true).unwrap().0.await; // the server's SETTINGS are in
-    let req = http::Request::builder()
-        .method("CONNECT")
-        .uri(format!("https://localhost:{port}{path}"))
-        .extension(h2::ext::Protocol::from("websocket"))
-        .header("sec-websocket-version", "13")
-        .body(())
-        .unwrap();
-    let (response, mut send) = client.send_request(req, false).unwrap();
-    // DATA before the 200 waits in the stream, in order.
-    for frame in early {
-        send.send_data(frame.clone(), false).unwrap();
-    }
-    let response = tokio::time::timeout(Duration::from_secs(10), response).await.expect("an answer").unwrap();
-    (response, send)
-}
-
-/// `n` bytes of the stream's DATA, bounded by 10 s.
-async fn read_exactly(body: &mut h2::RecvStream, n: usize) -> Vec<u8> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.data()).await.expect("data in time");
-        let chunk = chunk.expect("stream open").unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        got.extend_from_slice(&chunk);
-    }
-    got
+    assert_eq!(h2_read_exactly(&mut body, wanted.len()).await, wanted, "{}", gw.logs());
 }
 
 /// Pingora closes an HTTP/2 connection with no stream task for `keepalive_timeout`: a quiet
@@ -148,23 +106,18 @@ async fn a_quiet_websocket_stream_outlives_the_connections_idle_timeout() {
         .upstream("ws", Upstream::one(ws.addr()))
         .route(Route::to("ws"));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
-    let (response, mut send) = open_ws(port, &cert, "/ws", &[]).await;
+    let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws", &[]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());
     let mut body = response.into_body();
     // Quiet for 2.5 idle timeouts: the point of the test is time passing.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     send.send_data(client_text("still"), false).unwrap();
-    assert_eq!(read_exactly(&mut body, 7).await, [&[0x81, 5][..], b"still"].concat(), "{}", gw.logs());
+    assert_eq!(h2_read_exactly(&mut body, 7).await, [&[0x81, 5][..], b"still"].concat(), "{}", gw.logs());
 }
 
 /// A masked client Close with `code`.
 fn client_close(code: u16) -> bytes::Bytes {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let payload = code.to_be_bytes();
-    let mut frame = vec![0x88, 0x80 | 2];
-    frame.extend(mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame.into()
+    ws_frame(0x8, &code.to_be_bytes(), true).into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,12 +131,12 @@ async fn a_close_handshake_over_http2_ends_the_stream() {
         .upstream("ws", Upstream::one(ws.addr()))
         .route(Route::to("ws"));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
-    let (response, mut send) = open_ws(port, &cert, "/ws", &[]).await;
+    let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws", &[]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());
     let mut body = response.into_body();
     send.send_data(client_close(1000), false).unwrap();
     // The backend's Close comes back, then the stream ends (END_STREAM: the tunnel's FIN).
-    assert_eq!(read_exactly(&mut body, 4).await, [0x88, 2, 0x03, 0xe8], "{}", gw.logs());
+    assert_eq!(h2_read_exactly(&mut body, 4).await, [0x88, 2, 0x03, 0xe8], "{}", gw.logs());
     // An empty DATA frame carries END_STREAM; nothing else follows the Close.
     for _ in 0..2 {
         match tokio::time::timeout(Duration::from_secs(10), body.data()).await.expect("the stream ends") {
@@ -217,10 +170,10 @@ async fn a_client_reset_of_the_stream_ends_the_backend_session() {
         .upstream("ws", Upstream::one(ws.addr()))
         .route(Route::to("ws"));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
-    let (response, mut send) = open_ws(port, &cert, "/ws", &[client_text("one")]).await;
+    let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws", &[client_text("one")]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());
     let mut body = response.into_body();
-    assert_eq!(read_exactly(&mut body, 5).await, [&[0x81, 3][..], b"one"].concat());
+    assert_eq!(h2_read_exactly(&mut body, 5).await, [&[0x81, 3][..], b"one"].concat());
     send.send_reset(h2::Reason::CANCEL);
     // The session ends (its access-log line is written then), its backend connection with it.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
