@@ -24,6 +24,7 @@ pub mod h2ws;
 pub mod https;
 pub mod jwt;
 pub mod metrics;
+pub mod page;
 pub mod peers;
 pub mod proxy;
 pub mod raw;
