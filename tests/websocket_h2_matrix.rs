@@ -204,6 +204,21 @@ async fn assert_end_stream(ws: &mut H2Ws, g: &Gate) {
     assert!(ws.get_ref().is_end_stream());
 }
 
+/// `fut`, bounded by `CLIENT_TIMEOUT` (sends wait for flow-control credit: they can hang).
+async fn in_time<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(CLIENT_TIMEOUT, fut).await.unwrap_or_else(|_| panic!("{what}: not done in {CLIENT_TIMEOUT:?}"))
+}
+
+/// Sends `msg` on `ws` (bounded).
+async fn send(ws: &mut H2Ws, msg: Message) {
+    in_time("send", ws.send(msg)).await.expect("send")
+}
+
+/// `text` sent and its echo (bounded).
+async fn echo(ws: &mut H2Ws, text: &str) -> String {
+    in_time("echo", ws_echo_text(ws, text)).await
+}
+
 /// The code and reason of `msg`, which must be a Close with a code.
 fn close_of(msg: Option<Result<Message, tungstenite::Error>>) -> (u16, String) {
     match msg {
@@ -219,22 +234,22 @@ async fn text_binary_and_70_kb_messages_echo_both_ways() {
     let g = gate(None);
     let (head, mut ws) = g.connect("/ws/room?id=7", &[]).await;
     assert_eq!(head.status(), 200);
-    assert_eq!(ws_echo_text(&mut ws, "hello").await, "hello");
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    assert_eq!(echo(&mut ws, "hello").await, "hello");
+    send(&mut ws, Message::binary(vec![0u8, 1, 2, 255])).await;
     match ws_recv(&mut ws).await {
         Some(Ok(Message::Binary(b))) => assert_eq!(b, [0u8, 1, 2, 255]),
         other => panic!("{other:?}"),
     }
     // More than a stream window (64 KiB) each way: both directions wait for credit.
     let big: Vec<u8> = (0..70_000).map(|i| (i * 7 % 251) as u8).collect();
-    ws.send(Message::binary(big.clone())).await.unwrap();
+    send(&mut ws, Message::binary(big.clone())).await;
     match ws_recv(&mut ws).await {
         Some(Ok(Message::Binary(b))) => assert!(b == big, "70 KB binary message corrupted"),
         other => panic!("{other:?}"),
     }
     let text: String = "wsgate ".repeat(10_000);
-    assert_eq!(ws_echo_text(&mut ws, &text).await, text);
-    ws.close(None).await.unwrap();
+    assert_eq!(echo(&mut ws, &text).await, text);
+    in_time("close", ws.close(None)).await.unwrap();
     assert!(matches!(ws_recv(&mut ws).await, Some(Ok(Message::Close(None)))));
     assert_end_stream(&mut ws, &g).await;
 
@@ -273,21 +288,21 @@ async fn the_backends_subprotocol_reaches_the_client_in_its_200() {
     let (_, h) = g.peer.handshakes().pop().unwrap();
     assert_eq!(header(&h, "sec-websocket-protocol"), Some("chat.v1, chat.v2"));
     assert_eq!(header(&h, "sec-websocket-extensions"), Some("permessage-deflate; client_max_window_bits"));
-    assert_eq!(ws_echo_text(&mut ws, "negotiated").await, "negotiated");
+    assert_eq!(echo(&mut ws, "negotiated").await, "negotiated");
 
     // Nothing offered, nothing chosen.
     let (head, mut ws) = g.connect("/ws", &[]).await;
     assert_eq!(head.headers().get("sec-websocket-protocol"), None);
-    assert_eq!(ws_echo_text(&mut ws, "plain").await, "plain");
+    assert_eq!(echo(&mut ws, "plain").await, "plain");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_close_reaches_the_backend_and_its_reply_ends_the_stream() {
     let g = gate(None);
     let (_, mut ws) = g.connect("/ws", &[]).await;
-    assert_eq!(ws_echo_text(&mut ws, "before").await, "before");
+    assert_eq!(echo(&mut ws, "before").await, "before");
     let bye = CloseFrame { code: CloseCode::from(4001), reason: "client leaving".into() };
-    ws.close(Some(bye)).await.unwrap();
+    in_time("close", ws.close(Some(bye))).await.unwrap();
     assert_eq!(g.peer.closes(1).await, [(Some(4001), "client leaving".to_string())]);
     // The backend's reply (tungstenite echoes the Close) comes back, then END_STREAM.
     assert_eq!(close_of(ws_recv(&mut ws).await), (4001, "client leaving".to_string()));
@@ -304,7 +319,7 @@ async fn a_client_close_reaches_the_backend_and_its_reply_ends_the_stream() {
 async fn a_backend_close_reaches_the_client_with_its_code_and_reason() {
     let g = gate(None);
     let (_, mut ws) = g.connect("/ws", &[]).await;
-    ws.send(Message::text("close 4002 backend leaving")).await.unwrap();
+    send(&mut ws, Message::text("close 4002 backend leaving")).await;
     assert_eq!(close_of(ws_recv(&mut ws).await), (4002, "backend leaving".to_string()));
     // tungstenite answers the Close with the same frame; it reaches the backend.
     assert!(ws_recv(&mut ws).await.is_none());
@@ -321,8 +336,8 @@ async fn a_backend_close_reaches_the_client_with_its_code_and_reason() {
 async fn an_oversized_message_closes_the_stream_with_1009() {
     let g = gate(Some(WebSocket::new().max_message_bytes(1000)));
     let (_, mut ws) = g.connect("/ws", &[]).await;
-    assert_eq!(ws_echo_text(&mut ws, &"a".repeat(1000)).await, "a".repeat(1000));
-    ws.send(Message::binary(vec![7u8; 5000])).await.unwrap();
+    assert_eq!(echo(&mut ws, &"a".repeat(1000)).await, "a".repeat(1000));
+    send(&mut ws, Message::binary(vec![7u8; 5000])).await;
     assert_eq!(close_of(ws_recv(&mut ws).await).0, 1009, "{}", g.gw.logs());
     assert!(ws_recv(&mut ws).await.is_none());
     assert_eq!(g.peer.closes(1).await.iter().map(|c| c.0).collect::<Vec<_>>(), [Some(1009)]);
@@ -340,7 +355,7 @@ async fn origins_outside_the_allowlist_get_403_before_the_backend() {
     assert_eq!(g.peer.contacts(), 0, "nothing reached the backend");
     // The allowed origin gets through (case-insensitively).
     let (_, mut ws) = g.connect("/ws", &[("origin", "https://Chat.Example.com")]).await;
-    assert_eq!(ws_echo_text(&mut ws, "ok").await, "ok");
+    assert_eq!(echo(&mut ws, "ok").await, "ok");
     assert_eq!(g.peer.contacts(), 1);
 }
 
@@ -359,12 +374,12 @@ async fn an_unsupported_version_gets_426_naming_13() {
 async fn a_backend_fin_ends_the_stream_with_end_stream() {
     let g = gate(None);
     let (_, mut ws) = g.connect("/ws", &[]).await;
-    assert_eq!(ws_echo_text(&mut ws, "one").await, "one");
-    ws.send(Message::text("fin")).await.unwrap();
+    assert_eq!(echo(&mut ws, "one").await, "one");
+    send(&mut ws, Message::text("fin")).await;
     // No Close frame came from the backend, and wsgate makes none up: the stream just ends.
     assert_end_stream(&mut ws, &g).await;
     // The client ends its side too (END_STREAM); the session is over, logged without a Close.
-    tokio::io::AsyncWriteExt::shutdown(ws.get_mut()).await.unwrap();
+    in_time("END_STREAM", tokio::io::AsyncWriteExt::shutdown(ws.get_mut())).await.unwrap();
     let line = &g.session_lines(1).await[0];
     let session = &line["websocket"];
     assert_eq!((session["close_initiator"].as_str(), session["close_code"].as_u64()), (Some("none"), None));
@@ -377,8 +392,8 @@ async fn a_backend_fin_ends_the_stream_with_end_stream() {
 async fn a_backend_reset_resets_the_stream() {
     let g = gate(None);
     let (_, mut ws) = g.connect("/ws", &[]).await;
-    assert_eq!(ws_echo_text(&mut ws, "one").await, "one");
-    ws.send(Message::text("rst")).await.unwrap();
+    assert_eq!(echo(&mut ws, "one").await, "one");
+    send(&mut ws, Message::text("rst")).await;
     let (rest, end) = stream_end(&mut ws).await;
     let e = end.expect_err("a reset stream, not END_STREAM");
     assert!(is_stream_reset(&e) && e.to_string().ends_with("CANCEL"), "{e} after {rest:?}\n{}", g.gw.logs());
@@ -405,12 +420,14 @@ async fn two_hundred_sessions_share_one_connection() {
     .await;
     let mut sessions: Vec<H2Ws> =
         opened.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}\n{}", g.gw.logs())).1).collect();
-    let echoes = futures_util::future::join_all(sessions.iter_mut().enumerate().map(echo_numbered)).await;
+    let echoes =
+        in_time("echoes", futures_util::future::join_all(sessions.iter_mut().enumerate().map(echo_numbered))).await;
     let failed: Vec<_> = echoes.into_iter().enumerate().filter(|(_, r)| r.is_err()).collect();
     assert!(failed.is_empty(), "{failed:?}");
     let mut targets: Vec<String> = g.peer.handshakes().into_iter().map(|(t, _)| t).collect();
     targets.sort_by_key(|t| t[4..].parse::<u32>().unwrap());
     assert_eq!(targets, (0..200).map(|i| format!("/ws/{i}")).collect::<Vec<_>>());
-    futures_util::future::join_all(sessions.iter_mut().map(|ws| ws.close(None))).await;
+    let closed = in_time("closes", futures_util::future::join_all(sessions.iter_mut().map(|ws| ws.close(None)))).await;
+    assert!(closed.iter().all(Result::is_ok), "{closed:?}");
     assert_eq!(g.session_lines(200).await.iter().filter(|l| l["websocket"]["protocol"] == "h2").count(), 200);
 }
