@@ -8,8 +8,8 @@
 # Options: --rounds N (3), --mib N (1024: MiB echoed per bulk run), --msg-kib N (64),
 # --echo-secs S (5; 0 skips the small-message echo), --stall S (10: the bulk watchdog, s),
 # --no-build. WSGATE_BIN=/path/to/wsgate runs another build. CARGO_TARGET_DIR is honoured
-# when building wsgate; the binary is then copied into the output directory, since a
-# shared target directory can be rebuilt by someone else during the run.
+# when building wsgate; the binary is then copied to a temp dir and run from there, since
+# a shared target directory can be rebuilt by someone else during the run.
 #
 # Setup as bench/run.sh: loadgen serve-ws (the WebSocket echo backend) and every loadgen
 # client pinned to CPU 0, wsgate with 1 worker pinned to CPU 1. wsgate has one TLS listener
@@ -92,8 +92,8 @@ if [ "$BUILD" = 1 ]; then
 fi
 SRC_BIN=${WSGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/wsgate}
 [ -x "$SRC_BIN" ] || die "no wsgate binary at $SRC_BIN"
-cp "$SRC_BIN" "$OUT/wsgate"
-WSGATE=$OUT/wsgate
+cp "$SRC_BIN" "$TMP/wsgate"    # removed on exit with the certificate
+WSGATE=$TMP/wsgate
 LOADGEN=$BENCH/loadgen/target/release/loadgen
 [ -x "$LOADGEN" ] || die "no loadgen binary at $LOADGEN"
 for addr in $WS_BACKEND $PROXY_ADDR; do
