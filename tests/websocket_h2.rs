@@ -22,7 +22,7 @@ async fn only_listeners_with_websocket_over_http2_offer_extended_connect() {
     let (on, off) = (free_port(), free_port());
     let cfg = Config::new()
         .listener(Listener::on(on).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
-        .listener(Listener::on(off).tls(Tls::new(&cert, &key)))
+        .listener(Listener::on(off).tls(Tls::new(&cert, &key).websocket_over_http2(false)))
         .upstream("web", Upstream::one(web.addr()))
         .route(Route::to("web"));
     let gw = Wsgate::start_and_wait(&cfg, &[on, off]);

@@ -56,8 +56,20 @@ impl AsyncRead for H2Io {
                 Some(Ok(bytes)) => this.pending = bytes,
             }
         }
-        let n = this.pending.len().min(buf.remaining());
-        buf.put_slice(&this.pending.split_to(n));
+        // DATA frames already received go along in the same read (a browser's are up to
+        // 16 KiB each): one write to the backend for many frames, not one per frame.
+        loop {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending.split_to(n));
+            if buf.remaining() == 0 || !this.pending.is_empty() {
+                break;
+            }
+            // The end, an error or nothing yet: the next read sees it again (h2 repeats both).
+            match this.session.poll_read_body_bytes(cx) {
+                Poll::Ready(Some(Ok(bytes))) => this.pending = bytes,
+                _ => break,
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }

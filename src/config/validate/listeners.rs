@@ -122,7 +122,7 @@ fn listener_tls(raw: &raw::RawTls, base_dir: &Path, path: &KeyPath, problems: &m
     if raw.websocket_over_http2 == Some(true) && !http2 {
         problems.push((path.key("websocket_over_http2"), "needs `http2: true`".into()));
     }
-    let websocket_over_http2 = http2 && raw.websocket_over_http2.unwrap_or(false);
+    let websocket_over_http2 = http2 && raw.websocket_over_http2.unwrap_or(true);
     Some(ListenerTls { fingerprint: fingerprint(&files), certificates, http2, websocket_over_http2 })
 }
 
