@@ -252,3 +252,69 @@ async fn a_reload_turns_websocket_over_http2_on_for_new_connections() {
     };
     timed_echo(&mut ws, "after the reload").await.unwrap();
 }
+
+/// Tiny messages into streams wsgate is not reading (throttled clients): each stream buffers
+/// a window's worth of 16-byte DATA frames (16,384 of them), which h2 charges to the
+/// connection's small-frame budget. Three such streams leave the connection up: a session
+/// beside them still echoes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_full_of_tiny_frames_do_not_get_the_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_self_signed_cert(dir.path());
+    let ws = WsBackend::start("ws");
+    let port = free_port();
+    let throttled = WebSocket::new().client_messages_per_second(1.0, 1.0);
+    let cfg = gateway(port, &cert, &key, &ws).route(Route::to("ws").path_prefix("/slow").websocket(throttled));
+    let gw = Wsgate::start_and_wait(&cfg, &[port]);
+    let mut client = h2_ws_client(port, &cert).await;
+
+    let mut writers = Vec::new();
+    for _ in 0..STALLED_TINY_STREAMS {
+        let (_, stalled) = h2_ws_connect_on(&mut client, port, "/slow", &[]).await.expect("a throttled session");
+        let sent = Arc::new(AtomicU64::new(0));
+        let (mut sink, unread) = stalled.split();
+        let counter = sent.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..100_000 {
+                if sink.send(Message::text("0123456789")).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        writers.push((writer, sent, unread));
+    }
+    // Every writer stalls (no progress for 500 ms) after more than a window of frames.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = vec![(0, Instant::now()); writers.len()];
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut stalled = 0;
+        for ((_, sent, _), (count, since)) in writers.iter().zip(last.iter_mut()) {
+            let now = sent.load(Ordering::Relaxed);
+            if now != *count {
+                (*count, *since) = (now, Instant::now());
+            } else if since.elapsed() > Duration::from_millis(500) {
+                stalled += 1;
+            }
+        }
+        if stalled == writers.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writers never stalled: {last:?}");
+    }
+    let frames: Vec<u64> = last.iter().map(|(count, _)| *count).collect();
+    eprintln!("tiny frames sent per throttled stream before it stalled: {frames:?}");
+    assert!(frames.iter().all(|&n| n > 16_000), "a stream window's worth each: {frames:?}");
+
+    let (_, mut beside) = h2_ws_connect_on(&mut client, port, "/ws", &[])
+        .await
+        .unwrap_or_else(|e| panic!("the connection is gone: {e}\n{}", gw.logs()));
+    timed_echo(&mut beside, "still here").await.unwrap();
+    for (writer, _, _) in writers {
+        writer.abort();
+    }
+}
+
+/// How many streams `streams_full_of_tiny_frames_do_not_get_the_connection_closed` stalls.
+const STALLED_TINY_STREAMS: usize = 3;
