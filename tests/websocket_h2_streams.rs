@@ -145,6 +145,11 @@ async fn two_hundred_sessions_share_a_connection_and_a_stalled_one_holds_none_ba
         }
         assert!(attempt < 3, "{p_during:?} beside a stalled session vs {p_before:?} before, three times");
     }
+    // A plain request on the same connection is answered too.
+    let get = http::Request::get(format!("https://localhost:{port}/plain")).body(()).unwrap();
+    let (answer, _) = client.send_request(get, true).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer).await.expect("an answer within 5 s").unwrap();
+    assert_eq!(answer.status(), 200, "{}", gw.logs());
     writer.abort();
 }
 
