@@ -240,7 +240,7 @@ async fn a_reload_turns_websocket_over_http2_on_for_new_connections() {
             .route(Route::to("ws"))
     };
     let gw = Wsgate::start_and_wait(&config(false), &[port]);
-    let refused = h2_ws_connect(port, &cert, "/ws", &[]).await.err().expect("not offered");
+    let refused = h2_ws_connect(port, &cert, "/ws", &[]).await.expect_err("not offered");
     assert!(matches!(refused, H2WsError::NoExtendedConnect), "{refused}");
 
     gw.write_config(&config(true));

@@ -268,8 +268,12 @@ fn tls_listeners_take_several_certificates_and_name_the_bad_one() {
     assert!(!ws_over_h2("{cert: tls/cert.pem, key: tls/key.pem, http2: false}").unwrap().websocket_over_http2);
     let off = "{cert: tls/cert.pem, key: tls/key.pem, websocket_over_http2: false}";
     assert!(!ws_over_h2(off).unwrap().websocket_over_http2);
-    let e = ws_over_h2("{cert: tls/cert.pem, key: tls/key.pem, http2: false, websocket_over_http2: true}").unwrap_err().0;
-    assert_eq!((e[0].key.as_str(), e[0].message.as_str()), ("listeners[0].tls.websocket_over_http2", "needs `http2: true`"));
+    let e =
+        ws_over_h2("{cert: tls/cert.pem, key: tls/key.pem, http2: false, websocket_over_http2: true}").unwrap_err().0;
+    assert_eq!(
+        (e[0].key.as_str(), e[0].message.as_str()),
+        ("listeners[0].tls.websocket_over_http2", "needs `http2: true`")
+    );
 
     let e = parse(&tls("{cert: tls/cert.pem}"), "t.yaml", &conf_dir()).unwrap_err().0;
     assert_eq!((e[0].key.as_str(), e[0].message.as_str()), ("listeners[0].tls.key", "`cert` needs its `key`"));
