@@ -2,7 +2,8 @@
 # Installs build/test prerequisites only when missing. Uses sudo only when not root.
 #
 # Required (a failure is fatal): cmake (Pingora's build), the openssl CLI (self-signed
-# certs in the TLS tests) and python3 (scripts/check-doc-links.py).
+# certs in the TLS tests), python3 (scripts/check-doc-links.py) and chromium (the headless
+# browser of tests/browser_h2.rs).
 # Optional here (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
 # `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests fail
 # under CI and print SKIPPED and pass elsewhere.
@@ -12,6 +13,7 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 optional_missing=false
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || optional_missing=true

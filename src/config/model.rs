@@ -123,8 +123,11 @@ pub struct ListenerTls {
     /// Hash of every certificate and key file's contents when loaded, so a reload sees
     /// renewed files even at the same paths.
     pub fingerprint: u64,
-    /// Offer HTTP/2 by ALPN (WebSocket stays on HTTP/1.1 connections).
+    /// Offer HTTP/2 by ALPN.
     pub http2: bool,
+    /// Advertise extended CONNECT (RFC 8441) on HTTP/2 connections: WebSocket sessions as
+    /// HTTP/2 streams.
+    pub websocket_over_http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

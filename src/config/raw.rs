@@ -54,6 +54,8 @@ pub(crate) struct RawTls {
     pub(crate) certificates: Option<Vec<RawCertPair>>,
     #[serde(default)]
     pub(crate) http2: Option<bool>,
+    #[serde(default)]
+    pub(crate) websocket_over_http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -263,6 +263,17 @@ fn tls_listeners_take_several_certificates_and_name_the_bad_one() {
         parse(&tls("{certificates: [{cert: tls/cert.pem, key: tls/key.pem}], http2: false}"), "t.yaml", &conf_dir())
             .unwrap();
     assert!(!only_list.listeners[0].tls.as_ref().unwrap().http2);
+    let ws_over_h2 = |body: &str| parse(&tls(body), "t.yaml", &conf_dir()).map(|c| c.listeners[0].tls.clone().unwrap());
+    assert!(ws_over_h2("{cert: tls/cert.pem, key: tls/key.pem}").unwrap().websocket_over_http2, "on by default");
+    assert!(!ws_over_h2("{cert: tls/cert.pem, key: tls/key.pem, http2: false}").unwrap().websocket_over_http2);
+    let off = "{cert: tls/cert.pem, key: tls/key.pem, websocket_over_http2: false}";
+    assert!(!ws_over_h2(off).unwrap().websocket_over_http2);
+    let e =
+        ws_over_h2("{cert: tls/cert.pem, key: tls/key.pem, http2: false, websocket_over_http2: true}").unwrap_err().0;
+    assert_eq!(
+        (e[0].key.as_str(), e[0].message.as_str()),
+        ("listeners[0].tls.websocket_over_http2", "needs `http2: true`")
+    );
 
     let e = parse(&tls("{cert: tls/cert.pem}"), "t.yaml", &conf_dir()).unwrap_err().0;
     assert_eq!((e[0].key.as_str(), e[0].message.as_str()), ("listeners[0].tls.key", "`cert` needs its `key`"));

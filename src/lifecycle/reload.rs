@@ -275,9 +275,12 @@ fn build(
 /// The parts of a config that a reload cannot change in place.
 fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut what = Vec::new();
-    // Certificates may change (they are reloaded); what the sockets are may not.
-    let sockets =
-        |c: &Config| c.listeners.iter().map(|l| (l.address, l.tls.as_ref().map(|t| t.http2))).collect::<Vec<_>>();
+    // Certificates may change (they are reloaded), and websocket_over_http2 (read per
+    // connection); what the sockets are may not.
+    let sockets = |c: &Config| {
+        let tls = |l: &crate::config::model::Listener| l.tls.as_ref().map(|t| t.http2);
+        c.listeners.iter().map(|l| (l.address, tls(l))).collect::<Vec<_>>()
+    };
     if sockets(old) != sockets(new) {
         what.push("listeners (addresses, TLS on or off, http2)");
     }

@@ -118,6 +118,8 @@ fn start(config: Config, config_path: PathBuf, mut opt: Opt) -> Result<Server, S
 /// from the proxy, which a reload does not rebuild.
 fn http_options(config: &Config) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
+    // CONNECT reaches `request_filter`, which answers every one wsgate does not serve.
+    options.allow_connect_method_proxying = true;
     options.h2_idle_timeout = Some(config.limits.keepalive_timeout);
     options
 }

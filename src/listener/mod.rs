@@ -24,6 +24,7 @@
 //! session has taken the stream out of Pingora's HTTP session.
 
 pub(crate) mod certificates;
+mod extended_connect;
 mod head;
 pub(crate) mod limits;
 pub(crate) mod proxy_protocol;
@@ -42,9 +43,10 @@ use crate::lifecycle::reload::Live;
 use crate::listener::limits::{Limits, Refusal};
 use crate::listener::tls::TlsAcceptors;
 use async_trait::async_trait;
+use extended_connect::ExtendedConnect;
 use head::HeadDeadline;
 use log::debug;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::listeners::ConnectionFilter;
 use pingora::protocols::http::ServerSession;
@@ -111,6 +113,8 @@ fn spend_budget() {
 /// Wraps the proxy application (`HttpProxy`) so every connection passes the gate first.
 pub(crate) struct GatedApp<A> {
     inner: Arc<A>,
+    /// The same proxy, for HTTP/2 connections of `websocket_over_http2` listeners.
+    extended: Arc<ExtendedConnect<A>>,
     limits: Arc<Limits>,
     live: Arc<Live>,
     drain: Arc<Drain>,
@@ -131,12 +135,14 @@ impl<A> GatedApp<A> {
         drain: Arc<Drain>,
         tls: TlsAcceptors,
     ) -> GatedApp<A> {
-        GatedApp { inner: Arc::new(inner), limits, live, drain, first_heads: Default::default(), tls }
+        let inner = Arc::new(inner);
+        let extended = Arc::new(ExtendedConnect::new(inner.clone()));
+        GatedApp { inner, extended, limits, live, drain, first_heads: Default::default(), tls }
     }
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let snapshot = self.live.snapshot();
         let config = &snapshot.config.limits;
@@ -172,6 +178,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GatedApp<A> {
             GatedStream::new(stream, Some(head), send_timeout, Some(unanswered), admitted, self.limits.clone());
         if http2 {
             gated.expect_http2();
+        }
+        let listener = local.and_then(|l| snapshot.config.listener_at(l));
+        if http2 && listener.and_then(|l| l.tls.as_ref()).is_some_and(|t| t.websocket_over_http2) {
+            return self.extended.process_new(Box::new(gated), shutdown).await;
         }
         self.inner.process_new(Box::new(gated), shutdown).await
     }

@@ -7,6 +7,7 @@ pub mod admission;
 pub(crate) mod answer;
 mod auth;
 mod client;
+mod connect;
 mod context;
 pub mod headers;
 pub(crate) mod routing;
@@ -162,6 +163,16 @@ impl ProxyHttp for Gateway {
         // flow control instead, which Pingora's per-stream write timeout sees.
         if session.is_http2() {
             session.set_write_timeout(Some(ctx.snapshot.config.limits.send_timeout));
+        }
+        match connect::classify(session) {
+            None => {}
+            Some(connect::Connect::Tunnel) => return Answer::status(405).send(session).await.map(|()| true),
+            Some(connect::Connect::OtherProtocol) => return Answer::status(501).send(session).await.map(|()| true),
+            Some(connect::Connect::WebSocket) => {
+                if let Err(answer) = connect::as_upgrade(session.req_header_mut()) {
+                    return answer.send(session).await.map(|()| true);
+                }
+            }
         }
         let index = match self.admit(session.req_header(), ctx) {
             Ok(index) => index,

@@ -48,6 +48,8 @@ pub(crate) struct Record<'a> {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct WsRecord {
+    /// `h1`: an HTTP/1.1 upgrade; `h2`: an HTTP/2 stream (RFC 8441).
+    pub(crate) protocol: &'static str,
     pub(crate) messages_in: u64,
     pub(crate) messages_out: u64,
     /// `client`, `backend`, or `none` when the TCP connection ended without a Close frame.

@@ -156,7 +156,7 @@ impl Metrics {
                 &["route", "upstream"],
                 exponential_buckets(0.0005, 2.5, 14).expect("valid buckets"),
             ),
-            ws_upgrades: counter("wsgate_websocket_upgrades_total", "WebSocket upgrade attempts by result.", &["route", "upstream", "result"]),
+            ws_upgrades: counter("wsgate_websocket_upgrades_total", "WebSocket upgrade attempts by result and the client's protocol (h1: an HTTP/1.1 upgrade, h2: an RFC 8441 stream).", &["route", "upstream", "result", "protocol"]),
             ws_active: IntGaugeVec::new(Opts::new("wsgate_websocket_sessions_active", "Open WebSocket sessions."), &["route", "upstream"]).expect("valid metric definition"),
             ws_duration: histogram(
                 "wsgate_websocket_session_duration_seconds",

@@ -13,6 +13,7 @@
 mod backend;
 pub(crate) mod card;
 pub mod frames;
+mod h2io;
 pub mod handshake;
 mod keepalive;
 mod pump;
@@ -58,14 +59,39 @@ impl Upgrader {
         // Whatever happens, this connection is not reused for another request.
         session.set_keepalive(None);
         let labels = [up.route.name.as_str(), up.pool.spec.name.as_str()];
-        let result = self.open(session, up).await;
+        let http2 = session.is_http2();
+        let protocol = if http2 { "h2" } else { "h1" };
+        let result = self.open(session, up, protocol).await;
         if let Some(counted) = upgrade_result(&result) {
-            self.services.metrics.ws_upgrades.with_label_values(&[labels[0], labels[1], counted.label()]).inc();
+            let counter =
+                self.services.metrics.ws_upgrades.with_label_values(&[labels[0], labels[1], counted.label(), protocol]);
+            counter.inc();
         }
-        result
+        match result? {
+            Opening::Session(open) if http2 => {
+                // An HTTP/2 stream's session runs in its stream's task: Pingora keeps the
+                // connection open only while a stream task is (its idle timeout would end it
+                // under the session).
+                Box::pin((*open).run()).await;
+                Ok(Upgraded::Open)
+            }
+            Opening::Session(open) => {
+                // Boxed: tokio would otherwise copy the whole (multi-KB) session future into
+                // its task cell and again each time the task's stage changes; a box is copied once.
+                tokio::spawn(Box::pin((*open).run()));
+                Ok(Upgraded::Open)
+            }
+            Opening::Relayed => Ok(Upgraded::Relayed),
+            Opening::ClientGone => Ok(Upgraded::ClientGone),
+        }
     }
 
-    async fn open(&self, session: &mut Session, mut up: Upgrade<'_>) -> Result<Upgraded, Refused> {
+    async fn open(
+        &self,
+        session: &mut Session,
+        mut up: Upgrade<'_>,
+        protocol: &'static str,
+    ) -> Result<Opening, Refused> {
         let (route, pool) = (up.route, up.pool);
         handshake::validate(session.req_header(), &route.websocket).map_err(Refused::Handshake)?;
         let admitted = self.services.limits.admit_session(up.limits, &route.name, route.websocket.max_sessions);
@@ -80,25 +106,31 @@ impl Upgrader {
                 warn!("backend {} answered 101 without a valid WebSocket acceptance", backend.addr);
                 return Err(Refused::Upstream(Failure::InvalidHandshake));
             }
-            return backend::relay_refusal(session, &mut backend, pool.spec.read_timeout).await;
+            let relayed = backend::relay_refusal(session, &mut backend, pool.spec.read_timeout).await?;
+            return Ok(if relayed == Upgraded::ClientGone { Opening::ClientGone } else { Opening::Relayed });
         }
-        let Some(client) = session::switch_client(session, &backend.response).await else {
-            return Ok(Upgraded::ClientGone);
+        let client = match session.is_http2() {
+            true => h2io::switch_client(session, &backend.response),
+            false => session::switch_client(session, &backend.response).await,
         };
-        let open = OpenSession::new(&self.services, up, client, backend);
-        // Boxed: tokio would otherwise copy the whole (multi-KB) session future into its task
-        // cell and again each time the task's stage changes; a box is copied once.
-        tokio::spawn(Box::pin(open.run()));
-        Ok(Upgraded::Open)
+        let Some(client) = client else { return Ok(Opening::ClientGone) };
+        Ok(Opening::Session(Box::new(OpenSession::new(&self.services, up, client, backend, protocol))))
     }
+}
+
+/// An upgrade wsgate did not refuse, before its session runs.
+enum Opening {
+    Session(Box<OpenSession>),
+    Relayed,
+    ClientGone,
 }
 
 /// The `wsgate_websocket_upgrades_total` result of an upgrade (limit refusals are counted
 /// as refusals instead).
-fn upgrade_result(result: &Result<Upgraded, Refused>) -> Option<UpgradeResult> {
+fn upgrade_result(result: &Result<Opening, Refused>) -> Option<UpgradeResult> {
     Some(match result {
-        Ok(Upgraded::Open | Upgraded::ClientGone) => UpgradeResult::Accepted,
-        Ok(Upgraded::Relayed) => UpgradeResult::BackendRefused,
+        Ok(Opening::Session(_) | Opening::ClientGone) => UpgradeResult::Accepted,
+        Ok(Opening::Relayed) => UpgradeResult::BackendRefused,
         Err(Refused::Handshake(handshake::Refusal::OriginDenied)) => UpgradeResult::OriginDenied,
         Err(Refused::Handshake(handshake::Refusal::Disabled)) => UpgradeResult::Disabled,
         Err(Refused::Handshake(_) | Refused::Policy(_)) => UpgradeResult::BadHandshake,

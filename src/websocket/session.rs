@@ -37,6 +37,8 @@ pub(super) struct Services {
 
 /// Everything a session's task owns.
 pub(super) struct OpenSession {
+    /// `h1` or `h2`: how the client carries the session.
+    protocol: &'static str,
     client: Endpoint,
     backend: Endpoint,
     upstream_dir: Direction,
@@ -60,7 +62,13 @@ pub(super) struct OpenSession {
 }
 
 impl OpenSession {
-    pub(super) fn new(gw: &Services, up: Upgrade<'_>, client: Endpoint, backend: BackendHandshake) -> OpenSession {
+    pub(super) fn new(
+        gw: &Services,
+        up: Upgrade<'_>,
+        client: Endpoint,
+        backend: BackendHandshake,
+        protocol: &'static str,
+    ) -> OpenSession {
         let (mut client_rules, mut backend_rules) = Rules::session(handshake::negotiated_extensions(&backend.response));
         let keepalive = up.route.websocket.keepalive;
         (client_rules.own_pongs, backend_rules.own_pongs) = (keepalive.is_some(), keepalive.is_some());
@@ -119,6 +127,7 @@ impl OpenSession {
             started: up.started,
             request: up.request,
             held: std::mem::take(up.held),
+            protocol,
         }
     }
 
@@ -161,7 +170,7 @@ impl OpenSession {
                 user: self.request.user.as_deref(),
             };
             let bytes = (stats.client_to_backend_bytes, stats.backend_to_client_bytes);
-            self.access_log.write(&exchange.record(self.status, bytes, Some(ws_record(&stats))));
+            self.access_log.write(&exchange.record(self.status, bytes, Some(ws_record(&stats, self.protocol))));
         }
         drop((self.held, self.place));
     }
@@ -176,8 +185,9 @@ fn rate_spec(metrics: &Metrics, rate: ClientRate, route: &str, upstream: &str) -
     Some(RateSpec { rate, meters: RateMeters { throttled: counter("throttle"), closed: counter("close") } })
 }
 
-fn ws_record(t: &TunnelStats) -> WsRecord {
+fn ws_record(t: &TunnelStats, protocol: &'static str) -> WsRecord {
     WsRecord {
+        protocol,
         messages_in: t.client_to_backend_messages,
         messages_out: t.backend_to_client_messages,
         close_initiator: t.first_close.map_or("none", |c| c.0.label()),

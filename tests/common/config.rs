@@ -247,6 +247,8 @@ pub struct Tls {
     certificates: Vec<CertPair>,
     #[serde(skip_serializing_if = "Option::is_none")]
     http2: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    websocket_over_http2: Option<bool>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -276,6 +278,10 @@ impl Tls {
     }
     pub fn http2(mut self, on: bool) -> Tls {
         self.http2 = Some(on);
+        self
+    }
+    pub fn websocket_over_http2(mut self, on: bool) -> Tls {
+        self.websocket_over_http2 = Some(on);
         self
     }
 }

@@ -3,7 +3,9 @@
 //! * `config`   — `Config`, the typed builder of wsgate's YAML (`RawYaml` for hand-written text)
 //! * `proxy`    — `Wsgate` (runs the binary), `check_config`, `free_port`
 //! * `backends` — `HttpBackend`, `WsBackend` (each on its own tokio runtime)
-//! * `https`    — `HttpsBackend` (TLS to backends)
+//! * `https`    — `HttpsBackend` (TLS to backends), `h2_client` (HTTP/2 to wsgate)
+//! * `h2ws`     — WebSocket over HTTP/2 (RFC 8441): `h2_ws_connect` / `h2_ws_connect_on`
+//!   (`H2Ws`, a tungstenite client over `H2WsStream`), `h2_ws_open_raw`, `h2_read_exactly`
 //! * `client`   — raw HTTP(S) requests, `backend_of`, `ws_connect` / `wss_connect`,
 //!   `connect_echo_close`, self-signed certs, `copy_shipped_certs`
 //! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics; `traffic_config`;
@@ -18,9 +20,11 @@ pub mod auth_service;
 pub mod backends;
 pub mod client;
 pub mod config;
+pub mod h2ws;
 pub mod https;
 pub mod jwt;
 pub mod metrics;
+pub mod page;
 pub mod peers;
 pub mod proxy;
 pub mod raw;
@@ -29,6 +33,7 @@ pub mod recorder;
 pub use backends::*;
 pub use client::*;
 pub use config::*;
+pub use h2ws::*;
 pub use https::*;
 pub use metrics::*;
 pub use peers::*;

@@ -6,14 +6,18 @@
 //! (no histogram buckets). Every loop is bounded by the `--duration`, a count, or a
 //! timeout.
 
+mod bulk;
+mod echo;
+mod h2ws;
 mod hold;
 mod report;
+mod transport;
 
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +28,8 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use echo::{close, echo_once};
 
 /// Any single network step (connect, one echo, a close) that takes longer than this fails.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,8 +49,13 @@ enum Cmd {
     /// Echo: each connection sends a message and waits for its echo; back to back (closed
     /// loop), or one per `--interval` (paced: the latency a well-behaved client sees).
     WsEcho {
+        /// ws:// (plain TCP) or wss:// (TLS; HTTP/1.1 unless --h2).
         #[arg(long)]
         url: String,
+        /// WebSocket over HTTP/2 (RFC 8441): each connection is its own TLS + HTTP/2
+        /// connection carrying one extended-CONNECT stream. Needs a wss:// URL.
+        #[arg(long)]
+        h2: bool,
         #[arg(long, default_value_t = 50)]
         connections: usize,
         /// Payload bytes per message.
@@ -90,8 +101,12 @@ enum Cmd {
     },
     /// One session echoing `mib` MiB in `msg_kib` KiB messages, writer and reader concurrent.
     WsBulk {
+        /// ws:// (plain TCP) or wss:// (TLS; HTTP/1.1 unless --h2).
         #[arg(long)]
         url: String,
+        /// WebSocket over HTTP/2 (RFC 8441), one extended-CONNECT stream. Needs a wss:// URL.
+        #[arg(long)]
+        h2: bool,
         #[arg(long, default_value_t = 1024)]
         mib: u64,
         #[arg(long, default_value_t = 64)]
@@ -181,10 +196,16 @@ fn main() {
     .expect("tokio runtime");
     let code = rt.block_on(async move {
         match cli.cmd {
-            Cmd::WsEcho { url, connections, size, duration, interval, headers } => ws_echo(url, connections, size, duration, interval, &headers).await,
+            Cmd::WsEcho { url, h2, connections, size, duration, interval, headers } => match transport::Transport::of(&url, h2) {
+                Ok(t) => echo::ws_echo(url, t, echo::EchoArgs { connections, size, duration, interval }, &headers).await,
+                Err(e) => fail("ws-echo", e),
+            },
             Cmd::Flood { addr, source, tasks, held_max, duration } => flood(addr, source, tasks, held_max, duration).await,
             Cmd::WsHandshake { url, concurrency, duration, headers } => ws_handshake(url, concurrency, duration, headers.into()).await,
-            Cmd::WsBulk { url, mib, msg_kib, stall } => ws_bulk(url, mib, msg_kib, stall).await,
+            Cmd::WsBulk { url, h2, mib, msg_kib, stall } => match transport::Transport::of(&url, h2) {
+                Ok(t) => bulk::ws_bulk(url, t, mib, msg_kib, stall).await,
+                Err(e) => fail("ws-bulk", e),
+            },
             Cmd::WsIdle { url, sessions, hold, concurrency, burst, burst_hold } => ws_idle(url, sessions, hold, concurrency, (burst, burst_hold)).await,
             Cmd::WsHold { url, sessions, reconnect, duration } => hold::ws_hold(url, sessions, reconnect, duration).await,
             Cmd::ServeHttp { addr } => serve_http(addr).await,
@@ -231,105 +252,6 @@ async fn connect_with(url: &str, headers: &[Header]) -> Result<Ws, String> {
         Err(_) => Err("connect timed out".into()),
         Ok(Err(e)) => Err(format!("connect: {e}")),
         Ok(Ok((ws, _))) => Ok(ws),
-    }
-}
-
-/// Sends `payload` and waits for a binary echo of the same length.
-async fn echo_once(ws: &mut Ws, payload: &[u8]) -> Result<(), String> {
-    let step = async {
-        ws.send(Message::Binary(payload.to_vec())).await.map_err(|e| format!("send: {e}"))?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Binary(b))) if b.len() == payload.len() => return Ok(()),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(other)) => return Err(format!("unexpected reply: {:?}", other.len())),
-                Some(Err(e)) => return Err(format!("read: {e}")),
-                None => return Err("closed before the echo".into()),
-            }
-        }
-    };
-    tokio::time::timeout(STEP_TIMEOUT, step).await.map_err(|_| "echo timed out".to_string())?
-}
-
-async fn close(mut ws: Ws) {
-    let _ = tokio::time::timeout(STEP_TIMEOUT, async {
-        if ws.close(None).await.is_ok() {
-            // Drain until the peer's Close arrives and the stream ends (bounded by the timeout).
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
-}
-
-async fn ws_echo(url: String, connections: usize, size: usize, duration: Duration, interval: Option<Duration>, headers: &[Header]) -> i32 {
-    let mut sessions = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        match connect_with(&url, headers).await {
-            Ok(ws) => sessions.push(ws),
-            Err(e) => return fail("ws-echo", e),
-        }
-    }
-    let payload: Arc<[u8]> = (0..size).map(|i| i as u8).collect::<Vec<_>>().into();
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = sessions
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut ws)| {
-            let payload = payload.clone();
-            // Paced connections start spread over one interval, not all on the same tick.
-            let mut pace = interval.map(|every| {
-                let first = tokio::time::Instant::now() + every.mul_f64(i as f64 / connections as f64);
-                let mut tick = tokio::time::interval_at(first, every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick
-            });
-            tokio::spawn(async move {
-                let mut samples = Vec::with_capacity(1 << 16);
-                let mut error = None;
-                while Instant::now() < deadline {
-                    if let Some(tick) = pace.as_mut() {
-                        tick.tick().await;
-                    }
-                    let t0 = Instant::now();
-                    if let Err(e) = echo_once(&mut ws, &payload).await {
-                        error = Some(e);
-                        break;
-                    }
-                    samples.push(t0.elapsed().as_nanos() as u64);
-                }
-                close(ws).await;
-                (samples, error)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0u64;
-    let mut last_error = String::new();
-    for t in tasks {
-        let (samples, error) = t.await.expect("echo task");
-        all.extend(samples);
-        if let Some(e) = error {
-            errors += 1;
-            last_error = e;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    emit(format!(
-        r#"{{"kind":"ws-echo","connections":{connections},"size":{size},"interval_ms":{},"msgs":{},"secs":{secs:.3},"msgs_per_s":{:.1},"p50_us":{:.1},"p99_us":{:.1},"max_us":{:.1},"errors":{errors},"last_error":"{}"}}"#,
-        interval.map_or(0.0, |i| i.as_secs_f64() * 1000.0),
-        all.len(),
-        all.len() as f64 / secs,
-        pct_us(&all, 50.0),
-        pct_us(&all, 99.0),
-        pct_us(&all, 100.0),
-        last_error.replace('"', "'"),
-    ));
-    if all.is_empty() || errors > 0 {
-        1
-    } else {
-        0
     }
 }
 
@@ -442,96 +364,6 @@ async fn ws_handshake(url: String, concurrency: usize, duration: Duration, heade
     } else {
         0
     }
-}
-
-async fn ws_bulk(url: String, mib: u64, msg_kib: usize, stall: Duration) -> i32 {
-    let ws = match connect(&url).await {
-        Ok(ws) => ws,
-        Err(e) => return fail("ws-bulk", e),
-    };
-    let msg_len = msg_kib * 1024;
-    let total = mib * 1024 * 1024;
-    let count = total.div_ceil(msg_len as u64);
-    let (mut sink, mut stream) = ws.split();
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-
-    let writer = tokio::spawn(async move {
-        let payload: Vec<u8> = (0..msg_len).map(|i| (i % 251) as u8).collect();
-        for _ in 0..count {
-            sink.feed(Message::Binary(payload.clone())).await.map_err(|e| format!("send: {e}"))?;
-        }
-        sink.flush().await.map_err(|e| format!("flush: {e}"))?;
-        Ok::<_, String>(sink)
-    });
-    let reader = {
-        let received = received.clone();
-        tokio::spawn(async move {
-            let mut got = 0u64;
-            while got < count * msg_len as u64 {
-                match stream.next().await {
-                    Some(Ok(Message::Binary(b))) => {
-                        got += b.len() as u64;
-                        received.store(got, Ordering::Relaxed);
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(_)) => return Err("unexpected message".to_string()),
-                    Some(Err(e)) => return Err(format!("read: {e}")),
-                    None => return Err("closed early".to_string()),
-                }
-            }
-            Ok(stream)
-        })
-    };
-    // Watchdog: fail on no progress for `stall`; bounded overall by 10 minutes.
-    let watchdog = {
-        let (received, done) = (received.clone(), done.clone());
-        async move {
-            let (mut last, mut last_change) = (0u64, Instant::now());
-            let hard_stop = Instant::now() + Duration::from_secs(600);
-            while !done.load(Ordering::Relaxed) && Instant::now() < hard_stop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let now = received.load(Ordering::Relaxed);
-                if now != last {
-                    (last, last_change) = (now, Instant::now());
-                } else if last_change.elapsed() >= stall {
-                    return Some(format!("stalled: no progress for {:?} at {} of {} bytes", stall, now, count * msg_len as u64));
-                }
-            }
-            None
-        }
-    };
-    tokio::pin!(watchdog);
-    let reader_result = tokio::select! {
-        r = reader => r.expect("reader task"),
-        stalled = &mut watchdog => Err(stalled.unwrap_or_else(|| "time limit".to_string())),
-    };
-    done.store(true, Ordering::Relaxed);
-    let secs = start.elapsed().as_secs_f64();
-    let stream = match reader_result {
-        Ok(s) => s,
-        Err(e) => {
-            emit(format!(
-                r#"{{"kind":"ws-bulk","mib":{mib},"stalled":true,"received":{},"secs":{secs:.3},"error":"{}"}}"#,
-                received.load(Ordering::Relaxed),
-                e.replace('"', "'")
-            ));
-            return 1;
-        }
-    };
-    let sink = match writer.await.expect("writer task") {
-        Ok(s) => s,
-        Err(e) => return fail("ws-bulk", e),
-    };
-    if let Ok(ws) = sink.reunite(stream) {
-        close(ws).await;
-    }
-    emit(format!(
-        r#"{{"kind":"ws-bulk","mib":{mib},"msg_kib":{msg_kib},"stalled":false,"secs":{secs:.3},"mib_per_s":{:.1}}}"#,
-        (count * msg_len as u64) as f64 / (1024.0 * 1024.0) / secs
-    ));
-    0
 }
 
 async fn ws_idle(url: String, sessions: usize, hold: Duration, concurrency: usize, (burst, burst_hold): (usize, Duration)) -> i32 {

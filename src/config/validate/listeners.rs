@@ -118,7 +118,12 @@ fn listener_tls(raw: &raw::RawTls, base_dir: &Path, path: &KeyPath, problems: &m
         return None;
     }
     let files: Vec<&Path> = certificates.iter().flat_map(|c| [c.cert.as_path(), c.key.as_path()]).collect();
-    Some(ListenerTls { fingerprint: fingerprint(&files), certificates, http2: raw.http2.unwrap_or(true) })
+    let http2 = raw.http2.unwrap_or(true);
+    if raw.websocket_over_http2 == Some(true) && !http2 {
+        problems.push((path.key("websocket_over_http2"), "needs `http2: true`".into()));
+    }
+    let websocket_over_http2 = http2 && raw.websocket_over_http2.unwrap_or(true);
+    Some(ListenerTls { fingerprint: fingerprint(&files), certificates, http2, websocket_over_http2 })
 }
 
 fn fingerprint(files: &[&Path]) -> u64 {
