@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) upstreams: BTreeMap<String, RawUpstream>,
     pub(crate) routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub(crate) config_watch: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -459,3 +459,25 @@ routes:
     let e = errors(&bad_size).remove(0);
     assert_eq!(e.key, "routes[0].websocket.client_bytes_per_second.rate", "{e:?}");
 }
+
+#[test]
+fn config_watch_is_off_by_default_and_the_named_files_are_every_file_the_config_reads() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert!(!c.config_watch);
+    assert!(c.named_files.is_empty(), "{:?}", c.named_files);
+    let text = "\
+config_watch: true
+listeners:
+  - address: 127.0.0.1:8443
+    tls: {cert: tls/cert.pem, key: tls/key.pem, certificates: [{cert: tls/cert.pem, key: tls/key.pem}]}
+access_log: {path: /tmp/wsgate-access.jsonl}
+upstreams:
+  a: {backends: [127.0.0.1:1], tls: {ca_file: tls/cert.pem, sni: backend.test}}
+routes:
+  - upstream: a
+";
+    let c = parse_str(text).unwrap();
+    assert!(c.config_watch);
+    let tls = conf_dir().join("tls");
+    assert_eq!(c.named_files, [tls.join("cert.pem"), tls.join("key.pem")], "deduplicated, outputs left out");
+}
