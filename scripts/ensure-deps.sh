@@ -7,7 +7,13 @@
 # Optional here (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
 # `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests fail
 # under CI and print SKIPPED and pass elsewhere.
+# Then, required, however the script ends: the pinned kubernetes-validate (PyPI) in a virtualenv
+# under ~/.cache/wsgate (scripts/ensure-kubernetes-validate.sh), for tests/kubernetes_manifests.rs.
 set -euo pipefail
+
+# On a successful exit only (python3 is installed by then); its failure fails this script.
+kubernetes_validate() { [ "$?" -ne 0 ] || "$(dirname "$0")/ensure-kubernetes-validate.sh" || exit 1; }
+trap kubernetes_validate EXIT
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
