@@ -481,3 +481,11 @@ routes:
     let tls = conf_dir().join("tls");
     assert_eq!(c.named_files, [tls.join("cert.pem"), tls.join("key.pem")], "deduplicated, outputs left out");
 }
+
+#[test]
+fn a_type_error_names_its_key_once() {
+    let text = format!("{MINIMAL}    websocket: {{max_message_bytes: 1MiB}}\n");
+    let e = parse_str(&text).unwrap_err().0;
+    assert_eq!(e[0].key, "routes[0].websocket.max_message_bytes");
+    assert!(e[0].message.starts_with("invalid type"), "{}", e[0]);
+}

@@ -5,5 +5,6 @@ pub(crate) mod allocator;
 pub(crate) mod drain;
 pub mod ready;
 pub(crate) mod reload;
+pub(crate) mod rlimit;
 pub mod server;
 pub(crate) mod watch;

@@ -62,6 +62,7 @@ fn start(config: Config, config_path: PathBuf, mut opt: Opt, watch: bool) -> Res
     opt.test = false;
     // Pingora takes its `ServerConf` by value; the config keeps its own copy so a reload can
     // tell whether `server:` changed (`ServerConf` is not `Clone`: copy it through serde).
+    crate::lifecycle::rlimit::raise_open_files();
     let server_conf = serde_yaml::from_value(serde_yaml::to_value(&config.server)?)?;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     // Bootstrap (taking over the listening sockets in an upgrade) runs as a service, after
