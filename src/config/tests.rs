@@ -483,9 +483,16 @@ routes:
 }
 
 #[test]
-fn a_type_error_names_its_key_once() {
-    let text = format!("{MINIMAL}    websocket: {{max_message_bytes: 1MiB}}\n");
+fn a_type_error_names_its_key_once_and_sizes_take_units() {
+    let text = format!("{MINIMAL}    websocket: {{max_message_bytes: [1]}}\n");
     let e = parse_str(&text).unwrap_err().0;
     assert_eq!(e[0].key, "routes[0].websocket.max_message_bytes");
     assert!(e[0].message.starts_with("invalid type"), "{}", e[0]);
+    let text =
+        format!("{MINIMAL}    websocket: {{max_message_bytes: 1MiB}}\nlimits: {{max_request_header_bytes: 16KiB}}\n");
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.routes[0].websocket.max_message_bytes, 1 << 20);
+    assert_eq!(c.limits.max_request_header_bytes, 16 << 10);
+    let plain = parse_str(&format!("{MINIMAL}    websocket: {{max_message_bytes: 70000}}\n")).unwrap();
+    assert_eq!(plain.routes[0].websocket.max_message_bytes, 70_000);
 }
