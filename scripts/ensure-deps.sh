@@ -2,8 +2,10 @@
 # Installs build/test prerequisites only when missing. Uses sudo only when not root.
 #
 # Required (a failure is fatal): cmake (Pingora's build), the openssl CLI (self-signed
-# certs in the TLS tests), python3 (scripts/check-doc-links.py) and chromium (the headless
-# browser of tests/browser_h2.rs).
+# certs in the TLS tests), python3 (scripts/check-doc-links.py), chromium (the headless
+# browser of tests/browser_h2.rs), and podman with runc (scripts/image.sh builds the
+# container image, tests/container.rs runs it; runc, not crun, which fails on hybrid
+# cgroups: see scripts/image.sh).
 # Optional here (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
 # `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests fail
 # under CI and print SKIPPED and pass elsewhere.
@@ -20,6 +22,8 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+{ command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ]; } || missing+=(runc)  # podman looks in /usr/sbin too
 
 optional_missing=false
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || optional_missing=true
