@@ -43,17 +43,21 @@ fn config(port: u16, mport: u16, a: &HttpBackend, b: &HttpBackend, with_new: boo
     cfg
 }
 
-/// A ConfigMap volume as the kubelet writes it: `dir/wsgate.yaml` -> `..data/wsgate.yaml`,
+/// A ConfigMap volume as the kubelet writes it: `dir/NAME` -> `..data/NAME` for each file,
 /// `..data` -> `..<version>`; `publish` makes a new version and swaps `..data` atomically.
-fn publish(dir: &Path, version: u32, text: &str) {
+fn publish(dir: &Path, version: u32, files: &[(&str, &[u8])]) {
     let versioned = dir.join(format!("..2026_11_29_{version:02}"));
     std::fs::create_dir(&versioned).unwrap();
-    std::fs::write(versioned.join("wsgate.yaml"), text).unwrap();
+    for (name, contents) in files {
+        std::fs::write(versioned.join(name), contents).unwrap();
+    }
     let tmp = dir.join("..data_tmp");
     symlink(versioned.file_name().unwrap(), &tmp).unwrap();
     std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    if !dir.join("wsgate.yaml").exists() {
-        symlink("..data/wsgate.yaml", dir.join("wsgate.yaml")).unwrap();
+    for (name, _) in files {
+        if !dir.join(name).exists() {
+            symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
     }
     if version > 1 {
         std::fs::remove_dir_all(dir.join(format!("..2026_11_29_{:02}", version - 1))).unwrap();
@@ -66,13 +70,13 @@ async fn a_configmap_update_is_applied_within_two_seconds() {
     let (port, mport) = (free_port(), free_port());
     let (addr, maddr) = (SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::from(([127, 0, 0, 1], mport)));
     let dir = tempfile::tempdir().unwrap();
-    publish(dir.path(), 1, &config(port, mport, &a, &b, false).config_text());
+    publish(dir.path(), 1, &[("wsgate.yaml", config(port, mport, &a, &b, false).config_text().as_bytes())]);
     let gw = Wsgate::start_with(&dir.path().join("wsgate.yaml"), &[]);
     gw.wait_port(port);
     assert!(gw.wait_log_contains("config_watch: watching", Duration::from_secs(5)), "{}", gw.log());
     assert_eq!(backend_of(addr, "/new").await.1, "a");
 
-    publish(dir.path(), 2, &config(port, mport, &a, &b, true).config_text());
+    publish(dir.path(), 2, &[("wsgate.yaml", config(port, mport, &a, &b, true).config_text().as_bytes())]);
     let took = wait_route(addr, "/new", "b", &gw).await;
     eprintln!("ConfigMap update served after {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
@@ -173,4 +177,41 @@ async fn a_renewed_certificate_reloads() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(gw.wait_log_contains("TLS certificates replaced", Duration::from_secs(5)), "{}", gw.log());
+}
+
+/// A ConfigMap naming its own files relatively (`cert: cert.pem`): every update is seen,
+/// not only the first (relative paths are anchored on the mount, not on the version
+/// directory the first load found behind the symlinks, which the next update deletes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_with_relative_files_is_followed_through_every_update() {
+    let certs = tempfile::tempdir().unwrap();
+    let a = HttpBackend::start("a");
+    let (port, mport) = (free_port(), free_port());
+    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    let cfg = Config::new()
+        .listener(Listener::on(port).tls(Tls::new("cert.pem", "key.pem")))
+        .metrics(mport)
+        .config_watch()
+        .upstream("a", Upstream::one(a.addr()))
+        .route(Route::to("a"))
+        .config_text();
+    let dir = tempfile::tempdir().unwrap();
+    let publish_version = |version: u32| {
+        let (cert, key) = write_cert(certs.path(), &format!("v{version}-"), "localhost", "DNS:localhost");
+        let (cert, key) = (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+        publish(dir.path(), version, &[("wsgate.yaml", cfg.as_bytes()), ("cert.pem", &cert), ("key.pem", &key)]);
+    };
+    publish_version(1);
+    let gw = Wsgate::start_with(&dir.path().join("wsgate.yaml"), &[]);
+    gw.wait_port(port);
+    assert!(gw.wait_log_contains("config_watch: watching", Duration::from_secs(5)), "{}", gw.log());
+    for version in 2..=3 {
+        publish_version(version);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while reloads(maddr, "ok").await < f64::from(version - 1) {
+            assert!(Instant::now() < deadline, "update {version} not applied\n{}", gw.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(!gw.log().contains("is gone"), "{}", gw.log());
 }

@@ -76,9 +76,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the config file: {e}"),
         }])
     })?;
-    // Relative paths in the file are relative to the file, not to the working directory
-    // (Pingora's daemon mode changes directory to `/`).
-    let base_dir = std::fs::canonicalize(path)
+    // Relative paths in the file are relative to the file's directory as the path names it,
+    // not to the working directory (Pingora's daemon mode changes directory to `/`), and not
+    // through symlinks: a Kubernetes ConfigMap's files are symlinks into a directory that the
+    // next update deletes, while the mount's own paths always lead to the current files.
+    let base_dir = std::path::absolute(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| Path::new(".").to_path_buf());
