@@ -25,5 +25,5 @@ if [ "$#" -eq 0 ]; then
     cargo test --release --test flood -- --nocapture
     # A short run of every fuzz target (no sanitizer: a third of the build time); the
     # 10-minute AddressSanitizer runs are `scripts/fuzz.sh 600` (fuzz/README.md).
-    FUZZ_SANITIZER=none scripts/fuzz.sh 20
+    FUZZ_SANITIZER=none scripts/fuzz.sh 10
 fi
