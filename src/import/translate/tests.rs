@@ -1,0 +1,1 @@
+//! Whole configs through the translation.
