@@ -112,10 +112,14 @@ impl Loader<'_> {
     fn include(&mut self, d: &Directive, stack: &mut Vec<PathBuf>, out: &mut Vec<Directive>) -> Result<(), LoadError> {
         let pattern = match d.args() {
             [one] if one.text.contains('$') => {
-                return Ok(self.note(d, Level::Warning, "not followed: nginx does not expand variables here either"));
+                self.note(d, Level::Warning, "not followed: nginx does not expand variables here either");
+                return Ok(());
             }
             [one] if !one.text.is_empty() => one.text.clone(),
-            _ => return Ok(self.note(d, Level::Mistake, "takes exactly one file name; not followed")),
+            _ => {
+                self.note(d, Level::Mistake, "takes exactly one file name; not followed");
+                return Ok(());
+            }
         };
         let path = self.prefix.join(&pattern);
         let paths = if glob::is_pattern(&pattern) {
@@ -221,31 +225,29 @@ fn normal(path: &Path) -> PathBuf {
     out
 }
 
+/// Files in memory (path → text), for tests.
+#[cfg(test)]
+pub(crate) struct Memory(pub(crate) std::collections::BTreeMap<&'static str, &'static str>);
+
+#[cfg(test)]
+impl Files for Memory {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let key = path.to_string_lossy();
+        self.0.get(key.as_ref()).map(|t| t.as_bytes().to_vec()).ok_or_else(|| std::io::ErrorKind::NotFound.into())
+    }
+
+    fn entries(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        let dir = dir.to_string_lossy();
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let names = self.0.keys().filter_map(|k| k.strip_prefix(prefix.as_str())).filter(|rest| !rest.contains('/'));
+        Ok(names.map(String::from).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-
-    /// Files in memory: path → text.
-    struct Memory(BTreeMap<&'static str, &'static str>);
-
-    impl Files for Memory {
-        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-            let key = path.to_string_lossy();
-            self.0.get(key.as_ref()).map(|t| t.as_bytes().to_vec()).ok_or_else(|| std::io::ErrorKind::NotFound.into())
-        }
-        fn entries(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-            let dir = dir.to_string_lossy();
-            let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-            Ok(self
-                .0
-                .keys()
-                .filter_map(|k| k.strip_prefix(prefix.as_str()))
-                .filter(|rest| !rest.contains('/'))
-                .map(String::from)
-                .collect())
-        }
-    }
 
     fn names(ds: &[Directive]) -> Vec<(String, FileId, usize)> {
         ds.iter().map(|d| (d.name().to_string(), d.file, d.line)).collect()

@@ -171,8 +171,8 @@ fn websocket_timeouts(
     }
     if idle.is_none() {
         let why = format!(
-            "no proxy_read_timeout for this WebSocket location: nginx closed sessions idle for {} (its default, the classic trap); wsgate keeps them for websocket.idle_timeout, 1h by default",
-            wsgate_duration(NGINX_READ_TIMEOUT)
+            "no proxy_read_timeout for this WebSocket location: nginx closed sessions idle for {}s (its default: the classic trap); wsgate keeps them for websocket.idle_timeout, 1h by default",
+            NGINX_READ_TIMEOUT.as_secs()
         );
         report.at(location, Level::Info, why);
     }
