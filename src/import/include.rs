@@ -125,7 +125,11 @@ impl Loader<'_> {
         let paths = if glob::is_pattern(&pattern) {
             let found = expand_pattern(self.files, &path);
             if found.is_empty() {
-                self.note(d, Level::Info, format!("`{pattern}` matches no file"));
+                let why = format!(
+                    "`{}` matches no file (relative names are read from nginx's prefix: --prefix sets it)",
+                    path.display()
+                );
+                self.note(d, Level::Info, why);
             }
             found
         } else {
@@ -141,11 +145,11 @@ impl Loader<'_> {
             }
             let bytes = match self.files.read(&path) {
                 Ok(bytes) => bytes,
-                Err(e) if pattern == "mime.types" => {
+                Err(_) if pattern == "mime.types" => {
                     self.note(
                         d,
                         Level::Info,
-                        format!("not needed (wsgate serves no files); `{}`: {e}", path.display()),
+                        "not needed: wsgate serves no files (and mime.types is not here to read)",
                     );
                     continue;
                 }

@@ -25,6 +25,9 @@ impl PathRules {
         if full.is_absolute() {
             return (full.display().to_string(), true);
         }
+        if self.out_dir.is_absolute() {
+            return (absolute_fallback(&full).display().to_string(), true);
+        }
         // Both relative to the current directory: compare them component by component.
         let rel = relative(&full, &lexical(&self.out_dir));
         let text = rel.display().to_string();
@@ -48,7 +51,8 @@ fn lexical(path: &Path) -> PathBuf {
     out
 }
 
-/// `target` as seen from directory `base` (both lexical, relative to the same directory).
+/// `target` as seen from directory `base` (both lexical, both relative to the current
+/// directory).
 fn relative(target: &Path, base: &Path) -> PathBuf {
     let t: Vec<Component> = target.components().collect();
     let b: Vec<Component> = base.components().collect();
@@ -90,5 +94,11 @@ mod tests {
         assert_eq!(rules("etc/nginx", "").output("ssl/a.pem"), ("etc/nginx/ssl/a.pem".into(), true));
         assert_eq!(rules("etc/nginx", "out").output("./ssl/../ssl/a.pem"), ("../etc/nginx/ssl/a.pem".into(), true));
         assert_eq!(rules("etc/nginx", "etc/nginx").output("ssl/a.pem"), ("ssl/a.pem".into(), false));
+        // An output elsewhere by an absolute path: the file by its absolute path.
+        let cwd = std::env::current_dir().unwrap();
+        let (text, moved) = rules("etc", "/tmp/out").output("a.pem");
+        assert_eq!((std::path::PathBuf::from(text), moved), (cwd.join("etc/a.pem"), true));
+        // Up from a `..` cannot be spelled relatively either.
+        assert_eq!(rules("", "../out").output("a.pem").0, cwd.join("a.pem").display().to_string());
     }
 }
