@@ -86,6 +86,10 @@ pub(crate) fn translate(
         report.global(Level::Error, "nothing to route: no server has a location whose proxy_pass could be translated");
         return None;
     }
+    if assembled.listeners.is_empty() {
+        report.global(Level::Error, "nowhere to listen: no listen of a server that proxies could be translated");
+        return None;
+    }
     Some(Output {
         sources: files.to_vec(),
         server: g.server,

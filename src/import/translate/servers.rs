@@ -51,7 +51,7 @@ pub(crate) fn server<'a>(
             }
         }
     }
-    if draft.listens.is_empty() {
+    if !d.children().iter().any(|c| c.name() == "listen") {
         report.at(
             d,
             Level::Info,

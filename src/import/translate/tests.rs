@@ -118,6 +118,13 @@ fn nothing_proxied_is_an_error() {
 }
 
 #[test]
+fn a_server_whose_listens_do_not_translate_has_no_listener() {
+    let (out, lines) = run("server { listen unix:/run/a.sock; location / { proxy_pass http://127.0.0.1:1; } }");
+    assert!(out.is_none());
+    assert!(has(&lines, "t.conf: error: nowhere to listen"), "{lines:?}");
+}
+
+#[test]
 fn defaults_nginx_assumes_are_said() {
     let (out, lines) = run("server { location / { proxy_pass http://127.0.0.1:1; } }\nset_real_ip_from 10.0.0.0/8;\nreal_ip_header X-Forwarded-For;");
     let out = out.unwrap();
@@ -164,4 +171,116 @@ fn every_key_the_writer_emits_is_one_wsgate_reads() {
     let config = crate::config::parse(&yaml, "out.yaml", Path::new("/nonexistent"));
     let config = config.unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     assert_eq!((config.upstreams.len(), config.routes.len()), (4, 8));
+}
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &[
+        "server",
+        "upstream",
+        "location",
+        "listen",
+        "proxy_pass",
+        "proxy_set_header",
+        "server_name",
+        "map",
+        "http",
+        "include",
+        "ssl_certificate",
+        "ssl_certificate_key",
+        "proxy_read_timeout",
+        "proxy_connect_timeout",
+        "limit_conn",
+        "limit_req",
+        "limit_req_zone",
+        "hash",
+        "ip_hash",
+        "least_conn",
+        "keepalive",
+        "pid",
+        "worker_processes",
+        "access_log",
+        "off",
+        "on",
+        "http://a",
+        "https://b:1/x",
+        "http://127.0.0.1:3000/",
+        "127.0.0.1:3000",
+        "127.0.0.1:300",
+        "[::1]:8080",
+        "443",
+        "80",
+        "ssl",
+        "http2",
+        "default_server",
+        "$host",
+        "$http_upgrade",
+        "Host",
+        "Upgrade",
+        "Connection",
+        "upgrade",
+        "\"\"",
+        "~",
+        "=",
+        "^~",
+        "/ws",
+        "/",
+        "/a/",
+        "*.x.test",
+        ".y.test",
+        "_",
+        "weight=2",
+        "max_fails=0",
+        "fail_timeout=5s",
+        "backup",
+        "down",
+        "$cookie_a",
+        "zone=z:1m",
+        "rate=5r/s",
+        "z",
+        "10",
+        "1h",
+        "0",
+        "-1",
+        "a b",
+        "'q\\'x'",
+        "@named",
+        "unix:/s",
+    ];
+
+    fn directive(depth: u32) -> BoxedStrategy<String> {
+        let words = prop::collection::vec(prop::sample::select(WORDS), 1..4).prop_map(|w| w.join(" "));
+        if depth == 0 {
+            return words.prop_map(|w| format!("{w};")).boxed();
+        }
+        let block = prop::collection::vec(directive(depth - 1), 0..5);
+        (words, prop::option::of(block))
+            .prop_map(|(w, block)| match block {
+                None => format!("{w};"),
+                Some(inner) => format!("{w} {{\n{}\n}}", inner.join("\n")),
+            })
+            .boxed()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        /// Any tree of known directives with odd arguments: no panic, and whatever is
+        /// written is YAML whose every route names a pool that is written too.
+        #[test]
+        fn never_panics_and_writes_consistent_yaml(config in prop::collection::vec(directive(3), 0..8)) {
+            let (out, lines) = run(&config.join("\n"));
+            prop_assert!(lines.iter().all(|l| l.starts_with("t.conf")));
+            if let Some(out) = out {
+                let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&out)).unwrap();
+                for route in yaml["routes"].as_sequence().unwrap() {
+                    let pool = route["upstream"].as_str().unwrap();
+                    prop_assert!(yaml["upstreams"].get(pool).is_some(), "{pool} not written");
+                }
+                prop_assert!(!yaml["listeners"].as_sequence().unwrap().is_empty());
+            }
+        }
+    }
 }
