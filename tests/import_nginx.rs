@@ -188,6 +188,21 @@ fn includes_are_read_from_nginx_prefix_with_globs_in_sorted_order() {
     );
 }
 
+/// docs/operations.md's worked example is the seed recipe's output and report, and the
+/// typo'd recipe's mistakes, as the command prints them today.
+#[test]
+fn the_worked_example_in_the_docs_is_what_the_command_prints() {
+    let docs = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"));
+    for file in ["seed.yaml", "seed.report"] {
+        let text = read(&Path::new(FIXTURES).join(file));
+        assert!(docs.contains(&text), "docs/operations.md does not show {file} as it is:\n{text}");
+    }
+    let typos = read(&golden("typos", "report"));
+    for line in typos.lines().filter(|l| l.contains(": mistake: ")) {
+        assert!(docs.contains(line), "docs/operations.md does not show {line}");
+    }
+}
+
 // ---------------------------------------------------------------- the outputs, live
 
 /// Starts wsgate on fixture `name`'s golden YAML with every listener moved to a free

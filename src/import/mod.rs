@@ -112,6 +112,33 @@ pub(crate) fn import(args: &ImportArgs, files: &dyn Files) -> Outcome {
     Outcome { yaml, report: lines, code }
 }
 
+/// For the fuzz target: `text` as the nginx file `fuzz.conf` (whose includes are never
+/// found), translated and written without wsgate's own check (which would resolve names):
+/// the YAML, if any, and the report's lines.
+pub fn translate_text(text: &str) -> (Option<String>, Vec<String>) {
+    struct One<'a>(&'a str);
+    impl Files for One<'_> {
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            match path.to_str() {
+                Some("fuzz.conf") => Ok(self.0.as_bytes().to_vec()),
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        }
+        fn entries(&self, _: &Path) -> std::io::Result<Vec<String>> {
+            Ok(vec!["fuzz.conf".into()])
+        }
+    }
+    let loaded = match include::load(Path::new("fuzz.conf"), Path::new(""), &One(text)) {
+        Ok(loaded) => loaded,
+        Err(e) => return (None, vec![e.to_string()]),
+    };
+    let rules = PathRules { prefix: PathBuf::new(), out_dir: PathBuf::new() };
+    let mut report = Report::new();
+    loaded.findings.iter().cloned().for_each(|f| report.push(f));
+    let output = translate::translate(&loaded.tree, &loaded.files, &rules, &mut report);
+    (output.as_ref().map(yaml::render), report.lines(&loaded.files))
+}
+
 fn summary(file: &Path, report: &Report, written: bool, out_name: &str) -> String {
     let counts = [
         (Level::Error, "error"),
