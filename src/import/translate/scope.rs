@@ -19,6 +19,7 @@ pub(crate) const INHERITED: &[&str] = &[
     "proxy_ssl_trusted_certificate",
     "ssl_certificate",
     "ssl_certificate_key",
+    "http2",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,8 @@ pub(crate) struct Scope<'a> {
     pub(crate) ssl_trusted_certificate: Option<&'a Directive>,
     pub(crate) certificates: Vec<&'a Directive>,
     pub(crate) certificate_keys: Vec<&'a Directive>,
+    /// `http2 on` (nginx 1.25.1+; `http` or `server`).
+    pub(crate) http2: Option<&'a Directive>,
 }
 
 impl<'a> Scope<'a> {
@@ -61,6 +64,7 @@ impl<'a> Scope<'a> {
             ("proxy_ssl_server_name", &mut s.ssl_server_name),
             ("proxy_ssl_name", &mut s.ssl_name),
             ("proxy_ssl_trusted_certificate", &mut s.ssl_trusted_certificate),
+            ("http2", &mut s.http2),
         ] {
             if let Some(d) = first(name) {
                 *slot = Some(d);

@@ -26,7 +26,8 @@ pub(crate) fn server<'a>(
         certificates: Vec::new(),
         routes: Vec::new(),
     };
-    let (mut ssl_on, mut http2_on) = (false, false);
+    let mut ssl_on = false;
+    let http2_on = Scope::on(scope.http2);
     for c in d.children() {
         match c.name() {
             "listen" => draft.listens.extend(listen(c, report)),
@@ -38,7 +39,6 @@ pub(crate) fn server<'a>(
                 ssl_on = c.arg(0) == Some("on");
                 report.at(c, Level::Info, "deprecated in nginx; read as `ssl` on every listen of this server");
             }
-            "http2" => http2_on = c.arg(0) == Some("on"),
             "location" => super::locations::location(c, &scope, ctx, g, report, &mut draft.routes),
             "proxy_pass" => {
                 report.at(c, Level::Mistake, "only allowed in a location: nginx refuses it here; not translated")
@@ -109,6 +109,10 @@ fn listen<'a>(d: &'a Directive, report: &mut Report) -> Option<Listen<'a>> {
     }
     let mut l =
         Listen { directive: d, address, ssl: false, http2: false, proxy_protocol: false, default_server: false };
+    if d.args().iter().any(|w| w.text == "quic") {
+        report.at(d, Level::Info, "not translated: QUIC (HTTP/3); wsgate serves HTTP/1.1 and HTTP/2 over TCP");
+        return None;
+    }
     let mut ignored = Vec::new();
     for w in &d.args()[1..] {
         match w.text.as_str() {

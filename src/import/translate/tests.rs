@@ -68,6 +68,17 @@ fn tls_servers_share_a_port_the_default_servers_certificate_first() {
 }
 
 #[test]
+fn http2_on_at_the_http_level_and_quic_listens() {
+    let (out, lines) = run("http { http2 on; ssl_certificate c.pem; ssl_certificate_key c.key;\n\
+         server { listen 443 ssl; listen 443 quic reuseport; location / { proxy_pass http://127.0.0.1:1; } } }");
+    let out = out.unwrap();
+    assert_eq!(out.listeners.len(), 1);
+    assert!(out.listeners[0].tls.as_ref().unwrap().http2, "http2 on is inherited from http");
+    assert!(has(&lines, "t.conf:2: info: listen: not translated: QUIC"), "{lines:?}");
+    assert!(!has(&lines, "mistake"), "{lines:?}");
+}
+
+#[test]
 fn a_tls_server_without_a_certificate_has_no_listener() {
     let (out, lines) = run("server { listen 443 ssl; listen 80; location / { proxy_pass http://127.0.0.1:1; } }");
     let addresses: Vec<String> = out.unwrap().listeners.into_iter().map(|l| l.address).collect();
