@@ -43,6 +43,10 @@ enum Command {
     /// Ask a running wsgate's admin API: upstreams, sessions, drain, enable, close
     Ctl(CtlArgs),
     /// Translate an nginx config into a wsgate config, reporting what does not carry over
+    #[command(after_help = "The YAML goes to stdout (or OUT), the report to stderr: one line per directive \
+translated approximately or not at all, and per likely mistake, each FILE:LINE.\n\
+Exit: 0 usable (passes `wsgate -t`), 1 nothing to route or fails `wsgate -t` here, 2 a file does not parse.\n\
+Reference: docs/import-nginx.md")]
     ImportNginx(ImportArgs),
 }
 

@@ -125,10 +125,11 @@ impl Loader<'_> {
         let paths = if glob::is_pattern(&pattern) {
             let found = expand_pattern(self.files, &path);
             if found.is_empty() {
-                let why = format!(
-                    "`{}` matches no file (relative names are read from nginx's prefix: --prefix sets it)",
-                    path.display()
-                );
+                let hint = match Path::new(&pattern).is_relative() {
+                    true => " (relative names are read from nginx's prefix: --prefix sets it)",
+                    false => "",
+                };
+                let why = format!("`{}` matches no file{hint}", path.display());
                 self.note(d, Level::Info, why);
             }
             found
@@ -145,7 +146,7 @@ impl Loader<'_> {
             }
             let bytes = match self.files.read(&path) {
                 Ok(bytes) => bytes,
-                Err(_) if pattern == "mime.types" => {
+                Err(_) if pattern.ends_with("mime.types") => {
                     self.note(
                         d,
                         Level::Info,

@@ -13,6 +13,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) files: &'a [String],
     /// Every `upstream` block: its name and directive, in file order.
     pub(crate) upstreams: Vec<(String, &'a Directive)>,
+    /// The upstream blocks with no server wsgate can use (reported there).
+    pub(crate) unusable: Vec<String>,
     pub(crate) paths: &'a PathRules,
 }
 

@@ -35,7 +35,7 @@ pub(crate) fn translate(
     unterminated(tree, report);
     let http: Vec<&Directive> =
         tree.iter().flat_map(|d| if d.name() == "http" { d.children().iter().collect() } else { vec![d] }).collect();
-    let mut ctx = Ctx { files, upstreams: Vec::new(), paths };
+    let mut ctx = Ctx { files, upstreams: Vec::new(), unusable: Vec::new(), paths };
     for d in http.iter().filter(|d| d.name() == "upstream" && d.block.is_some()) {
         let name = d.arg(0).unwrap_or_default().to_string();
         if let Some((_, first)) = ctx.upstreams.iter().find(|(n, _)| *n == name) {
@@ -52,11 +52,16 @@ pub(crate) fn translate(
         }
     }
     let mut pools: BTreeMap<String, PoolOut> = BTreeMap::new();
+    let mut unusable = Vec::new();
     for (name, d) in &ctx.upstreams {
-        if let Some(pool) = upstreams::pool(d, &ctx, report) {
-            pools.insert(name.clone(), pool);
+        match upstreams::pool(d, &ctx, report) {
+            Some(pool) => {
+                pools.insert(name.clone(), pool);
+            }
+            None => unusable.push(name.clone()),
         }
     }
+    ctx.unusable = unusable;
     let mut g = Globals::default();
     g.prepare(&http, report);
     let mut walk = Walk { ctx: &ctx, g: &mut g, servers: Vec::new() };

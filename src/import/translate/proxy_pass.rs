@@ -85,6 +85,14 @@ pub(crate) fn target(d: &Directive, prefix: &str, scope: &Scope, ctx: &Ctx, repo
         let address = hp.with_port(default_port);
         (implicit_name(&hp.host, hp.port.unwrap_or(default_port)), Some(address))
     };
+    if ctx.unusable.contains(&pool) {
+        report.at(
+            d,
+            Level::Warning,
+            format!("upstream `{pool}` has no server wsgate can use: this location is left out"),
+        );
+        return None;
+    }
     if !path.is_empty() && path != prefix {
         let why = format!(
             "the URL's path `{path}` replaces the location's `{prefix}`: nginx sends {prefix}x to the backend as {path}x; wsgate sends the path unchanged"
@@ -151,7 +159,7 @@ mod tests {
         let paths = PathRules { prefix: "".into(), out_dir: "".into() };
         let upstreams =
             tree.iter().filter(|d| d.name() == "upstream").map(|d| (d.arg(0).unwrap().to_string(), d)).collect();
-        let ctx = Ctx { files: &files, upstreams, paths: &paths };
+        let ctx = Ctx { files: &files, upstreams, unusable: Vec::new(), paths: &paths };
         let pass = tree.iter().find(|d| d.name() == "proxy_pass").unwrap();
         let scope = Scope::default().enter(&tree);
         let mut report = Report::new();

@@ -65,7 +65,13 @@ pub(crate) fn pool(d: &Directive, ctx: &Ctx, report: &mut Report) -> Option<Pool
     pool.passive_health = passive_health(&entries, ctx, report);
     pool.backends = entries.iter().map(|e| BackendOut { address: e.address.clone(), weight: e.weight }).collect();
     if pool.backends.is_empty() {
-        report.at(d, Level::Mistake, "no usable server: nothing that proxies to it can be translated");
+        let any = d.children().iter().any(|c| c.name() == "server" || looks_like_address(c.name()));
+        let (level, why) = if any {
+            (Level::Warning, "no server wsgate can use: nothing that proxies to it is translated")
+        } else {
+            (Level::Mistake, "no server: nginx refuses this; nothing that proxies to it is translated")
+        };
+        report.at(d, level, why);
         return None;
     }
     Some(pool)
@@ -257,7 +263,7 @@ mod tests {
         let tree = parse(text, 0).unwrap();
         let files = ["u.conf".to_string()];
         let paths = PathRules { prefix: "".into(), out_dir: "".into() };
-        let ctx = Ctx { files: &files, upstreams: Vec::new(), paths: &paths };
+        let ctx = Ctx { files: &files, upstreams: Vec::new(), unusable: Vec::new(), paths: &paths };
         let mut report = Report::new();
         let pool = pool(&tree[0], &ctx, &mut report);
         (pool, report.lines(&files))
@@ -313,6 +319,8 @@ mod tests {
     fn a_pool_without_usable_servers_is_none() {
         let (pool, lines) = translate("upstream a { server unix:/tmp/s; server 127.0.0.1:1 down; }");
         assert!(pool.is_none());
-        assert!(lines.last().unwrap().contains("no usable server"), "{lines:?}");
+        assert!(lines.last().unwrap().contains("warning: upstream: no server wsgate can use"), "{lines:?}");
+        let (pool, lines) = translate("upstream a { keepalive 2; }");
+        assert!(pool.is_none() && lines.last().unwrap().contains("mistake: upstream: no server: nginx refuses this"));
     }
 }
