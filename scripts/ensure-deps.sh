@@ -2,18 +2,28 @@
 # Installs build/test prerequisites only when missing. Uses sudo only when not root.
 #
 # Required (a failure is fatal): cmake (Pingora's build), the openssl CLI (self-signed
-# certs in the TLS tests), python3 (scripts/check-doc-links.py) and chromium (the headless
-# browser of tests/browser_h2.rs).
+# certs in the TLS tests), python3 (scripts/check-doc-links.py), chromium (the headless
+# browser of tests/browser_h2.rs), and podman with runc (scripts/image.sh builds the
+# container image, tests/container.rs runs it; runc, not crun, which fails on hybrid
+# cgroups: see scripts/image.sh).
 # Optional here (a failure is a warning, exit 0): `promtool` and `prometheus` from Debian's
 # `prometheus` package, used by tests/prometheus_scrape.rs; without them those tests fail
 # under CI and print SKIPPED and pass elsewhere.
+# Then, required, however the script ends: the pinned kubernetes-validate (PyPI) in a virtualenv
+# under ~/.cache/wsgate (scripts/ensure-kubernetes-validate.sh), for tests/kubernetes_manifests.rs.
 set -euo pipefail
+
+# On a successful exit only (python3 is installed by then); its failure fails this script.
+kubernetes_validate() { [ "$?" -ne 0 ] || "$(dirname "$0")/ensure-kubernetes-validate.sh" || exit 1; }
+trap kubernetes_validate EXIT
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+{ command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ]; } || missing+=(runc)  # podman looks in /usr/sbin too
 
 optional_missing=false
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || optional_missing=true

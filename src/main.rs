@@ -34,6 +34,11 @@ struct Cli {
     #[arg(long, value_name = "SECONDS")]
     wait_ready: Option<u64>,
 
+    /// Reload, as SIGHUP does, when the config file or a file it names changes (the
+    /// config's `config_watch: true` does the same)
+    #[arg(long)]
+    watch: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -87,9 +92,11 @@ fn main() -> ExitCode {
         println!("wsgate: configuration {} is valid", path.display());
         return ExitCode::SUCCESS;
     }
-    // Reloads re-read the file later, possibly after a daemon changed directory to `/`.
-    let path = std::fs::canonicalize(&path).unwrap_or(path);
-    server::run(config, path, cli.pingora)
+    // Reloads re-read the file later, possibly after a daemon changed directory to `/`. Not
+    // canonicalized: a Kubernetes ConfigMap's file is a symlink into a directory that the
+    // next update deletes, so the path must stay the one the user gave.
+    let path = std::path::absolute(&path).unwrap_or(path);
+    server::run(config, path, cli.pingora, cli.watch)
 }
 
 #[cfg(test)]
@@ -110,6 +117,7 @@ mod tests {
         assert_eq!(cli.wait_ready, Some(60));
         let cli = parse("wsgate -u -d -c w.yaml").unwrap();
         assert!(cli.pingora.upgrade && cli.pingora.daemon);
+        assert!(parse("wsgate --watch -c w.yaml").unwrap().watch);
     }
 
     #[test]

@@ -98,12 +98,15 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
         let location = locate::locate(text, &path)
             .filter(|_| !path.0.is_empty())
             .or_else(|| inner.location().map(|l| (l.line(), l.column())));
+        let (key, message) = (path.to_string(), strip_location(&inner.to_string()));
+        // serde_yaml starts some messages with the key path, which the error shows already.
+        let message = message.strip_prefix(&format!("{key}: ")).map_or(message.clone(), str::to_string);
         ConfigErrors(vec![ConfigError {
             file: file.to_string(),
-            key: path.to_string(),
+            key,
             line: location.map(|l| l.0),
             column: location.map(|l| l.1),
-            message: strip_location(&inner.to_string()),
+            message,
         }])
     })?;
     validate::validate(raw, base_dir).map_err(|problems| {

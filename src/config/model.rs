@@ -27,6 +27,10 @@ pub struct Config {
     /// Indexed by `Route::upstream`.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+    /// Reload when the config file or one of `named_files` changes (as SIGHUP does).
+    pub config_watch: bool,
+    /// Files the config reads when it is loaded (certificates, keys, token, hosts files).
+    pub named_files: Vec<std::path::PathBuf>,
 }
 
 impl Config {

@@ -31,6 +31,8 @@ pub(crate) struct RawConfig {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) upstreams: BTreeMap<String, RawUpstream>,
     pub(crate) routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub(crate) config_watch: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +91,7 @@ pub(crate) struct RawLimits {
     #[serde(default)]
     pub(crate) max_websocket_sessions: Option<usize>,
     #[serde(default)]
-    pub(crate) max_request_header_bytes: Option<usize>,
+    pub(crate) max_request_header_bytes: Option<bytesize::ByteSize>,
     #[serde(default)]
     pub(crate) max_request_headers: Option<usize>,
     #[serde(default)]
@@ -312,7 +314,8 @@ pub(crate) struct RawWebSocket {
     #[serde(default)]
     pub(crate) allowed_origins: Option<Vec<String>>,
     #[serde(default)]
-    pub(crate) max_message_bytes: Option<u64>,
+    /// A number of bytes, or a size with a unit (`1MiB`), as the other sizes.
+    pub(crate) max_message_bytes: Option<bytesize::ByteSize>,
     #[serde(default)]
     pub(crate) max_sessions: Option<usize>,
     #[serde(default)]

@@ -459,3 +459,40 @@ routes:
     let e = errors(&bad_size).remove(0);
     assert_eq!(e.key, "routes[0].websocket.client_bytes_per_second.rate", "{e:?}");
 }
+
+#[test]
+fn config_watch_is_off_by_default_and_the_named_files_are_every_file_the_config_reads() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert!(!c.config_watch);
+    assert!(c.named_files.is_empty(), "{:?}", c.named_files);
+    let text = "\
+config_watch: true
+listeners:
+  - address: 127.0.0.1:8443
+    tls: {cert: tls/cert.pem, key: tls/key.pem, certificates: [{cert: tls/cert.pem, key: tls/key.pem}]}
+access_log: {path: /tmp/wsgate-access.jsonl}
+upstreams:
+  a: {backends: [127.0.0.1:1], tls: {ca_file: tls/cert.pem, sni: backend.test}}
+routes:
+  - upstream: a
+";
+    let c = parse_str(text).unwrap();
+    assert!(c.config_watch);
+    let tls = conf_dir().join("tls");
+    assert_eq!(c.named_files, [tls.join("cert.pem"), tls.join("key.pem")], "deduplicated, outputs left out");
+}
+
+#[test]
+fn a_type_error_names_its_key_once_and_sizes_take_units() {
+    let text = format!("{MINIMAL}    websocket: {{max_message_bytes: [1]}}\n");
+    let e = parse_str(&text).unwrap_err().0;
+    assert_eq!(e[0].key, "routes[0].websocket.max_message_bytes");
+    assert!(e[0].message.starts_with("invalid type"), "{}", e[0]);
+    let text =
+        format!("{MINIMAL}    websocket: {{max_message_bytes: 1MiB}}\nlimits: {{max_request_header_bytes: 16KiB}}\n");
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.routes[0].websocket.max_message_bytes, 1 << 20);
+    assert_eq!(c.limits.max_request_header_bytes, 16 << 10);
+    let plain = parse_str(&format!("{MINIMAL}    websocket: {{max_message_bytes: 70000}}\n")).unwrap();
+    assert_eq!(plain.routes[0].websocket.max_message_bytes, 70_000);
+}

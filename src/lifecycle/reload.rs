@@ -13,6 +13,7 @@
 use crate::config::model::{Discovery, OnBackendDown};
 use crate::config::{self, Config};
 use crate::lifecycle::ready::Readiness;
+use crate::lifecycle::watch::{self, Watch};
 use crate::listener::tls::{ListenerCertificates, TlsError};
 use crate::proxy::routing::Router;
 use crate::telemetry::metrics::Metrics;
@@ -302,9 +303,32 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     what
 }
 
-/// Starts the pools' background work and reloads on SIGHUP.
+/// Starts the pools' background work and reloads on SIGHUP, and on a change to the config's
+/// files with `config_watch` (or `watch`, the command line's `--watch`).
 pub(crate) struct LiveService {
     pub(crate) live: Arc<Live>,
+    pub(crate) watch: bool,
+}
+
+impl LiveService {
+    /// The watch the current config asks for: `current` re-armed on its files, or a new one,
+    /// or none.
+    fn watch_for(&self, current: Option<Watch>) -> Option<Watch> {
+        let config = self.live.snapshot().config.clone();
+        if !(self.watch || config.config_watch) {
+            return None;
+        }
+        let files = std::iter::once(self.live.config_path.clone()).chain(config.named_files.iter().cloned()).collect();
+        match current {
+            None => watch::start(files),
+            Some(mut w) => {
+                if let Err(e) = w.rearm(files) {
+                    error!("config_watch: cannot watch the config's files: {e}");
+                }
+                Some(w)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -318,14 +342,17 @@ impl BackgroundService for LiveService {
                 return;
             }
         };
+        let mut watch = self.watch_for(None);
         loop {
             tokio::select! {
-                _ = hangup.recv() => {
-                    info!("SIGHUP: reloading {}", self.live.config_path.display());
-                    self.live.reload(&shutdown).await;
+                _ = hangup.recv() => info!("SIGHUP: reloading {}", self.live.config_path.display()),
+                _ = watch::changed(&mut watch) => {
+                    info!("config_watch: a file changed, reloading {}", self.live.config_path.display())
                 }
                 _ = shutdown.changed() => return,
             }
+            self.live.reload(&shutdown).await;
+            watch = self.watch_for(watch);
         }
     }
 }

@@ -38,8 +38,9 @@ enum StartError {
     Tls(#[from] TlsError),
 }
 
-pub fn run(config: Config, config_path: PathBuf, opt: Opt) -> ExitCode {
-    match start(config, config_path, opt) {
+/// `watch`: reload on changes to the config's files, whatever `config_watch` says.
+pub fn run(config: Config, config_path: PathBuf, opt: Opt, watch: bool) -> ExitCode {
+    match start(config, config_path, opt, watch) {
         Ok(server) => {
             if server.configuration.daemon && server.configuration.daemon_wait_for_ready {
                 crate::lifecycle::ready::release_parent_on_ready_signal();
@@ -54,13 +55,14 @@ pub fn run(config: Config, config_path: PathBuf, opt: Opt) -> ExitCode {
 }
 
 /// The Pingora server with every service added, not yet running.
-fn start(config: Config, config_path: PathBuf, mut opt: Opt) -> Result<Server, StartError> {
+fn start(config: Config, config_path: PathBuf, mut opt: Opt, watch: bool) -> Result<Server, StartError> {
     // We parsed the file ourselves (Pingora would read it again and ignore our keys) and
     // `-t` has been handled; the rest of Pingora's options (-d, -u) apply as they are.
     opt.conf = None;
     opt.test = false;
     // Pingora takes its `ServerConf` by value; the config keeps its own copy so a reload can
     // tell whether `server:` changed (`ServerConf` is not `Clone`: copy it through serde).
+    crate::lifecycle::rlimit::raise_open_files();
     let server_conf = serde_yaml::from_value(serde_yaml::to_value(&config.server)?)?;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     // Bootstrap (taking over the listening sockets in an upgrade) runs as a service, after
@@ -75,7 +77,7 @@ fn start(config: Config, config_path: PathBuf, mut opt: Opt) -> Result<Server, S
     let readiness = Readiness::new(config.upstreams.len());
     let certificates = Arc::new(ListenerCertificates::load(&config.listeners)?);
     let live = Live::new(config.clone(), config_path, metrics.clone(), readiness.clone(), certificates.clone());
-    server.add_service(background_service("wsgate live config", LiveService { live: live.clone() }));
+    server.add_service(background_service("wsgate live config", LiveService { live: live.clone(), watch }));
     server.add_service(background_service("wsgate allocator", crate::lifecycle::allocator::AllocatorService));
     let drain = Drain::new(config.drain_window);
     server.add_service(background_service("wsgate drain", DrainService { drain: drain.clone() }));

@@ -76,6 +76,8 @@ pub struct Config {
     trusted_proxies: Vec<String>,
     upstreams: BTreeMap<String, Upstream>,
     routes: Vec<Route>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    config_watch: bool,
 }
 
 impl Config {
@@ -135,6 +137,12 @@ impl Config {
 
     pub fn access_log(mut self, log: AccessLog) -> Config {
         self.access_log = Some(log);
+        self
+    }
+
+    /// `config_watch: true`: reload when the config file or a file it names changes.
+    pub fn config_watch(mut self) -> Config {
+        self.config_watch = true;
         self
     }
 

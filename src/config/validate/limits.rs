@@ -26,7 +26,7 @@ pub(super) fn limits(raw: Option<&RawLimits>, path: &KeyPath, problems: &mut Pro
         requests_per_second_per_ip: raw.and_then(|l| l.requests_per_second_per_ip).filter(|r| *r > 0),
         max_websocket_sessions: count(|l| l.max_websocket_sessions, "max_websocket_sessions", 100_000, problems),
         max_request_header_bytes: count(
-            |l| l.max_request_header_bytes,
+            |l| l.max_request_header_bytes.map(|b| usize::try_from(b.as_u64()).unwrap_or(usize::MAX)),
             "max_request_header_bytes",
             32 * 1024,
             problems,

@@ -8,6 +8,7 @@ mod auth;
 mod auth_forward;
 mod limits;
 mod listeners;
+mod named_files;
 mod reserved;
 mod routes;
 mod upstreams;
@@ -36,6 +37,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
 pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Problems> {
     let mut problems = Problems::new();
     let root = KeyPath::root();
+    let named_files = named_files::named_files(&raw, base_dir);
     let server = listeners::server_conf(raw.server, base_dir, &root.key("server"), &mut problems);
     let listeners = listeners::listeners(&raw.listeners, base_dir, &root.key("listeners"), &mut problems);
     let metrics = raw.metrics.as_ref().and_then(|m| metrics_address(&m.address, &listeners, &root, &mut problems));
@@ -74,6 +76,8 @@ pub(crate) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Proble
             drain_window,
             upstreams,
             routes,
+            config_watch: raw.config_watch,
+            named_files,
         })
     } else {
         Err(problems)

@@ -124,7 +124,7 @@ fn websocket_policy(ws: Option<&raw::RawWebSocket>, path: &KeyPath, problems: &m
     if allowed_origins.as_ref().is_some_and(|o| o.iter().any(String::is_empty)) {
         problems.push((path.key("allowed_origins"), "an origin cannot be empty".into()));
     }
-    let max_message_bytes = ws.and_then(|w| w.max_message_bytes).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+    let max_message_bytes = ws.and_then(|w| w.max_message_bytes).map_or(DEFAULT_MAX_MESSAGE_BYTES, |b| b.as_u64());
     if max_message_bytes == 0 {
         problems.push((path.key("max_message_bytes"), "must be at least 1".into()));
     }
