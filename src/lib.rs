@@ -6,12 +6,14 @@
 //! (Pingora hooks, admission, routing, header policy, answers) → `upstream` (pools, health,
 //! discovery) → `websocket` (upgrade, tunnel, frames); around them `lifecycle` (start,
 //! reload, drain, readiness), `telemetry` (metrics, access log, the metrics listener,
-//! logging), `admin` (the operators' API) and `config` (YAML to one validated model).
+//! logging), `admin` (the operators' API), `config` (YAML to one validated model) and
+//! `import` (`wsgate import-nginx`: an nginx config to wsgate's YAML).
 
 pub(crate) mod admin;
 pub mod auth;
 pub mod config;
 pub mod ctl;
+pub mod import;
 pub mod lifecycle;
 pub mod listener;
 pub mod proxy;

@@ -2,6 +2,7 @@
 
 use wsgate::config;
 use wsgate::ctl::{self, CtlArgs, DEFAULT_CONFIG};
+use wsgate::import::{self, ImportArgs};
 use wsgate::lifecycle::{ready, server};
 use wsgate::telemetry::logging;
 
@@ -46,14 +47,22 @@ struct Cli {
 enum Command {
     /// Ask a running wsgate's admin API: upstreams, sessions, drain, enable, close
     Ctl(CtlArgs),
+    /// Translate an nginx config into a wsgate config, reporting what does not carry over
+    #[command(after_help = "The YAML goes to stdout (or OUT), the report to stderr: one line per directive \
+translated approximately or not at all, and per likely mistake, each FILE:LINE.\n\
+Exit: 0 usable (passes `wsgate -t`), 1 nothing to route or fails `wsgate -t` here, 2 a file does not parse.\n\
+Reference: docs/import-nginx.md")]
+    ImportNginx(ImportArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Ctl(args)) = cli.command {
-        // No logger: ctl's own messages are its output, and the server's log format would
-        // only add noise to them.
-        return ctl::run(args);
+    // No logger for the subcommands: their own messages are their output, and the server's
+    // log format would only add noise to them.
+    match cli.command {
+        Some(Command::Ctl(args)) => return ctl::run(args),
+        Some(Command::ImportNginx(args)) => return import::run(args),
+        None => {}
     }
     logging::init();
 
@@ -117,5 +126,17 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Ctl(_))) && cli.pingora.conf.is_none());
         assert!(parse("wsgate -c w.yaml ctl upstreams").is_err(), "the server's -c must not be silently ignored");
         assert!(parse("wsgate nonsense").is_err());
+    }
+
+    #[test]
+    fn import_nginx_is_a_subcommand() {
+        let cli = parse("wsgate import-nginx /etc/nginx/nginx.conf -o w.yaml").unwrap();
+        let Some(Command::ImportNginx(args)) = cli.command else { panic!("not import-nginx: {cli:?}") };
+        assert_eq!(
+            (args.file.to_str(), args.output.as_ref().and_then(|p| p.to_str())),
+            (Some("/etc/nginx/nginx.conf"), Some("w.yaml"))
+        );
+        assert!(parse("wsgate import-nginx").is_err(), "FILE is required");
+        assert!(parse("wsgate -c w.yaml import-nginx n.conf").is_err());
     }
 }

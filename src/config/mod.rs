@@ -12,6 +12,7 @@ mod validate;
 pub(crate) use duration::parse_duration;
 use locate::{strip_location, KeyPath};
 pub use model::Config;
+pub(crate) use validate::connection_owned;
 #[cfg(test)]
 pub(crate) use validate::host_pattern as validate_host_pattern;
 

@@ -300,6 +300,42 @@ pub async fn connect_echo_close(url: &str, text: &str, within: Duration) -> Resu
     ws.close(None).await.map_err(|e| format!("close: {e}"))
 }
 
+/// A whole short session on `addr` for `path` with `Host: host` (not the address), over TLS
+/// trusting `ca` (SNI `localhost`) when given: connect, echo `text` once, close. For configs
+/// whose routes match names that do not resolve.
+pub async fn connect_echo_close_as(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    ca: Option<&Path>,
+    text: &str,
+) -> Result<(), String> {
+    let mut req = format!("ws://{addr}{path}").into_client_request().map_err(|e| format!("request: {e}"))?;
+    let value = HeaderValue::from_str(host).map_err(|e| format!("Host {host:?}: {e}"))?;
+    req.headers_mut().insert(tungstenite::http::header::HOST, value);
+    match ca {
+        None => {
+            let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+            echo_close_on(tcp, req, text).await
+        }
+        Some(ca) => {
+            let tls = tls_connect(addr, "localhost", ca).await.map_err(|e| format!("tls connect {addr}: {e}"))?;
+            echo_close_on(tls, req, text).await
+        }
+    }
+}
+
+async fn echo_close_on<S>(stream: S, req: tungstenite::handshake::client::Request, text: &str) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = tokio::time::timeout(CLIENT_TIMEOUT, tokio_tungstenite::client_async(req, stream));
+    let (mut ws, _) =
+        handshake.await.map_err(|_| "handshake timed out".to_string())?.map_err(|e| format!("handshake: {e}"))?;
+    ws_echo_once(&mut ws, text, CLIENT_TIMEOUT).await?;
+    ws.close(None).await.map_err(|e| format!("close: {e}"))
+}
+
 // ---------------------------------------------------------------- which backend answered
 
 /// Which backend answered `GET path` (`Host: x`): the status and its `X-Backend` (`-`

@@ -7,7 +7,8 @@
 //! * `h2ws`     — WebSocket over HTTP/2 (RFC 8441): `h2_ws_connect` / `h2_ws_connect_on`
 //!   (`H2Ws`, a tungstenite client over `H2WsStream`), `h2_ws_open_raw`, `h2_read_exactly`
 //! * `client`   — raw HTTP(S) requests, `backend_of`, `ws_connect` / `wss_connect`,
-//!   `connect_echo_close`, self-signed certs, `copy_shipped_certs`
+//!   `connect_echo_close` (`_as`: another Host, plain or TLS), self-signed certs,
+//!   `copy_shipped_certs`
 //! * `metrics`  — `scrape`, `sample`, `wait_for` a value on /metrics; `traffic_config`;
 //!   `access_log_lines`
 //! * `peers`    — `BulkBackend` (a body larger than socket buffers), `connect_from`, `read_until_closed`

@@ -14,6 +14,7 @@ mod routes;
 mod upstreams;
 mod values;
 
+pub(crate) use reserved::connection_owned;
 pub(crate) use values::Problems;
 use values::{resolve_path, socket_addr};
 

@@ -21,7 +21,7 @@ const FORWARDING_HEADERS: &[&str] = &["forwarded", "x-real-ip"];
 const AUTH_RESERVED_PREFIXES: &[&str] = &["sec-websocket-", "x-forwarded-"];
 
 /// A header a route's `request_headers.set` may not set (`host_header` sets Host).
-pub(super) fn connection_owned(name: &str) -> bool {
+pub(crate) fn connection_owned(name: &str) -> bool {
     CONNECTION_HEADERS.contains(&name) || HANDSHAKE_HEADERS.contains(&name)
 }
 
