@@ -20,10 +20,9 @@ pub(crate) struct ExtendedConnect<A> {
 /// Streams one connection may hold at once: each WebSocket keeps its stream for its whole
 /// life, so a page with many tabs' sessions must not starve its own requests.
 const MAX_STREAMS: u32 = 256;
-/// A stream's receive window: 256 KiB rather than h2's 64 KiB, or one stream's throughput
-/// is bounded by its window per round trip (bench/RESULTS.md: 0.62x of HTTP/1.1's MiB/s with
-/// 64 KiB, 0.86x with 256 KiB). It is also what a stream wsgate stops reading (a slow backend,
-/// a throttled client) may hold.
+/// A stream's receive window: 256 KiB rather than h2's 64 KiB, which bounds one stream's
+/// throughput to a window per round trip (measured in bench/RESULTS.md, bench/h2ws.sh). It is
+/// also what a stream wsgate stops reading (a slow backend, a throttled client) may hold.
 const STREAM_WINDOW: u32 = 256 * 1024;
 /// The connection's receive window: 32 stalled streams fit in it before the connection's other
 /// streams wait (head-of-line blocking); it bounds what one connection's clients can make
