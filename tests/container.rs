@@ -306,6 +306,10 @@ async fn wait_route(addr: SocketAddr, path: &str, want: &str, container: &Contai
 // ---------------------------------------------------------------- the test
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "the image holds the release binary: scripts/test.sh runs this in its release phase"
+)]
 async fn the_image_serves_reloads_on_signal_and_on_change_and_drains_on_stop() {
     if !podman_or_skip("the_image_serves_reloads_on_signal_and_on_change_and_drains_on_stop") {
         return;
