@@ -10,6 +10,7 @@
 
 use super::glob;
 use super::parser::parse;
+use super::paths::lexical;
 use super::report::{Finding, Level};
 use super::syntax::{Directive, FileId};
 use std::path::{Component, Path, PathBuf};
@@ -73,13 +74,13 @@ pub(crate) fn load(main: &Path, prefix: &Path, files: &dyn Files) -> Result<Load
         message: format!("cannot read it: {e}"),
     })?;
     let mut loader =
-        Loader { files, prefix, names: vec![name.clone()], paths: vec![normal(main)], findings: Vec::new() };
+        Loader { files, prefix, names: vec![name.clone()], paths: vec![lexical(main)], findings: Vec::new() };
     let tree = parse(&String::from_utf8_lossy(&bytes), 0).map_err(|e| LoadError {
         file: name,
         line: Some(e.line),
         message: e.message,
     })?;
-    let mut stack = vec![normal(main)];
+    let mut stack = vec![lexical(main)];
     let tree = loader.expand(tree, &mut stack)?;
     Ok(Loaded { files: loader.names, tree, findings: loader.findings })
 }
@@ -137,7 +138,7 @@ impl Loader<'_> {
             vec![path]
         };
         for path in paths {
-            let key = normal(&path);
+            let key = lexical(&path);
             if stack.contains(&key) {
                 return Err(self.error(d, format!("include cycle: `{}` includes itself", path.display())));
             }
@@ -213,21 +214,6 @@ fn expand_pattern(files: &dyn Files, pattern: &Path) -> Vec<PathBuf> {
     }
     candidates.sort();
     candidates
-}
-
-/// A path with `.` dropped and `..` applied, to recognise the same file named twice.
-fn normal(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 /// Files in memory (path → text), for tests.

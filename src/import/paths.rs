@@ -36,8 +36,9 @@ impl PathRules {
     }
 }
 
-/// `.` dropped and `a/..` folded, without touching the disk.
-fn lexical(path: &Path) -> PathBuf {
+/// `.` dropped and `a/..` folded, without touching the disk (also how includes recognise
+/// the same file named twice).
+pub(super) fn lexical(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
