@@ -78,10 +78,7 @@ async fn a_websocket_over_an_http2_stream_echoes_through_an_http1_backend() {
     let (cert, key) = write_self_signed_cert(dir.path());
     let ws = WsBackend::start("ws");
     let port = free_port();
-    let cfg = Config::new()
-        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
-        .upstream("ws", Upstream::one(ws.addr()))
-        .route(Route::to("ws"));
+    let cfg = h2_ws_gateway(port, &cert, &key, ws.addr());
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws?room=1", &[client_text("early")]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());
@@ -126,10 +123,7 @@ async fn a_close_handshake_over_http2_ends_the_stream() {
     let (cert, key) = write_self_signed_cert(dir.path());
     let ws = WsBackend::start("ws");
     let port = free_port();
-    let cfg = Config::new()
-        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
-        .upstream("ws", Upstream::one(ws.addr()))
-        .route(Route::to("ws"));
+    let cfg = h2_ws_gateway(port, &cert, &key, ws.addr());
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws", &[]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());
@@ -165,10 +159,7 @@ async fn a_client_reset_of_the_stream_ends_the_backend_session() {
     let (cert, key) = write_self_signed_cert(dir.path());
     let ws = WsBackend::start("ws");
     let port = free_port();
-    let cfg = Config::new()
-        .listener(Listener::on(port).tls(Tls::new(&cert, &key).websocket_over_http2(true)))
-        .upstream("ws", Upstream::one(ws.addr()))
-        .route(Route::to("ws"));
+    let cfg = h2_ws_gateway(port, &cert, &key, ws.addr());
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let (response, mut send) = h2_ws_open_raw(port, &cert, "/ws", &[client_text("one")]).await;
     assert_eq!(response.status(), 200, "{}", gw.logs());

@@ -10,14 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-/// A TLS listener on `port` with WebSocket over HTTP/2, `/ws` to `ws`.
-fn gateway(port: u16, cert: &Path, key: &Path, ws: &WsBackend) -> Config {
-    Config::new()
-        .listener(Listener::on(port).tls(Tls::new(cert, key).websocket_over_http2(true)))
-        .upstream("ws", Upstream::one(ws.addr()))
-        .route(Route::to("ws"))
-}
-
 /// One text echo on `ws`, timed; bounded by 10 s.
 async fn timed_echo(ws: &mut H2Ws, text: &str) -> Result<Duration, String> {
     let started = Instant::now();
@@ -78,7 +70,7 @@ async fn two_hundred_sessions_share_a_connection_and_a_stalled_one_holds_none_ba
     let (cert, key) = write_self_signed_cert(dir.path());
     let ws = WsBackend::start("ws");
     let port = free_port();
-    let gw = Wsgate::start_and_wait(&gateway(port, &cert, &key, &ws), &[port]);
+    let gw = Wsgate::start_and_wait(&h2_ws_gateway(port, &cert, &key, ws.addr()), &[port]);
 
     let mut client = h2_ws_client(port, &cert).await;
     let mut sessions = Vec::new();
@@ -189,7 +181,7 @@ async fn draining_closes_every_stream_with_1001_over_the_window_then_each_connec
     let (cert, key) = write_self_signed_cert(dir.path());
     let ws = WsBackend::start("ws");
     let port = free_port();
-    let gw = Wsgate::start_and_wait(&gateway(port, &cert, &key, &ws).drain_window("2s"), &[port]);
+    let gw = Wsgate::start_and_wait(&h2_ws_gateway(port, &cert, &key, ws.addr()).drain_window("2s"), &[port]);
 
     let (mut drivers, mut sessions) = (Vec::new(), Vec::new());
     for _ in 0..10 {
@@ -269,7 +261,8 @@ async fn streams_full_of_tiny_frames_do_not_get_the_connection_closed() {
     let ws = WsBackend::start("ws");
     let port = free_port();
     let throttled = WebSocket::new().client_messages_per_second(1.0, 1.0);
-    let cfg = gateway(port, &cert, &key, &ws).route(Route::to("ws").path_prefix("/slow").websocket(throttled));
+    let cfg =
+        h2_ws_gateway(port, &cert, &key, ws.addr()).route(Route::to("ws").path_prefix("/slow").websocket(throttled));
     let gw = Wsgate::start_and_wait(&cfg, &[port]);
     let mut client = h2_ws_client(port, &cert).await;
 

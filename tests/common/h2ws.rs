@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use super::client::CLIENT_TIMEOUT;
+use super::config::{Config, Listener, Route, Tls, Upstream};
 use super::https::h2_tls_connect;
 
 /// A WebSocket over one HTTP/2 stream.
@@ -347,4 +348,13 @@ pub async fn h2_read_exactly(body: &mut h2::RecvStream, n: usize) -> Vec<u8> {
         got.extend_from_slice(&chunk);
     }
     got
+}
+
+/// A TLS listener on 127.0.0.1:`port` with WebSocket over HTTP/2, every request to the pool
+/// `ws` of the one `backend`.
+pub fn h2_ws_gateway(port: u16, cert: &Path, key: &Path, backend: std::net::SocketAddr) -> Config {
+    Config::new()
+        .listener(Listener::on(port).tls(Tls::new(cert, key).websocket_over_http2(true)))
+        .upstream("ws", Upstream::one(backend))
+        .route(Route::to("ws"))
 }
