@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# wsgate vs nginx vs no proxy, side by side on loopback. One command:
+# wsgate vs nginx (tuned and the seed's recipe) vs HAProxy vs no proxy, side by side on loopback:
 #
-#   bench/run.sh            # full run: 3 interleaved rotations (~10-12 min on 2 cores)
-#   bench/run.sh --quick    # 1 rotation, shorter workloads (~2 min), for iteration
+#   bench/run.sh            # full run: 3 interleaved rotations (~30 min on 2 cores)
+#   bench/run.sh --quick    # 1 rotation, shorter workloads (~8 min), for iteration
 #
 # Options: --rotations N, --no-build (use the binaries already built), --workers "1 2",
-# --proxies "direct nginx wsgate", --workloads "idle http echo handshake bulk flood".
-# WSGATE_BIN=/path/to/wsgate benchmarks another build; WSGATE_LIMITS='{...}' replaces
-# wsgate's `limits:` mapping (e.g. '{max_connections_per_ip: 256, max_connections: 20000}'
-# to see the flood with wsgate's per-address limit in effect; idle needs 5,000 per address).
-#
-# It installs nginx and wrk if missing (apt), builds wsgate and bench/loadgen (release),
-# starts the loadgen's backends (HTTP: 1 KiB body; WebSocket echo), then for each proxy and
-# worker count runs: idle sessions (RSS), HTTP keep-alive GET (wrk), WS echo 64 B, WS
-# handshakes, 1 GiB single-session echo, paced WS echo unloaded and under a connection
-# flood (the flooder under SCHED_IDLE, from 127.0.0.2; "direct" floods the backend). The proxy's user+sys CPU time comes from
-# /proc/PID/stat (nginx: master + workers) before and after each workload. Results: raw
-# values in bench/out/<stamp>/results.tsv, the Markdown table of medians on stdout and in
-# bench/out/<stamp>/table.md. Every process it starts is stopped by PID on exit or failure.
+# --proxies "direct nginx nginx-seed haproxy wsgate" (nginx: upstream keepalive 128, Connection ""
+# on /; nginx-seed: the seed's one recipe for every location, a backend connection per request;
+# haproxy: mode http, timeout tunnel 1h, its default keep-alive and http-reuse safe), --workloads
+# "idle http echo handshake bulk flood". WSGATE_BIN=/path/to/wsgate benchmarks another build;
+# WSGATE_LIMITS='{...}' replaces wsgate's `limits:` (e.g. '{max_connections_per_ip: 256,
+# max_connections: 20000}' for the flood with a per-address limit; idle needs 5,000 per address).
+# It installs nginx, haproxy and wrk if missing (apt), builds wsgate and bench/loadgen (release),
+# starts the loadgen's backends (HTTP: 1 KiB body; WebSocket echo), then for each proxy and worker
+# count runs: idle sessions (RSS), HTTP keep-alive GET (wrk), WS echo 64 B, WS handshakes, 1 GiB
+# single-session echo, paced WS echo unloaded and under a connection flood (flooder under SCHED_IDLE
+# from 127.0.0.2; "direct" floods the backend). Proxy CPU (user+sys, /proc/PID/stat: nginx master +
+# workers, HAProxy's one process with nbthread = workers) before and after each workload. Results:
+# bench/out/<stamp>/results.tsv (raw) and table.md (medians, ratios to tuned nginx and, for wsgate,
+# to HAProxy; also on stdout). Every process it starts is stopped by PID on exit or failure.
+# shellcheck disable=SC2046  # $(measured_pids) and $(rss_pids) are PID lists, split on purpose
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +29,7 @@ QUICK=0
 ROTATIONS=3
 BUILD=1
 WORKERS="1 2"
-PROXIES="direct nginx wsgate"
+PROXIES="direct nginx nginx-seed haproxy wsgate"
 WORKLOADS="idle http echo handshake bulk flood"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
         --workers) WORKERS=$2; shift ;;
         --proxies) PROXIES=$2; shift ;;
         --workloads) WORKLOADS=$2; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -106,8 +108,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [ "$NOFILE" -ge $((2 * IDLE_SESSIONS + 500)) ] || die "ulimit -n is $NOFILE; $IDLE_SESSIONS idle sessions need $((2 * IDLE_SESSIONS + 500))"
 
+uses() { case " $PROXIES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 need_apt=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+if uses nginx || uses nginx-seed; then command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx); fi
+if uses haproxy; then command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy); fi
 command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing ${need_apt[*]} (apt)"
@@ -117,6 +121,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         || die "apt-get install ${need_apt[*]} (see $OUT/apt.log)"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+for p in $PROXIES; do
+    case $p in
+        direct|wsgate) ;;
+        nginx|nginx-seed) [ -x "$NGINX" ] || die "nginx is missing" ;;
+        haproxy) [ -x "$HAPROXY" ] || die "haproxy is missing" ;;
+        *) die "unknown proxy $p (direct nginx nginx-seed haproxy wsgate)" ;;
+    esac
+done
 for tool in wrk taskset timeout curl pgrep chrt; do command -v $tool >/dev/null || die "$tool is missing"; done
 
 if [ "$BUILD" = 1 ]; then
@@ -137,11 +150,11 @@ done
 # ---------------------------------------------------------------- helpers
 # user+sys clock ticks of the given PIDs (fields 14 and 15 of /proc/PID/stat)
 cpu_ticks() {
-    local total=0 pid f
+    local total=0 pid stat
     for pid in "$@"; do
         # after "pid (comm) " the fields start at field 3: utime is field 14, stime 15
-        read -r -a f < <(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-        [ ${#f[@]} -gt 12 ] && total=$((total + f[11] + f[12]))
+        read -r -a stat < <(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+        [ ${#stat[@]} -gt 12 ] && total=$((total + stat[11] + stat[12]))
     done
     echo $total
 }
@@ -176,17 +189,63 @@ start_bg() {    # start_bg LOGFILE CMD...: background, PID in BG_PID, remembered
     STARTED+=("$BG_PID")
 }
 
-measured_pids() {   # the proxy's processes: wsgate itself; nginx master + workers
-    if [ "$PROXY_KIND" = nginx ]; then echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')"; else echo "$PROXY_PID"; fi
+# The proxy's processes. wsgate and HAProxy (nbthread threads, -db: no master) are one
+# process whose /proc/PID/stat counts all its threads; nginx is a master + worker processes.
+measured_pids() {   # whose CPU counts: the process; nginx master + workers
+    case $PROXY_KIND in
+        nginx|nginx-seed) echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')" ;;
+        *) echo "$PROXY_PID" ;;
+    esac
 }
-rss_pids() {        # whose RSS counts: wsgate itself; nginx workers
-    if [ "$PROXY_KIND" = nginx ]; then pgrep -P "$PROXY_PID" | tr '\n' ' '; else echo "$PROXY_PID"; fi
+rss_pids() {        # whose RSS counts: the process; nginx workers
+    case $PROXY_KIND in
+        nginx|nginx-seed) pgrep -P "$PROXY_PID" | tr '\n' ' ' ;;
+        *) echo "$PROXY_PID" ;;
+    esac
 }
 
-write_nginx_conf() {   # the seed recipe, see RESULTS.md notes
-    local dir=$1 workers=$2
+# nginx two ways. "nginx" is tuned as an operator would: a keepalive pool to the HTTP backend
+# (keepalive 128, HTTP/1.1, Connection cleared) and nginx's WebSocket recipe on /ws. "nginx-seed"
+# is the seed's recipe for every location (HTTP/1.1, Host, Upgrade, Connection from the map) and
+# no upstream keepalive: "Connection: close" for every plain request, a backend connection each.
+# Both have proxy_read_timeout 1h (HAProxy: timeout tunnel 1h).
+write_nginx_conf() {   # write_nginx_conf DIR WORKERS nginx|nginx-seed
+    local dir=$1 workers=$2 kind=$3 locations
     mkdir -p "$dir/tmp"
+    if [ "$kind" = nginx-seed ]; then
+        locations=$(for loc in "/ws ws_backend" "/ http_backend"; do cat <<EOF
+        location ${loc% *} {
+            proxy_pass http://${loc#* };
+            proxy_http_version 1.1;
+            proxy_set_header Host \$host;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_read_timeout 1h;
+        }
+EOF
+        done)
+    else
+        locations=$(cat <<EOF
+        location /ws {
+            proxy_pass http://ws_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Host \$host;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_read_timeout 1h;
+        }
+        location / {
+            proxy_pass http://http_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Host \$host;
+            proxy_set_header Connection "";
+            proxy_read_timeout 1h;
+        }
+EOF
+        )
+    fi
     cat >"$dir/nginx.conf" <<EOF
+# $kind: see write_nginx_conf in bench/run.sh
 worker_processes $workers;
 worker_rlimit_nofile $NOFILE;
 pid $dir/nginx.pid;
@@ -202,30 +261,48 @@ http {
     scgi_temp_path $dir/tmp/scgi;
 
     map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
-    upstream ws_backend { server $WS_BACKEND; keepalive 32; }
-    upstream http_backend { server $HTTP_BACKEND; keepalive 32; }
+    upstream ws_backend { server $WS_BACKEND; }
+    upstream http_backend { server $HTTP_BACKEND;$([ "$kind" = nginx ] && echo " keepalive 128;") }
     server {
         listen $PROXY_ADDR;
-        # WebSocket: the seed recipe exactly.
-        location /ws {
-            proxy_pass http://ws_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Host \$host;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection \$connection_upgrade;
-            proxy_read_timeout 1h;
-        }
-        # Plain HTTP: the same recipe, but "Connection: close" from the map would defeat the
-        # upstream keepalive, so this location clears Connection (nginx's keepalive recipe).
-        location / {
-            proxy_pass http://http_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Host \$host;
-            proxy_set_header Connection "";
-            proxy_read_timeout 1h;
-        }
+$locations
     }
 }
+EOF
+}
+
+# HAProxy in HTTP mode: keep-alive on both sides (its default; no http-server-close) with
+# http-reuse safe, its default balancing, a tunnel timeout of 1h for WebSocket sessions.
+# One process (-db: foreground, no master) with nbthread threads, so its /proc/PID/stat counts
+# them all; HAProxy writes no pidfile in that mode, start_proxy writes haproxy.pid. maxconn from
+# the file descriptor limit (each proxied connection holds two), well above the 5,000 idle
+# sessions. No logs, no stats.
+write_haproxy_conf() {   # write_haproxy_conf DIR WORKERS
+    local dir=$1 workers=$2 maxconn=$(( (NOFILE - 500) / 2 ))
+    cat >"$dir/haproxy.cfg" <<EOF
+global
+    nbthread $workers
+    maxconn $maxconn
+
+defaults
+    mode http
+    maxconn $maxconn
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+
+frontend bench
+    bind $PROXY_ADDR
+    acl is_ws path_beg /ws
+    use_backend ws_backend if is_ws
+    default_backend http_backend
+
+backend ws_backend
+    server ws $WS_BACKEND
+
+backend http_backend
+    server http $HTTP_BACKEND
 EOF
 }
 
@@ -263,10 +340,16 @@ start_proxy() {    # start_proxy KIND WORKERS RUNDIR
     cpus=$([ "$workers" = 1 ] && echo $PROXY_CPU_1 || echo $PROXY_CPU_2)
     PROXY_KIND=$kind
     case $kind in
-        nginx)
-            write_nginx_conf "$dir" "$workers"
+        nginx|nginx-seed)
+            write_nginx_conf "$dir" "$workers" "$kind"
             "$NGINX" -t -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/nginx-t.log" 2>&1 || die "nginx -t (see $dir/nginx-t.log)"
             start_bg "$dir/nginx.log" taskset -c "$cpus" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+            ;;
+        haproxy)
+            write_haproxy_conf "$dir" "$workers"
+            "$HAPROXY" -c -f "$dir/haproxy.cfg" >"$dir/haproxy-c.log" 2>&1 || die "haproxy -c (see $dir/haproxy-c.log)"
+            start_bg "$dir/haproxy.log" taskset -c "$cpus" "$HAPROXY" -db -f "$dir/haproxy.cfg"
+            echo "$BG_PID" >"$dir/haproxy.pid"    # taskset execs haproxy: the same PID
             ;;
         wsgate)
             write_wsgate_conf "$dir" "$workers"
@@ -282,7 +365,8 @@ start_proxy() {    # start_proxy KIND WORKERS RUNDIR
 stop_proxy() {
     local pids i
     pids=$(measured_pids)
-    kill -0 "$PROXY_PID" 2>/dev/null && kill "-$([ "$PROXY_KIND" = nginx ] && echo TERM || echo INT)" "$PROXY_PID" 2>/dev/null
+    # nginx, HAProxy: TERM (fast/hard stop); wsgate: INT (Pingora's fast shutdown)
+    kill -0 "$PROXY_PID" 2>/dev/null && kill "-$([ "$PROXY_KIND" = wsgate ] && echo INT || echo TERM)" "$PROXY_PID" 2>/dev/null
     for i in $(seq 1 50); do
         local alive=0 p
         for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
@@ -475,7 +559,7 @@ done
 ELAPSED=$(( $(date +%s) - START_TIME ))
 {
     echo "Run $STAMP: \`bench/run.sh$([ "$QUICK" = 1 ] && echo " --quick")\`, $ROTATIONS rotation(s), ${ELAPSED} s in all."
-    echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), wsgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+uncommitted')."
+    echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r); $(uses nginx || uses nginx-seed && echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), ")$(uses haproxy && echo "HAProxy $("$HAPROXY" -v 2>&1 | awk 'NR == 1 {print $3}'), ")wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), wsgate $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+uncommitted')."
     echo "Workloads: HTTP keep-alive GET, wrk -t2 -c50 ${HTTP_SECS}s, 1 KiB body; WS echo ${ECHO_CONNS} connections x ${ECHO_SIZE} B, ${ECHO_SECS}s closed loop (CPU per echo round trip); WS handshakes (connect, one echo, close) x${HS_CONC}, ${HS_SECS}s; one session echoing ${BULK_MIB} MiB in 64 KiB messages; ${IDLE_SESSIONS} idle sessions, then one ${IDLE_BURST}-byte echo each and ${IDLE_BURST_SETTLE}s idle; flood: ${PACED_SESSIONS} sessions x one 64 B echo per ${PACED_INTERVAL}, ${FLOOD_SECS}s unloaded then ${FLOOD_SECS}s under a connection flood from $FLOOD_SOURCE (SCHED_IDLE, unpinned; every other connection reset at once, the rest send a partial request line, 1,200 held). Workloads run: $WORKLOADS."
     echo "Pinning: load generator, wrk and both backends on CPU $LOAD_CPU; 1-worker proxies on CPU $PROXY_CPU_1; 2-worker proxies on CPUs $PROXY_CPU_2 (shared with the load side)."
     echo

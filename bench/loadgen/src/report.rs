@@ -1,5 +1,6 @@
 //! `loadgen report`: medians of run.sh's raw results as Markdown tables, each figure with
-//! its ratio to nginx at the same worker count.
+//! its ratio to the tuned nginx (`nginx`) at the same worker count and, for wsgate, also to
+//! HAProxy (`haproxy`) at the same worker count.
 //!
 //! Input lines: `rotation<TAB>proxy<TAB>workers<TAB>metric<TAB>value`; `#` lines are skipped.
 
@@ -62,13 +63,12 @@ pub fn run(input: &Path) -> i32 {
         values.entry(((f[1].to_string(), workers), f[3].to_string())).or_default().push(value);
     }
     let mut rows: Vec<Key> = Vec::new();
-    for ((key, _), _) in &values {
+    for (key, _) in values.keys() {
         if !rows.contains(key) {
             rows.push(key.clone());
         }
     }
-    let order = |k: &Key| (k.1, match k.0.as_str() { "direct" => 0, "nginx" => 1, "wsgate" => 2, _ => 3 }, k.0.clone());
-    rows.sort_by_key(order);
+    rows.sort_by_key(row_order);
 
     let median = |key: &Key, metric: &str| -> Option<f64> {
         let mut v = values.get(&(key.clone(), metric.to_string()))?.clone();
@@ -80,9 +80,14 @@ pub fn run(input: &Path) -> i32 {
         Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
     };
     let label = |k: &Key| if k.0 == "direct" { "direct (no proxy)".to_string() } else { format!("{} ×{}", k.0, k.1) };
-    let nginx_of = |k: &Key| -> Key { ("nginx".to_string(), k.1) };
+    let same_workers = |proxy: &str, k: &Key| -> Key { (proxy.to_string(), k.1) };
 
-    println!("Medians of {} interleaved rotation(s); (×N) = ratio to nginx with the same worker count.\n", rotations.len());
+    println!(
+        "Medians of {} interleaved rotation(s). (N x ng) = ratio to the tuned nginx (`nginx`: upstream keepalive) \
+         with the same worker count; wsgate's rows also give (N x hp) = ratio to HAProxy with the same worker count. \
+         `nginx-seed` is nginx with the seed's recipe (a backend connection per HTTP request).\n",
+        rotations.len()
+    );
     for table in [TABLE_1, TABLE_2, TABLE_3] {
         if !rows.iter().any(|row| table.iter().any(|(metric, _, _)| median(row, metric).is_some())) {
             continue; // a workload left out of this run
@@ -104,11 +109,11 @@ pub fn run(input: &Path) -> i32 {
                 let cell = match median(row, metric) {
                     None => "—".to_string(),
                     Some(v) => {
-                        let base = median(&nginx_of(row), metric);
-                        match base {
-                            Some(b) if b > 0.0 && row.0 != "nginx" => format!("{v:.decimals$} ({:.2}x)", v / b),
-                            _ => format!("{v:.decimals$}"),
-                        }
+                        let refs: Vec<(&str, Option<f64>)> = references(&row.0)
+                            .iter()
+                            .map(|(proxy, tag)| (*tag, median(&same_workers(proxy, row), metric)))
+                            .collect();
+                        cell(v, *decimals, &refs)
                     }
                 };
                 line += &format!(" {cell} |");
@@ -145,4 +150,79 @@ pub fn run(input: &Path) -> i32 {
         println!("{line}");
     }
     0
+}
+
+/// Row order within a worker count: no proxy, the references, then wsgate, then anything else.
+fn row_order(k: &Key) -> (u32, u8, String) {
+    let rank = match k.0.as_str() {
+        "direct" => 0,
+        "nginx" => 1,
+        "nginx-seed" => 2,
+        "haproxy" => 3,
+        "wsgate" => 4,
+        _ => 5,
+    };
+    (k.1, rank, k.0.clone())
+}
+
+/// The proxies a row's figures are divided by, with the tag shown after the ratio: every row
+/// but the tuned nginx's against the tuned nginx; wsgate's also against HAProxy.
+fn references(proxy: &str) -> &'static [(&'static str, &'static str)] {
+    match proxy {
+        "nginx" => &[],
+        "wsgate" => &[("nginx", "ng"), ("haproxy", "hp")],
+        _ => &[("nginx", "ng")],
+    }
+}
+
+/// `v` with its ratios to the references that were measured (and are not zero), e.g.
+/// `36.5 (1.78x ng, 2.10x hp)`; just `v` when there are none.
+fn cell(v: f64, decimals: usize, refs: &[(&str, Option<f64>)]) -> String {
+    let ratios: Vec<String> = refs
+        .iter()
+        .filter_map(|(tag, base)| match base {
+            Some(b) if *b > 0.0 => Some(format!("{:.2}x {tag}", v / b)),
+            _ => None,
+        })
+        .collect();
+    if ratios.is_empty() {
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.decimals$} ({})", ratios.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_shows_each_measured_reference() {
+        assert_eq!(cell(36.5, 1, &[("ng", Some(20.5)), ("hp", Some(17.38))]), "36.5 (1.78x ng, 2.10x hp)");
+        assert_eq!(cell(36.5, 1, &[("ng", Some(20.5)), ("hp", None)]), "36.5 (1.78x ng)");
+        assert_eq!(cell(36.5, 1, &[("ng", Some(0.0)), ("hp", None)]), "36.5");
+        assert_eq!(cell(1234.4, 0, &[]), "1234");
+    }
+
+    #[test]
+    fn wsgate_against_both_references_the_others_against_tuned_nginx() {
+        assert!(references("nginx").is_empty());
+        assert_eq!(references("wsgate"), &[("nginx", "ng"), ("haproxy", "hp")]);
+        assert_eq!(references("nginx-seed"), &[("nginx", "ng")]);
+        assert_eq!(references("haproxy"), &[("nginx", "ng")]);
+    }
+
+    #[test]
+    fn rows_by_workers_then_proxy() {
+        let mut rows: Vec<Key> = ["wsgate", "haproxy", "nginx-seed", "nginx", "direct"]
+            .iter()
+            .flat_map(|p| [(p.to_string(), 2), (p.to_string(), 1)])
+            .collect();
+        rows.sort_by_key(row_order);
+        let names: Vec<String> = rows.iter().map(|(p, w)| format!("{p}:{w}")).collect();
+        assert_eq!(
+            names.join(" "),
+            "direct:1 nginx:1 nginx-seed:1 haproxy:1 wsgate:1 direct:2 nginx:2 nginx-seed:2 haproxy:2 wsgate:2"
+        );
+    }
 }
