@@ -11,6 +11,7 @@
 //! plain HTTP.
 
 mod backend;
+mod branch;
 pub(crate) mod card;
 pub mod frames;
 mod h2io;

@@ -11,6 +11,7 @@
 mod scan;
 mod write;
 
+use super::branch::Branch;
 use super::frames::FrameReader;
 use super::keepalive::Liveness;
 use super::rate::{Allowance, Limiter};
@@ -73,6 +74,8 @@ struct Pump<'a> {
     receiver: Initiator,
     /// The sender's rate limits, if any.
     limiter: Option<Box<Limiter<'a>>>,
+    /// A write of the current chunk had to wait for the receiver.
+    waited: bool,
 }
 
 /// Copies `reader` to `writer` until end of stream (then half-closes `writer`) or, once
@@ -98,6 +101,7 @@ where
         let _ = close_requests.changed().await;
     };
     tokio::pin!(close_requested);
+    let mut close_requested = Branch::new(close_requested);
     // Only with keepalive on (boxed: a future kept in every pump of every session otherwise).
     let ping_wake = shared.liveness(receiver).map(|l| &l.wake);
     let mut ping_due = ping_wake.map(|w| Box::pin(w.notified()));
@@ -114,7 +118,7 @@ where
             }
             None => {
                 let watch = pump.state == State::Open && !close_seen && shared.close_request().is_none();
-                match pump.wait(&mut reader, close_requested.as_mut(), watch, ping_due.as_mut()).await? {
+                match pump.wait(&mut reader, &mut close_requested, watch, ping_due.as_mut()).await? {
                     Woke::Read(n) => n,
                     Woke::CloseRequested => {
                         close_seen = true;
@@ -172,6 +176,7 @@ impl<'a> Pump<'a> {
             keepalive: shared.keepalive.is_some(),
             receiver,
             limiter: direction.rate.as_ref().map(|spec| Box::new(Limiter::new(spec, std::time::Instant::now()))),
+            waited: false,
         }
     }
 
@@ -180,7 +185,7 @@ impl<'a> Pump<'a> {
     async fn wait<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
-        close_requested: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        close_requested: &mut (impl std::future::Future<Output = ()> + Unpin),
         watch: bool,
         ping_due: Option<&mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>>,
     ) -> io::Result<Woke> {
@@ -188,6 +193,7 @@ impl<'a> Pump<'a> {
         if ping_due.is_none() && self.limiter.is_none() {
             // Neither keepalive nor rate limits: the fewest branches, as every read waits here.
             return Ok(tokio::select! {
+                biased;
                 read = reader.read(&mut self.buf[self.held..]) => Woke::Read(read?),
                 _ = close_requested, if watch => Woke::CloseRequested,
                 woke = timer(None, big) => woke,
@@ -207,6 +213,7 @@ impl<'a> Pump<'a> {
         };
         let throttled = until.is_some();
         Ok(tokio::select! {
+            biased;
             read = reader.read(&mut self.buf[self.held..read_to]), if !throttled => Woke::Read(read?),
             _ = close_requested, if watch => Woke::CloseRequested,
             _ = ping_due, if pinging => Woke::PingDue,
@@ -311,7 +318,8 @@ impl<'a> Pump<'a> {
         }
         self.keep_held(forwarded, end);
         self.resize(end, n);
-        if traffic {
+        // Activity was stamped when the bytes came in; again only if they took long to go out.
+        if traffic && std::mem::take(&mut self.waited) {
             self.shared.touch();
         }
         Ok(done)
@@ -381,7 +389,7 @@ impl<'a> Pump<'a> {
         messages: u64,
     ) -> io::Result<()> {
         if upto > from {
-            write_now(writer, &self.buf[from..upto], self.direction.send_timeout).await?;
+            self.waited |= write_now(writer, &self.buf[from..upto], self.direction.send_timeout).await?;
         }
         let (flow, bytes) = (self.shared.flow(self.direction.sender), (upto - from) as u64);
         flow.bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -12,6 +12,7 @@
 //! at the end of the frame in flight, forwards nothing more and waits for that peer's Close
 //! reply; the tunnel ends once both replies are in or `CLOSING_TIMEOUT` has passed.
 
+use super::branch::Branch;
 use super::card::Card;
 use super::keepalive;
 use super::pump;
@@ -140,7 +141,14 @@ async fn supervise(
     shared: &Shared,
 ) -> TunnelEnd {
     let mut close_requests = shared.close_request_watch();
-    tokio::pin!(upstream, downstream, ending);
+    let close_requested = async move {
+        let _ = close_requests.changed().await;
+    };
+    tokio::pin!(upstream, downstream, ending, close_requested);
+    // Each arm polled only when its own waker fired (see `Branch`): a read on one side
+    // does not poll the other side's pump, the watches or the session's timers.
+    let (mut upstream, mut downstream) = (Branch::new(upstream), Branch::new(downstream));
+    let (mut ending, mut close_requested) = (Branch::new(ending), Branch::new(close_requested));
     let (mut up_done, mut down_done, mut ended) = (false, false, false);
     let mut linger_until: Option<Instant> = None;
     while !(up_done && down_done) {
@@ -160,6 +168,7 @@ async fn supervise(
         }
         let deadline = tokio::time::Instant::from_std(linger_until.map_or(deadline, |l| l.min(deadline)));
         tokio::select! {
+            biased;
             result = &mut upstream, if !up_done => {
                 up_done = true;
                 if let Some(end) = failed(result, Initiator::Backend, "client side", shared) {
@@ -178,7 +187,7 @@ async fn supervise(
                 shared.depart(why);
             }
             // Closing on our initiative: bound the closing handshake.
-            _ = close_requests.changed(), if linger_until.is_none() => {
+            _ = &mut close_requested, if linger_until.is_none() => {
                 linger_until = Some(Instant::now() + CLOSING_TIMEOUT);
             }
             _ = tokio::time::sleep_until(deadline) => {

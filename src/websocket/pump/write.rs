@@ -51,17 +51,22 @@ impl Stalled {
 }
 
 /// Writes all of `bytes`; a peer that accepts none of them for `send_timeout` fails it with
-/// `Stalled`. The usual write completes at once and costs no timer.
+/// `Stalled`. The usual write completes at once and costs no timer. True when it had to
+/// wait for the peer.
 pub(super) async fn write_now<W: AsyncWrite + Unpin>(
     writer: &mut W,
     mut bytes: &[u8],
     send_timeout: Duration,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let stalled = || io::Error::new(io::ErrorKind::TimedOut, Stalled);
+    let mut waited = false;
     while !bytes.is_empty() {
         let n = match writer.write(bytes).now_or_never() {
             Some(written) => written?,
-            None => tokio::time::timeout(send_timeout, writer.write(bytes)).await.map_err(|_| stalled())??,
+            None => {
+                waited = true;
+                tokio::time::timeout(send_timeout, writer.write(bytes)).await.map_err(|_| stalled())??
+            }
         };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -69,7 +74,7 @@ pub(super) async fn write_now<W: AsyncWrite + Unpin>(
         bytes = &bytes[n..];
     }
     match writer.flush().now_or_never() {
-        Some(flushed) => flushed,
-        None => tokio::time::timeout(send_timeout, writer.flush()).await.map_err(|_| stalled())?,
+        Some(flushed) => flushed.map(|()| waited),
+        None => tokio::time::timeout(send_timeout, writer.flush()).await.map_err(|_| stalled())?.map(|()| true),
     }
 }
