@@ -73,13 +73,13 @@ impl Upgrader {
                 // An HTTP/2 stream's session runs in its stream's task: Pingora keeps the
                 // connection open only while a stream task is (its idle timeout would end it
                 // under the session).
-                Box::pin((*open).run()).await;
+                Box::pin(open.run()).await;
                 Ok(Upgraded::Open)
             }
             Opening::Session(open) => {
                 // Boxed: tokio would otherwise copy the whole (multi-KB) session future into
                 // its task cell and again each time the task's stage changes; a box is copied once.
-                tokio::spawn(Box::pin((*open).run()));
+                tokio::spawn(Box::pin(open.run()));
                 Ok(Upgraded::Open)
             }
             Opening::Relayed => Ok(Upgraded::Relayed),

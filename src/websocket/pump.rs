@@ -27,9 +27,9 @@ use write::{close_to_peer, ping_to_peer, write_now};
 
 /// A direction starts with a small buffer (idle sessions are the common case) and doubles
 /// it, up to the maximum, whenever a read fills it (bulk transfers).
-pub(super) const BUFFER_START: usize = 4 * 1024;
+pub(super) const BUFFER_START: usize = 1024;
 const BUFFER_MAX: usize = 64 * 1024;
-/// A grown buffer returns to `BUFFER_START` after a short read or this long without a
+/// A grown buffer returns to `BUFFER_START` after a much shorter read or this long without a
 /// byte, so a session that once moved a large message does not keep 64 KiB per direction
 /// through hours of idleness.
 const QUIET: Duration = Duration::from_secs(1);
@@ -423,12 +423,13 @@ impl<'a> Pump<'a> {
         self.held = tail;
     }
 
-    /// Doubles the buffer after a read that filled it; back to the start size after a
-    /// short one (the burst is over).
+    /// Doubles the buffer after a read that filled it; back to the start size after a read
+    /// of under an eighth of it (the burst is over). Not after any short read: messages a
+    /// little over the start size would then take a shrink, a grow and two reads each.
     fn resize(&mut self, end: usize, n: usize) {
         if end == self.buf.len() && self.buf.len() < BUFFER_MAX {
             self.buf.resize(self.buf.len() * 2, 0);
-        } else if n < self.buf.len() / 2 {
+        } else if n < self.buf.len() / 8 {
             self.shrink();
         }
     }

@@ -131,7 +131,9 @@ impl OpenSession {
         }
     }
 
-    pub(super) async fn run(self) {
+    /// Runs the session to its end. Boxed `self`: moved in whole, it would be stored twice
+    /// in the session's future (as the argument and as the local it is moved to).
+    pub(super) async fn run(self: Box<Self>) {
         debug!("websocket session via {} open", self.backend_addr);
         let (up, down) = (&self.upstream_dir, &self.downstream_dir);
         let stats = tunnel::run(self.client, self.backend, up, down, self.ends).await;

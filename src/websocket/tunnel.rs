@@ -20,6 +20,7 @@ use super::shared::{CloseRequest, Shared};
 pub(crate) use super::shared::{Departure, Direction, Initiator, Meters};
 use crate::config::model::Keepalive;
 use pingora::protocols::Stream;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,8 +109,10 @@ pub(crate) async fn run(
     let shared = Shared::new(card, keepalive);
     let (client_read, client_write) = tokio::io::split(client.stream);
     let (backend_read, backend_write) = tokio::io::split(backend.stream);
-    let upstream = pump::run(client_read, backend_write, client.early, upstream_dir, &shared);
-    let downstream = pump::run(backend_read, client_write, backend.early, downstream_dir, &shared);
+    // Pinned where they are made, so each pump's state is stored once in the session's
+    // future (moved into `supervise` and pinned there, a copy of each stayed behind).
+    let upstream = std::pin::pin!(pump::run(client_read, backend_write, client.early, upstream_dir, &shared));
+    let downstream = std::pin::pin!(pump::run(backend_read, client_write, backend.early, downstream_dir, &shared));
     let end = supervise(upstream, downstream, ending, idle_timeout, &shared).await;
     let end = match shared.close_request().and_then(|r| r.abandoned.map(|peer| (peer, r.silent))) {
         Some((peer, true)) => TunnelEnd::DeadPeer(peer),
@@ -134,8 +137,8 @@ pub(crate) async fn run(
 /// handshake is complete), one failed, the idle timeout passed, or a closing handshake we
 /// started outlived its bound. A drain asks both peers to close.
 async fn supervise(
-    upstream: impl std::future::Future<Output = std::io::Result<()>>,
-    downstream: impl std::future::Future<Output = std::io::Result<()>>,
+    upstream: Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
+    downstream: Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
     ending: impl std::future::Future<Output = Departure>,
     idle_timeout: Duration,
     shared: &Shared,
@@ -144,7 +147,7 @@ async fn supervise(
     let close_requested = async move {
         let _ = close_requests.changed().await;
     };
-    tokio::pin!(upstream, downstream, ending, close_requested);
+    tokio::pin!(ending, close_requested);
     // Each arm polled only when its own waker fired (see `Branch`): a read on one side
     // does not poll the other side's pump, the watches or the session's timers.
     let (mut upstream, mut downstream) = (Branch::new(upstream), Branch::new(downstream));

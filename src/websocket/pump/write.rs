@@ -51,8 +51,8 @@ impl Stalled {
 }
 
 /// Writes all of `bytes`; a peer that accepts none of them for `send_timeout` fails it with
-/// `Stalled`. The usual write completes at once and costs no timer. True when it had to
-/// wait for the peer.
+/// `Stalled`. The usual write completes at once and costs no timer (the timer is boxed: it
+/// would otherwise take room in every idle session's future). True when it had to wait.
 pub(super) async fn write_now<W: AsyncWrite + Unpin>(
     writer: &mut W,
     mut bytes: &[u8],
@@ -65,7 +65,7 @@ pub(super) async fn write_now<W: AsyncWrite + Unpin>(
             Some(written) => written?,
             None => {
                 waited = true;
-                tokio::time::timeout(send_timeout, writer.write(bytes)).await.map_err(|_| stalled())??
+                Box::pin(tokio::time::timeout(send_timeout, writer.write(bytes))).await.map_err(|_| stalled())??
             }
         };
         if n == 0 {
@@ -75,6 +75,8 @@ pub(super) async fn write_now<W: AsyncWrite + Unpin>(
     }
     match writer.flush().now_or_never() {
         Some(flushed) => flushed.map(|()| waited),
-        None => tokio::time::timeout(send_timeout, writer.flush()).await.map_err(|_| stalled())?.map(|()| true),
+        None => {
+            Box::pin(tokio::time::timeout(send_timeout, writer.flush())).await.map_err(|_| stalled())?.map(|()| true)
+        }
     }
 }
