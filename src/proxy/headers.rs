@@ -105,13 +105,18 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
     }
 
     if let Some(peer) = fwd.peer_ip.or(fwd.client_ip) {
-        let hop = peer.to_string();
-        let real = fwd.client_ip.map_or_else(|| hop.clone(), |ip| ip.to_string());
+        let hop = ip_value(peer);
+        // Usually the client is the peer: one value, shared (a clone shares its bytes).
+        let real = match fwd.client_ip {
+            Some(ip) if ip != peer => ip_value(ip),
+            _ => hop.clone(),
+        };
         if !req.headers.contains_key(X_FORWARDED_FOR) {
-            insert(req, X_FORWARDED_FOR, &hop);
-            insert(req, X_REAL_IP, &real);
+            let _ = req.insert_header(X_FORWARDED_FOR, hop);
+            let _ = req.insert_header(X_REAL_IP, real);
             return finish(req, route, fwd, original_host);
         }
+        let hop = peer.to_string();
         let chain: Vec<&str> = req
             .headers
             .get_all(X_FORWARDED_FOR)
@@ -123,7 +128,7 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
             .collect();
         let xff = if chain.is_empty() { hop } else { format!("{}, {hop}", chain.join(", ")) };
         insert(req, X_FORWARDED_FOR, &xff);
-        insert(req, X_REAL_IP, &real);
+        let _ = req.insert_header(X_REAL_IP, real);
     }
     finish(req, route, fwd, original_host)
 }
@@ -162,6 +167,17 @@ fn finish(
 /// The Host the client asked for: the `Host` header, or the authority of an absolute URI.
 pub fn request_host(req: &RequestHeader) -> Option<&str> {
     req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// An address as a header value, formatted on the stack (this runs for every request).
+fn ip_value(ip: IpAddr) -> http::HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 48]; // the longest IPv6 text is 45 bytes
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    // An address's text is always a valid value.
+    http::HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
 fn insert(req: &mut RequestHeader, name: impl pingora::http::IntoCaseHeaderName, value: &str) {

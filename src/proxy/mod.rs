@@ -153,6 +153,10 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// None: Pingora's default adds a response-compression module, disabled, which wsgate
+    /// never enables but every request would still build, drive and drop.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // Canonical (an IPv4-mapped address as IPv4, as a dual-stack listener reports IPv4
         // clients) once, here: headers, access log, limits and hashing all read this.
