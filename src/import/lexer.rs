@@ -28,128 +28,186 @@ fn is_space(c: char) -> bool {
 /// The tokens of one file's text.
 pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, SyntaxError> {
     let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
-    let mut line = 1;
-    // The state flags of ngx_conf_read_token, under the same names.
-    let (mut last_space, mut need_space, mut sharp_comment) = (true, false, false);
-    let (mut quoted, mut d_quoted, mut s_quoted, mut variable) = (false, false, false, false);
-    let (mut start, mut start_line, mut word_quoted) = (0, 1, false);
-    let mut i = 0;
-    while i < chars.len() {
-        let ch = chars[i];
-        i += 1;
+    let mut lexer = Lexer::new(&chars);
+    while lexer.i < chars.len() {
+        let ch = chars[lexer.i];
+        lexer.i += 1;
+        lexer.step(ch)?;
+    }
+    lexer.finish()
+}
+
+/// The state of `ngx_conf_read_token`, under the same names.
+struct Lexer<'a> {
+    chars: &'a [char],
+    tokens: Vec<Token>,
+    /// The index of the next character.
+    i: usize,
+    line: usize,
+    last_space: bool,
+    need_space: bool,
+    sharp_comment: bool,
+    quoted: bool,
+    d_quoted: bool,
+    s_quoted: bool,
+    variable: bool,
+    /// Where the word being read starts, on which line, and whether it is quoted.
+    start: usize,
+    start_line: usize,
+    word_quoted: bool,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(chars: &'a [char]) -> Lexer<'a> {
+        Lexer {
+            chars,
+            tokens: Vec::new(),
+            i: 0,
+            line: 1,
+            last_space: true,
+            need_space: false,
+            sharp_comment: false,
+            quoted: false,
+            d_quoted: false,
+            s_quoted: false,
+            variable: false,
+            start: 0,
+            start_line: 1,
+            word_quoted: false,
+        }
+    }
+
+    /// One character, just consumed (`self.i` is past it).
+    fn step(&mut self, ch: char) -> Result<(), SyntaxError> {
         if ch == '\n' {
-            line += 1;
-            sharp_comment = false;
+            self.line += 1;
+            self.sharp_comment = false;
         }
-        if sharp_comment {
-            continue;
+        if self.sharp_comment {
+            return Ok(());
         }
-        if quoted {
-            quoted = false;
-            continue;
+        if self.quoted {
+            self.quoted = false;
+            return Ok(());
         }
-        if need_space {
-            need_space = false;
-            last_space = true;
-            match ch {
-                c if is_space(c) => continue,
-                ';' => {
-                    tokens.push(Token::Semicolon(line));
-                    continue;
-                }
-                '{' => {
-                    tokens.push(Token::Open(line));
-                    continue;
-                }
-                // `if ($a = "b")`: the `)` starts the next word.
-                ')' => {}
-                other => {
-                    return Err(SyntaxError {
-                        line,
-                        message: format!(
-                            "unexpected {other:?} right after a quoted string; expected a space, \";\" or \"{{\""
-                        ),
-                    })
-                }
+        if self.need_space && self.after_quoted_word(ch)? {
+            return Ok(());
+        }
+        if self.last_space {
+            self.between_words(ch);
+            return Ok(());
+        }
+        self.in_word(ch);
+        Ok(())
+    }
+
+    /// Right after a quoted word: a space, `;` or `{` (consumed: true), or `)`.
+    fn after_quoted_word(&mut self, ch: char) -> Result<bool, SyntaxError> {
+        self.need_space = false;
+        self.last_space = true;
+        match ch {
+            c if is_space(c) => Ok(true),
+            ';' => {
+                self.tokens.push(Token::Semicolon(self.line));
+                Ok(true)
             }
-        }
-        if last_space {
-            start = i - 1;
-            start_line = line;
-            word_quoted = false;
-            match ch {
-                c if is_space(c) => continue,
-                ';' => tokens.push(Token::Semicolon(line)),
-                '{' => tokens.push(Token::Open(line)),
-                '}' => tokens.push(Token::Close(line)),
-                '#' => sharp_comment = true,
-                '\\' => {
-                    quoted = true;
-                    last_space = false;
-                }
-                '"' | '\'' => {
-                    start = i;
-                    word_quoted = true;
-                    d_quoted = ch == '"';
-                    s_quoted = ch == '\'';
-                    last_space = false;
-                }
-                '$' => {
-                    variable = true;
-                    last_space = false;
-                }
-                _ => last_space = false,
+            '{' => {
+                self.tokens.push(Token::Open(self.line));
+                Ok(true)
             }
-            continue;
+            // `if ($a = "b")`: the `)` starts the next word.
+            ')' => Ok(false),
+            other => Err(SyntaxError {
+                line: self.line,
+                message: format!("unexpected {other:?} right after a quoted string; expected a space, \";\" or \"{{\""),
+            }),
         }
-        if ch == '{' && variable {
-            continue;
+    }
+
+    /// Where a word could start: punctuation, a comment, or the word's first character.
+    fn between_words(&mut self, ch: char) {
+        self.start = self.i - 1;
+        self.start_line = self.line;
+        self.word_quoted = false;
+        match ch {
+            c if is_space(c) => {}
+            ';' => self.tokens.push(Token::Semicolon(self.line)),
+            '{' => self.tokens.push(Token::Open(self.line)),
+            '}' => self.tokens.push(Token::Close(self.line)),
+            '#' => self.sharp_comment = true,
+            '\\' => {
+                self.quoted = true;
+                self.last_space = false;
+            }
+            '"' | '\'' => {
+                self.start = self.i;
+                self.word_quoted = true;
+                self.d_quoted = ch == '"';
+                self.s_quoted = ch == '\'';
+                self.last_space = false;
+            }
+            '$' => {
+                self.variable = true;
+                self.last_space = false;
+            }
+            _ => self.last_space = false,
         }
-        variable = false;
+    }
+
+    /// Inside a word: whether `ch` ends it (and what follows it).
+    fn in_word(&mut self, ch: char) {
+        if ch == '{' && self.variable {
+            return;
+        }
+        self.variable = false;
         if ch == '\\' {
-            quoted = true;
-            continue;
+            self.quoted = true;
+            return;
         }
         if ch == '$' {
-            variable = true;
-            continue;
+            self.variable = true;
+            return;
         }
-        let found = if d_quoted || s_quoted {
-            let closing = (d_quoted && ch == '"') || (s_quoted && ch == '\'');
+        let found = if self.d_quoted || self.s_quoted {
+            let closing = (self.d_quoted && ch == '"') || (self.s_quoted && ch == '\'');
             if closing {
-                (d_quoted, s_quoted, need_space) = (false, false, true);
+                (self.d_quoted, self.s_quoted, self.need_space) = (false, false, true);
             }
             closing
         } else if is_space(ch) || ch == ';' || ch == '{' {
-            last_space = true;
+            self.last_space = true;
             true
         } else {
             false
         };
-        if found {
-            let text = unescape(&chars[start..i - 1]);
-            tokens.push(Token::Word(Word { text, quoted: word_quoted, line: start_line }));
-            match ch {
-                ';' if !word_quoted => tokens.push(Token::Semicolon(line)),
-                '{' if !word_quoted => tokens.push(Token::Open(line)),
-                _ => {}
-            }
+        if !found {
+            return;
+        }
+        let text = unescape(&self.chars[self.start..self.i - 1]);
+        self.tokens.push(Token::Word(Word { text, quoted: self.word_quoted, line: self.start_line }));
+        match ch {
+            ';' if !self.word_quoted => self.tokens.push(Token::Semicolon(self.line)),
+            '{' if !self.word_quoted => self.tokens.push(Token::Open(self.line)),
+            _ => {}
         }
     }
-    if d_quoted || s_quoted {
-        let quote = if d_quoted { '"' } else { '\'' };
-        return Err(SyntaxError {
-            line: start_line,
-            message: format!("unexpected end of file inside the string quoted with {quote} on this line; expected the closing {quote}"),
-        });
+
+    /// The end of the text: an open string is an error; a last word without `;` is kept
+    /// (the parser says what was expected).
+    fn finish(mut self) -> Result<Vec<Token>, SyntaxError> {
+        if self.d_quoted || self.s_quoted {
+            let quote = if self.d_quoted { '"' } else { '\'' };
+            return Err(SyntaxError {
+                line: self.start_line,
+                message: format!("unexpected end of file inside the string quoted with {quote} on this line; expected the closing {quote}"),
+            });
+        }
+        if !self.last_space && !self.need_space {
+            let text = unescape(&self.chars[self.start..]);
+            self.tokens.push(Token::Word(Word { text, quoted: false, line: self.start_line }));
+        }
+        Ok(self.tokens)
     }
-    if !last_space && !need_space {
-        // A last word with no `;` after it: the parser says what was expected.
-        let text = unescape(&chars[start..]);
-        tokens.push(Token::Word(Word { text, quoted: false, line: start_line }));
-    }
-    Ok(tokens)
 }
 
 /// A word's characters as nginx stores them.
