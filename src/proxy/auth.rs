@@ -52,8 +52,8 @@ pub(super) async fn authorize(route: &Route, subject: Subject<'_>, metrics: &Met
     };
     let headers = match &auth.forward {
         None => Vec::new(),
-        // Boxed: the subrequest's state (~10 KB) would otherwise sit inline in every
-        // request's `request_filter` future, which Pingora boxes and copies per request.
+        // Boxed: the subrequest's state (an HTTP client's) would otherwise sit inline in
+        // every request's `request_filter` future, which Pingora boxes and copies per request.
         Some(forward) => match Box::pin(forward.check(subject)).await {
             ForwardVerdict::Admit(headers) => headers,
             ForwardVerdict::Refuse { status, body, headers } => {

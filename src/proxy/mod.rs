@@ -187,8 +187,8 @@ impl ProxyHttp for Gateway {
             return answer.send(session).await.map(|()| true);
         }
         if handshake::upgrade_kind(session.req_header()) == handshake::Upgrade::WebSocket {
-            // Boxed, as the forward-auth check: the upgrade's state (~11 KB) would otherwise
-            // be part of every plain request's `request_filter` future.
+            // Boxed, as the forward-auth check: the upgrade's state (a backend connection
+            // and handshake) would otherwise be part of every plain request's future.
             return Box::pin(self.upgrade(session, ctx, index)).await;
         }
         Ok(false)

@@ -3,8 +3,8 @@
 //! A session is one task: both pumps, their close watches and the supervisor's timers are
 //! arms of nested `select!`s, and tokio wakes the whole task when any of them is ready. A
 //! plain `select!` then polls every arm, so an echo's read on one side also polled the
-//! other pump's read, every close watch (each poll takes the watch's lock) and the timers:
-//! more than half of the user-space instructions of a round trip. A `Branch` is polled
+//! other pump's read, every close watch (each poll takes the watch's lock) and the timers,
+//! most of a round trip's work outside the kernel. A `Branch` is polled
 //! through to its future only when that future's own waker fired; otherwise its poll is
 //! one atomic swap and the task waker's registration.
 
@@ -65,7 +65,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    /// Counts its polls; ready once `ready` is set, waking through the last waker it saw.
+    /// Counts its polls; ready once `ready` is set.
     struct Probe {
         polls: Arc<AtomicUsize>,
         ready: Arc<AtomicBool>,
@@ -107,8 +107,8 @@ mod tests {
         let waiter = notify.clone();
         let mut branch = Branch::new(Box::pin(async move { waiter.notified().await }));
         let polled = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            // The first poll registers; the notification then has to come through the
-            // branch's own waker for the task to be polled again.
+            // The first poll registers the branch's own waker with the Notify: unless the
+            // notification wakes that waker, the branch never polls its future again.
             tokio::join!(&mut branch, async {
                 tokio::task::yield_now().await;
                 notify.notify_one();

@@ -33,6 +33,9 @@ const BUFFER_MAX: usize = 64 * 1024;
 /// byte, so a session that once moved a large message does not keep 64 KiB per direction
 /// through hours of idleness.
 const QUIET: Duration = Duration::from_secs(1);
+/// Only a buffer grown past this waits for `QUIET` (a timer per read while it is): one of a
+/// few KiB, which messages of that size keep, goes back at the next much shorter read.
+const QUIET_ABOVE: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -189,7 +192,7 @@ impl<'a> Pump<'a> {
         watch: bool,
         ping_due: Option<&mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>>,
     ) -> io::Result<Woke> {
-        let big = self.buf.len() > BUFFER_START;
+        let big = self.buf.len() > QUIET_ABOVE;
         if ping_due.is_none() && self.limiter.is_none() {
             // Neither keepalive nor rate limits: the fewest branches, as every read waits here.
             return Ok(tokio::select! {
