@@ -116,7 +116,7 @@ pub fn apply(req: &mut RequestHeader, route: &Route, fwd: &Forwarding) -> Result
             let _ = req.insert_header(X_REAL_IP, real);
             return finish(req, route, fwd, original_host);
         }
-        let hop = peer.to_string();
+        let hop = hop.to_str().unwrap_or_default().to_string();
         let chain: Vec<&str> = req
             .headers
             .get_all(X_FORWARDED_FOR)
